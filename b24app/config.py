@@ -1,0 +1,140 @@
+"""Settings: every environment variable b24app reads, in one place.
+
+`Settings.from_env()` is called at the entry points only (CLI, app factory, worker); everything
+below them receives a `Settings` value. `.env.example` documents each variable.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from b24app.errors import ConfigError
+
+# Bitrix24's leaky bucket per plan: (drain per second, burst).
+# https://apidocs.bitrix24.com/limits.html - Enterprise 5/s and 250, every other plan 2/s and 50.
+# `fast` is the sandbox's time-scaled standard plan for quick tests and demos (25x the drain).
+PLANS: dict[str, tuple[float, int]] = {
+    "standard": (2.0, 50),
+    "enterprise": (5.0, 250),
+    "fast": (50.0, 50),
+}
+
+DEFAULT_OAUTH_SERVER = "https://oauth.bitrix.info"
+DEFAULT_DATABASE_URL = "sqlite:///b24app.db"
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """The client-side mirror of a portal's leaky bucket."""
+
+    per_second: float
+    burst: int
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting b24app reads; build it with `from_env` at an entry point."""
+
+    webhook_url: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = field(default=None, repr=False)
+    oauth_server: str = DEFAULT_OAUTH_SERVER
+    database_url: str = DEFAULT_DATABASE_URL
+    queue_url: str | None = None
+    redis_url: str | None = None
+    secret_key: str | None = field(default=None, repr=False)
+    public_url: str | None = None
+    plan: str = "standard"
+    rate_limit: RateLimit = field(default_factory=lambda: RateLimit(*PLANS["standard"]))
+    timeout: float = 30.0
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read the settings from `environ` (default `os.environ`); raise ConfigError on bad values."""
+        env = os.environ if environ is None else environ
+        problems: list[str] = []
+
+        def get(name: str) -> str | None:
+            value = env.get(name, "").strip()
+            return value or None
+
+        plan = (get("B24APP_PLAN") or "standard").lower()
+        if plan not in PLANS:
+            problems.append(f"B24APP_PLAN must be one of {', '.join(PLANS)} (got {plan!r})")
+            plan = "standard"
+        per_second, burst = PLANS[plan]
+        per_second = _number(get("B24APP_RATE_PER_SECOND"), per_second, "B24APP_RATE_PER_SECOND",
+                             problems)
+        burst = int(_number(get("B24APP_BURST"), burst, "B24APP_BURST", problems))
+        timeout = _number(get("B24APP_TIMEOUT"), 30.0, "B24APP_TIMEOUT", problems)
+
+        webhook_url = get("B24_WEBHOOK_URL")
+        if webhook_url and not webhook_url.startswith(("http://", "https://")):
+            problems.append("B24_WEBHOOK_URL must start with http:// or https://")
+
+        if problems:
+            raise ConfigError("; ".join(problems))
+        return cls(
+            webhook_url=webhook_url,
+            client_id=get("B24_CLIENT_ID"),
+            client_secret=get("B24_CLIENT_SECRET"),
+            oauth_server=(get("B24_OAUTH_SERVER") or DEFAULT_OAUTH_SERVER).rstrip("/"),
+            database_url=get("B24APP_DATABASE_URL") or DEFAULT_DATABASE_URL,
+            queue_url=get("B24APP_QUEUE_URL"),
+            redis_url=get("B24APP_REDIS_URL"),
+            secret_key=get("B24APP_SECRET_KEY"),
+            public_url=get("B24APP_PUBLIC_URL"),
+            plan=plan,
+            rate_limit=RateLimit(per_second, burst),
+            timeout=timeout,
+            log_level=(get("B24APP_LOG_LEVEL") or "INFO").upper(),
+        )
+
+    def require(self, *names: str) -> None:
+        """Raise one ConfigError naming every listed setting (env variable name) that is unset."""
+        missing = [name for name in names if not getattr(self, _ATTR[name])]
+        if missing:
+            raise ConfigError(f"missing setting(s): {', '.join(missing)}")
+
+    def with_(self, **changes: object) -> Settings:
+        """A copy with some fields replaced (tests and entry points)."""
+        return replace(self, **changes)
+
+    @property
+    def queue_path(self) -> Path | None:
+        """Where SqliteHuey keeps its queue when no B24APP_QUEUE_URL is set: beside the database."""
+        if self.queue_url or not self.database_url.startswith("sqlite:///"):
+            return None
+        db = Path(self.database_url.removeprefix("sqlite:///") or "b24app.db")
+        return db.with_name(db.stem + ".queue.db")
+
+
+_ATTR = {
+    "B24_WEBHOOK_URL": "webhook_url",
+    "B24_CLIENT_ID": "client_id",
+    "B24_CLIENT_SECRET": "client_secret",
+    "B24_OAUTH_SERVER": "oauth_server",
+    "B24APP_DATABASE_URL": "database_url",
+    "B24APP_QUEUE_URL": "queue_url",
+    "B24APP_REDIS_URL": "redis_url",
+    "B24APP_SECRET_KEY": "secret_key",
+    "B24APP_PUBLIC_URL": "public_url",
+}
+
+
+def _number(raw: str | None, default: float, name: str, problems: list[str]) -> float:
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        problems.append(f"{name} must be a number (got {raw!r})")
+        return default
+    if value <= 0:
+        problems.append(f"{name} must be positive (got {raw!r})")
+        return default
+    return value

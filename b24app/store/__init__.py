@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy tables for installations and the conversion journal, with migrations."""
