@@ -1,0 +1,387 @@
+"""Scheduling many leads' conversion steps into `batch` requests at the platform's floor.
+
+The platform: no convert method, `batch` runs <= 50 sub-calls per request, 2 requests/s on
+standard plans (https://apidocs.bitrix24.com/settings/how-to-call-rest-api/batch.html,
+https://apidocs.bitrix24.com/limits.html). Converting N leads takes C calls, so the floor is
+ceil(C / 50) requests.
+
+The design problem. Chaining a lead's calls inside one batch with `$result[key]` (company ->
+contact -> deal -> lead update) looks cheapest, but with `halt=0` a failed `crm.company.add`
+leaves the contact's and deal's `$result[...]` unresolved (they run anyway, with a wrong or empty
+id), and nothing stops the `crm.lead.update` that closes a lead whose deal does not exist.
+`halt=1` prevents that but stops every other lead's calls in the batch too: each failure costs a
+re-send of the rest, and the batch's outcome becomes harder to read.
+
+The choice: a pipeline, with no `$result` references at all. Every step of a lead runs only
+after the steps it depends on have *known, checked* results; their ids go into its parameters as
+literals. Each batch is filled with the ready steps of many leads at different phases - lead A's
+deal, lead B's contact, lead C's activity moves, lead D's company - up to 50, leads already
+underway first. The commands of one batch are independent, so `halt=0` is safe and a failure
+touches only its own lead. As long as leads remain to start every batch is full, so a run takes
+ceil(C / 50) requests plus the pipeline's depth (at most 6 phases: company, contact, deal,
+activities, unbinding, finalization) to drain the tail. A lead closes (`crm.lead.update`) only
+in a batch after every other step of it has succeeded.
+
+Exactly once. A step whose answer was lost (timeout, a whole batch with an unknown outcome, an
+ambiguous server error) is *unsure*. Idempotent steps (activity binding and completion, product
+rows, lead update) are simply sent again (an "already bound" / "binding not found" answer counts
+as done). Non-idempotent ones (the three creations and the deal comment) are checked first with a
+read - `crm.<entity>.list` by `ORIGINATOR_ID`/`ORIGIN_ID`, the deal's timeline comments - and
+re-sent only if nothing was found. `mark_sent` records steps as unsure *before* sending, so even a
+crash between sending and recording cannot create a duplicate.
+
+The executor's loop (everything here is pure; the executor owns I/O and the journal)::
+
+    states = [LeadState.start(plan) for plan in plans]     # or LeadState.from_dict(journal row)
+    while batch := next_batch(states):
+        states = mark_sent(states, batch)                   # persist before sending
+        try:
+            outcome = BatchOutcome.from_response(portal.batch(batch.commands, halt=False))
+        except <the outcome cannot be known (timeout, connection lost)>:
+            outcome = BatchOutcome.unknown()
+        states = record(states, batch, outcome)             # persist
+    # each state's .status is converted | failed | skipped; .ids has what exists
+
+If the executor knows a batch was *not* executed (rejected before running, e.g. 503
+QUERY_LIMIT_EXCEEDED), it may just send the same batch again; recording `unknown()` is also safe
+(it costs one verification read per creation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Any
+
+from b24app.crm.mapping import link_id
+from b24app.crm.planner import LeadPlan, PlanError, Source, Step, StepKind
+from b24app.rest.command import Command
+
+MAX_COMMANDS = 50
+MAX_TRIES = 5
+
+# Sub-call errors meaning "rejected before running": safe to send again.
+NOT_EXECUTED = frozenset({"QUERY_LIMIT_EXCEEDED", "OPERATION_TIME_LIMIT"})
+# Sub-call errors after which the call may or may not have taken effect.
+AMBIGUOUS = frozenset({"INTERNAL_SERVER_ERROR", "ERROR_UNEXPECTED_ANSWER"})
+# Errors meaning the step's effect is already there (or its activity is gone), per step kind.
+# https://apidocs.bitrix24.com/api-reference/crm/timeline/activities/binding/crm-activity-binding-add.html
+_ALREADY_DONE = {
+    StepKind.BIND: frozenset({"ACTIVITY_IS_ALREADY_BOUND", "NOT_FOUND"}),
+    StepKind.UNBIND: frozenset({"BINDING_NOT_FOUND", "NOT_FOUND"}),
+    StepKind.COMPLETE: frozenset({"NOT_FOUND"}),
+}
+
+
+class Status(StrEnum):
+    """Where one lead's conversion stands (the journal's status column)."""
+
+    SKIPPED = "skipped"      # not active: nothing to do
+    PENDING = "pending"      # nothing sent yet
+    CREATING = "creating"    # underway
+    CONVERTED = "converted"  # the lead is at the success stage; every step done
+    FAILED = "failed"        # a step failed for good; the lead stays open
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What has happened to one lead's plan so far: the part of the journal that changes."""
+
+    ids: Mapping[str, int] = field(default_factory=dict)
+    done: frozenset[str] = frozenset()
+    unsure: frozenset[str] = frozenset()
+    tries: Mapping[str, int] = field(default_factory=dict)
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {"ids": dict(self.ids), "done": sorted(self.done), "unsure": sorted(self.unsure),
+                "tries": dict(self.tries), "error": self.error}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Progress:
+        """Read back `to_dict()`; PlanError on anything else."""
+        try:
+            return cls(ids={str(k): int(v) for k, v in (data.get("ids") or {}).items()},
+                       done=frozenset(map(str, data.get("done") or ())),
+                       unsure=frozenset(map(str, data.get("unsure") or ())),
+                       tries={str(k): int(v) for k, v in (data.get("tries") or {}).items()},
+                       error=data.get("error"))
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise PlanError(f"not a stored progress ({exc.__class__.__name__}: {exc})") from None
+
+
+@dataclass(frozen=True)
+class LeadState:
+    """One lead's plan and progress; the unit the journal stores (see `to_dict`)."""
+
+    plan: LeadPlan
+    progress: Progress = field(default_factory=Progress)
+
+    @classmethod
+    def start(cls, plan: LeadPlan) -> LeadState:
+        """The state before anything is sent.
+
+        A deal an earlier run created may already carry its comment, so that step starts unsure
+        (checked before it is added).
+        """
+        unsure = frozenset()
+        if plan.deal is not None and plan.deal.source is Source.JOURNAL and plan.steps:
+            unsure = frozenset({"m"})
+        return cls(plan, Progress(unsure=unsure))
+
+    @property
+    def lead_id(self) -> int:
+        """The lead's id."""
+        return self.plan.lead_id
+
+    @property
+    def ids(self) -> dict[str, int]:
+        """Every entity id known for this lead: reused ones and those created so far."""
+        return {**self.plan.known_ids, **self.progress.ids}
+
+    @property
+    def created(self) -> dict[str, int]:
+        """The entities b24app created (or found it had created) for this lead."""
+        return {name: i for name, i in self.progress.ids.items()
+                if (p := self.plan.entity(name)) is not None and p.created}
+
+    @property
+    def status(self) -> Status:
+        """pending | creating | converted | failed | skipped."""
+        progress = self.progress
+        if self.plan.skip is not None:
+            return Status.SKIPPED
+        if progress.error is not None:
+            return Status.FAILED
+        if "f" in progress.done:
+            return Status.CONVERTED
+        if progress.done or progress.unsure or progress.ids or progress.tries:
+            return Status.CREATING
+        return Status.PENDING
+
+    def ready(self) -> list[tuple[Step, bool]]:
+        """The steps that may be sent now, each with `verify` (check, don't resend)."""
+        if self.status not in (Status.PENDING, Status.CREATING):
+            return []
+        done, unsure = self.progress.done, self.progress.unsure
+        return [(step, step.id in unsure and step.verifiable) for step in self.plan.steps
+                if step.id not in done and all(a in done for a in step.after)]
+
+    def retry(self) -> LeadState:
+        """A failed lead made runnable again: error and try counts cleared, unsure steps kept."""
+        return replace(self, progress=replace(self.progress, error=None, tries={}))
+
+    def to_dict(self) -> dict[str, Any]:
+        """`{"plan": ..., "progress": ...}`, JSON-ready, for the journal."""
+        return {"plan": self.plan.to_dict(), "progress": self.progress.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LeadState:
+        """Read back `to_dict()`; PlanError on anything else."""
+        if not isinstance(data, Mapping) or not isinstance(data.get("plan"), Mapping):
+            raise PlanError("not a stored lead state")
+        return cls(LeadPlan.from_dict(data["plan"]),
+                   Progress.from_dict(data.get("progress") or {}))
+
+
+@dataclass(frozen=True)
+class Slot:
+    """Which lead and step a batch command belongs to; `verify`: it is a check, not the step."""
+
+    lead_id: int
+    step: str
+    verify: bool = False
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Up to 50 independent commands (send with `halt=False`) and what each one is for."""
+
+    commands: tuple[Command, ...] = ()
+    slots: Mapping[str, Slot] = field(default_factory=dict)
+    halt: bool = False
+
+    def __len__(self) -> int:
+        return len(self.commands)
+
+    def __bool__(self) -> bool:
+        return bool(self.commands)
+
+
+@dataclass(frozen=True)
+class CommandError:
+    """One sub-call's error from `result_error`: the Bitrix24 code and its description."""
+
+    code: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    """What a sent batch returned: results and errors by key; a key in neither is unknown."""
+
+    results: Mapping[str, Any] = field(default_factory=dict)
+    errors: Mapping[str, CommandError] = field(default_factory=dict)
+
+    @classmethod
+    def unknown(cls) -> BatchOutcome:
+        """The outcome of a batch whose answer never arrived: every command unknown."""
+        return cls()
+
+    @classmethod
+    def from_response(cls, body: Mapping[str, Any]) -> BatchOutcome:
+        """Parse a `batch` answer (the whole body, or its `result` object).
+
+        Empty containers arrive as `[]`, not `{}` (PHP arrays).
+        """
+        inner = body
+        if "result_error" not in body and isinstance(body.get("result"), Mapping):
+            inner = body["result"]
+        results = inner.get("result")
+        errors = inner.get("result_error")
+        return cls(
+            results=dict(results) if isinstance(results, Mapping) else {},
+            errors={str(key): CommandError(str(err.get("error") or ""),
+                                           str(err.get("error_description") or ""))
+                    for key, err in (errors.items() if isinstance(errors, Mapping) else ())
+                    if isinstance(err, Mapping)})
+
+
+def next_batch(states: Iterable[LeadState], *, size: int = MAX_COMMANDS) -> Batch:
+    """The next batch: ready steps of leads underway first, then of pending leads, up to `size`.
+
+    Empty when every lead is converted, failed or skipped.
+    """
+    states = list(states)
+    commands: list[Command] = []
+    slots: dict[str, Slot] = {}
+    for wanted in (Status.CREATING, Status.PENDING):
+        for state in states:
+            if len(commands) >= size:
+                break
+            if state.status is not wanted:
+                continue
+            ids = state.ids
+            for step, verify in state.ready()[:size - len(commands)]:
+                plan = state.plan
+                command = plan.verify_command(step, ids) if verify else plan.command(step, ids)
+                commands.append(command)
+                slots[command.key] = Slot(state.lead_id, step.id, verify)
+    return Batch(tuple(commands), slots)
+
+
+def mark_sent(states: Sequence[LeadState], batch: Batch) -> list[LeadState]:
+    """The states to persist *before* sending `batch`: its steps counted and marked unsure."""
+    def mark(state: LeadState, slots: list[Slot]) -> LeadState:
+        progress = state.progress
+        tries = dict(progress.tries)
+        unsure = set(progress.unsure)
+        for slot in slots:
+            tries[slot.step] = tries.get(slot.step, 0) + 1
+            if not slot.verify:
+                unsure.add(slot.step)
+        return replace(state, progress=replace(progress, tries=tries, unsure=frozenset(unsure)))
+    return _per_lead(states, batch, lambda state, pairs: mark(state, [s for _, s in pairs]))
+
+
+def record(states: Sequence[LeadState], batch: Batch, outcome: BatchOutcome) -> list[LeadState]:
+    """The states after `batch` returned `outcome` (persist them): ids learned, steps settled."""
+    methods = {command.key: command.method for command in batch.commands}
+
+    def apply(state: LeadState, pairs: list[tuple[str, Slot]]) -> LeadState:
+        change = _Change(state)
+        for key, slot in pairs:
+            step = next(s for s in state.plan.steps if s.id == slot.step)
+            if key in outcome.errors:
+                change.error(step, slot, methods.get(key, "?"), outcome.errors[key])
+            elif key in outcome.results:
+                change.result(step, slot, outcome.results[key])
+        return change.state()
+    return _per_lead(states, batch, apply)
+
+
+def tally(states: Iterable[LeadState]) -> dict[Status, int]:
+    """How many leads are in each status (every status listed, zeros included)."""
+    counts = dict.fromkeys(Status, 0)
+    for state in states:
+        counts[state.status] += 1
+    return counts
+
+
+def _per_lead(states: Sequence[LeadState], batch: Batch, change: Any) -> list[LeadState]:
+    grouped: dict[int, list[tuple[str, Slot]]] = {}
+    for key, slot in batch.slots.items():
+        grouped.setdefault(slot.lead_id, []).append((key, slot))
+    return [change(state, grouped[state.lead_id]) if state.lead_id in grouped else state
+            for state in states]
+
+
+class _Change:
+    """Accumulates what one batch's answers mean for one lead."""
+
+    def __init__(self, state: LeadState) -> None:
+        self.before = state
+        self.ids = dict(state.progress.ids)
+        self.done = set(state.progress.done)
+        self.unsure = set(state.progress.unsure)
+        self.failure: str | None = state.progress.error
+
+    def _finish(self, step: Step) -> None:
+        self.done.add(step.id)
+        self.unsure.discard(step.id)
+
+    def result(self, step: Step, slot: Slot, value: Any) -> None:
+        plan = self.before.plan
+        if slot.verify:
+            found = plan.read_verification(step, value)
+            if step.creates is not None and found:
+                self.ids[step.creates] = int(found)
+                self._finish(step)
+            elif found:
+                self._finish(step)
+            else:
+                self.unsure.discard(step.id)  # checked: it did not happen, send it
+            return
+        if step.creates is not None:
+            new_id = link_id(value)
+            if new_id is None:
+                return  # an answer that is not an id: stays unsure, verified next
+            self.ids[step.creates] = new_id
+        self._finish(step)
+
+    def error(self, step: Step, slot: Slot, method: str, error: CommandError) -> None:
+        code = error.code
+        if code in AMBIGUOUS:
+            return
+        if code in NOT_EXECUTED:
+            if not slot.verify:
+                self.unsure.discard(step.id)
+            return
+        gone = code == "NOT_FOUND" or (
+            not code and error.description.strip().lower().startswith("not found"))
+        if not slot.verify and (code in _ALREADY_DONE.get(step.kind, ())
+                                or (gone and step.kind in _ALREADY_DONE)):
+            self._finish(step)
+            if gone and step.kind is StepKind.BIND:
+                self.done.add(f"u{step.activity_id}")  # a deleted activity has nothing to unbind
+            return
+        if not slot.verify:
+            self.unsure.discard(step.id)
+        what = f"checking step {step.id}" if slot.verify else f"step {step.id}"
+        self.failure = self.failure or f"{what} ({method}) failed: {code or 'error'}: " \
+                                       f"{error.description}".rstrip(": ")
+
+    def state(self) -> LeadState:
+        progress = self.before.progress
+        failure = self.failure
+        if failure is None:
+            for step_id in sorted(self.unsure | {s for s in progress.tries if s not in self.done}):
+                if step_id not in self.done and progress.tries.get(step_id, 0) >= MAX_TRIES:
+                    failure = f"step {step_id} gave up after {MAX_TRIES} attempts"
+                    break
+        return replace(self.before, progress=replace(
+            progress, ids=self.ids, done=frozenset(self.done), unsure=frozenset(self.unsure),
+            error=failure))
+
