@@ -7,6 +7,9 @@ the platform facts, "Status-code contradictions"). Messages never contain tokens
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 
 class B24AppError(Exception):
     """Root of every error b24app raises on purpose."""
@@ -18,3 +21,246 @@ class ConfigError(B24AppError):
 
 class UsageError(B24AppError):
     """The caller asked for something that cannot be done (bad flag value, unknown pipeline)."""
+
+
+class B24Error(B24AppError):
+    """A Bitrix24 portal or OAuth server said no, or could not be reached.
+
+    Keeps the Bitrix24 `code` and `description`, the REST `method` and the HTTP `status`
+    (None for a command inside a batch, whose envelope is always 200).
+    https://apidocs.bitrix24.com/api-reference/common/system/error-codes.html
+    """
+
+    exit_code = 1
+
+    def __init__(
+        self,
+        description: str = "",
+        *,
+        code: str = "",
+        method: str | None = None,
+        status: int | None = None,
+    ) -> None:
+        self.code = code
+        self.description = description
+        self.method = method
+        self.status = status
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        parts = [p for p in (self.method, self.code) if p]
+        text = ": ".join([*parts, self.description or "no description"])
+        return f"{text} (HTTP {self.status})" if self.status else text
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), dict(self.__dict__)))
+
+
+def _rebuild(cls: type[B24Error], state: dict[str, Any]) -> B24Error:
+    error = cls.__new__(cls)
+    error.__dict__.update(state)
+    Exception.__init__(error, error._message())
+    return error
+
+
+class AuthError(B24Error):
+    """The portal or the OAuth server rejected the credentials (bad webhook code, bad token)."""
+
+
+class ExpiredToken(AuthError):
+    """The access token has expired (`expired_token`); the client refreshes it once and retries."""
+
+
+class InvalidGrant(AuthError):
+    """The refresh token is dead (`invalid_grant`): the app must be reinstalled on the portal."""
+
+
+class InvalidClient(AuthError):
+    """The OAuth server does not know this client id/secret (`invalid_client`, `wrong_client`)."""
+
+
+class NotInstalled(AuthError):
+    """No usable installation is stored for the portal (never installed, or uninstalled)."""
+
+
+class AccessDenied(B24Error):
+    """The user or app lacks the right (`ACCESS_DENIED`, legacy "Access denied.")."""
+
+
+class InsufficientScope(AccessDenied):
+    """The app was not granted the method's scope (`insufficient_scope`)."""
+
+
+class NotFound(B24Error):
+    """The entity does not exist (`NOT_FOUND`, legacy "Not found")."""
+
+
+class MethodNotFound(B24Error):
+    """The portal has no such REST method (`ERROR_METHOD_NOT_FOUND`)."""
+
+
+class AlreadyExists(B24Error):
+    """The thing is already there (`ERROR_HANDLER_ALREADY_EXIST`, `ACTIVITY_IS_ALREADY_BOUND`)."""
+
+
+class InvalidRequest(B24Error):
+    """Bad parameters or a malformed request; repeating it will not help."""
+
+
+class LimitExceeded(B24Error):
+    """A portal limit: requests per second, operating time, or a manual block."""
+
+
+class QueryLimitExceeded(LimitExceeded):
+    """The portal's leaky bucket is full (`QUERY_LIMIT_EXCEEDED`); nothing ran, retry later.
+
+    https://apidocs.bitrix24.com/limits.html
+    """
+
+
+class OperationTimeLimit(LimitExceeded):
+    """The method used its operating-time budget (`OPERATION_TIME_LIMIT`); nothing ran.
+
+    `reset_at` (unix seconds) is when part of the budget frees up, when the portal said so.
+    https://apidocs.bitrix24.com/limits.html
+    """
+
+    reset_at: float | None = None
+
+
+class Overloaded(LimitExceeded):
+    """The portal blocked REST for abuse (`OVERLOAD_LIMIT`): only Bitrix24 support can lift it."""
+
+
+class PaymentRequired(B24Error):
+    """The app's subscription or trial on the portal ran out (`PAYMENT_REQUIRED`)."""
+
+
+class PortalDeleted(B24Error):
+    """The portal no longer exists (`PORTAL_DELETED`)."""
+
+
+class ServerError(B24Error):
+    """The portal failed while running the request (5xx, `INTERNAL_SERVER_ERROR`)."""
+
+
+class UnexpectedResponse(ServerError):
+    """The answer was not Bitrix24 JSON (an HTML error page, an empty body, a proxy)."""
+
+
+class TransportError(B24Error):
+    """The portal could not be reached or did not answer, after every allowed retry."""
+
+
+class OutcomeUnknown(B24Error):
+    """A write was sent but its outcome is unknown (timeout, dropped connection, 5xx).
+
+    It is never repeated blindly: reconcile by looking the entities up (e.g. by ORIGIN_ID).
+    `commands` holds what was sent: `((key, method), ...)`, one pair for a single call.
+    """
+
+    commands: tuple[tuple[str, str], ...] = ()
+
+
+class ListingError(B24Error):
+    """Keyset listing could not advance (ids not increasing) or passed its page cap."""
+
+
+# One table: Bitrix24 / OAuth `error` code (upper-cased) -> class.
+# https://apidocs.bitrix24.com/api-reference/common/system/error-codes.html (system errors),
+# https://apidocs.bitrix24.com/settings/oauth/error-codes.html (OAuth server).
+ERROR_CLASSES: dict[str, type[B24Error]] = {
+    # system errors table
+    "INTERNAL_SERVER_ERROR": ServerError,
+    "ERROR_UNEXPECTED_ANSWER": ServerError,
+    "QUERY_LIMIT_EXCEEDED": QueryLimitExceeded,
+    "OPERATION_TIME_LIMIT": OperationTimeLimit,
+    "OVERLOAD_LIMIT": Overloaded,
+    "ERROR_BATCH_METHOD_NOT_ALLOWED": InvalidRequest,
+    "ERROR_BATCH_LENGTH_EXCEEDED": InvalidRequest,
+    "INVALID_REQUEST": InvalidRequest,
+    "NO_AUTH_FOUND": AuthError,
+    "ACCESS_DENIED": AccessDenied,
+    "INVALID_CREDENTIALS": AuthError,
+    "ERROR_MANIFEST_IS_NOT_AVAILABLE": NotFound,
+    "INSUFFICIENT_SCOPE": InsufficientScope,
+    "EXPIRED_TOKEN": ExpiredToken,
+    "USER_ACCESS_ERROR": AccessDenied,
+    "PORTAL_DELETED": PortalDeleted,
+    "ERROR_METHOD_NOT_FOUND": MethodNotFound,
+    # codes the official SDKs know beyond the table
+    "INVALID_TOKEN": AuthError,
+    "AUTHORIZATION_ERROR": AuthError,
+    "WRONG_AUTH_TYPE": AuthError,
+    "APPLICATION_NOT_FOUND": AuthError,
+    "ERROR_OAUTH": AuthError,
+    "METHOD_CONFIRM_WAITING": AccessDenied,
+    "ALLOWED_ONLY_INTRANET_USER": AccessDenied,
+    "PAYMENT_REQUIRED": PaymentRequired,
+    "NOT_FOUND": NotFound,
+    "ERROR_CORE": InvalidRequest,
+    "ERROR_ARGUMENT": InvalidRequest,
+    "ERROR_EVENT_NOT_FOUND": InvalidRequest,
+    "ERROR_HANDLER_ALREADY_EXIST": AlreadyExists,
+    # activity bindings (api-reference/crm/timeline/activities/binding/)
+    "OWNER_NOT_FOUND": NotFound,
+    "BINDING_NOT_FOUND": NotFound,
+    "ACTIVITY_IS_ALREADY_BOUND": AlreadyExists,
+    # OAuth server (settings/oauth/error-codes.md; phpSDK also handles wrong_client)
+    "INVALID_GRANT": InvalidGrant,
+    "INVALID_CLIENT": InvalidClient,
+    "WRONG_CLIENT": InvalidClient,
+    "INVALID_SCOPE": InsufficientScope,
+}
+
+# Legacy CRM methods answer `error: ""` and put the meaning in the description only.
+_LEGACY_DESCRIPTIONS: tuple[tuple[str, type[B24Error]], ...] = (
+    ("access denied", AccessDenied),
+    ("not found", NotFound),
+)
+
+
+def error_class(code: str, description: str = "", status: int | None = None) -> type[B24Error]:
+    """The class for a Bitrix24 error: by `code`; when the code is empty, by the description.
+
+    An empty code with a 5xx status is a ServerError: a failed write's outcome is then unknown.
+    """
+    if code:
+        return ERROR_CLASSES.get(code.upper(), B24Error)
+    lowered = description.lower()
+    for needle, cls in _LEGACY_DESCRIPTIONS:
+        if needle in lowered:
+            return cls
+    if status is not None and status >= 500:
+        return ServerError
+    return InvalidRequest
+
+
+def make_error(
+    code: str,
+    description: str = "",
+    *,
+    method: str | None = None,
+    status: int | None = None,
+    reset_at: float | None = None,
+) -> B24Error:
+    """Build the typed error for a Bitrix24 `error`/`error_description` pair."""
+    error = error_class(code, description, status)(
+        description, code=code, method=method, status=status
+    )
+    if isinstance(error, OperationTimeLimit):
+        error.reset_at = reset_at
+    return error
+
+
+def outcome_unknown(
+    description: str,
+    *,
+    method: str,
+    commands: Sequence[tuple[str, str]],
+    status: int | None = None,
+) -> OutcomeUnknown:
+    """An OutcomeUnknown naming what was sent, so the caller can reconcile it."""
+    error = OutcomeUnknown(description, code="OUTCOME_UNKNOWN", method=method, status=status)
+    error.commands = tuple(commands)
+    return error

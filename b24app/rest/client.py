@@ -1,0 +1,436 @@
+"""The Bitrix24 REST client: one per portal, on a `requests.Session`.
+
+It never trips the portal's limits (a mirrored leaky bucket and an operating-time budget), repeats
+what is safe to repeat, refreshes OAuth tokens once per portal, follows a renamed portal, and turns
+every Bitrix24 error into a typed exception that keeps the code and description.
+https://apidocs.bitrix24.com/settings/how-to-call-rest-api/general-principles.html
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import re
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import requests
+import urllib3.exceptions
+
+from b24app.config import PLANS, RateLimit, Settings
+from b24app.errors import (
+    AuthError,
+    B24Error,
+    ExpiredToken,
+    OperationTimeLimit,
+    OutcomeUnknown,
+    QueryLimitExceeded,
+    ServerError,
+    TransportError,
+    UnexpectedResponse,
+    UsageError,
+    make_error,
+    outcome_unknown,
+)
+from b24app.rest.auth import Auth, OAuthAuth, WebhookAuth
+from b24app.rest.clock import SYSTEM_CLOCK, Clock
+from b24app.rest.command import Command
+from b24app.rest.encoding import command_string, to_json
+from b24app.rest.listing import ListShape, iterate
+from b24app.rest.oauth import OAuthServer
+from b24app.rest.redact import redact, redact_data
+from b24app.rest.response import BatchResult, Response, Time
+from b24app.rest.retry import RetryPolicy, all_reads, is_read
+from b24app.rest.throttle import OperatingBudget, RateBucket, make_bucket
+from b24app.rest.tokens import MemoryTokens, StoredTokens, Tokens
+from b24app.store.installations import InstallationStore
+
+log = logging.getLogger("b24app.rest")
+
+MAX_BATCH = 50
+_KEY = re.compile(r"^[A-Za-z0-9_\-]+$")
+_REF_KEY = re.compile(r"\$result(?:_[a-z]+)?\[([^\]]*)\]")
+# Codes meaning "this token is not (or no longer) valid": worth one re-read of stored tokens.
+_REJECTED = frozenset({"INVALID_TOKEN", "NO_AUTH_FOUND", "INVALID_CREDENTIALS"})
+_REDIRECTS = (301, 302, 303, 307, 308)
+
+
+def _never_sent(exc: requests.RequestException) -> bool:
+    """True when the request surely never reached the portal (no connection was made)."""
+    if isinstance(exc, requests.ConnectTimeout | requests.exceptions.SSLError):
+        return True
+    if not isinstance(exc, requests.ConnectionError):
+        return False
+    reason: Any = exc.args[0] if exc.args else None
+    if isinstance(reason, urllib3.exceptions.MaxRetryError):
+        reason = reason.reason
+    return isinstance(reason, urllib3.exceptions.NewConnectionError)
+
+
+class PortalClient:
+    """Calls one portal: `call`, `batch`, `batch_many`, `iterate`; thread-safe.
+
+    Build it with `from_webhook`, `from_settings`, `for_installation` or `from_tokens`.
+    `requests_made` counts every HTTP request sent to the portal.
+    """
+
+    def __init__(
+        self,
+        auth: Auth,
+        *,
+        rate: RateLimit | None = None,
+        bucket: RateBucket | None = None,
+        redis_url: str | None = None,
+        timeout: float = 30.0,
+        session: requests.Session | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        retry: RetryPolicy | None = None,
+        operating: OperatingBudget | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._auth = auth
+        self._clock = clock
+        self._bucket = bucket or make_bucket(rate or RateLimit(*PLANS["standard"]), key=auth.key,
+                                             redis_url=redis_url, clock=clock)
+        self._operating = operating or OperatingBudget(clock=clock)
+        self._retry = retry or RetryPolicy()
+        self._timeout = timeout
+        self._session = session or requests.Session()
+        self._rng = rng or random.Random()
+        self._lock = threading.Lock()
+        self._requests = 0
+
+    def __repr__(self) -> str:
+        return f"PortalClient({self._auth!r})"
+
+    # -- construction --------------------------------------------------------------------------
+
+    @staticmethod
+    def _options(settings: Settings | None, kwargs: dict[str, Any]) -> dict[str, Any]:
+        if settings is not None:
+            kwargs.setdefault("rate", settings.rate_limit)
+            kwargs.setdefault("redis_url", settings.redis_url)
+            kwargs.setdefault("timeout", settings.timeout)
+        return kwargs
+
+    @classmethod
+    def from_webhook(cls, url: str, *, settings: Settings | None = None, **kwargs: Any
+                     ) -> PortalClient:
+        """A client calling through the incoming webhook `url` (https://portal/rest/1/code/)."""
+        return cls(WebhookAuth(url), **cls._options(settings, kwargs))
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **kwargs: Any) -> PortalClient:
+        """A webhook client from B24_WEBHOOK_URL and the rate/timeout/Redis settings."""
+        settings.require("B24_WEBHOOK_URL")
+        return cls.from_webhook(settings.webhook_url or "", settings=settings, **kwargs)
+
+    @classmethod
+    def for_installation(
+        cls,
+        store: InstallationStore,
+        member_id: str,
+        *,
+        settings: Settings,
+        oauth: OAuthServer | None = None,
+        **kwargs: Any,
+    ) -> PortalClient:
+        """A client for a stored installation, refreshing through `oauth` (default: the OAuth
+        server of `settings`) and persisting every new token pair in `store`."""
+        clock = kwargs.get("clock", SYSTEM_CLOCK)
+        oauth = oauth or OAuthServer.from_settings(settings, clock=clock)
+        source = StoredTokens(store, member_id, oauth)
+        return cls(OAuthAuth(source, clock=clock), **cls._options(settings, kwargs))
+
+    @classmethod
+    def from_tokens(
+        cls,
+        tokens: Tokens,
+        *,
+        oauth: OAuthServer,
+        settings: Settings | None = None,
+        on_rotate: Any = None,
+        **kwargs: Any,
+    ) -> PortalClient:
+        """A client for tokens held in memory; `on_rotate(tokens)` runs before new tokens are
+        used (persist them there)."""
+        clock = kwargs.get("clock", SYSTEM_CLOCK)
+        source = MemoryTokens(tokens, oauth, on_rotate=on_rotate)
+        return cls(OAuthAuth(source, clock=clock), **cls._options(settings, kwargs))
+
+    def close(self) -> None:
+        """Close the HTTP session."""
+        self._session.close()
+
+    def __enter__(self) -> PortalClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def requests_made(self) -> int:
+        """HTTP requests sent to the portal so far (retries included)."""
+        return self._requests
+
+    # -- public calls --------------------------------------------------------------------------
+
+    def call(self, method: str, params: Mapping[str, Any] | None = None, *,
+             idempotent: bool | None = None) -> Response:
+        """Call one REST method; raises the typed B24Error on failure.
+
+        `idempotent=True` lets a write be repeated after an unknown outcome (e.g. setting a field
+        to a fixed value); by default only reads (`is_read`) are.
+        """
+        _check_method(method)
+        body = to_json(dict(params or {}))
+        read = is_read(method) if idempotent is None else idempotent
+        log.debug("call %s %s", method, _preview(body))
+        raw = self._post(method, body, read=read, sent=(("", method),), methods=(method,))
+        response = Response.parse(method, raw)
+        self._operating.observe(method, response.time)
+        return response
+
+    def batch(self, commands: Sequence[Command], *, halt: bool = False,
+              idempotent: bool | None = None) -> BatchResult:
+        """Run up to 50 commands in one request; each command's result or typed error comes back
+        side by side (never all-or-nothing). Later commands may use `Command.ref(...)`.
+
+        https://apidocs.bitrix24.com/settings/how-to-call-rest-api/batch.html
+        """
+        commands = list(commands)
+        if not commands:
+            return BatchResult()
+        _check_batch(commands)
+        methods = {c.key: c.method for c in commands}
+        read = all_reads(methods.values()) if idempotent is None else idempotent
+        body = {"halt": 1 if halt else 0,
+                "cmd": {c.key: command_string(c.method, c.params) for c in commands}}
+        log.debug("batch %s", _preview(body))
+        raw = self._post("batch", body, read=read, sent=tuple(methods.items()),
+                         methods=tuple(methods.values()))
+        result = BatchResult.parse(raw, methods)
+        for key, time in result.times.items():
+            self._operating.observe(methods[key], time)
+        for key, error in result.errors.items():
+            if isinstance(error, OperationTimeLimit):
+                self._operating.block(methods[key], error.reset_at)
+        log.info("batch: %s -> %d ok, %d failed, %d not run", _summary(commands),
+                 len(result.results), len(result.errors), len(result.skipped))
+        return result
+
+    def batch_many(self, commands: Sequence[Command], *, halt: bool = False,
+                   idempotent: bool | None = None) -> BatchResult:
+        """Run any number of commands in as few batches as possible (50 per request).
+
+        `$result[...]` references must point inside the same chunk of 50. A chunk whose outcome
+        is unknown records an OutcomeUnknown for each of its commands and the rest still run;
+        with `halt`, chunks after the first failure are not sent.
+        """
+        commands = list(commands)
+        _check_keys(commands)
+        merged = BatchResult()
+        for start in range(0, len(commands), MAX_BATCH):
+            chunk = commands[start:start + MAX_BATCH]
+            _check_refs_inside(chunk)
+            try:
+                result = self.batch(chunk, halt=halt, idempotent=idempotent)
+            except OutcomeUnknown as exc:
+                result = BatchResult(errors={c.key: exc for c in chunk},
+                                     keys=tuple(c.key for c in chunk))
+            merged = merged.merged(result)
+            if halt and result.errors:
+                merged = merged.merged(BatchResult(keys=tuple(
+                    c.key for c in commands[start + MAX_BATCH:])))
+                break
+        return merged
+
+    def iterate(
+        self,
+        method: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        shape: ListShape | None = None,
+        max_pages: int | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Every row of a list method, by ID keyset (`>ID`, `order ID ASC`, `start=-1`: no COUNT),
+        50 chained pages per request (about 2,500 rows). `params` may hold `filter` and `select`.
+
+        https://apidocs.bitrix24.com/settings/performance/huge-data.html
+        """
+        return iterate(self, method, params, shape=shape, max_pages=max_pages)
+
+    # -- the request loop ----------------------------------------------------------------------
+
+    def _count(self) -> None:
+        with self._lock:
+            self._requests += 1
+
+    def _wait_for_budget(self, method: str, methods: Sequence[str]) -> None:
+        delay = self._operating.delay(methods)
+        if delay <= 0:
+            return
+        if delay > self._retry.max_block_wait:
+            error = OperationTimeLimit(f"blocked for another {delay:.0f} s by the operating-time "
+                                       "limit", code="OPERATION_TIME_LIMIT", method=method)
+            error.reset_at = self._clock.now() + delay
+            raise error
+        log.warning("%s: waiting %.1f s for the operating-time budget", method, delay)
+        self._clock.sleep(delay)
+
+    def _secrets(self) -> tuple[str, ...]:
+        return self._auth.secrets()
+
+    def _post(self, method: str, body: Mapping[str, Any], *, read: bool,
+              sent: tuple[tuple[str, str], ...], methods: Sequence[str]) -> Mapping[str, Any]:
+        failures = 0
+        refreshed = reloaded = False
+        redirects = 0
+        while True:
+            self._wait_for_budget(method, methods)
+            self._clock.sleep(self._bucket.reserve())
+            signed = self._auth.sign(method)
+            try:
+                http = self._session.post(signed.url, json={**body, **signed.extra},
+                                          timeout=self._timeout, allow_redirects=False)
+            except requests.RequestException as exc:
+                self._count()
+                error = self._transport_error(method, exc, read=read, sent=sent)
+                failures += 1
+                if failures >= self._retry.attempts:
+                    raise error from None
+                self._backoff(method, failures, error)
+                continue
+            self._count()
+            if http.status_code in _REDIRECTS and http.headers.get("Location"):
+                redirects += 1
+                if redirects > 3:
+                    raise UnexpectedResponse("too many redirects", method=method,
+                                             status=http.status_code)
+                self._auth.moved(http.headers["Location"])
+                continue
+            data, error = self._parse(method, http)
+            if error is None:
+                return data
+            if isinstance(error, ExpiredToken) and not refreshed and self._auth.expired(signed):
+                refreshed = True
+                log.info("%s: token expired; refreshed", method)
+                continue
+            if isinstance(error, AuthError) and error.code.upper() in _REJECTED \
+                    and not reloaded and self._auth.rejected(signed):
+                reloaded = True
+                continue
+            if isinstance(error, QueryLimitExceeded):
+                self._bucket.penalize()
+            elif isinstance(error, OperationTimeLimit):
+                for name in methods:
+                    self._operating.block(name, error.reset_at)
+            elif isinstance(error, ServerError):
+                if not read:
+                    raise outcome_unknown(
+                        f"the portal answered {error.code or 'HTTP'} {http.status_code}; the "
+                        "write may or may not have run", method=method, commands=sent,
+                        status=http.status_code) from error
+            else:
+                raise error
+            failures += 1
+            if failures >= self._retry.attempts:
+                raise error
+            self._backoff(method, failures, error)
+
+    def _backoff(self, method: str, failures: int, error: B24Error) -> None:
+        delay = 0.0 if isinstance(error, OperationTimeLimit) else \
+            self._retry.delay(failures, self._rng)
+        log.warning("%s: %s; retry %d in %.2f s", method, error.code or type(error).__name__,
+                    failures, delay)
+        self._clock.sleep(delay)
+
+    def _transport_error(self, method: str, exc: requests.RequestException, *, read: bool,
+                         sent: tuple[tuple[str, str], ...]) -> B24Error:
+        text = redact(f"{type(exc).__name__}: {exc}", self._secrets())
+        if read or _never_sent(exc):
+            return TransportError(text, code="TRANSPORT", method=method)
+        raise outcome_unknown(f"{text}; the write may or may not have run", method=method,
+                              commands=sent) from None
+
+    def _parse(self, method: str, http: requests.Response
+               ) -> tuple[Mapping[str, Any], B24Error | None]:
+        try:
+            data = http.json()
+        except ValueError:
+            data = None
+        if not isinstance(data, Mapping):
+            kind = http.headers.get("Content-Type", "no content type").split(";")[0]
+            return {}, UnexpectedResponse(f"the portal answered {kind}, not Bitrix24 JSON",
+                                          code="" if http.status_code >= 500 else "BAD_RESPONSE",
+                                          method=method, status=http.status_code)
+        if "error" in data and "result" not in data:
+            time = Time.parse(data.get("time"))
+            return data, make_error(
+                str(data.get("error") or ""),
+                redact(str(data.get("error_description") or ""), self._secrets()),
+                method=method, status=http.status_code,
+                reset_at=time.operating_reset_at if time else None)
+        if http.status_code >= 500:
+            return data, ServerError("a 5xx answer without an error code", method=method,
+                                     status=http.status_code)
+        return data, None
+
+
+def _check_method(method: str) -> None:
+    if not method or not re.fullmatch(r"[A-Za-z0-9_.]+", method):
+        raise UsageError(f"not a REST method name: {method!r}")
+
+
+def _check_keys(commands: Sequence[Command]) -> None:
+    seen: set[str] = set()
+    for command in commands:
+        if not _KEY.match(command.key):
+            raise UsageError(f"batch key {command.key!r}: use letters, digits, _ and - only")
+        if command.key in seen:
+            raise UsageError(f"batch key {command.key!r} is used twice")
+        seen.add(command.key)
+        _check_method(command.method)
+        if command.method.lower() == "batch":
+            raise UsageError("a batch cannot contain another batch")
+
+
+def _check_batch(commands: Sequence[Command]) -> None:
+    if len(commands) > MAX_BATCH:
+        raise UsageError(f"a batch holds at most {MAX_BATCH} commands (got {len(commands)}); "
+                         "use batch_many")
+    _check_keys(commands)
+
+
+def _refs(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield from _REF_KEY.findall(value)
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            yield from _refs(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _refs(item)
+
+
+def _check_refs_inside(chunk: Sequence[Command]) -> None:
+    keys = {c.key for c in chunk}
+    for command in chunk:
+        for ref in _refs(command.params):
+            if ref not in keys:
+                raise UsageError(f"command {command.key!r} refers to $result[{ref}], which is not "
+                                 "in the same batch of 50")
+
+
+def _summary(commands: Sequence[Command]) -> str:
+    counts: dict[str, int] = {}
+    for command in commands:
+        counts[command.method] = counts.get(command.method, 0) + 1
+    return ", ".join(f"{m} x{n}" for m, n in counts.items())
+
+
+def _preview(body: Any) -> str:
+    text = json.dumps(redact_data(body), ensure_ascii=False, default=str)
+    return text if len(text) <= 2000 else text[:2000] + "..."
