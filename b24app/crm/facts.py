@@ -124,7 +124,8 @@ class PortalFacts:
 
         `statuses`: `crm.status.list` result for `ENTITY_ID=STATUS` (a combined, unfiltered list is
         fine too: items are grouped by `ENTITY_ID`); `categories`: `crm.category.list` result
-        (`{"categories": [...]}`); `deal_stages`: more `crm.status.list` results for deal stages.
+        (`{"categories": [...]}`; None: only the default pipeline 0); `deal_stages`: more
+        `crm.status.list` results for deal stages.
         """
         items = [*_status_items(statuses)]
         for raw in deal_stages:

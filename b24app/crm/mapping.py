@@ -30,6 +30,9 @@ ORIGINATOR_ID = "b24app"
 LEAD_TYPE_ID, DEAL_TYPE_ID, CONTACT_TYPE_ID, COMPANY_TYPE_ID = 1, 2, 3, 4
 
 MULTIFIELDS = ("PHONE", "EMAIL", "WEB", "IM")
+# `select` for reading leads: "*" does not include the multifields, they must be named.
+# https://apidocs.bitrix24.com/api-reference/crm/leads/crm-lead-list.html
+LEAD_SELECT = ("*", *MULTIFIELDS)
 ADDRESS_FIELDS = ("ADDRESS", "ADDRESS_2", "ADDRESS_CITY", "ADDRESS_POSTAL_CODE", "ADDRESS_REGION",
                   "ADDRESS_PROVINCE", "ADDRESS_COUNTRY", "ADDRESS_COUNTRY_CODE")
 PERSON_FIELDS = ("NAME", "SECOND_NAME", "LAST_NAME", "HONORIFIC", "POST", "BIRTHDATE")

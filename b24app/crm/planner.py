@@ -172,8 +172,12 @@ class LeadPlan:
         return f"L{self.lead_id}{step.id}{'v' if verify else ''}"
 
     def command(self, step: Step, ids: Mapping[str, int]) -> Command:
-        """The REST call performing `step`, with the entity ids learned so far (literal ids)."""
+        """The REST call performing `step`, with the entity ids learned so far (literal ids).
+
+        Ids of entities this plan does not include are ignored.
+        """
         key = self.key(step)
+        ids = {name: i for name, i in ids.items() if name in ENTITIES and self.entity(name)}
         deal_id = ids.get(DEAL)
         if step.creates is not None:
             fields = dict(self._entity(step.creates).fields)

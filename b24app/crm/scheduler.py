@@ -28,7 +28,9 @@ rows, lead update) are simply sent again (an "already bound" / "binding not foun
 as done). Non-idempotent ones (the three creations and the deal comment) are checked first with a
 read - `crm.<entity>.list` by `ORIGINATOR_ID`/`ORIGIN_ID`, the deal's timeline comments - and
 re-sent only if nothing was found. `mark_sent` records steps as unsure *before* sending, so even a
-crash between sending and recording cannot create a duplicate.
+crash between sending and recording cannot create a duplicate. A step that keeps meeting
+transient errors (MAX_TRIES) fails its lead, unsure steps kept for a later `retry()`; lost
+answers are not counted - deciding that the portal is unreachable is the executor's call.
 
 The executor's loop (everything here is pure; the executor owns I/O and the journal)::
 
@@ -86,7 +88,12 @@ class Status(StrEnum):
 
 @dataclass(frozen=True)
 class Progress:
-    """What has happened to one lead's plan so far: the part of the journal that changes."""
+    """What has happened to one lead's plan so far: the part of the journal that changes.
+
+    `ids`: entities created (or found created) by this run; `done`: finished step ids; `unsure`:
+    steps sent whose outcome is not known; `tries`: transient errors per step; `error`: why the
+    lead failed.
+    """
 
     ids: Mapping[str, int] = field(default_factory=dict)
     done: frozenset[str] = frozenset()
@@ -255,6 +262,8 @@ def next_batch(states: Iterable[LeadState], *, size: int = MAX_COMMANDS) -> Batc
     Empty when every lead is converted, failed or skipped.
     """
     states = list(states)
+    if len({state.lead_id for state in states}) != len(states):
+        raise PlanError("a lead appears twice among the states; batch keys would collide")
     commands: list[Command] = []
     slots: dict[str, Slot] = {}
     for wanted in (Status.CREATING, Status.PENDING):
@@ -273,17 +282,12 @@ def next_batch(states: Iterable[LeadState], *, size: int = MAX_COMMANDS) -> Batc
 
 
 def mark_sent(states: Sequence[LeadState], batch: Batch) -> list[LeadState]:
-    """The states to persist *before* sending `batch`: its steps counted and marked unsure."""
-    def mark(state: LeadState, slots: list[Slot]) -> LeadState:
+    """The states to persist *before* sending `batch`: its steps marked unsure."""
+    def mark(state: LeadState, pairs: list[tuple[str, Slot]]) -> LeadState:
+        sent = {slot.step for _, slot in pairs if not slot.verify}
         progress = state.progress
-        tries = dict(progress.tries)
-        unsure = set(progress.unsure)
-        for slot in slots:
-            tries[slot.step] = tries.get(slot.step, 0) + 1
-            if not slot.verify:
-                unsure.add(slot.step)
-        return replace(state, progress=replace(progress, tries=tries, unsure=frozenset(unsure)))
-    return _per_lead(states, batch, lambda state, pairs: mark(state, [s for _, s in pairs]))
+        return replace(state, progress=replace(progress, unsure=progress.unsure | sent))
+    return _per_lead(states, batch, mark)
 
 
 def record(states: Sequence[LeadState], batch: Batch, outcome: BatchOutcome) -> list[LeadState]:
@@ -326,7 +330,11 @@ class _Change:
         self.ids = dict(state.progress.ids)
         self.done = set(state.progress.done)
         self.unsure = set(state.progress.unsure)
+        self.tries = dict(state.progress.tries)
         self.failure: str | None = state.progress.error
+
+    def _again(self, step: Step) -> None:
+        self.tries[step.id] = self.tries.get(step.id, 0) + 1
 
     def _finish(self, step: Step) -> None:
         self.done.add(step.id)
@@ -347,15 +355,18 @@ class _Change:
         if step.creates is not None:
             new_id = link_id(value)
             if new_id is None:
-                return  # an answer that is not an id: stays unsure, verified next
+                self._again(step)  # an answer that is not an id: stays unsure, verified next
+                return
             self.ids[step.creates] = new_id
         self._finish(step)
 
     def error(self, step: Step, slot: Slot, method: str, error: CommandError) -> None:
         code = error.code
         if code in AMBIGUOUS:
+            self._again(step)
             return
         if code in NOT_EXECUTED:
+            self._again(step)
             if not slot.verify:
                 self.unsure.discard(step.id)
             return
@@ -374,14 +385,13 @@ class _Change:
                                        f"{error.description}".rstrip(": ")
 
     def state(self) -> LeadState:
-        progress = self.before.progress
         failure = self.failure
         if failure is None:
-            for step_id in sorted(self.unsure | {s for s in progress.tries if s not in self.done}):
-                if step_id not in self.done and progress.tries.get(step_id, 0) >= MAX_TRIES:
-                    failure = f"step {step_id} gave up after {MAX_TRIES} attempts"
+            for step_id, tries in sorted(self.tries.items()):
+                if step_id not in self.done and tries >= MAX_TRIES:
+                    failure = f"step {step_id} gave up after {tries} transient errors"
                     break
         return replace(self.before, progress=replace(
-            progress, ids=self.ids, done=frozenset(self.done), unsure=frozenset(self.unsure),
-            error=failure))
+            self.before.progress, ids=self.ids, done=frozenset(self.done),
+            unsure=frozenset(self.unsure), tries=self.tries, error=failure))
 
