@@ -144,8 +144,9 @@ class ServerError(B24Error):
     """The portal failed while running the request (5xx, `INTERNAL_SERVER_ERROR`)."""
 
 
-class UnexpectedResponse(ServerError):
-    """The answer was not Bitrix24 JSON (an HTML error page, an empty body, a proxy)."""
+class UnexpectedResponse(B24Error):
+    """The answer was not Bitrix24 JSON (an HTML error page, an empty body, a proxy); `status`
+    tells which. Treated like a ServerError when it is a 5xx or a garbled 2xx."""
 
 
 class TransportError(B24Error):

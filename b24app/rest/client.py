@@ -213,9 +213,10 @@ class PortalClient:
                          methods=tuple(methods.values()))
         result = BatchResult.parse(raw, methods)
         for key, time in result.times.items():
-            self._operating.observe(methods[key], time)
+            if key in methods:
+                self._operating.observe(methods[key], time)
         for key, error in result.errors.items():
-            if isinstance(error, OperationTimeLimit):
+            if isinstance(error, OperationTimeLimit) and key in methods:
                 self._operating.block(methods[key], error.reset_at)
         log.info("batch: %s -> %d ok, %d failed, %d not run", _summary(commands),
                  len(result.results), len(result.errors), len(result.skipped))
@@ -231,10 +232,11 @@ class PortalClient:
         """
         commands = list(commands)
         _check_keys(commands)
+        for start in range(0, len(commands), MAX_BATCH):
+            _check_refs_inside(commands[start:start + MAX_BATCH])
         merged = BatchResult()
         for start in range(0, len(commands), MAX_BATCH):
             chunk = commands[start:start + MAX_BATCH]
-            _check_refs_inside(chunk)
             try:
                 result = self.batch(chunk, halt=halt, idempotent=idempotent)
             except OutcomeUnknown as exc:
@@ -327,7 +329,7 @@ class PortalClient:
             elif isinstance(error, OperationTimeLimit):
                 for name in methods:
                     self._operating.block(name, error.reset_at)
-            elif isinstance(error, ServerError):
+            elif _server_failure(error):
                 if not read:
                     raise outcome_unknown(
                         f"the portal answered {error.code or 'HTTP'} {http.status_code}; the "
@@ -364,7 +366,7 @@ class PortalClient:
         if not isinstance(data, Mapping):
             kind = http.headers.get("Content-Type", "no content type").split(";")[0]
             return {}, UnexpectedResponse(f"the portal answered {kind}, not Bitrix24 JSON",
-                                          code="" if http.status_code >= 500 else "BAD_RESPONSE",
+                                          code="BAD_RESPONSE",
                                           method=method, status=http.status_code)
         if "error" in data and "result" not in data:
             time = Time.parse(data.get("time"))
@@ -377,6 +379,14 @@ class PortalClient:
             return data, ServerError("a 5xx answer without an error code", method=method,
                                      status=http.status_code)
         return data, None
+
+
+def _server_failure(error: B24Error) -> bool:
+    """True when the portal (or a proxy before it) failed while the request may have run."""
+    if isinstance(error, ServerError):
+        return True
+    return isinstance(error, UnexpectedResponse) and (
+        error.status is None or error.status >= 500 or error.status < 300)
 
 
 def _check_method(method: str) -> None:
