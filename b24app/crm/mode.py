@@ -110,14 +110,14 @@ def guide_switch(current: Mode, target: Mode, *, active_leads: int | None = None
               f"\"CRM mode\", select \"{target.title}\" and save. This needs the CRM "
               "settings permission; other users see \"Please contact your administrator to "
               "change CRM mode\".")
-    check = (f"Come back here (or run `b24app mode`) to confirm the portal reports "
-             f"{target.title}. Help: {MODE_HELP_URL}")
+    check = (f"Check the mode again in b24app to confirm the portal reports {target.title}. "
+             f"Help: {MODE_HELP_URL}")
     if current == target:
         return SwitchGuide(current, target, convert_first=False, steps=())
     if target is Mode.SIMPLE:
         count = "the active leads" if active_leads is None else f"the {active_leads} active lead(s)"
         convert = (f"Let b24app convert {count} into deals, contacts and companies first "
-                   "(`b24app convert`), with the client, pipeline and activity options you "
+                   "with the client, pipeline and activity options you "
                    f"chose, so none is left open. See {SWITCH_HELP_URL}")
         return SwitchGuide(current, target, convert_first=True, steps=(convert, toggle, check))
     keep = ("Switching to Classic CRM converts nothing: existing deals, contacts and companies "

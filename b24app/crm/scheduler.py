@@ -38,8 +38,8 @@ The executor's loop (everything here is pure; the executor owns I/O and the jour
     while batch := next_batch(states):
         states = mark_sent(states, batch)                   # persist before sending
         try:
-            outcome = BatchOutcome.from_response(portal.batch(batch.commands, halt=False))
-        except <the outcome cannot be known (timeout, connection lost)>:
+            outcome = BatchOutcome.from_result(portal.batch(batch.commands, halt=False))
+        except OutcomeUnknown:                              # sent; the answer was lost
             outcome = BatchOutcome.unknown()
         states = record(states, batch, outcome)             # persist
     # each state's .status is converted | failed | skipped; .ids has what exists
@@ -58,6 +58,7 @@ from typing import Any
 
 from b24app.crm.mapping import link_id
 from b24app.crm.planner import LeadPlan, PlanError, Source, Step, StepKind
+from b24app.errors import OutcomeUnknown
 from b24app.rest.command import Command
 
 MAX_COMMANDS = 50
@@ -236,6 +237,20 @@ class BatchOutcome:
     def unknown(cls) -> BatchOutcome:
         """The outcome of a batch whose answer never arrived: every command unknown."""
         return cls()
+
+    @classmethod
+    def from_result(cls, result: Any) -> BatchOutcome:
+        """Adapt the REST client's `BatchResult` (`.results`; `.errors` with code, description).
+
+        An `OutcomeUnknown` error leaves its command unknown.
+        """
+        errors = {}
+        for key, error in dict(result.errors).items():
+            if isinstance(error, OutcomeUnknown):
+                continue
+            errors[str(key)] = CommandError(str(getattr(error, "code", "") or ""),
+                                            str(getattr(error, "description", "") or ""))
+        return cls(results=dict(result.results), errors=errors)
 
     @classmethod
     def from_response(cls, body: Mapping[str, Any]) -> BatchOutcome:

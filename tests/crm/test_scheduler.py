@@ -329,6 +329,18 @@ def test_batch_outcome_reads_the_docs_answers() -> None:
     assert BatchOutcome.from_response(doc("batch.result_error.halt0")["result"]) == failed
 
 
+def test_batch_outcome_adapts_the_rest_clients_batch_result() -> None:
+    from b24app.errors import OutcomeUnknown
+    from b24app.rest.response import BatchResult
+
+    parsed = BatchResult.parse(doc("batch.result_error.halt0"),
+                               {"get_user": "user.get", "get_department": "department.get"})
+    outcome = BatchOutcome.from_result(parsed)
+    assert outcome.errors["get_user"] == CommandError("insufficient_scope", "")
+    lost = BatchResult(results={"a": 5}, errors={"b": OutcomeUnknown("timeout")})
+    assert BatchOutcome.from_result(lost) == BatchOutcome(results={"a": 5})
+
+
 def test_state_round_trips_through_json_and_rejects_garbage() -> None:
     _portal, states = setup(1, policy=Policy(client=Client.BOTH), activities=1)
     batch = next_batch(states)
