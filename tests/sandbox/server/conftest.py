@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import sys
@@ -17,7 +16,9 @@ import requests
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-if importlib.util.find_spec("sandbox.portal") is None:  # the core has not landed yet
+try:
+    import sandbox.portal  # noqa: F401
+except ImportError:  # the core has not landed yet
     from . import fake_portal
 
     sys.modules["sandbox.portal"] = fake_portal
@@ -100,7 +101,8 @@ def receiver() -> Iterator[Receiver]:
         return Response("ok", status=rec.status)(environ, start_response)
 
     server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                              daemon=True)
     thread.start()
     holder["receiver"] = Receiver(f"http://127.0.0.1:{server.server_port}")
     try:

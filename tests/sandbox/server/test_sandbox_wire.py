@@ -30,7 +30,8 @@ def test_parse_php_query_nests_brackets_like_php() -> None:
 def test_parse_php_query_quirks() -> None:
     # PHP: a raw "+" is a space; dots in a top-level name become underscores; last value wins;
     # keys without a base name are dropped.
-    assert parse_php_query("phone=+49&a.b=1&x=1&x=2&[y]=3") == {"phone": " 49", "a_b": "1", "x": "2"}
+    parsed = parse_php_query("phone=+49&a.b=1&x=1&x=2&[y]=3")
+    assert parsed == {"phone": " 49", "a_b": "1", "x": "2"}
     assert parse_php_query("a[]=1&a[5]=2&a[]=3") == {"a": {"0": "1", "5": "2", "6": "3"}}
 
 

@@ -1,0 +1,193 @@
+"""Events: binding rules, delivery once with no retry, offline queues, install/uninstall events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from sandbox.server import Sandbox
+
+from .conftest import Receiver, call, fixture, oauth_call
+
+
+@pytest.fixture
+def token(portal: Sandbox) -> str:
+    return str(portal.install_app(scope="crm,user")["access_token"])
+
+
+def bind(portal: Sandbox, token: str, **params: Any) -> dict[str, Any]:
+    response = oauth_call(portal, "event.bind", token, **params)
+    return {"status": response.status_code, **response.json()}
+
+
+def test_bind_rules(portal: Sandbox, token: str, receiver: Receiver) -> None:
+    ok = bind(portal, token, event="onCrmLeadAdd", handler=receiver.url())
+    duplicate = bind(portal, token, event="ONCRMLEADADD", handler=receiver.url())
+    unknown = bind(portal, token, event="ONNOTHING", handler=receiver.url())
+    assert ok["status"] == 200 and ok["result"] is True
+    assert (duplicate["status"], duplicate["error"], duplicate["error_description"]) == (
+        400, "ERROR_HANDLER_ALREADY_EXIST", "Handler already exists!")
+    assert (unknown["status"], unknown["error"], unknown["error_description"]) == (
+        400, "ERROR_EVENT_NOT_FOUND", "Event not found")
+    listed = oauth_call(portal, "event.get", token).json()["result"]
+    assert listed == [{"event": "ONCRMLEADADD", "handler": receiver.url(), "auth_type": "0",
+                       "offline": 0}]
+
+
+def test_ordinary_user_cannot_bind_offline_or_for_someone_else(portal: Sandbox) -> None:
+    user_token = portal.install_app(user_id=2)["access_token"]
+    offline = bind(portal, user_token, event="ONCRMLEADADD", event_type="offline")
+    other = bind(portal, user_token, event="ONCRMLEADADD", handler="http://127.0.0.1:9/h",
+                 auth_type=1)
+    own = bind(portal, user_token, event="ONCRMLEADADD", handler="http://127.0.0.1:9/h",
+               auth_type=2)
+    assert (offline["status"], offline["error"]) == (403, "ACCESS_DENIED")
+    assert (other["status"], other["error"]) == (403, "ACCESS_DENIED")
+    assert own["result"] is True
+
+
+def test_lead_event_is_delivered_once_with_the_documented_form(
+    portal: Sandbox, token: str, receiver: Receiver
+) -> None:
+    bind(portal, token, event="ONCRMLEADADD", handler=receiver.url())
+    lead_id = call(portal.webhook_url, "crm.lead.add", fields={"TITLE": "Evented"}).json()["result"]
+    assert portal.wait_events()
+    forms = receiver.forms("ONCRMLEADADD")
+    assert len(forms) == 1
+    form = forms[0]
+    documented = fixture("event.ONCRMLEADADD")
+    assert set(form) == set(documented)
+    assert set(form["auth"]) == set(documented["auth"]) - {"refresh_token"}
+    assert form["data"] == {"FIELDS": {"ID": str(lead_id)}}
+    assert form["auth"]["member_id"] == portal.member_id
+    assert form["auth"]["domain"] == portal.domain
+    assert form["auth"]["client_endpoint"] == f"{portal.base_url}/rest/"
+    raw = receiver.requests[0].raw
+    assert "data%5BFIELDS%5D%5BID%5D=" in raw and "auth%5Bapplication_token%5D=" in raw
+    # The token in the event is a working access token.
+    answer = oauth_call(portal, "crm.lead.get", form["auth"]["access_token"], id=lead_id)
+    assert answer.status_code == 200
+    assert portal.stats()["events"] == {"delivered": 1, "failed": 0}
+
+
+def test_a_failing_handler_loses_the_event_without_retry(
+    portal: Sandbox, token: str, receiver: Receiver
+) -> None:
+    receiver.status = 500
+    bind(portal, token, event="ONCRMLEADADD", handler=receiver.url())
+    call(portal.webhook_url, "crm.lead.add", fields={"TITLE": "Lost event"})
+    assert portal.wait_events()
+    receiver.status = 200
+    call(portal.webhook_url, "crm.lead.add", fields={"TITLE": "Next one"})
+    assert portal.wait_events()
+    assert len(receiver.requests) == 2  # one attempt each, never a second for the first
+    assert portal.stats()["events"] == {"delivered": 1, "failed": 1}
+    assert [d.ok for d in portal.deliveries] == [False, True]
+
+
+def test_unreachable_handler_counts_as_failed(portal: Sandbox, token: str) -> None:
+    bind(portal, token, event="ONCRMLEADADD", handler="http://127.0.0.1:9/nowhere")
+    call(portal.webhook_url, "crm.lead.add", fields={"TITLE": "x"})
+    assert portal.wait_events()
+    assert portal.stats()["events"]["failed"] == 1
+
+
+def test_no_events_until_the_install_is_finished(portal: Sandbox, receiver: Receiver) -> None:
+    unfinished = portal.install_app(finish=False)["access_token"]
+    bind(portal, unfinished, event="ONCRMLEADADD", handler=receiver.url())
+    call(portal.webhook_url, "crm.lead.add", fields={"TITLE": "unseen"})
+    assert portal.wait_events()
+    assert receiver.forms("ONCRMLEADADD") == []
+    portal.finish_install()
+    call(portal.webhook_url, "crm.lead.add", fields={"TITLE": "seen"})
+    assert portal.wait_events()
+    assert len(receiver.forms("ONCRMLEADADD")) == 1
+
+
+def test_offline_events_keep_the_latest_state_per_object(portal: Sandbox, token: str) -> None:
+    assert bind(portal, token, event="ONCRMLEADUPDATE", event_type="offline")["result"] is True
+    for title in ("a", "b", "c"):
+        call(portal.webhook_url, "crm.lead.update", id=1, fields={"TITLE": title})
+    call(portal.webhook_url, "crm.lead.update", id=2, fields={"TITLE": "z"})
+    listed = oauth_call(portal, "event.offline.list", token).json()
+    assert listed["total"] == 2
+    assert [row["EVENT_DATA"]["FIELDS"]["ID"] for row in listed["result"]] == [1, 2]
+    assert set(listed["result"][0]) == {"ID", "TIMESTAMP_X", "EVENT_NAME", "EVENT_DATA",
+                                        "EVENT_ADDITIONAL", "MESSAGE_ID", "PROCESS_ID", "ERROR"}
+
+    got = oauth_call(portal, "event.offline.get", token).json()["result"]
+    assert got["process_id"] is None  # clear=1 (default) deletes on read
+    assert set(got["events"][0]) == set(fixture("event.offline.get")["result"]["events"][0])
+    assert len(got["events"]) == 2
+    assert oauth_call(portal, "event.offline.get", token).json()["result"]["events"] == []
+
+
+def test_offline_reserve_clear_and_error(portal: Sandbox, token: str) -> None:
+    bind(portal, token, event="ONCRMLEADUPDATE", event_type="offline")
+    for lead_id in (1, 2, 3):
+        call(portal.webhook_url, "crm.lead.update", id=lead_id, fields={"TITLE": "t"})
+    reserved = oauth_call(portal, "event.offline.get", token, clear=0, limit=2).json()["result"]
+    process_id = reserved["process_id"]
+    assert len(process_id) == 32 and len(reserved["events"]) == 2
+    # A parallel reader gets a disjoint set.
+    other = oauth_call(portal, "event.offline.get", token, clear=0).json()["result"]
+    assert {e["ID"] for e in other["events"]}.isdisjoint({e["ID"] for e in reserved["events"]})
+    first, second = (e["MESSAGE_ID"] for e in reserved["events"])
+    assert oauth_call(portal, "event.offline.error", token, process_id=process_id,
+                      message_id=[second]).json()["result"] is True
+    assert oauth_call(portal, "event.offline.clear", token, process_id=process_id,
+                      message_id=[first]).json()["result"] is True
+    errors = oauth_call(portal, "event.offline.get", token, error=1).json()["result"]["events"]
+    assert [e["MESSAGE_ID"] for e in errors] == [second]
+    missing = oauth_call(portal, "event.offline.clear", token)
+    assert missing.status_code == 400
+
+
+def test_unbind_counts_and_needs_admin(portal: Sandbox, token: str, receiver: Receiver) -> None:
+    bind(portal, token, event="ONCRMLEADADD", handler=receiver.url())
+    bind(portal, token, event="ONCRMLEADADD", handler=receiver.url(), auth_type=2)
+    only_plain = oauth_call(portal, "event.unbind", token, event="ONCRMLEADADD",
+                            handler=receiver.url(), auth_type=0).json()
+    assert only_plain["result"] == {"count": 1}
+    rest = oauth_call(portal, "event.unbind", token, event="ONCRMLEADADD",
+                      handler=receiver.url()).json()
+    assert rest["result"] == {"count": 1}
+    assert oauth_call(portal, "event.get", token).json()["result"] == []
+
+
+def test_install_posts_the_documented_installer_fields(portal: Sandbox, receiver: Receiver) -> None:
+    install = portal.install_app(app_url=receiver.url("/install"), scope="crm,user")
+    assert install["install_status"] == 200
+    request = receiver.requests[0]
+    documented = fixture("install.handler.request-fields")
+    assert set(request.query) == {"DOMAIN", "PROTOCOL", "LANG", "APP_SID"}
+    assert set(documented) - set(request.query) <= set(request.form)
+    assert request.form["AUTH_ID"] == install["access_token"]
+    assert request.form["REFRESH_ID"] == install["refresh_token"]
+    assert request.form["APPLICATION_TOKEN"] == install["application_token"]
+    assert request.form["member_id"] == portal.member_id
+    assert request.query["DOMAIN"] == portal.domain and request.query["PROTOCOL"] == "0"
+
+
+def test_onappinstall_and_onappuninstall(portal: Sandbox, receiver: Receiver) -> None:
+    install = portal.install_app(event_handler_url=receiver.url("/events"))
+    assert portal.wait_events()
+    bind(portal, install["access_token"], event="ONAPPUNINSTALL", handler=receiver.url("/bye"))
+    portal.uninstall_app(clean=True)
+    assert portal.wait_events()
+    installed = receiver.forms("ONAPPINSTALL")
+    uninstalled = receiver.forms("ONAPPUNINSTALL")
+    assert len(installed) == 1 and len(uninstalled) == 2  # handler URL + bound handler
+    documented_install = fixture("event.ONAPPINSTALL")
+    assert set(installed[0]) == set(documented_install)
+    assert set(installed[0]["auth"]) == set(documented_install["auth"])
+    assert installed[0]["auth"]["application_token"] == install["application_token"]
+    documented_uninstall = fixture("event.ONAPPUNINSTALL")
+    by_handler = next(f for f in uninstalled if "event_handler_id" not in f)
+    assert set(by_handler) == set(documented_uninstall)
+    assert set(by_handler["auth"]) == set(documented_uninstall["auth"])
+    assert by_handler["data"]["CLEAN"] == "1"
+    # Handlers are gone after the uninstall.
+    token = portal.install_app()["access_token"]
+    assert oauth_call(portal, "event.get", token).json()["result"] == []

@@ -1,0 +1,118 @@
+"""Limits: the per-portal leaky bucket (503) and per-method operating time (429)."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+
+from sandbox.errors import ApiError
+from sandbox.limits import PLANS, LeakyBucket, OperatingTime, Plan
+from sandbox.server import Sandbox
+
+from .conftest import FakeClock, call
+
+
+def test_standard_plan_rejects_the_51st_request_of_a_burst_with_503(clock: FakeClock) -> None:
+    with Sandbox(plan="standard", seed_leads=3, clock=clock) as portal:
+        statuses = [call(portal.webhook_url, "profile").status_code for _ in range(50)]
+        rejected = call(portal.webhook_url, "profile")
+        stats = portal.stats()
+    assert statuses == [200] * 50
+    assert rejected.status_code == 503
+    assert rejected.json() == {"error": "QUERY_LIMIT_EXCEEDED",
+                               "error_description": "Too many requests"}
+    assert stats["query_limit_exceeded"] == 1
+    assert stats["sub_calls"]["profile"] == 50
+
+
+def test_rejected_requests_do_not_fill_the_bucket(clock: FakeClock) -> None:
+    with Sandbox(plan="standard", clock=clock) as portal:
+        for _ in range(50):
+            call(portal.webhook_url, "profile")
+        hammering = [call(portal.webhook_url, "profile").status_code for _ in range(20)]
+        clock.advance(1.0)  # drains 2 requests at 2/s
+        after_a_second = [call(portal.webhook_url, "profile").status_code for _ in range(3)]
+    assert hammering == [503] * 20
+    assert after_a_second == [200, 200, 503]
+
+
+def test_enterprise_bucket_is_250_and_drains_5_per_second(clock: FakeClock) -> None:
+    bucket = LeakyBucket(PLANS["enterprise"], clock)
+    assert [bucket.try_acquire() for _ in range(251)].count(True) == 250
+    clock.advance(1.0)
+    assert [bucket.try_acquire() for _ in range(6)] == [True] * 5 + [False]
+
+
+def test_fast_plan_is_standard_fast_forwarded(clock: FakeClock) -> None:
+    bucket = LeakyBucket(PLANS["fast"], clock)
+    assert [bucket.try_acquire() for _ in range(51)].count(True) == 50
+    clock.advance(0.1)
+    assert [bucket.try_acquire() for _ in range(6)] == [True] * 5 + [False]
+    assert PLANS["fast"].bucket_seconds == 60 / 25
+
+
+def test_a_batch_is_one_request_for_the_bucket(clock: FakeClock) -> None:
+    with Sandbox(plan="standard", seed_leads=1, clock=clock) as portal:
+        cmd = {f"c{i}": "crm.lead.get?id=1" for i in range(50)}
+        results = [call(portal.webhook_url, "batch", cmd=cmd) for _ in range(50)]
+        assert all(r.status_code == 200 for r in results)
+        assert call(portal.webhook_url, "batch", cmd=cmd).status_code == 503
+        assert portal.stats()["sub_calls"]["crm.lead.get"] == 2500
+
+
+def test_operating_time_blocks_the_method_after_the_limit(clock: FakeClock) -> None:
+    tight = Plan("tight", rate=1000.0, burst=1000, operating_limit=0.1)
+    with Sandbox(plan=tight, seed_leads=60, clock=clock) as portal:
+        # Each 50-row list costs 0.055 s: the 2nd call crosses 0.1 s and still runs.
+        first = call(portal.webhook_url, "crm.lead.list")
+        second = call(portal.webhook_url, "crm.lead.list")
+        blocked = call(portal.webhook_url, "crm.lead.list")
+        other_method = call(portal.webhook_url, "crm.lead.get", id=1)
+        in_batch = call(portal.webhook_url, "batch", cmd={"l": "crm.lead.list", "g": "profile"})
+        clock.advance(10 * 60)  # all ten one-minute buckets drop out
+        later = call(portal.webhook_url, "crm.lead.list")
+        stats = portal.stats()
+    assert [first.status_code, second.status_code] == [200, 200]
+    assert first.json()["time"]["operating"] < second.json()["time"]["operating"]
+    assert blocked.status_code == 429
+    body = blocked.json()
+    assert body["error"] == "OPERATION_TIME_LIMIT"
+    assert body["error_description"] == "Method is blocked due to operation time limit."
+    assert body["time"]["operating_reset_at"] == int(clock.now - 10 * 60) // 60 * 60 + 600
+    assert other_method.status_code == 200  # only the method is blocked
+    batch_result = in_batch.json()["result"]
+    assert batch_result["result_error"]["l"]["error"] == "OPERATION_TIME_LIMIT"
+    assert batch_result["result"]["g"]["ID"] == "1"
+    assert later.status_code == 200
+    assert stats["operation_time_limit"] == 2
+    assert stats["statuses"]["429"] == 1
+
+
+def test_operating_time_sums_ten_minute_buckets(clock: FakeClock) -> None:
+    meter = OperatingTime(PLANS["standard"], clock)
+    meter.charge("crm.lead.add", 100.0)
+    clock.advance(5 * 60)
+    meter.charge("crm.lead.add", 200.0)
+    assert meter.used("crm.lead.add") == 300.0
+    clock.advance(5 * 60)
+    assert meter.used("crm.lead.add") == 200.0  # the first bucket fell out
+    assert meter.used("crm.deal.add") == 0.0
+
+
+def test_fast_plan_operating_windows_are_24_seconds(clock: FakeClock) -> None:
+    meter = OperatingTime(PLANS["fast"], clock)
+    meter.charge("crm.lead.add", 500.0)
+    meter.check("crm.deal.add")
+    with pytest.raises(ApiError) as blocked:
+        meter.check("crm.lead.add")
+    assert blocked.value.code == "OPERATION_TIME_LIMIT"
+    clock.advance(24.0)
+    meter.check("crm.lead.add")
+
+
+def test_limits_count_every_rest_request_even_unauthenticated(clock: FakeClock) -> None:
+    with Sandbox(plan="standard", clock=clock) as portal:
+        bad = [requests.post(f"{portal.base_url}/rest/1/nope/profile", timeout=10).status_code
+               for _ in range(50)]
+        assert bad == [401] * 50
+        assert call(portal.webhook_url, "profile").status_code == 503
