@@ -81,8 +81,12 @@ def _walk(node: Any, path: list[str]) -> Any:
     for key in path:
         if isinstance(node, dict) and node.get(key) is not None:
             node = node[key]
-        elif isinstance(node, list) and key.isdigit() and int(key) < len(node) \
-                and node[int(key)] is not None:
+        elif (
+            isinstance(node, list)
+            and key.isdigit()
+            and int(key) < len(node)
+            and node[int(key)] is not None
+        ):
             node = node[int(key)]
         else:
             break
@@ -135,7 +139,11 @@ def run_batch(params: dict[str, Any], run: Runner, clock: Callable[[], float]) -
         commands = {}
     # PHP's answers array: result/next/total/time/error, each keyed by command key.
     answers: dict[str, dict[str, Any]] = {
-        "result": {}, "next": {}, "total": {}, "time": {}, "error": {},
+        "result": {},
+        "next": {},
+        "total": {},
+        "time": {},
+        "error": {},
     }
     for count, (key, command) in enumerate(commands.items()):
         key = str(key)

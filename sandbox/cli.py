@@ -24,7 +24,10 @@ class _OneLineErrors(click.Command):
     """Bad flags give one line on stderr and exit 2, not click's usage block."""
 
     def make_context(
-        self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
         **extra: Any,
     ) -> click.Context:
         try:
@@ -49,42 +52,101 @@ def _stop_on_sigterm(signum: int, frame: object) -> None:
 
 
 @click.command(cls=_OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--port", type=click.IntRange(0, 65535), default=8800, show_default=True,
-              help="Port on 127.0.0.1 (0 = any free port).")
-@click.option("--webhook-code", default=None, help="Code of the admin's incoming webhook "
-              "(/rest/1/CODE/); random when omitted.")
-@click.option("--seed-leads", type=click.IntRange(min=0), default=0, show_default=True,
-              help="How many leads to create at start.")
-@click.option("--seed", type=int, default=1, show_default=True,
-              help="Seed for data, identities and probabilistic faults.")
-@click.option("--mode", type=click.Choice(["classic", "simple"]), default="classic",
-              show_default=True, help="CRM mode at start.")
-@click.option("--plan", type=click.Choice(sorted(PLANS)), default="standard", show_default=True,
-              help="Limits: standard 2/s burst 50, enterprise 5/s burst 250, fast = standard x25.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8800,
+    show_default=True,
+    help="Port on 127.0.0.1 (0 = any free port).",
+)
+@click.option(
+    "--webhook-code",
+    default=None,
+    help="Code of the admin's incoming webhook (/rest/1/CODE/); random when omitted.",
+)
+@click.option(
+    "--seed-leads",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="How many leads to create at start.",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Seed for data, identities and probabilistic faults.",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["classic", "simple"]),
+    default="classic",
+    show_default=True,
+    help="CRM mode at start.",
+)
+@click.option(
+    "--plan",
+    type=click.Choice(sorted(PLANS)),
+    default="standard",
+    show_default=True,
+    help="Limits: standard 2/s burst 50, enterprise 5/s burst 250, fast = standard x25.",
+)
 @click.option("--faults", default=None, callback=_faults, help=FAULTS_HELP)
-@click.option("--db", type=click.Path(dir_okay=False), default=None,
-              help="SQLite file for the portal's data (default: in memory).")
-@click.option("--token-ttl", type=click.IntRange(min=1), default=3600, show_default=True,
-              help="Access-token lifetime in seconds.")
+@click.option(
+    "--db",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="SQLite file for the portal's data (default: in memory).",
+)
+@click.option(
+    "--token-ttl",
+    type=click.IntRange(min=1),
+    default=3600,
+    show_default=True,
+    help="Access-token lifetime in seconds.",
+)
 @click.option("--admin-key", default=None, help="Admin endpoint key (random when omitted).")
-@click.option("--info-file", type=click.Path(dir_okay=False), default=None,
-              help="Also write the addresses and credentials as JSON to this file.")
+@click.option(
+    "--info-file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also write the addresses and credentials as JSON to this file.",
+)
 def sandbox(
-    port: int, webhook_code: str | None, seed_leads: int, seed: int, mode: str, plan: str,
-    faults: str | None, db: str | None, token_ttl: int, admin_key: str | None,
+    port: int,
+    webhook_code: str | None,
+    seed_leads: int,
+    seed: int,
+    mode: str,
+    plan: str,
+    faults: str | None,
+    db: str | None,
+    token_ttl: int,
+    admin_key: str | None,
     info_file: str | None,
 ) -> None:
     """Run a local Bitrix24 portal (REST, OAuth server, events, limits, faults) until Ctrl-C."""
     from sandbox.server import Sandbox
 
-    portal = Sandbox(mode=mode, seed_leads=seed_leads, seed=seed, plan=plan, faults=faults, db=db,
-                     webhook_code=webhook_code, token_ttl=token_ttl, port=port,
-                     admin_key=admin_key)
+    portal = Sandbox(
+        mode=mode,
+        seed_leads=seed_leads,
+        seed=seed,
+        plan=plan,
+        faults=faults,
+        db=db,
+        webhook_code=webhook_code,
+        token_ttl=token_ttl,
+        port=port,
+        admin_key=admin_key,
+    )
     try:
         portal.start()
     except OSError as exc:
-        click.echo(f"b24app sandbox: error: cannot listen on 127.0.0.1:{port}: {exc.strerror}",
-                   err=True)
+        click.echo(
+            f"b24app sandbox: error: cannot listen on 127.0.0.1:{port}: {exc.strerror}", err=True
+        )
         sys.exit(1)
     info = portal.info()
     if info_file:

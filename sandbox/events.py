@@ -25,6 +25,15 @@ from sandbox.portal import CallContext, MethodResult
 from sandbox.wire import iso_time
 
 PAGE = 50
+# What event.offline.get shows of a queue record (event.offline.list adds PROCESS_ID and ERROR).
+OFFLINE_GET_FIELDS = (
+    "ID",
+    "TIMESTAMP_X",
+    "EVENT_NAME",
+    "EVENT_DATA",
+    "EVENT_ADDITIONAL",
+    "MESSAGE_ID",
+)
 CRM_ENTITIES = ("LEAD", "DEAL", "CONTACT", "COMPANY", "ACTIVITY")
 KNOWN_EVENTS = frozenset(
     [f"ONCRM{entity}{action}" for entity in CRM_ENTITIES for action in ("ADD", "UPDATE", "DELETE")]
@@ -319,13 +328,9 @@ class EventHub:
             self._bindings = keep
         return MethodResult(result={"count": removed})
 
-    def _public_rows(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return [
-            {k: row[k] for k in ("ID", "TIMESTAMP_X", "EVENT_NAME", "EVENT_DATA",
-                                 "EVENT_ADDITIONAL", "MESSAGE_ID")}
-            | {"ID": str(row["ID"])}
-            for row in rows
-        ]
+    @staticmethod
+    def _public_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{k: row[k] for k in OFFLINE_GET_FIELDS} | {"ID": str(row["ID"])} for row in rows]
 
     def offline_get(self, params: dict[str, Any], ctx: CallContext) -> MethodResult:
         """`event.offline.get`: https://apidocs.bitrix24.com/api-reference/events/event-offline-get.html"""
@@ -339,11 +344,13 @@ class EventHub:
         process_id = str(params.get("process_id") or "")
         with self._lock:
             rows = [
-                r for r in self._offline.values()
+                r
+                for r in self._offline.values()
                 if r["PROCESS_ID"] == "" and int(r["ERROR"]) == want_errors
             ]
-            rows = _order_rows(_filter_rows(rows, params.get("filter")), params.get("order"),
-                               "TIMESTAMP_X")[:limit]
+            rows = _order_rows(
+                _filter_rows(rows, params.get("filter")), params.get("order"), "TIMESTAMP_X"
+            )[:limit]
             if clear:
                 for row in rows:
                     self._drop_row(row["ID"])
@@ -399,8 +406,11 @@ class EventHub:
         except (TypeError, ValueError):
             start = 0
         with self._lock:
-            rows = _order_rows(_filter_rows(list(self._offline.values()), params.get("filter")),
-                               params.get("order"), "ID")
+            rows = _order_rows(
+                _filter_rows(list(self._offline.values()), params.get("filter")),
+                params.get("order"),
+                "ID",
+            )
             page = [
                 {k: v for k, v in row.items() if k != "_key"} | {"ID": str(row["ID"])}
                 for row in rows[start : start + PAGE]
@@ -454,8 +464,12 @@ class EventHub:
         ep = self._endpoints()
         payload = {
             "event": "ONAPPINSTALL",
-            "data": {"VERSION": str(inst.version), "ACTIVE": "Y",
-                     "INSTALLED": "Y" if inst.installed else "N", "LANGUAGE_ID": inst.language_id},
+            "data": {
+                "VERSION": str(inst.version),
+                "ACTIVE": "Y",
+                "INSTALLED": "Y" if inst.installed else "N",
+                "LANGUAGE_ID": inst.language_id,
+            },
             "ts": str(int(self._clock())),
             "auth": {
                 "domain": ep.domain,

@@ -90,7 +90,7 @@ def _parse_item(item: str) -> FaultRule:
         raise FaultSpecError(f"unknown fault kind {kind!r} in {item!r} (kinds: {', '.join(KINDS)})")
     seconds = _number(seconds_text, item, "seconds", 0, 3600) if seconds_text else 1.0
     if trigger.startswith("every="):
-        every = _number(trigger[len("every="):], item, "every=N", 1, 10**9, int)
+        every = _number(trigger[len("every=") :], item, "every=N", 1, 10**9, int)
         return FaultRule(kind, every=int(every), seconds=seconds)
     probability = _number(trigger, item, "probability", 0.0, 1.0) if trigger else 1.0
     return FaultRule(kind, probability=probability, seconds=seconds)

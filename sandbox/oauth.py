@@ -216,8 +216,14 @@ class Authority:
 
     # -- the token endpoint -----------------------------------------------------------------
 
-    def token_endpoint(self, params: dict[str, Any], *, client_endpoint: str, server_endpoint: str,
-                       oauth_domain: str) -> dict[str, Any]:
+    def token_endpoint(
+        self,
+        params: dict[str, Any],
+        *,
+        client_endpoint: str,
+        server_endpoint: str,
+        oauth_domain: str,
+    ) -> dict[str, Any]:
         """Answer `/oauth/token/`; raises ApiError with the OAuth server's error codes.
 
         Statuses follow RFC 6749 (400; 401 for a bad client), since Bitrix24 documents only codes.

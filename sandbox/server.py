@@ -47,8 +47,18 @@ DEFAULT_APP_SCOPE = "crm,user"
 DEFAULT_WEBHOOK_SCOPE = "crm,user,department"
 # Methods of scope `basic`: always allowed (https://apidocs.bitrix24.com/api-reference/scopes/permissions.html)
 BASIC_METHODS = frozenset(
-    {"batch", "app.info", "user.admin", "user.access", "profile", "scope", "methods",
-     "method.get", "server.time", "feature.get"}
+    {
+        "batch",
+        "app.info",
+        "user.admin",
+        "user.access",
+        "profile",
+        "scope",
+        "methods",
+        "method.get",
+        "server.time",
+        "feature.get",
+    }
 )
 USER_SCOPES = frozenset({"user", "user_brief", "user_basic"})
 
@@ -206,18 +216,23 @@ class Sandbox:
             mode=mode, seed_leads=seed_leads, seed=seed, db_path=db, clock=clock
         )
         self.authority = Authority(
-            seed=seed, token_ttl=token_ttl, clock=clock,
-            client_id=client_id, client_secret=client_secret,
+            seed=seed,
+            token_ttl=token_ttl,
+            clock=clock,
+            client_id=client_id,
+            client_secret=client_secret,
         )
         self.webhook_code = webhook_code or secrets.token_hex(8)
-        self.authority.add_webhook(self.webhook_code, user_id=users.ADMIN_ID,
-                                   scope=DEFAULT_WEBHOOK_SCOPE)
+        self.authority.add_webhook(
+            self.webhook_code, user_id=users.ADMIN_ID, scope=DEFAULT_WEBHOOK_SCOPE
+        )
         self.faults = FaultInjector(faults, seed=seed)
         self.bucket = LeakyBucket(self.plan, clock)
         self.operating = OperatingTime(self.plan, clock)
         self.counters = Stats()
-        self.hub = EventHub(authority=self.authority, endpoints=self._endpoints, clock=clock,
-                            timeout=event_timeout)
+        self.hub = EventHub(
+            authority=self.authority, endpoints=self._endpoints, clock=clock, timeout=event_timeout
+        )
         self._listeners: list[Listener] = []
         self._oauth_base = ""
         self._register_methods()
@@ -233,8 +248,12 @@ class Sandbox:
 
         server = make_server(LOOPBACK, port, app, threaded=True, request_handler=_QuietHandler)
         server.daemon_threads = True
-        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                                  name="sandbox-http", daemon=True)
+        thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="sandbox-http",
+            daemon=True,
+        )
         listener = Listener(server, thread, f"http://{LOOPBACK}:{server.server_port}")
         holder["listener"] = listener
         thread.start()
@@ -380,8 +399,9 @@ class Sandbox:
         https://apidocs.bitrix24.com/settings/oauth/simple-way.html
         """
         self.hub.forget_bindings()
-        pair = self.authority.install(scope=scope, user_id=user_id, finish=finish,
-                                      handler_url=event_handler_url)
+        pair = self.authority.install(
+            scope=scope, user_id=user_id, finish=finish, handler_url=event_handler_url
+        )
         inst = self.authority.installation
         details: dict[str, Any] = {
             "access_token": pair.access_token,
@@ -408,8 +428,12 @@ class Sandbox:
 
     def _post_installer(self, app_url: str, pair: TokenPair) -> dict[str, Any]:
         inst = self.authority.installation
-        query = {"DOMAIN": self.domain, "PROTOCOL": "0", "LANG": inst.language_id,
-                 "APP_SID": secrets.token_hex(16)}
+        query = {
+            "DOMAIN": self.domain,
+            "PROTOCOL": "0",
+            "LANG": inst.language_id,
+            "APP_SID": secrets.token_hex(16),
+        }
         form = {
             "AUTH_ID": pair.access_token,
             "AUTH_EXPIRES": str(pair.expires_in),
@@ -423,8 +447,9 @@ class Sandbox:
             "PLACEMENT_OPTIONS": "{}",
         }
         try:
-            response = requests.post(app_url, params=query, data=form, timeout=30,
-                                     allow_redirects=False)
+            response = requests.post(
+                app_url, params=query, data=form, timeout=30, allow_redirects=False
+            )
         except requests.RequestException as exc:
             return {"install_status": None, "install_error": type(exc).__name__}
         return {"install_status": response.status_code}
@@ -460,7 +485,10 @@ class Sandbox:
         self.authority.set_portal_state(state)
 
     def add_webhook(
-        self, code: str | None = None, *, user_id: int = users.ADMIN_ID,
+        self,
+        code: str | None = None,
+        *,
+        user_id: int = users.ADMIN_ID,
         scope: str | Iterable[str] = DEFAULT_WEBHOOK_SCOPE,
     ) -> str:
         """Create another incoming webhook; its URL."""
@@ -545,13 +573,14 @@ class Sandbox:
         if path.startswith("/rest/"):
             if listener.moved_to:
                 location = listener.moved_to + request.full_path.rstrip("?")
-                return Response(b"", status=302, headers={"Location": location},
-                                content_type="application/json")
-            return self._rest(request, path[len("/rest/"):])
+                return Response(
+                    b"", status=302, headers={"Location": location}, content_type="application/json"
+                )
+            return self._rest(request, path[len("/rest/") :])
         if path.rstrip("/") == "/oauth/token":
             return self._token(request)
         if path.startswith("/_sandbox/"):
-            return admin.handle(self, request, path[len("/_sandbox/"):])
+            return admin.handle(self, request, path[len("/_sandbox/") :])
         return json_response({"error": "NOT_FOUND", "error_description": "Not found"}, 404)
 
     def _token(self, request: Request) -> Response:
@@ -618,9 +647,15 @@ class Sandbox:
             extra = None
             if exc.code == "OPERATION_TIME_LIMIT":
                 finish = started + (time.perf_counter() - tick)
-                extra = {"time": time_object(
-                    started, finish, 0.0, operating=self.operating.used(method),
-                    operating_reset_at=self.operating.reset_at(method))}
+                extra = {
+                    "time": time_object(
+                        started,
+                        finish,
+                        0.0,
+                        operating=self.operating.used(method),
+                        operating_reset_at=self.operating.reset_at(method),
+                    )
+                }
             response = error_response(exc, extra)
         self.counters.status(response.status_code)
         if plan.drop_after:
@@ -651,8 +686,13 @@ class Sandbox:
         return outcome
 
     def _single(
-        self, method: str, params: dict[str, Any], ctx: CallContext, scope: tuple[str, ...],
-        started: float, tick: float,
+        self,
+        method: str,
+        params: dict[str, Any],
+        ctx: CallContext,
+        scope: tuple[str, ...],
+        started: float,
+        tick: float,
     ) -> dict[str, Any]:
         processing_tick = time.perf_counter()
         outcome = self._call(method, params, ctx, scope)
@@ -663,7 +703,9 @@ class Sandbox:
         if outcome.total is not None:
             body["total"] = outcome.total
         body["time"] = time_object(
-            started, started + (done - tick), done - processing_tick,
+            started,
+            started + (done - tick),
+            done - processing_tick,
             operating=self.operating.used(method),
             operating_reset_at=self.operating.reset_at(method),
         )
@@ -675,8 +717,13 @@ class Sandbox:
         def run(method: str, sub_params: dict[str, Any]) -> SubResult:
             method = method.lower()
             if method == "batch":
-                return SubResult(error=ApiError(
-                    "ERROR_BATCH_METHOD_NOT_ALLOWED", "Method is not allowed for batch usage", 405))
+                return SubResult(
+                    error=ApiError(
+                        "ERROR_BATCH_METHOD_NOT_ALLOWED",
+                        "Method is not allowed for batch usage",
+                        405,
+                    )
+                )
             sub_params.pop("auth", None)
             try:
                 outcome = self._call(method, sub_params, ctx, scope)

@@ -34,7 +34,7 @@ USERS: dict[int, User] = {
     3: User(3, "Peter", "Brown", "peter.brown@example.com", False, False),
 }
 
-DEPARTMENT = {"ID": "1", "NAME": "Sandbox Ltd", "SORT": 500, "UF_HEAD": "1"}
+DEPARTMENT = {"ID": "1", "NAME": "Sandbox Ltd", "SORT": 500}
 
 
 def user_by_id(user_id: int) -> User | None:

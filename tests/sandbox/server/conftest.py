@@ -94,15 +94,20 @@ def receiver() -> Iterator[Receiver]:
         raw = request.get_data(as_text=True)
         rec = holder["receiver"]
         rec.requests.append(
-            Received(request.path, parse_php_query(environ.get("QUERY_STRING", "")),
-                     parse_php_query(raw), raw)
+            Received(
+                request.path,
+                parse_php_query(environ.get("QUERY_STRING", "")),
+                parse_php_query(raw),
+                raw,
+            )
         )
         rec.arrived.set()
         return Response("ok", status=rec.status)(environ, start_response)
 
     server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     holder["receiver"] = Receiver(f"http://127.0.0.1:{server.server_port}")
     try:
@@ -124,11 +129,17 @@ def call(url: str, method: str, **params: Any) -> requests.Response:
 
 def oauth_call(portal: Sandbox, method: str, token: str, **params: Any) -> requests.Response:
     """POST a JSON body with `auth` to `/rest/<method>`."""
-    return requests.post(f"{portal.base_url}/rest/{method}", json={**params, "auth": token},
-                         timeout=10)
+    return requests.post(
+        f"{portal.base_url}/rest/{method}", json={**params, "auth": token}, timeout=10
+    )
 
 
 def admin(portal: Sandbox, http_method: str, action: str, **params: Any) -> requests.Response:
     """Call the admin endpoint with the key."""
-    return requests.request(http_method, portal.admin_url + action, json=params or None,
-                            headers={"X-Sandbox-Key": portal.admin_key}, timeout=10)
+    return requests.request(
+        http_method,
+        portal.admin_url + action,
+        json=params or None,
+        headers={"X-Sandbox-Key": portal.admin_key},
+        timeout=10,
+    )

@@ -30,8 +30,15 @@ class MethodResult:
 
 
 class Portal:
-    def __init__(self, *, mode: str = "classic", seed_leads: int = 0, seed: int = 1,
-                 db_path: str | None = None, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        *,
+        mode: str = "classic",
+        seed_leads: int = 0,
+        seed: int = 1,
+        db_path: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.lock = threading.RLock()
         self.event_sink: Callable[[str, dict[str, Any]], None] | None = None
         self._mode = mode
@@ -50,8 +57,11 @@ class Portal:
     def _store(self, fields: dict[str, Any]) -> int:
         lead_id = self._next
         self._next += 1
-        self._leads[lead_id] = {"ID": str(lead_id), "TITLE": "", **{k: v for k, v in fields.items()
-                                                                    if k != "ID"}}
+        self._leads[lead_id] = {
+            "ID": str(lead_id),
+            "TITLE": "",
+            **{k: v for k, v in fields.items() if k != "ID"},
+        }
         return lead_id
 
     def _emit(self, event: str, lead_id: int) -> None:
@@ -89,7 +99,7 @@ class Portal:
         start = int(params.get("start") or 0)
         if start == -1:
             return MethodResult(rows[:50])
-        page = rows[start:start + 50]
+        page = rows[start : start + 50]
         more = start + 50 < len(rows)
         return MethodResult(page, total=len(rows), next=start + 50 if more else None)
 
@@ -106,8 +116,14 @@ class Portal:
     def has_method(self, method: str) -> bool:
         return method.lower() in self._methods
 
-    def set_mode(self, mode: str, *, client: str = "contact", pipeline: int = 0,
-                 complete_activities: bool = True) -> dict[str, Any]:
+    def set_mode(
+        self,
+        mode: str,
+        *,
+        client: str = "contact",
+        pipeline: int = 0,
+        complete_activities: bool = True,
+    ) -> dict[str, Any]:
         if mode not in ("classic", "simple"):
             raise ValueError(f"unknown mode {mode!r}")
         self._mode = mode

@@ -12,8 +12,9 @@ from .conftest import admin, call, oauth_call
 def test_admin_needs_the_key(portal: Sandbox) -> None:
     no_key = requests.get(portal.admin_url + "stats", timeout=10)
     wrong = requests.get(portal.admin_url + "stats", headers={"X-Sandbox-Key": "x"}, timeout=10)
-    in_query = requests.get(portal.admin_url + "stats", params={"key": portal.admin_key},
-                            timeout=10)
+    in_query = requests.get(
+        portal.admin_url + "stats", params={"key": portal.admin_key}, timeout=10
+    )
     assert no_key.status_code == 403 and wrong.status_code == 403
     assert in_query.status_code == 200
 
@@ -60,7 +61,8 @@ def test_install_expire_and_uninstall_over_http(portal: Sandbox) -> None:
     assert oauth_call(portal, "profile", token).json()["error"] == "expired_token"
     assert admin(portal, "POST", "uninstall").json() == {"uninstalled": True}
     assert admin(portal, "POST", "portal-state", state="unpaid").json() == {
-        "portal_state": "unpaid"}
+        "portal_state": "unpaid"
+    }
     assert admin(portal, "POST", "portal-state", state="gone").status_code == 400
 
 
@@ -78,8 +80,9 @@ def test_domain_change_answers_302_at_the_old_address(portal: Sandbox) -> None:
     old_webhook = portal.webhook_url
     new_base = admin(portal, "POST", "move").json()["base_url"]
     assert new_base != old_base and portal.base_url == new_base
-    moved = requests.post(old_webhook + "crm.lead.get?id=1", json={}, timeout=10,
-                          allow_redirects=False)
+    moved = requests.post(
+        old_webhook + "crm.lead.get?id=1", json={}, timeout=10, allow_redirects=False
+    )
     assert moved.status_code == 302
     assert moved.headers["Location"] == f"{new_base}/rest/1/{portal.webhook_code}/crm.lead.get?id=1"
     fresh = call(portal.webhook_url, "crm.lead.get", id=1)

@@ -29,18 +29,27 @@ def test_batch_answer_nests_result_error_total_next_time(portal: Sandbox) -> Non
     assert result["result_total"] == {"page": 120}
     assert result["result_next"] == []  # the last page: no next
     assert set(result["result_time"]) == {"page", "me"}
-    assert set(result["result_time"]["me"]) == {"start", "finish", "duration", "processing",
-                                                "date_start", "date_finish"}
+    assert set(result["result_time"]["me"]) == {
+        "start",
+        "finish",
+        "duration",
+        "processing",
+        "date_start",
+        "date_finish",
+    }
     assert "operating" not in body["time"]  # the outer batch is not counted in operating
 
 
 def test_result_chaining_with_field_and_list_index(portal: Sandbox) -> None:
-    body = batch(portal, {
-        "add": "crm.lead.add?fields[TITLE]=Chained",
-        "get": "crm.lead.get?id=$result[add]",
-        "first": "crm.lead.list?filter[>ID]=10&select[]=ID",
-        "again": "crm.lead.get?id=$result[first][0][ID]",
-    })
+    body = batch(
+        portal,
+        {
+            "add": "crm.lead.add?fields[TITLE]=Chained",
+            "get": "crm.lead.get?id=$result[add]",
+            "first": "crm.lead.list?filter[>ID]=10&select[]=ID",
+            "again": "crm.lead.get?id=$result[first][0][ID]",
+        },
+    )
     result = body["result"]["result"]
     new_id = result["add"]
     assert result["get"]["TITLE"] == "Chained"
@@ -50,8 +59,11 @@ def test_result_chaining_with_field_and_list_index(portal: Sandbox) -> None:
 
 
 def test_halt_zero_runs_everything_halt_one_stops_at_first_error(portal: Sandbox) -> None:
-    cmd = {"bad": "crm.lead.get?id=999999", "good": "crm.lead.get?id=1",
-           "also_bad": "no.such.method"}
+    cmd = {
+        "bad": "crm.lead.get?id=999999",
+        "good": "crm.lead.get?id=1",
+        "also_bad": "no.such.method",
+    }
     relaxed = batch(portal, cmd, halt=0)["result"]
     assert set(relaxed["result_error"]) == {"bad", "also_bad"}
     assert relaxed["result_error"]["also_bad"]["error"] == "ERROR_METHOD_NOT_FOUND"
@@ -65,8 +77,12 @@ def test_halt_zero_runs_everything_halt_one_stops_at_first_error(portal: Sandbox
 def test_halt_false_as_a_form_string_halts(portal: Sandbox) -> None:
     # PHP's (bool)"false" is true: a form that sends halt=false gets halting.
     form = "halt=false&cmd[bad]=crm.lead.get%3Fid%3D999999&cmd[good]=crm.lead.get%3Fid%3D1"
-    response = requests.post(portal.webhook_url + "batch", data=form, timeout=10,
-                             headers={"Content-Type": "application/x-www-form-urlencoded"})
+    response = requests.post(
+        portal.webhook_url + "batch",
+        data=form,
+        timeout=10,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     result = response.json()["result"]
     assert set(result["result_error"]) == {"bad"}
     assert result["result"] == []
@@ -74,17 +90,26 @@ def test_halt_false_as_a_form_string_halts(portal: Sandbox) -> None:
 
 def test_double_encoded_form_commands(portal: Sandbox) -> None:
     inner = "crm.lead.add?" + "fields[TITLE]=" + quote("A & B = 100%")
-    form = "halt=0&cmd[add]=" + quote(inner, safe="") + "&cmd[get]=" + quote(
-        "crm.lead.get?id=$result[add]", safe="")
-    response = requests.post(portal.webhook_url + "batch", data=form, timeout=10,
-                             headers={"Content-Type": "application/x-www-form-urlencoded"})
+    form = (
+        "halt=0&cmd[add]="
+        + quote(inner, safe="")
+        + "&cmd[get]="
+        + quote("crm.lead.get?id=$result[add]", safe="")
+    )
+    response = requests.post(
+        portal.webhook_url + "batch",
+        data=form,
+        timeout=10,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     result = response.json()["result"]["result"]
     assert result["get"]["TITLE"] == "A & B = 100%"
 
 
 def test_raw_plus_in_a_json_command_becomes_a_space(portal: Sandbox) -> None:
-    body = batch(portal, {"add": "crm.lead.add?fields[TITLE]=+49 555",
-                          "get": "crm.lead.get?id=$result[add]"})
+    body = batch(
+        portal, {"add": "crm.lead.add?fields[TITLE]=+49 555", "get": "crm.lead.get?id=$result[add]"}
+    )
     assert body["result"]["result"]["get"]["TITLE"] == " 49 555"
 
 
@@ -112,8 +137,14 @@ def test_nested_batch_is_not_allowed(portal: Sandbox) -> None:
 def test_reference_to_a_failed_command_passes_what_it_reached(portal: Sandbox) -> None:
     # Bitrix24 stops walking at the first missing key: the parameter becomes the whole map of
     # successful results, not an error -- the dependent call fails on its own terms.
-    body = batch(portal, {"ok": "crm.lead.get?id=1", "bad": "crm.lead.get?id=999999",
-                          "dependent": "crm.lead.add?fields[TITLE]=x$result[bad][ID]y"})
+    body = batch(
+        portal,
+        {
+            "ok": "crm.lead.get?id=1",
+            "bad": "crm.lead.get?id=999999",
+            "dependent": "crm.lead.add?fields[TITLE]=x$result[bad][ID]y",
+        },
+    )
     result = body["result"]
     created = result["result"]["dependent"]
     assert set(result["result_error"]) == {"bad"}
@@ -123,8 +154,13 @@ def test_reference_to_a_failed_command_passes_what_it_reached(portal: Sandbox) -
 
 
 def test_substitute_walks_like_php() -> None:
-    answers = {"result": {"a": {"ID": "7", "LIST": [{"ID": "9"}], "NONE": None}},
-               "next": {"a": 50}, "total": {}, "time": {}, "error": {}}
+    answers = {
+        "result": {"a": {"ID": "7", "LIST": [{"ID": "9"}], "NONE": None}},
+        "next": {"a": 50},
+        "total": {},
+        "time": {},
+        "error": {},
+    }
     assert substitute("$result[a][ID]", answers) == "7"
     assert substitute("$result[a][LIST][0][ID]", answers) == "9"
     assert substitute("id-$result[a][ID]", answers) == "id-7"
@@ -147,9 +183,11 @@ def test_batch_is_one_request_and_each_sub_call_is_counted(portal: Sandbox) -> N
 
 def test_sub_calls_respect_scopes(portal: Sandbox) -> None:
     hook = portal.add_webhook(scope="crm")
-    response = requests.post(hook + "batch", json={"cmd": {"me": "user.current",
-                                                            "mode": "crm.settings.mode.get"}},
-                             timeout=10)
+    response = requests.post(
+        hook + "batch",
+        json={"cmd": {"me": "user.current", "mode": "crm.settings.mode.get"}},
+        timeout=10,
+    )
     result = response.json()["result"]
     assert result["result_error"]["me"]["error"] == "insufficient_scope"
     assert result["result"] == {"mode": 1}

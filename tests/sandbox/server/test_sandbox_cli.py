@@ -21,15 +21,30 @@ ROOT = Path(__file__).resolve().parents[3]
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     code = "from b24app.cli import main; main()"
-    return subprocess.run([sys.executable, "-c", code, "sandbox", *args], capture_output=True,
-                          text=True, timeout=60, cwd=ROOT, check=False)
+    return subprocess.run(
+        [sys.executable, "-c", code, "sandbox", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        check=False,
+    )
 
 
 def test_help_lists_every_flag_and_the_fault_language() -> None:
     result = CliRunner().invoke(sandbox_command, ["--help"])
     assert result.exit_code == 0
-    for flag in ("--port", "--webhook-code", "--seed-leads", "--seed", "--mode", "--plan",
-                 "--faults", "--db", "--token-ttl"):
+    for flag in (
+        "--port",
+        "--webhook-code",
+        "--seed-leads",
+        "--seed",
+        "--mode",
+        "--plan",
+        "--faults",
+        "--db",
+        "--token-ttl",
+    ):
         assert flag in result.output
     assert "drop_after" in result.output and "every=N" in result.output
 
@@ -62,10 +77,28 @@ def test_real_start_prints_addresses_and_stops_cleanly(tmp_path: Path) -> None:
     info_file = tmp_path / "info.json"
     code = "from b24app.cli import main; main()"
     process = subprocess.Popen(
-        [sys.executable, "-c", code, "sandbox", "--port", "0", "--webhook-code", "clitest",
-         "--seed-leads", "3", "--plan", "fast", "--db", str(tmp_path / "p.db"),
-         "--info-file", str(info_file)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        [
+            sys.executable,
+            "-c",
+            code,
+            "sandbox",
+            "--port",
+            "0",
+            "--webhook-code",
+            "clitest",
+            "--seed-leads",
+            "3",
+            "--plan",
+            "fast",
+            "--db",
+            str(tmp_path / "p.db"),
+            "--info-file",
+            str(info_file),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     try:

@@ -27,21 +27,30 @@ def test_bind_rules(portal: Sandbox, token: str, receiver: Receiver) -> None:
     unknown = bind(portal, token, event="ONNOTHING", handler=receiver.url())
     assert ok["status"] == 200 and ok["result"] is True
     assert (duplicate["status"], duplicate["error"], duplicate["error_description"]) == (
-        400, "ERROR_HANDLER_ALREADY_EXIST", "Handler already exists!")
+        400,
+        "ERROR_HANDLER_ALREADY_EXIST",
+        "Handler already exists!",
+    )
     assert (unknown["status"], unknown["error"], unknown["error_description"]) == (
-        400, "ERROR_EVENT_NOT_FOUND", "Event not found")
+        400,
+        "ERROR_EVENT_NOT_FOUND",
+        "Event not found",
+    )
     listed = oauth_call(portal, "event.get", token).json()["result"]
-    assert listed == [{"event": "ONCRMLEADADD", "handler": receiver.url(), "auth_type": "0",
-                       "offline": 0}]
+    assert listed == [
+        {"event": "ONCRMLEADADD", "handler": receiver.url(), "auth_type": "0", "offline": 0}
+    ]
 
 
 def test_ordinary_user_cannot_bind_offline_or_for_someone_else(portal: Sandbox) -> None:
     user_token = portal.install_app(user_id=2)["access_token"]
     offline = bind(portal, user_token, event="ONCRMLEADADD", event_type="offline")
-    other = bind(portal, user_token, event="ONCRMLEADADD", handler="http://127.0.0.1:9/h",
-                 auth_type=1)
-    own = bind(portal, user_token, event="ONCRMLEADADD", handler="http://127.0.0.1:9/h",
-               auth_type=2)
+    other = bind(
+        portal, user_token, event="ONCRMLEADADD", handler="http://127.0.0.1:9/h", auth_type=1
+    )
+    own = bind(
+        portal, user_token, event="ONCRMLEADADD", handler="http://127.0.0.1:9/h", auth_type=2
+    )
     assert (offline["status"], offline["error"]) == (403, "ACCESS_DENIED")
     assert (other["status"], other["error"]) == (403, "ACCESS_DENIED")
     assert own["result"] is True
@@ -113,8 +122,16 @@ def test_offline_events_keep_the_latest_state_per_object(portal: Sandbox, token:
     listed = oauth_call(portal, "event.offline.list", token).json()
     assert listed["total"] == 2
     assert [row["EVENT_DATA"]["FIELDS"]["ID"] for row in listed["result"]] == [1, 2]
-    assert set(listed["result"][0]) == {"ID", "TIMESTAMP_X", "EVENT_NAME", "EVENT_DATA",
-                                        "EVENT_ADDITIONAL", "MESSAGE_ID", "PROCESS_ID", "ERROR"}
+    assert set(listed["result"][0]) == {
+        "ID",
+        "TIMESTAMP_X",
+        "EVENT_NAME",
+        "EVENT_DATA",
+        "EVENT_ADDITIONAL",
+        "MESSAGE_ID",
+        "PROCESS_ID",
+        "ERROR",
+    }
 
     got = oauth_call(portal, "event.offline.get", token).json()["result"]
     assert got["process_id"] is None  # clear=1 (default) deletes on read
@@ -134,10 +151,18 @@ def test_offline_reserve_clear_and_error(portal: Sandbox, token: str) -> None:
     other = oauth_call(portal, "event.offline.get", token, clear=0).json()["result"]
     assert {e["ID"] for e in other["events"]}.isdisjoint({e["ID"] for e in reserved["events"]})
     first, second = (e["MESSAGE_ID"] for e in reserved["events"])
-    assert oauth_call(portal, "event.offline.error", token, process_id=process_id,
-                      message_id=[second]).json()["result"] is True
-    assert oauth_call(portal, "event.offline.clear", token, process_id=process_id,
-                      message_id=[first]).json()["result"] is True
+    assert (
+        oauth_call(
+            portal, "event.offline.error", token, process_id=process_id, message_id=[second]
+        ).json()["result"]
+        is True
+    )
+    assert (
+        oauth_call(
+            portal, "event.offline.clear", token, process_id=process_id, message_id=[first]
+        ).json()["result"]
+        is True
+    )
     errors = oauth_call(portal, "event.offline.get", token, error=1).json()["result"]["events"]
     assert [e["MESSAGE_ID"] for e in errors] == [second]
     missing = oauth_call(portal, "event.offline.clear", token)
@@ -147,11 +172,13 @@ def test_offline_reserve_clear_and_error(portal: Sandbox, token: str) -> None:
 def test_unbind_counts_and_needs_admin(portal: Sandbox, token: str, receiver: Receiver) -> None:
     bind(portal, token, event="ONCRMLEADADD", handler=receiver.url())
     bind(portal, token, event="ONCRMLEADADD", handler=receiver.url(), auth_type=2)
-    only_plain = oauth_call(portal, "event.unbind", token, event="ONCRMLEADADD",
-                            handler=receiver.url(), auth_type=0).json()
+    only_plain = oauth_call(
+        portal, "event.unbind", token, event="ONCRMLEADADD", handler=receiver.url(), auth_type=0
+    ).json()
     assert only_plain["result"] == {"count": 1}
-    rest = oauth_call(portal, "event.unbind", token, event="ONCRMLEADADD",
-                      handler=receiver.url()).json()
+    rest = oauth_call(
+        portal, "event.unbind", token, event="ONCRMLEADADD", handler=receiver.url()
+    ).json()
     assert rest["result"] == {"count": 1}
     assert oauth_call(portal, "event.get", token).json()["result"] == []
 

@@ -24,8 +24,9 @@ def test_spec_language() -> None:
     assert parse_faults("") == ()
 
 
-@pytest.mark.parametrize("spec", ["boom", "500:2", "500:x", "slow@-1", "expire:every=0",
-                                  "drop_after:every=x"])
+@pytest.mark.parametrize(
+    "spec", ["boom", "500:2", "500:x", "slow@-1", "expire:every=0", "drop_after:every=x"]
+)
 def test_bad_specs_are_rejected(spec: str) -> None:
     with pytest.raises(FaultSpecError):
         parse_faults(spec)
@@ -81,8 +82,11 @@ def test_drop_after_a_batch_stores_every_sub_call(portal: Sandbox) -> None:
     before = portal.portal.counts()["lead"]
     portal.set_faults("drop_after:every=1")
     with pytest.raises(requests.ConnectionError):
-        call(portal.webhook_url, "batch",
-             cmd={f"a{i}": f"crm.lead.add?fields[TITLE]=B{i}" for i in range(5)})
+        call(
+            portal.webhook_url,
+            "batch",
+            cmd={f"a{i}": f"crm.lead.add?fields[TITLE]=B{i}" for i in range(5)},
+        )
     portal.set_faults(None)
     assert portal.portal.counts()["lead"] == before + 5
 
@@ -91,8 +95,9 @@ def test_slow_answer_times_a_client_out_after_the_write(portal: Sandbox) -> None
     before = portal.portal.counts()["lead"]
     portal.set_faults("slow@1.5")
     with pytest.raises(requests.ReadTimeout):
-        requests.post(portal.webhook_url + "crm.lead.add", json={"fields": {"TITLE": "slow"}},
-                      timeout=0.3)
+        requests.post(
+            portal.webhook_url + "crm.lead.add", json={"fields": {"TITLE": "slow"}}, timeout=0.3
+        )
     portal.set_faults(None)
     assert portal.portal.counts()["lead"] == before + 1
 
@@ -112,9 +117,16 @@ def test_expire_fault_expires_every_token(portal: Sandbox) -> None:
 def test_faults_spare_the_oauth_server_and_admin(portal: Sandbox) -> None:
     portal.set_faults("500")
     install = portal.install_app()
-    token = requests.get(f"{portal.oauth_server}/oauth/token/", timeout=10, params={
-        "grant_type": "refresh_token", "client_id": portal.client_id,
-        "client_secret": portal.client_secret, "refresh_token": install["refresh_token"]})
+    token = requests.get(
+        f"{portal.oauth_server}/oauth/token/",
+        timeout=10,
+        params={
+            "grant_type": "refresh_token",
+            "client_id": portal.client_id,
+            "client_secret": portal.client_secret,
+            "refresh_token": install["refresh_token"],
+        },
+    )
     stats = admin(portal, "GET", "stats")
     assert token.status_code == 200
     assert stats.status_code == 200

@@ -19,8 +19,10 @@ def test_standard_plan_rejects_the_51st_request_of_a_burst_with_503(clock: FakeC
         stats = portal.stats()
     assert statuses == [200] * 50
     assert rejected.status_code == 503
-    assert rejected.json() == {"error": "QUERY_LIMIT_EXCEEDED",
-                               "error_description": "Too many requests"}
+    assert rejected.json() == {
+        "error": "QUERY_LIMIT_EXCEEDED",
+        "error_description": "Too many requests",
+    }
     assert stats["query_limit_exceeded"] == 1
     assert stats["sub_calls"]["profile"] == 50
 
@@ -112,7 +114,9 @@ def test_fast_plan_operating_windows_are_24_seconds(clock: FakeClock) -> None:
 
 def test_limits_count_every_rest_request_even_unauthenticated(clock: FakeClock) -> None:
     with Sandbox(plan="standard", clock=clock) as portal:
-        bad = [requests.post(f"{portal.base_url}/rest/1/nope/profile", timeout=10).status_code
-               for _ in range(50)]
+        bad = [
+            requests.post(f"{portal.base_url}/rest/1/nope/profile", timeout=10).status_code
+            for _ in range(50)
+        ]
         assert bad == [401] * 50
         assert call(portal.webhook_url, "profile").status_code == 503

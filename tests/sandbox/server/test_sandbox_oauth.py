@@ -9,10 +9,16 @@ from sandbox.server import Sandbox
 from .conftest import FakeClock, fixture, oauth_call
 
 
-def refresh(portal: Sandbox, refresh_token: str, *, method: str = "GET",
-            **overrides: str) -> requests.Response:
-    params = {"grant_type": "refresh_token", "client_id": portal.client_id,
-              "client_secret": portal.client_secret, "refresh_token": refresh_token, **overrides}
+def refresh(
+    portal: Sandbox, refresh_token: str, *, method: str = "GET", **overrides: str
+) -> requests.Response:
+    params = {
+        "grant_type": "refresh_token",
+        "client_id": portal.client_id,
+        "client_secret": portal.client_secret,
+        "refresh_token": refresh_token,
+        **overrides,
+    }
     url = f"{portal.oauth_server}/oauth/token/"
     if method == "GET":
         return requests.get(url, params=params, timeout=10)
@@ -127,23 +133,28 @@ def test_deleted_portal_answers_portal_deleted(portal: Sandbox) -> None:
     response = oauth_call(portal, "profile", install["access_token"])
     assert response.status_code == 500
     assert response.json()["error"] == "PORTAL_DELETED"
-    assert requests.post(portal.webhook_url + "profile", timeout=10).json()["error"] \
+    assert (
+        requests.post(portal.webhook_url + "profile", timeout=10).json()["error"]
         == "PORTAL_DELETED"
+    )
 
 
 def test_uninstall_revokes_everything(portal: Sandbox) -> None:
     install = portal.install_app()
     portal.uninstall_app()
-    assert oauth_call(portal, "profile", install["access_token"]).json()["error"] == \
-        "invalid_token"
+    assert oauth_call(portal, "profile", install["access_token"]).json()["error"] == "invalid_token"
     assert refresh(portal, install["refresh_token"]).json()["error"] == "invalid_grant"
 
 
 def test_authorization_code_grant_is_single_use(portal: Sandbox) -> None:
     portal.install_app()
     code = portal.authorization_code(user_id=2)
-    params = {"grant_type": "authorization_code", "client_id": portal.client_id,
-              "client_secret": portal.client_secret, "code": code}
+    params = {
+        "grant_type": "authorization_code",
+        "client_id": portal.client_id,
+        "client_secret": portal.client_secret,
+        "code": code,
+    }
     first = requests.get(f"{portal.oauth_server}/oauth/token/", params=params, timeout=10)
     second = requests.get(f"{portal.oauth_server}/oauth/token/", params=params, timeout=10)
     assert first.status_code == 200

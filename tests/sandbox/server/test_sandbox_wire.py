@@ -37,12 +37,19 @@ def test_parse_php_query_quirks() -> None:
 
 def test_get_form_and_json_give_identical_results(portal: Sandbox) -> None:
     url = portal.webhook_url + "crm.lead.list"
-    by_json = requests.post(url, json={"filter": {">ID": 5}, "select": ["ID", "TITLE"],
-                                       "order": {"ID": "ASC"}, "start": 50}, timeout=10)
+    by_json = requests.post(
+        url,
+        json={"filter": {">ID": 5}, "select": ["ID", "TITLE"], "order": {"ID": "ASC"}, "start": 50},
+        timeout=10,
+    )
     query = "filter[>ID]=5&select[]=ID&select[]=TITLE&order[ID]=ASC&start=50"
     by_get = requests.get(f"{url}?{query}", timeout=10)
-    by_form = requests.post(url, data=query.replace(">", quote(">")), timeout=10,
-                            headers={"Content-Type": "application/x-www-form-urlencoded"})
+    by_form = requests.post(
+        url,
+        data=query.replace(">", quote(">")),
+        timeout=10,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     bodies = [r.json() for r in (by_json, by_get, by_form)]
     assert [r.status_code for r in (by_json, by_get, by_form)] == [200, 200, 200]
     results = [(b["result"], b.get("total"), b.get("next")) for b in bodies]
@@ -58,8 +65,16 @@ def test_answer_envelope_has_result_total_next_and_time(portal: Sandbox) -> None
     assert len(body["result"]) == 50
     assert body["total"] == 120
     assert body["next"] == 50
-    time_keys = {"start", "finish", "duration", "processing", "date_start", "date_finish",
-                 "operating", "operating_reset_at"}
+    time_keys = {
+        "start",
+        "finish",
+        "duration",
+        "processing",
+        "date_start",
+        "date_finish",
+        "operating",
+        "operating_reset_at",
+    }
     assert set(body["time"]) == time_keys
     assert body["time"]["finish"] >= body["time"]["start"]
     assert isinstance(body["time"]["operating_reset_at"], int)
@@ -69,8 +84,10 @@ def test_answer_envelope_has_result_total_next_and_time(portal: Sandbox) -> None
 def test_wrong_webhook_code_is_401_no_auth_found(portal: Sandbox) -> None:
     response = call(f"{portal.base_url}/rest/1/wrongcode/", "crm.lead.list")
     assert response.status_code == 401
-    assert response.json() == {"error": "NO_AUTH_FOUND",
-                               "error_description": "Wrong authorization data"}
+    assert response.json() == {
+        "error": "NO_AUTH_FOUND",
+        "error_description": "Wrong authorization data",
+    }
     assert response.headers["Content-Type"].startswith("application/json")
 
 
@@ -99,8 +116,12 @@ def test_method_names_are_case_insensitive(portal: Sandbox) -> None:
 
 def test_invalid_json_body_counts_as_no_params(portal: Sandbox) -> None:
     # PHP decodes nothing from a broken JSON body; the query string still applies.
-    response = requests.post(portal.webhook_url + "crm.lead.list?start=100", data="{broken",
-                             headers={"Content-Type": "application/json"}, timeout=10)
+    response = requests.post(
+        portal.webhook_url + "crm.lead.list?start=100",
+        data="{broken",
+        headers={"Content-Type": "application/json"},
+        timeout=10,
+    )
     body = response.json()
     assert response.status_code == 200
     assert len(body["result"]) == 20
@@ -113,8 +134,14 @@ def test_user_methods(portal: Sandbox) -> None:
     assert current["ID"] == "1"
     assert current["NAME"] == "John"
     profile = call(portal.webhook_url, "profile").json()["result"]
-    assert profile == {"ID": "1", "ADMIN": True, "NAME": "John", "LAST_NAME": "Smith",
-                       "PERSONAL_GENDER": "M", "TIME_ZONE": ""}
+    assert profile == {
+        "ID": "1",
+        "ADMIN": True,
+        "NAME": "John",
+        "LAST_NAME": "Smith",
+        "PERSONAL_GENDER": "M",
+        "TIME_ZONE": "",
+    }
     ordinary = portal.add_webhook(user_id=3, scope="crm,user")
     assert call(ordinary, "user.admin").json()["result"] is False
 
@@ -123,16 +150,19 @@ def test_user_methods(portal: Sandbox) -> None:
 def test_app_only_methods_refuse_webhooks(portal: Sandbox, method: str) -> None:
     response = call(portal.webhook_url, method, event="ONCRMLEADADD", handler="http://x/")
     assert response.status_code == 403
-    assert response.json() == {"error": "WRONG_AUTH_TYPE",
-                               "error_description": "Current authorization type is denied for "
-                                                    "this method"}
+    assert response.json() == {
+        "error": "WRONG_AUTH_TYPE",
+        "error_description": "Current authorization type is denied for this method",
+    }
 
 
 def test_app_info_needs_application_context(portal: Sandbox) -> None:
     response = call(portal.webhook_url, "app.info")
     assert response.status_code == 400
-    assert response.json() == {"error": "ACCESS_DENIED",
-                               "error_description": "Access denied! Application context required"}
+    assert response.json() == {
+        "error": "ACCESS_DENIED",
+        "error_description": "Access denied! Application context required",
+    }
 
 
 def test_webhook_without_crm_scope_gets_insufficient_scope(portal: Sandbox) -> None:
