@@ -40,7 +40,7 @@ from b24app.rest.command import Command
 from b24app.rest.encoding import command_string, to_json
 from b24app.rest.listing import ListShape, iterate
 from b24app.rest.oauth import OAuthServer
-from b24app.rest.redact import redact, redact_data
+from b24app.rest.redact import install_log_redaction, redact, redact_data
 from b24app.rest.response import BatchResult, Response, Time
 from b24app.rest.retry import RetryPolicy, all_reads, is_read
 from b24app.rest.throttle import OperatingBudget, RateBucket, make_bucket
@@ -90,6 +90,7 @@ class PortalClient:
         operating: OperatingBudget | None = None,
         rng: random.Random | None = None,
     ) -> None:
+        install_log_redaction()
         self._auth = auth
         self._clock = clock
         self._bucket = bucket or make_bucket(rate or RateLimit(*PLANS["standard"]), key=auth.key,

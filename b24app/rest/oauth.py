@@ -16,7 +16,7 @@ import requests
 from b24app.config import Settings
 from b24app.errors import B24Error, TransportError, UnexpectedResponse, make_error
 from b24app.rest.clock import SYSTEM_CLOCK, Clock
-from b24app.rest.redact import redact
+from b24app.rest.redact import install_log_redaction, redact
 
 log = logging.getLogger("b24app.rest")
 
@@ -69,6 +69,7 @@ class OAuthServer:
         timeout: float = 30.0,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
+        install_log_redaction()
         self.base_url = base_url.rstrip("/")
         self.client_id = client_id
         self._client_secret = client_secret

@@ -6,6 +6,7 @@ webhook URL's code grants access to the portal: never log it.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -47,3 +48,27 @@ def redact_data(value: Any) -> Any:
     if isinstance(value, str):
         return redact(value)
     return value
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that masks secrets in a record's final message (urllib3 logs request
+    lines at DEBUG, and those hold the webhook code or the OAuth query)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the record's message with secrets masked; never drops a record."""
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+_FILTERED_LOGGERS = ("urllib3.connectionpool", "b24app.rest")
+
+
+def install_log_redaction() -> None:
+    """Mask secrets in the loggers that see request URLs (idempotent)."""
+    for name in _FILTERED_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactingFilter) for f in logger.filters):
+            logger.addFilter(RedactingFilter())

@@ -278,3 +278,22 @@ def test_secrets_never_reach_logs_messages_or_reprs(rsps, clock, store, caplog):
     info = "\n".join(r.getMessage() for r in caplog.records if r.levelno >= logging.INFO)
     assert "Erasmus" not in info and "Ignacius" not in info and "+1555" not in info
     assert "crm.lead.add x1" in info  # method names and counts at INFO
+
+
+def test_urllib3_request_lines_are_redacted_at_debug(caplog, clock):
+    caplog.set_level(logging.DEBUG)
+    from sandbox import Sandbox
+
+    with Sandbox(seed_leads=1, plan="fast") as portal:
+        client = PortalClient.from_webhook(portal.webhook_url)
+        client.call("crm.lead.list")
+        details = portal.install_app()
+        server = OAuthServer(base_url=portal.oauth_server, client_id=portal.client_id,
+                             client_secret=portal.client_secret)
+        server.refresh(details["refresh_token"])
+        code = portal.webhook_url.rstrip("/").rsplit("/", 1)[1]
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("urllib3")]
+    assert any("/rest/1/***/crm.lead.list" in line for line in lines)
+    assert any("client_secret=***" in line for line in lines)
+    for secret in (code, portal.client_secret, details["refresh_token"]):
+        assert secret not in caplog.text

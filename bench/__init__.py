@@ -1,0 +1,1 @@
+"""Benchmarks: b24app against the platform floor and against its peers."""
