@@ -17,8 +17,9 @@ from b24app.rest.tokens import TokenSource
 
 log = logging.getLogger("b24app.rest")
 
-# Refresh a little before `expires` so a token does not lapse on its way to the portal.
-EXPIRY_SKEW_SECONDS = 10.0
+# Refresh proactively once `expires` has passed (a token that lapses in transit is refreshed
+# reactively); a margin would refresh on every call for short-lived tokens.
+EXPIRY_SKEW_SECONDS = 0.0
 
 
 @dataclass(frozen=True)

@@ -93,11 +93,12 @@ class PortalClient:
         install_log_redaction()
         self._auth = auth
         self._clock = clock
-        self._bucket = bucket or make_bucket(rate or RateLimit(*PLANS["standard"]), key=auth.key,
-                                             redis_url=redis_url, clock=clock)
+        self.rate_limit = rate or RateLimit(*PLANS["standard"])
+        self.bucket = bucket or make_bucket(self.rate_limit, key=auth.key, redis_url=redis_url,
+                                            clock=clock)
         self._operating = operating or OperatingBudget(clock=clock)
         self._retry = retry or RetryPolicy()
-        self._timeout = timeout
+        self.timeout = timeout
         self._session = session or requests.Session()
         self._rng = rng or random.Random()
         self._lock = threading.Lock()
@@ -293,11 +294,11 @@ class PortalClient:
         redirects = 0
         while True:
             self._wait_for_budget(method, methods)
-            self._clock.sleep(self._bucket.reserve())
+            self._clock.sleep(self.bucket.reserve())
             signed = self._auth.sign(method)
             try:
                 http = self._session.post(signed.url, json={**body, **signed.extra},
-                                          timeout=self._timeout, allow_redirects=False)
+                                          timeout=self.timeout, allow_redirects=False)
             except requests.RequestException as exc:
                 self._count()
                 error = self._transport_error(method, exc, read=read, sent=sent)
@@ -326,7 +327,7 @@ class PortalClient:
                 reloaded = True
                 continue
             if isinstance(error, QueryLimitExceeded):
-                self._bucket.penalize()
+                self.bucket.penalize()
             elif isinstance(error, OperationTimeLimit):
                 for name in methods:
                     self._operating.block(name, error.reset_at)

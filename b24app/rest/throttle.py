@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from typing import Any, Protocol
 
 from b24app.config import RateLimit
+from b24app.errors import ConfigError
 from b24app.rest.clock import SYSTEM_CLOCK, Clock
 from b24app.rest.response import Time
 
@@ -132,7 +133,10 @@ def make_bucket(rate: RateLimit, *, key: str, redis_url: str | None = None,
         return LocalBucket(rate, clock=clock)
     import redis
 
-    client = redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
+    try:
+        client = redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
+    except ValueError:
+        raise ConfigError("B24APP_REDIS_URL must look like redis://host:6379/0") from None
     return RedisBucket(client, f"b24app:bucket:{key}", rate, clock=clock)
 
 
