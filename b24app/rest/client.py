@@ -318,14 +318,18 @@ class PortalClient:
             data, error = self._parse(method, http)
             if error is None:
                 return data
-            if isinstance(error, ExpiredToken) and not refreshed and self._auth.expired(signed):
-                refreshed = True
-                log.info("%s: token expired; refreshed", method)
-                continue
-            if isinstance(error, AuthError) and error.code.upper() in _REJECTED \
-                    and not reloaded and self._auth.rejected(signed):
-                reloaded = True
-                continue
+            if isinstance(error, ExpiredToken) or (
+                    isinstance(error, AuthError) and error.code.upper() in _REJECTED):
+                # At most one refresh, and one re-read of tokens another worker rotated, per call.
+                if isinstance(error, ExpiredToken) and not refreshed \
+                        and self._auth.expired(signed):
+                    refreshed = True
+                    log.info("%s: token expired; refreshed", method)
+                    continue
+                if not reloaded and self._auth.rejected(signed):
+                    reloaded = True
+                    continue
+                raise error
             if isinstance(error, QueryLimitExceeded):
                 self.bucket.penalize()
             elif isinstance(error, OperationTimeLimit):

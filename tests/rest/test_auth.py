@@ -186,6 +186,22 @@ def test_tokens_rotated_elsewhere_are_used_without_refreshing(rsps, clock, store
     assert store.get_installation(MEMBER).refresh_token == "other-refresh"
 
 
+def test_a_refreshed_token_expired_again_adopts_a_newer_stored_one(rsps, clock, store):
+    def expired_and_rotated_elsewhere(request):
+        store.rotate_tokens(MEMBER, access_token="third-access", refresh_token="third-refresh",
+                            expires_at=2_000_000_000)
+        return 401, {}, json.dumps(EXPIRED[0])
+
+    rsps.add("POST", ENDPOINT + "crm.lead.list", json=EXPIRED[0], status=401)
+    rsps.add("GET", TOKEN_URL, json=grant("new-access", "new-refresh"))
+    rsps.add_callback("POST", ENDPOINT + "crm.lead.list", callback=expired_and_rotated_elsewhere)
+    rsps.add("POST", ENDPOINT + "crm.lead.list", json={"result": []})
+    stored_client(store, clock).call("crm.lead.list")
+    assert [sent_json(c)["auth"] for c in rsps.calls if c.request.method == "POST"] == [
+        "old-access", "new-access", "third-access"]
+    assert sum(c.request.method == "GET" for c in rsps.calls) == 1
+
+
 def test_invalid_token_rereads_the_store_once(rsps, clock, store):
     client = stored_client(store, clock)
     rsps.add("POST", ENDPOINT + "profile", json={"result": 1})
