@@ -301,7 +301,11 @@ class PortalClient:
                                           timeout=self.timeout, allow_redirects=False)
             except requests.RequestException as exc:
                 self._count()
-                error = self._transport_error(method, exc, read=read, sent=sent)
+                text = redact(f"{type(exc).__name__}: {exc}", self._secrets())
+                if not (read or _never_sent(exc)):
+                    raise outcome_unknown(f"{text}; the write may or may not have run",
+                                          method=method, commands=sent) from None
+                error: B24Error = TransportError(text, code="TRANSPORT", method=method)
                 failures += 1
                 if failures >= self._retry.attempts:
                     raise error from None
@@ -315,9 +319,10 @@ class PortalClient:
                                              status=http.status_code)
                 self._auth.moved(http.headers["Location"])
                 continue
-            data, error = self._parse(method, http)
-            if error is None:
+            data, failure = self._parse(method, http)
+            if failure is None:
                 return data
+            error = failure
             if isinstance(error, ExpiredToken) or (
                     isinstance(error, AuthError) and error.code.upper() in _REJECTED):
                 # At most one refresh, and one re-read of tokens another worker rotated, per call.
@@ -354,14 +359,6 @@ class PortalClient:
         log.warning("%s: %s; retry %d in %.2f s", method, error.code or type(error).__name__,
                     failures, delay)
         self._clock.sleep(delay)
-
-    def _transport_error(self, method: str, exc: requests.RequestException, *, read: bool,
-                         sent: tuple[tuple[str, str], ...]) -> B24Error:
-        text = redact(f"{type(exc).__name__}: {exc}", self._secrets())
-        if read or _never_sent(exc):
-            return TransportError(text, code="TRANSPORT", method=method)
-        raise outcome_unknown(f"{text}; the write may or may not have run", method=method,
-                              commands=sent) from None
 
     def _parse(self, method: str, http: requests.Response
                ) -> tuple[Mapping[str, Any], B24Error | None]:
