@@ -6,7 +6,7 @@ import json
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -45,6 +45,11 @@ def _faults(ctx: click.Context, param: click.Parameter, value: str | None) -> st
     except FaultSpecError as exc:
         raise click.BadParameter(str(exc)) from None
     return value
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(f"b24app sandbox: error: {message}", err=True)
+    sys.exit(1)
 
 
 def _stop_on_sigterm(signum: int, frame: object) -> None:
@@ -129,25 +134,26 @@ def sandbox(
     """Run a local Bitrix24 portal (REST, OAuth server, events, limits, faults) until Ctrl-C."""
     from sandbox.server import Sandbox
 
-    portal = Sandbox(
-        mode=mode,
-        seed_leads=seed_leads,
-        seed=seed,
-        plan=plan,
-        faults=faults,
-        db=db,
-        webhook_code=webhook_code,
-        token_ttl=token_ttl,
-        port=port,
-        admin_key=admin_key,
-    )
+    try:
+        portal = Sandbox(
+            mode=mode,
+            seed_leads=seed_leads,
+            seed=seed,
+            plan=plan,
+            faults=faults,
+            db=db,
+            webhook_code=webhook_code,
+            token_ttl=token_ttl,
+            port=port,
+            admin_key=admin_key,
+        )
+    except Exception as exc:  # a bad --db file and the like: one line, never a traceback
+        _fail(f"cannot open the portal: {exc}")
     try:
         portal.start()
     except OSError as exc:
-        click.echo(
-            f"b24app sandbox: error: cannot listen on 127.0.0.1:{port}: {exc.strerror}", err=True
-        )
-        sys.exit(1)
+        portal.stop()
+        _fail(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}")
     info = portal.info()
     if info_file:
         Path(info_file).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")

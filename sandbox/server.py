@@ -246,7 +246,19 @@ class Sandbox:
             response = self._handle(Request(environ), holder["listener"])
             return response(environ, start_response)
 
-        server = make_server(LOOPBACK, port, app, threaded=True, request_handler=_QuietHandler)
+        # Bind here: werkzeug would print and sys.exit() on a busy port.
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((LOOPBACK, port))
+            sock.listen(128)
+            server = make_server(
+                LOOPBACK,
+                port,
+                app,
+                threaded=True,
+                request_handler=_QuietHandler,
+                fd=sock.fileno(),
+            )
         server.daemon_threads = True
         thread = threading.Thread(
             target=server.serve_forever,
@@ -254,7 +266,7 @@ class Sandbox:
             name="sandbox-http",
             daemon=True,
         )
-        listener = Listener(server, thread, f"http://{LOOPBACK}:{server.server_port}")
+        listener = Listener(server, thread, f"http://{LOOPBACK}:{server.socket.getsockname()[1]}")
         holder["listener"] = listener
         thread.start()
         return listener

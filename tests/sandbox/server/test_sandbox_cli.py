@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ import requests
 from click.testing import CliRunner
 
 from sandbox.cli import sandbox as sandbox_command
+from sandbox.server import Sandbox
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -124,3 +126,24 @@ def test_real_start_prints_addresses_and_stops_cleanly(tmp_path: Path) -> None:
             process.kill()
     assert process.returncode == 0
     assert "Traceback" not in stderr
+
+
+def test_busy_port_is_one_line_not_an_exit_from_the_library(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        with pytest.raises(OSError):
+            Sandbox(port=port).start()
+        result = run_cli("--port", str(port))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"b24app sandbox: error: cannot listen on 127.0.0.1:{port}: Address already in use"
+    ]
+
+
+def test_unopenable_db_is_one_line(tmp_path: Path) -> None:
+    result = run_cli("--port", "0", "--db", str(tmp_path / "missing" / "dir" / "p.db"))
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("b24app sandbox: error: cannot open the portal")
