@@ -1,0 +1,167 @@
+"""The in-process sandbox portal: CRM state and methods the wire layer dispatches to.
+
+`Portal.dispatch` runs one REST method under `Portal.lock`, writes the changes through to the
+SQLite file (when one is used), then hands queued events to `event_sink`. The wire layer owns
+HTTP, auth, batch, limits and faults, and registers its own methods with `register`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sandbox import crm
+from sandbox import seed as seeding
+from sandbox.crm import mode as crm_mode
+from sandbox.crm.context import D7, OPEN, ConversionOptions, Crm, Method
+from sandbox.errors import ApiError
+from sandbox.query import Page, as_list
+from sandbox.store import Store, bulk
+
+MODES = ("classic", "simple")
+_COUNTED = ("lead", "deal", "contact", "company", "activity", "productrow", "comment")
+
+
+@dataclass(frozen=True)
+class CallContext:
+    """Who calls: user 1 is the admin; 2 and 3 are ordinary users (3 without CRM access)."""
+
+    user_id: int = 1
+    is_admin: bool = True
+    crm_access: bool = True
+    auth_kind: str = "webhook"
+
+
+@dataclass
+class MethodResult:
+    """A method's answer; list methods add `total` (unless start=-1) and `next` (if more rows)."""
+
+    result: Any
+    total: int | None = None
+    next: int | None = None
+
+
+ServerMethod = Callable[[dict[str, Any], CallContext], MethodResult]
+
+
+class Portal:
+    """A local Bitrix24 portal's CRM, in memory or written through to a SQLite file."""
+
+    def __init__(
+        self,
+        *,
+        mode: str = "classic",
+        seed_leads: int = 0,
+        seed: int = 1,
+        db_path: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"unknown CRM mode {mode!r}; expected 'classic' or 'simple'")
+        self.lock = threading.RLock()
+        self.event_sink: Callable[[str, dict], None] | None = None
+        self._methods = crm.methods()
+        self._server_methods: dict[str, ServerMethod] = {}
+        with bulk():
+            self._store = Store(db_path)
+            self._crm = Crm(self._store, clock)
+            crm.install(self._crm)
+            if self._store.is_fresh:
+                # A reopened file keeps its own mode and data; only a new portal takes these.
+                self._crm.mode = mode
+                if seed_leads:
+                    seeding.populate(self._crm, seed_leads, seed)
+                self._store.flush()
+        self._crm.events.clear()
+
+    @property
+    def mode(self) -> str:
+        """ "classic" or "simple"."""
+        return self._crm.mode
+
+    def dispatch(self, method: str, params: dict, ctx: CallContext) -> MethodResult:
+        """Run one REST method; errors are ApiError with Bitrix24's code, text and status."""
+        name = method.lower()
+        with self.lock:
+            server_method = self._server_methods.get(name)
+            if server_method is not None:
+                return server_method(params, ctx)
+            entry = self._methods.get(name)
+            if entry is None:
+                raise ApiError("ERROR_METHOD_NOT_FOUND", "Method not found!", 404)
+            _check_access(entry, ctx)
+            try:
+                out = entry.handler(self._crm, _normalized(params or {}), ctx)
+            finally:
+                self._commit()
+        if isinstance(out, Page):
+            return MethodResult(out.result, out.total, out.next)
+        return MethodResult(out)
+
+    def register(self, method: str, fn: ServerMethod) -> None:
+        """Add a method served by the wire layer (event.*, user.*, app.info, ...)."""
+        with self.lock:
+            self._server_methods[method.lower()] = fn
+
+    def has_method(self, method: str) -> bool:
+        """Whether `method` exists on this portal."""
+        name = method.lower()
+        return name in self._methods or name in self._server_methods
+
+    def set_mode(
+        self,
+        mode: str,
+        *,
+        client: str = "contact",
+        pipeline: int = 0,
+        complete_activities: bool = True,
+    ) -> dict:
+        """The admin's UI switch (no REST setter exists); to "simple" converts active leads."""
+        options = ConversionOptions(client, pipeline, complete_activities)
+        with self.lock, bulk():
+            try:
+                return crm_mode.switch(self._crm, mode, options)
+            finally:
+                self._commit()
+
+    def counts(self) -> dict[str, int]:
+        """How many rows of each kind the portal holds."""
+        with self.lock:
+            return {kind: len(self._store.table(kind)) for kind in _COUNTED}
+
+    def close(self) -> None:
+        """Flush and close the SQLite file, if any."""
+        with self.lock:
+            self._store.close()
+
+    def _commit(self) -> None:
+        self._store.flush()
+        events, self._crm.events = self._crm.events, []
+        sink = self.event_sink
+        if sink is not None:
+            for event, payload in events:
+                sink(event, payload)
+
+
+def _check_access(entry: Method, ctx: CallContext) -> None:
+    if entry.style == OPEN or ctx.crm_access:
+        return
+    if entry.style == D7:
+        raise ApiError("ACCESS_DENIED", "Access denied", 400)
+    raise ApiError("", "Access denied.", 400)
+
+
+def _normalized(value: Any) -> Any:
+    """Form-encoded PHP arrays: a non-empty dict with only digit keys is a list."""
+    if isinstance(value, dict):
+        if value:
+            listed = as_list(value)
+            if listed is not None:
+                return [_normalized(v) for v in listed]
+        return {k: _normalized(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_normalized(v) for v in value]
+    return value
