@@ -8,12 +8,13 @@ Offline events keep only the latest state per object until the app fetches them
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
 import secrets
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -212,6 +213,7 @@ class EventHub:
         self._queue: queue.Queue[tuple[Binding | str, list[tuple[str, str]] | dict[str, Any]]]
         self._queue = queue.Queue()
         self._tokens: dict[int, TokenPair] = {}
+        self._caller = threading.local()
         self._session = requests.Session()
         self._thread: threading.Thread | None = None
         self.deliveries: deque[Delivery] = deque(maxlen=1000)
@@ -420,6 +422,15 @@ class EventHub:
 
     # -- emission ---------------------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def acting_as(self, connector: str) -> Iterator[None]:
+        """Mark changes made by this thread as coming through `auth_connector` (offline events)."""
+        self._caller.connector = connector
+        try:
+            yield
+        finally:
+            self._caller.connector = ""
+
     def sink(self, event: str, data: dict[str, Any]) -> None:
         """The portal's event_sink: queue offline records now, online deliveries for the thread."""
         event = event.upper()
@@ -428,7 +439,12 @@ class EventHub:
             return
         with self._lock:
             online = [b for b in self._bindings if b.event == event and not b.offline]
-            offline = any(b.event == event and b.offline for b in self._bindings)
+            connector = getattr(self._caller, "connector", "")
+            # A change made with the binding's own auth_connector is not echoed back to it.
+            offline = any(
+                b.event == event and b.offline and not (connector and b.auth_connector == connector)
+                for b in self._bindings
+            )
             if offline:
                 self._record_offline(event, data)
         for binding in online:

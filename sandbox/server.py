@@ -689,8 +689,10 @@ class Sandbox:
             self.counters.add("operation_time_limit")
             raise
         self.counters.call(method)
+        connector = str(params.get("auth_connector", "") or "")
         try:
-            outcome = self.portal.dispatch(method, params, ctx)
+            with self.hub.acting_as(connector):
+                outcome = self.portal.dispatch(method, params, ctx)
         except ApiError:
             self.operating.charge(method, simulated_cost(method, None))
             raise

@@ -218,3 +218,13 @@ def test_onappinstall_and_onappuninstall(portal: Sandbox, receiver: Receiver) ->
     # Handlers are gone after the uninstall.
     token = portal.install_app()["access_token"]
     assert oauth_call(portal, "event.get", token).json()["result"] == []
+
+
+def test_auth_connector_changes_are_not_echoed_offline(portal: Sandbox, token: str) -> None:
+    bind(portal, token, event="ONCRMLEADUPDATE", event_type="offline", auth_connector="sync1")
+    oauth_call(
+        portal, "crm.lead.update", token, id=1, fields={"TITLE": "mine"}, auth_connector="sync1"
+    )
+    assert oauth_call(portal, "event.offline.list", token).json()["total"] == 0
+    oauth_call(portal, "crm.lead.update", token, id=1, fields={"TITLE": "someone else"})
+    assert oauth_call(portal, "event.offline.list", token).json()["total"] == 1

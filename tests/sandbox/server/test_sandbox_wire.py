@@ -171,3 +171,28 @@ def test_webhook_without_crm_scope_gets_insufficient_scope(portal: Sandbox) -> N
     assert response.status_code == 403
     assert response.json()["error"] == "insufficient_scope"
     assert call(hook, "profile").status_code == 200  # scope basic needs nothing
+
+
+def test_multifield_writes_by_form_and_json_store_the_same(portal: Sandbox) -> None:
+    form = (
+        "fields[TITLE]=Form+lead&fields[PHONE][0][VALUE]=%2B4930123&"
+        "fields[PHONE][0][VALUE_TYPE]=WORK"
+    )
+    by_form = requests.post(
+        portal.webhook_url + "crm.lead.add",
+        data=form,
+        timeout=10,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    by_json = call(
+        portal.webhook_url,
+        "crm.lead.add",
+        fields={"TITLE": "Form lead", "PHONE": [{"VALUE": "+4930123", "VALUE_TYPE": "WORK"}]},
+    )
+    stored = [
+        call(portal.webhook_url, "crm.lead.get", id=r.json()["result"]).json()["result"]
+        for r in (by_form, by_json)
+    ]
+    assert [lead["TITLE"] for lead in stored] == ["Form lead", "Form lead"]
+    phones = [[(p["VALUE"], p["VALUE_TYPE"]) for p in lead["PHONE"]] for lead in stored]
+    assert phones == [[("+4930123", "WORK")], [("+4930123", "WORK")]]
