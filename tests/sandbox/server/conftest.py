@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -15,13 +14,6 @@ import pytest
 import requests
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
-
-try:
-    import sandbox.portal  # noqa: F401
-except ImportError:  # the core has not landed yet
-    from . import fake_portal
-
-    sys.modules["sandbox.portal"] = fake_portal
 
 from sandbox.server import Sandbox
 from sandbox.wire import parse_php_query
