@@ -64,8 +64,9 @@ def rest_base(location: str) -> tuple[str, str]:
     """(scheme://host, path) of a redirect target that must lie under /rest/."""
     parts = urlsplit(location)
     if parts.scheme not in ("http", "https") or not parts.netloc or "/rest/" not in parts.path:
-        raise UnexpectedResponse(f"the portal redirected outside its REST API ({parts.netloc})",
-                                 code="REDIRECT")
+        raise UnexpectedResponse(
+            f"the portal redirected outside its REST API ({parts.netloc})", code="REDIRECT"
+        )
     return f"{parts.scheme}://{parts.netloc}", parts.path
 
 
@@ -75,8 +76,12 @@ class WebhookAuth:
     def __init__(self, url: str) -> None:
         parts = urlsplit(url.strip())
         segments = [s for s in parts.path.split("/") if s]
-        if parts.scheme not in ("http", "https") or not parts.netloc or len(segments) < 3 \
-                or segments[-3] != "rest":
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.netloc
+            or len(segments) < 3
+            or segments[-3] != "rest"
+        ):
             raise ConfigError("B24_WEBHOOK_URL must look like https://<portal>/rest/<user>/<code>/")
         self._url = urlunsplit((parts.scheme, parts.netloc, "/" + "/".join(segments) + "/", "", ""))
         self._code = segments[-1]
@@ -142,13 +147,19 @@ class OAuthAuth:
     def sign(self, method: str) -> Signed:
         """`<client_endpoint><method>` with `auth` in the body."""
         tokens = self._source.current()
-        if tokens.expires_at is not None and \
-                self._clock.now() >= tokens.expires_at - EXPIRY_SKEW_SECONDS:
+        if (
+            tokens.expires_at is not None
+            and self._clock.now() >= tokens.expires_at - EXPIRY_SKEW_SECONDS
+        ):
             tokens = self._source.refresh(tokens.access_token)
-        endpoint = tokens.client_endpoint if tokens.client_endpoint.endswith("/") \
+        endpoint = (
+            tokens.client_endpoint
+            if tokens.client_endpoint.endswith("/")
             else tokens.client_endpoint + "/"
-        return Signed(url=endpoint + method, extra={"auth": tokens.access_token},
-                      token=tokens.access_token)
+        )
+        return Signed(
+            url=endpoint + method, extra={"auth": tokens.access_token}, token=tokens.access_token
+        )
 
     def expired(self, sent: Signed) -> bool:
         """Refresh (or adopt tokens someone else rotated)."""

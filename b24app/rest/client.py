@@ -94,8 +94,9 @@ class PortalClient:
         self._auth = auth
         self._clock = clock
         self.rate_limit = rate or RateLimit(*PLANS["standard"])
-        self.bucket = bucket or make_bucket(self.rate_limit, key=auth.key, redis_url=redis_url,
-                                            clock=clock)
+        self.bucket = bucket or make_bucket(
+            self.rate_limit, key=auth.key, redis_url=redis_url, clock=clock
+        )
         self._operating = operating or OperatingBudget(clock=clock)
         self._retry = retry or RetryPolicy()
         self.timeout = timeout
@@ -118,8 +119,9 @@ class PortalClient:
         return kwargs
 
     @classmethod
-    def from_webhook(cls, url: str, *, settings: Settings | None = None, **kwargs: Any
-                     ) -> PortalClient:
+    def from_webhook(
+        cls, url: str, *, settings: Settings | None = None, **kwargs: Any
+    ) -> PortalClient:
         """A client calling through the incoming webhook `url` (https://portal/rest/1/code/)."""
         return cls(WebhookAuth(url), **cls._options(settings, kwargs))
 
@@ -179,8 +181,13 @@ class PortalClient:
 
     # -- public calls --------------------------------------------------------------------------
 
-    def call(self, method: str, params: Mapping[str, Any] | None = None, *,
-             idempotent: bool | None = None) -> Response:
+    def call(
+        self,
+        method: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        idempotent: bool | None = None,
+    ) -> Response:
         """Call one REST method; raises the typed B24Error on failure.
 
         `idempotent=True` lets a write be repeated after an unknown outcome (e.g. setting a field
@@ -195,8 +202,9 @@ class PortalClient:
         self._operating.observe(method, response.time)
         return response
 
-    def batch(self, commands: Sequence[Command], *, halt: bool = False,
-              idempotent: bool | None = None) -> BatchResult:
+    def batch(
+        self, commands: Sequence[Command], *, halt: bool = False, idempotent: bool | None = None
+    ) -> BatchResult:
         """Run up to 50 commands in one request; each command's result or typed error comes back
         side by side (never all-or-nothing). Later commands may use `Command.ref(...)`.
 
@@ -208,11 +216,14 @@ class PortalClient:
         _check_batch(commands)
         methods = {c.key: c.method for c in commands}
         read = all_reads(methods.values()) if idempotent is None else idempotent
-        body = {"halt": 1 if halt else 0,
-                "cmd": {c.key: command_string(c.method, c.params) for c in commands}}
+        body = {
+            "halt": 1 if halt else 0,
+            "cmd": {c.key: command_string(c.method, c.params) for c in commands},
+        }
         log.debug("batch %s", _preview(body))
-        raw = self._post("batch", body, read=read, sent=tuple(methods.items()),
-                         methods=tuple(methods.values()))
+        raw = self._post(
+            "batch", body, read=read, sent=tuple(methods.items()), methods=tuple(methods.values())
+        )
         result = BatchResult.parse(raw, methods)
         for key, time in result.times.items():
             if key in methods:
@@ -220,12 +231,18 @@ class PortalClient:
         for key, error in result.errors.items():
             if isinstance(error, OperationTimeLimit) and key in methods:
                 self._operating.block(methods[key], error.reset_at)
-        log.info("batch: %s -> %d ok, %d failed, %d not run", _summary(commands),
-                 len(result.results), len(result.errors), len(result.skipped))
+        log.info(
+            "batch: %s -> %d ok, %d failed, %d not run",
+            _summary(commands),
+            len(result.results),
+            len(result.errors),
+            len(result.skipped),
+        )
         return result
 
-    def batch_many(self, commands: Sequence[Command], *, halt: bool = False,
-                   idempotent: bool | None = None) -> BatchResult:
+    def batch_many(
+        self, commands: Sequence[Command], *, halt: bool = False, idempotent: bool | None = None
+    ) -> BatchResult:
         """Run any number of commands in as few batches as possible (50 per request).
 
         `$result[...]` references must point inside the same chunk of 50. A chunk whose outcome
@@ -235,19 +252,21 @@ class PortalClient:
         commands = list(commands)
         _check_keys(commands)
         for start in range(0, len(commands), MAX_BATCH):
-            _check_refs_inside(commands[start:start + MAX_BATCH])
+            _check_refs_inside(commands[start : start + MAX_BATCH])
         merged = BatchResult()
         for start in range(0, len(commands), MAX_BATCH):
-            chunk = commands[start:start + MAX_BATCH]
+            chunk = commands[start : start + MAX_BATCH]
             try:
                 result = self.batch(chunk, halt=halt, idempotent=idempotent)
             except OutcomeUnknown as exc:
-                result = BatchResult(errors={c.key: exc for c in chunk},
-                                     keys=tuple(c.key for c in chunk))
+                result = BatchResult(
+                    errors={c.key: exc for c in chunk}, keys=tuple(c.key for c in chunk)
+                )
             merged = merged.merged(result)
             if halt and result.errors:
-                merged = merged.merged(BatchResult(keys=tuple(
-                    c.key for c in commands[start + MAX_BATCH:])))
+                merged = merged.merged(
+                    BatchResult(keys=tuple(c.key for c in commands[start + MAX_BATCH :]))
+                )
                 break
         return merged
 
@@ -277,8 +296,11 @@ class PortalClient:
         if delay <= 0:
             return
         if delay > self._retry.max_block_wait:
-            error = OperationTimeLimit(f"blocked for another {delay:.0f} s by the operating-time "
-                                       "limit", code="OPERATION_TIME_LIMIT", method=method)
+            error = OperationTimeLimit(
+                f"blocked for another {delay:.0f} s by the operating-time limit",
+                code="OPERATION_TIME_LIMIT",
+                method=method,
+            )
             error.reset_at = self._clock.now() + delay
             raise error
         log.warning("%s: waiting %.1f s for the operating-time budget", method, delay)
@@ -287,8 +309,15 @@ class PortalClient:
     def _secrets(self) -> tuple[str, ...]:
         return self._auth.secrets()
 
-    def _post(self, method: str, body: Mapping[str, Any], *, read: bool,
-              sent: tuple[tuple[str, str], ...], methods: Sequence[str]) -> Mapping[str, Any]:
+    def _post(
+        self,
+        method: str,
+        body: Mapping[str, Any],
+        *,
+        read: bool,
+        sent: tuple[tuple[str, str], ...],
+        methods: Sequence[str],
+    ) -> Mapping[str, Any]:
         failures = 0
         refreshed = reloaded = False
         redirects = 0
@@ -297,14 +326,19 @@ class PortalClient:
             self._clock.sleep(self.bucket.reserve())
             signed = self._auth.sign(method)
             try:
-                http = self._session.post(signed.url, json={**body, **signed.extra},
-                                          timeout=self.timeout, allow_redirects=False)
+                http = self._session.post(
+                    signed.url,
+                    json={**body, **signed.extra},
+                    timeout=self.timeout,
+                    allow_redirects=False,
+                )
             except requests.RequestException as exc:
                 self._count()
                 text = redact(f"{type(exc).__name__}: {exc}", self._secrets())
                 if not (read or _never_sent(exc)):
-                    raise outcome_unknown(f"{text}; the write may or may not have run",
-                                          method=method, commands=sent) from None
+                    raise outcome_unknown(
+                        f"{text}; the write may or may not have run", method=method, commands=sent
+                    ) from None
                 error: B24Error = TransportError(text, code="TRANSPORT", method=method)
                 failures += 1
                 if failures >= self._retry.attempts:
@@ -315,8 +349,9 @@ class PortalClient:
             if http.status_code in _REDIRECTS and http.headers.get("Location"):
                 redirects += 1
                 if redirects > 3:
-                    raise UnexpectedResponse("too many redirects", method=method,
-                                             status=http.status_code)
+                    raise UnexpectedResponse(
+                        "too many redirects", method=method, status=http.status_code
+                    )
                 self._auth.moved(http.headers["Location"])
                 continue
             data, failure = self._parse(method, http)
@@ -324,10 +359,10 @@ class PortalClient:
                 return data
             error = failure
             if isinstance(error, ExpiredToken) or (
-                    isinstance(error, AuthError) and error.code.upper() in _REJECTED):
+                isinstance(error, AuthError) and error.code.upper() in _REJECTED
+            ):
                 # At most one refresh, and one re-read of tokens another worker rotated, per call.
-                if isinstance(error, ExpiredToken) and not refreshed \
-                        and self._auth.expired(signed):
+                if isinstance(error, ExpiredToken) and not refreshed and self._auth.expired(signed):
                     refreshed = True
                     log.info("%s: token expired; refreshed", method)
                     continue
@@ -344,8 +379,11 @@ class PortalClient:
                 if not read:
                     raise outcome_unknown(
                         f"the portal answered {error.code or 'HTTP'} {http.status_code}; the "
-                        "write may or may not have run", method=method, commands=sent,
-                        status=http.status_code) from error
+                        "write may or may not have run",
+                        method=method,
+                        commands=sent,
+                        status=http.status_code,
+                    ) from error
             else:
                 raise error
             failures += 1
@@ -354,33 +392,46 @@ class PortalClient:
             self._backoff(method, failures, error)
 
     def _backoff(self, method: str, failures: int, error: B24Error) -> None:
-        delay = 0.0 if isinstance(error, OperationTimeLimit) else \
-            self._retry.delay(failures, self._rng)
-        log.warning("%s: %s; retry %d in %.2f s", method, error.code or type(error).__name__,
-                    failures, delay)
+        delay = (
+            0.0 if isinstance(error, OperationTimeLimit) else self._retry.delay(failures, self._rng)
+        )
+        log.warning(
+            "%s: %s; retry %d in %.2f s",
+            method,
+            error.code or type(error).__name__,
+            failures,
+            delay,
+        )
         self._clock.sleep(delay)
 
-    def _parse(self, method: str, http: requests.Response
-               ) -> tuple[Mapping[str, Any], B24Error | None]:
+    def _parse(
+        self, method: str, http: requests.Response
+    ) -> tuple[Mapping[str, Any], B24Error | None]:
         try:
             data = http.json()
         except ValueError:
             data = None
         if not isinstance(data, Mapping):
             kind = http.headers.get("Content-Type", "no content type").split(";")[0]
-            return {}, UnexpectedResponse(f"the portal answered {kind}, not Bitrix24 JSON",
-                                          code="BAD_RESPONSE",
-                                          method=method, status=http.status_code)
+            return {}, UnexpectedResponse(
+                f"the portal answered {kind}, not Bitrix24 JSON",
+                code="BAD_RESPONSE",
+                method=method,
+                status=http.status_code,
+            )
         if "error" in data and "result" not in data:
             time = Time.parse(data.get("time"))
             return data, make_error(
                 str(data.get("error") or ""),
                 redact(str(data.get("error_description") or ""), self._secrets()),
-                method=method, status=http.status_code,
-                reset_at=time.operating_reset_at if time else None)
+                method=method,
+                status=http.status_code,
+                reset_at=time.operating_reset_at if time else None,
+            )
         if http.status_code >= 500:
-            return data, ServerError("a 5xx answer without an error code", method=method,
-                                     status=http.status_code)
+            return data, ServerError(
+                "a 5xx answer without an error code", method=method, status=http.status_code
+            )
         return data, None
 
 
@@ -389,7 +440,8 @@ def _server_failure(error: B24Error) -> bool:
     if isinstance(error, ServerError):
         return True
     return isinstance(error, UnexpectedResponse) and (
-        error.status is None or error.status >= 500 or error.status < 300)
+        error.status is None or error.status >= 500 or error.status < 300
+    )
 
 
 def _check_method(method: str) -> None:
@@ -412,8 +464,9 @@ def _check_keys(commands: Sequence[Command]) -> None:
 
 def _check_batch(commands: Sequence[Command]) -> None:
     if len(commands) > MAX_BATCH:
-        raise UsageError(f"a batch holds at most {MAX_BATCH} commands (got {len(commands)}); "
-                         "use batch_many")
+        raise UsageError(
+            f"a batch holds at most {MAX_BATCH} commands (got {len(commands)}); use batch_many"
+        )
     _check_keys(commands)
 
 
@@ -433,8 +486,10 @@ def _check_refs_inside(chunk: Sequence[Command]) -> None:
     for command in chunk:
         for ref in _refs(command.params):
             if ref not in keys:
-                raise UsageError(f"command {command.key!r} refers to $result[{ref}], which is not "
-                                 "in the same batch of 50")
+                raise UsageError(
+                    f"command {command.key!r} refers to $result[{ref}], which is not "
+                    "in the same batch of 50"
+                )
 
 
 def _summary(commands: Sequence[Command]) -> str:

@@ -48,8 +48,7 @@ class ListShape:
     def ref(self, key: str) -> str:
         """`$result[key]...[49][ID]`: the last ID of page `key`."""
         path = [self.items_key] if self.items_key else []
-        return f"$result[{key}]" + "".join(f"[{p}]" for p in [*path, PAGE_SIZE - 1,
-                                                             self.id_field])
+        return f"$result[{key}]" + "".join(f"[{p}]" for p in [*path, PAGE_SIZE - 1, self.id_field])
 
 
 # Methods whose rows are not a bare list under `result` (b24jssdk#185: tasks use `id` in rows
@@ -70,21 +69,24 @@ def shape_of(method: str) -> ListShape:
 def _id(row: Mapping[str, Any], field: str, method: str) -> int | str:
     value = row.get(field)
     if value is None:
-        raise ListingError(f"a row has no {field!r}; add it to select", code="LISTING",
-                           method=method)
+        raise ListingError(
+            f"a row has no {field!r}; add it to select", code="LISTING", method=method
+        )
     try:
         return int(value)
     except (TypeError, ValueError):
         return str(value)
 
 
-def _prepare(method: str, params: Mapping[str, Any] | None, shape: ListShape
-             ) -> tuple[dict[str, Any], dict[str, Any], Any]:
+def _prepare(
+    method: str, params: Mapping[str, Any] | None, shape: ListShape
+) -> tuple[dict[str, Any], dict[str, Any], Any]:
     params = dict(params or {})
     field = shape.filter_field
     order = params.pop("order", None)
     if order and {str(k).upper(): str(v).upper() for k, v in dict(order).items()} != {
-            field.upper(): "ASC"}:
+        field.upper(): "ASC"
+    }:
         raise UsageError(f"{method}: keyset listing orders by {field} ascending; drop `order`")
     if "start" in params:
         raise UsageError(f"{method}: keyset listing sets `start` itself; drop it")
@@ -113,8 +115,9 @@ def iterate(
     first_request = client.requests_made
     while True:
         if pages >= cap:
-            raise ListingError(f"more than {cap} pages; pass a larger max_pages",
-                               code="LISTING", method=method)
+            raise ListingError(
+                f"more than {cap} pages; pass a larger max_pages", code="LISTING", method=method
+            )
         commands: list[Command] = []
         for i in range(min(PAGES_PER_REQUEST, cap - pages)):
             after = last if i == 0 else shape.ref(commands[-1].key)
@@ -135,18 +138,27 @@ def iterate(
                 if last is not None and _not_after(current, last):
                     raise ListingError(
                         f"ids did not advance past {last} (got {current}); is the `>` filter "
-                        f"on {shape.filter_field} honoured?", code="LISTING", method=method)
+                        f"on {shape.filter_field} honoured?",
+                        code="LISTING",
+                        method=method,
+                    )
                 last = current
                 yield dict(row)
             rows_seen += len(rows)
             if len(rows) < PAGE_SIZE:
-                log.info("%s: listed %d rows in %d pages, %d requests", method, rows_seen,
-                         pages, client.requests_made - first_request)
+                log.info(
+                    "%s: listed %d rows in %d pages, %d requests",
+                    method,
+                    rows_seen,
+                    pages,
+                    client.requests_made - first_request,
+                )
                 return
 
 
-def _page(result: BatchResult, key: str, shape: ListShape
-          ) -> tuple[list[dict[str, Any]], Exception | None]:
+def _page(
+    result: BatchResult, key: str, shape: ListShape
+) -> tuple[list[dict[str, Any]], Exception | None]:
     if key in result.errors:
         return [], result.errors[key]
     return shape.rows(result.results.get(key)), None

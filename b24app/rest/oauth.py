@@ -82,13 +82,23 @@ class OAuthServer:
         return f"OAuthServer({self.base_url}, client_id={self.client_id})"
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, session: requests.Session | None = None,
-                      clock: Clock = SYSTEM_CLOCK) -> OAuthServer:
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        session: requests.Session | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> OAuthServer:
         """The server of `settings` (B24_OAUTH_SERVER, B24_CLIENT_ID, B24_CLIENT_SECRET)."""
         settings.require("B24_CLIENT_ID", "B24_CLIENT_SECRET")
-        return cls(base_url=settings.oauth_server, client_id=settings.client_id or "",
-                   client_secret=settings.client_secret or "", session=session,
-                   timeout=settings.timeout, clock=clock)
+        return cls(
+            base_url=settings.oauth_server,
+            client_id=settings.client_id or "",
+            client_secret=settings.client_secret or "",
+            session=session,
+            timeout=settings.timeout,
+            clock=clock,
+        )
 
     def refresh(self, refresh_token: str) -> TokenGrant:
         """A new token pair for `refresh_token` (which the server may invalidate: persist the
@@ -105,12 +115,14 @@ class OAuthServer:
         secrets = (self._client_secret, *params.values())
         query = {"client_id": self.client_id, "client_secret": self._client_secret, **params}
         try:
-            http = self._session.get(self.base_url + TOKEN_PATH, params=query,
-                                     timeout=self._timeout)
+            http = self._session.get(
+                self.base_url + TOKEN_PATH, params=query, timeout=self._timeout
+            )
         except requests.RequestException as exc:
             # requests' messages include the URL, and this URL carries the secrets.
-            raise TransportError(redact(f"{type(exc).__name__}: {exc}", secrets),
-                                 method="oauth/token") from None
+            raise TransportError(
+                redact(f"{type(exc).__name__}: {exc}", secrets), method="oauth/token"
+            ) from None
         try:
             body = http.json()
         except ValueError:
@@ -118,11 +130,16 @@ class OAuthServer:
         if not isinstance(body, Mapping):
             raise UnexpectedResponse(
                 f"the OAuth server answered {http.headers.get('Content-Type', 'no content type')}"
-                ", not JSON", method="oauth/token", status=http.status_code)
+                ", not JSON",
+                method="oauth/token",
+                status=http.status_code,
+            )
         if body.get("error") or "access_token" not in body:
             error: B24Error = make_error(
                 str(body.get("error") or ""),
                 redact(str(body.get("error_description") or "no token in the answer"), secrets),
-                method="oauth/token", status=http.status_code)
+                method="oauth/token",
+                status=http.status_code,
+            )
             raise error
         return TokenGrant.parse(body, self._clock.now())

@@ -18,23 +18,35 @@ class Portal(Protocol):
         """HTTP requests sent so far."""
         ...
 
-    def call(self, method: str, params: Mapping[str, Any] | None = None, *,
-             idempotent: bool | None = None) -> Response:
+    def call(
+        self,
+        method: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        idempotent: bool | None = None,
+    ) -> Response:
         """Call one method."""
         ...
 
-    def batch(self, commands: Sequence[Command], *, halt: bool = False,
-              idempotent: bool | None = None) -> BatchResult:
+    def batch(
+        self, commands: Sequence[Command], *, halt: bool = False, idempotent: bool | None = None
+    ) -> BatchResult:
         """Run up to 50 commands in one request."""
         ...
 
-    def batch_many(self, commands: Sequence[Command], *, halt: bool = False,
-                   idempotent: bool | None = None) -> BatchResult:
+    def batch_many(
+        self, commands: Sequence[Command], *, halt: bool = False, idempotent: bool | None = None
+    ) -> BatchResult:
         """Run any number of independent commands, 50 per request."""
         ...
 
-    def iterate(self, method: str, params: Mapping[str, Any] | None = None, *,
-                shape: ListShape | None = None, max_pages: int | None = None
-                ) -> Iterator[dict[str, Any]]:
+    def iterate(
+        self,
+        method: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        shape: ListShape | None = None,
+        max_pages: int | None = None,
+    ) -> Iterator[dict[str, Any]]:
         """Every row of a list method."""
         ...

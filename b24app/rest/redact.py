@@ -12,10 +12,19 @@ from collections.abc import Mapping
 from typing import Any
 
 MASK = "***"
-SECRET_KEYS = frozenset({
-    "auth", "access_token", "refresh_token", "application_token", "client_secret", "auth_id",
-    "refresh_id", "password", "code",
-})
+SECRET_KEYS = frozenset(
+    {
+        "auth",
+        "access_token",
+        "refresh_token",
+        "application_token",
+        "client_secret",
+        "auth_id",
+        "refresh_id",
+        "password",
+        "code",
+    }
+)
 
 _WEBHOOK = re.compile(r"(/rest/\d+/)[^/?#\s]+")
 _QUERY = re.compile(
@@ -41,8 +50,9 @@ def redact_url(url: str) -> str:
 def redact_data(value: Any) -> Any:
     """A copy of a payload with the values of secret keys masked (for DEBUG logs)."""
     if isinstance(value, Mapping):
-        return {k: MASK if str(k).lower() in SECRET_KEYS else redact_data(v)
-                for k, v in value.items()}
+        return {
+            k: MASK if str(k).lower() in SECRET_KEYS else redact_data(v) for k, v in value.items()
+        }
     if isinstance(value, list | tuple):
         return [redact_data(v) for v in value]
     if isinstance(value, str):

@@ -114,10 +114,16 @@ class BatchResult:
         return cls(
             results=keyed(inner.get("result")),
             errors=errors,
-            totals={k: n for k, v in keyed(inner.get("result_total")).items() if (n := _int(v))
-                    is not None},
-            nexts={k: n for k, v in keyed(inner.get("result_next")).items() if (n := _int(v))
-                   is not None},
+            totals={
+                k: n
+                for k, v in keyed(inner.get("result_total")).items()
+                if (n := _int(v)) is not None
+            },
+            nexts={
+                k: n
+                for k, v in keyed(inner.get("result_next")).items()
+                if (n := _int(v)) is not None
+            },
             times=times,
             time=Time.parse(body.get("time")),
             keys=tuple(methods),

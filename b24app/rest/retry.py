@@ -13,11 +13,26 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 # Methods that only read, beyond the suffix rule below.
-_READS = frozenset({
-    "crm.settings.mode.get", "crm.status.list", "crm.duplicate.findbycomm", "profile",
-    "app.info", "user.admin", "user.access", "user.current", "scope", "methods", "method.get",
-    "server.time", "feature.get", "event.get", "placement.get", "crm.enum.fields",
-})
+_READS = frozenset(
+    {
+        "crm.settings.mode.get",
+        "crm.status.list",
+        "crm.duplicate.findbycomm",
+        "profile",
+        "app.info",
+        "user.admin",
+        "user.access",
+        "user.current",
+        "scope",
+        "methods",
+        "method.get",
+        "server.time",
+        "feature.get",
+        "event.get",
+        "placement.get",
+        "crm.enum.fields",
+    }
+)
 _READ_SUFFIXES = (".list", ".get", ".fields", ".search", ".current")
 _READ_PREFIXES = ("crm.enum.",)
 # Named like reads, but they change state.

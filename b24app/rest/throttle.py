@@ -94,8 +94,9 @@ return string.format('%.6f', wait)
 class RedisBucket:
     """The bucket held in Redis under `key`; falls back to a local bucket if Redis fails."""
 
-    def __init__(self, client: Any, key: str, rate: RateLimit, *, clock: Clock = SYSTEM_CLOCK
-                 ) -> None:
+    def __init__(
+        self, client: Any, key: str, rate: RateLimit, *, clock: Clock = SYSTEM_CLOCK
+    ) -> None:
         self._interval, self._tolerance = bucket_shape(rate)
         self._key = key
         self._script = client.register_script(_GCRA)
@@ -106,12 +107,17 @@ class RedisBucket:
         import redis
 
         try:
-            return float(self._script(keys=[self._key], args=[
-                f"{self._interval:.6f}", f"{self._tolerance:.6f}", mode]))
+            return float(
+                self._script(
+                    keys=[self._key], args=[f"{self._interval:.6f}", f"{self._tolerance:.6f}", mode]
+                )
+            )
         except redis.RedisError as exc:
             if not self._warned:
-                log.warning("Redis throttle unavailable (%s); limiting this process only",
-                            type(exc).__name__)
+                log.warning(
+                    "Redis throttle unavailable (%s); limiting this process only",
+                    type(exc).__name__,
+                )
                 self._warned = True
             return None
 
@@ -126,8 +132,9 @@ class RedisBucket:
             self._fallback.penalize()
 
 
-def make_bucket(rate: RateLimit, *, key: str, redis_url: str | None = None,
-                clock: Clock = SYSTEM_CLOCK) -> RateBucket:
+def make_bucket(
+    rate: RateLimit, *, key: str, redis_url: str | None = None, clock: Clock = SYSTEM_CLOCK
+) -> RateBucket:
     """A RedisBucket when `redis_url` is set, else a LocalBucket."""
     if not redis_url:
         return LocalBucket(rate, clock=clock)
@@ -152,8 +159,9 @@ class OperatingBudget:
     # Bitrix24 keeps ten one-minute buckets: a blocked method frees budget within a minute.
     BUCKET = 60.0
 
-    def __init__(self, *, limit: float = 480.0, soft: float = 0.9, clock: Clock = SYSTEM_CLOCK
-                 ) -> None:
+    def __init__(
+        self, *, limit: float = 480.0, soft: float = 0.9, clock: Clock = SYSTEM_CLOCK
+    ) -> None:
         self._soft_limit = limit * soft
         self._clock = clock
         self._lock = threading.Lock()
@@ -207,8 +215,9 @@ class OperatingBudget:
                 return seen + self.BUCKET - now
             return max(0.0, reset_at - now)
 
-    def _until_local_below(self, spent: deque[tuple[float, float]], local: float, now: float
-                           ) -> float:
+    def _until_local_below(
+        self, spent: deque[tuple[float, float]], local: float, now: float
+    ) -> float:
         for at, duration in spent:
             local -= duration
             if local < self._soft_limit:

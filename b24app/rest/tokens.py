@@ -78,8 +78,7 @@ REFRESH_FAILURES: dict[type[B24Error], str] = {
 
 def _status_failure(installation: inst.Installation | None, member_id: str) -> B24Error | None:
     if installation is None:
-        return NotInstalled(f"no installation stored for portal {member_id}",
-                            code="NOT_INSTALLED")
+        return NotInstalled(f"no installation stored for portal {member_id}", code="NOT_INSTALLED")
     if installation.status == inst.ACTIVE:
         return None
     message = f"portal {installation.domain} is {installation.status}; not calling it"
@@ -105,8 +104,7 @@ class StoredTokens:
     """Tokens of the installation `member_id` in an InstallationStore, refreshed through
     `oauth` once per portal across threads and processes."""
 
-    def __init__(self, store: inst.InstallationStore, member_id: str, oauth: OAuthServer
-                 ) -> None:
+    def __init__(self, store: inst.InstallationStore, member_id: str, oauth: OAuthServer) -> None:
         self._store = store
         self._member_id = member_id
         self._oauth = oauth
@@ -146,17 +144,21 @@ class StoredTokens:
             if failure is None:
                 assert installation is not None
                 if installation.access_token != failed_access_token:
-                    log.info("portal %s: using tokens rotated by another worker",
-                             installation.domain)
+                    log.info(
+                        "portal %s: using tokens rotated by another worker", installation.domain
+                    )
                 else:
                     try:
                         grant = self._oauth.refresh(installation.refresh_token)
                     except tuple(REFRESH_FAILURES) as exc:
                         status = next(s for c, s in REFRESH_FAILURES.items() if isinstance(exc, c))
-                        self._store.mark_status(self._member_id, status, reason=exc.code,
-                                                conn=conn)
-                        log.warning("portal %s: token refresh failed (%s); marked %s",
-                                    installation.domain, exc.code, status)
+                        self._store.mark_status(self._member_id, status, reason=exc.code, conn=conn)
+                        log.warning(
+                            "portal %s: token refresh failed (%s); marked %s",
+                            installation.domain,
+                            exc.code,
+                            status,
+                        )
                         failure = exc
                     else:
                         installation = self._rotate(conn, grant)

@@ -159,8 +159,11 @@ class InstallationStore:
         return Installation(**data)
 
     def _record(self, conn: Connection, member_id: str, event: str, detail: str = "") -> None:
-        conn.execute(insert(installation_history).values(
-            member_id=member_id, event=event, detail=detail[:512], at=_now()))
+        conn.execute(
+            insert(installation_history).values(
+                member_id=member_id, event=event, detail=detail[:512], at=_now()
+            )
+        )
 
     def save_installation(self, installation: Installation) -> Installation:
         """Insert or replace the portal's installation (an install or a reinstall); status active.
@@ -185,29 +188,38 @@ class InstallationStore:
                 if plain or old is None:
                     values[name] = self._seal(plain)
             if old is None:
-                conn.execute(insert(installations).values(member_id=installation.member_id,
-                                                          **values))
+                conn.execute(
+                    insert(installations).values(member_id=installation.member_id, **values)
+                )
                 self._record(conn, installation.member_id, "installed", values["domain"])
             else:
-                conn.execute(update(installations)
-                             .where(installations.c.member_id == installation.member_id)
-                             .values(**values))
-                self._record(conn, installation.member_id, "reinstalled",
-                             f"{values['domain']} (was {old.status})")
+                conn.execute(
+                    update(installations)
+                    .where(installations.c.member_id == installation.member_id)
+                    .values(**values)
+                )
+                self._record(
+                    conn,
+                    installation.member_id,
+                    "reinstalled",
+                    f"{values['domain']} (was {old.status})",
+                )
             saved = self._select(conn, installation.member_id)
         assert saved is not None
         return saved
 
-    def _select(self, conn: Connection, member_id: str, *, lock: bool = False
-                ) -> Installation | None:
+    def _select(
+        self, conn: Connection, member_id: str, *, lock: bool = False
+    ) -> Installation | None:
         query = select(installations).where(installations.c.member_id == member_id)
         if lock and not is_sqlite(self.engine):
             query = query.with_for_update()
         row = conn.execute(query).first()
         return self._row(row) if row else None
 
-    def get_installation(self, member_id: str, *, conn: Connection | None = None
-                         ) -> Installation | None:
+    def get_installation(
+        self, member_id: str, *, conn: Connection | None = None
+    ) -> Installation | None:
         """The installation for `member_id`, or None."""
         if conn is not None:
             return self._select(conn, member_id)
@@ -223,9 +235,11 @@ class InstallationStore:
         """The installation whose member_id or domain (host) is `member_id_or_domain`."""
         key = member_id_or_domain.strip()
         host = domain_of(key) if "://" in key else key.rstrip("/")
-        query = (select(installations)
-                 .where(or_(installations.c.member_id == key, installations.c.domain == host))
-                 .order_by(installations.c.updated_at.desc()))
+        query = (
+            select(installations)
+            .where(or_(installations.c.member_id == key, installations.c.domain == host))
+            .order_by(installations.c.updated_at.desc())
+        )
         with self.engine.connect() as conn:
             row = conn.execute(query).first()
         return self._row(row) if row else None
@@ -239,19 +253,25 @@ class InstallationStore:
         with self.engine.connect() as conn:
             return [self._row(row) for row in conn.execute(query)]
 
-    def mark_status(self, member_id: str, status: str, *, reason: str = "",
-                    conn: Connection | None = None) -> None:
+    def mark_status(
+        self, member_id: str, status: str, *, reason: str = "", conn: Connection | None = None
+    ) -> None:
         """Set the installation's status (jobs skip portals that are not active) and record it."""
         _check_status(status)
         with self._writing(conn) as c:
-            old = c.execute(select(installations.c.status)
-                            .where(installations.c.member_id == member_id)).scalar()
+            old = c.execute(
+                select(installations.c.status).where(installations.c.member_id == member_id)
+            ).scalar()
             if old is None:
                 return
-            c.execute(update(installations).where(installations.c.member_id == member_id)
-                      .values(status=status, updated_at=_now()))
-            self._record(c, member_id, "status", f"{old} -> {status}"
-                         + (f": {reason}" if reason else ""))
+            c.execute(
+                update(installations)
+                .where(installations.c.member_id == member_id)
+                .values(status=status, updated_at=_now())
+            )
+            self._record(
+                c, member_id, "status", f"{old} -> {status}" + (f": {reason}" if reason else "")
+            )
 
     def rotate_tokens(
         self,
@@ -282,8 +302,9 @@ class InstallationStore:
             old = self._select(c, member_id)
             if old is None:
                 raise UsageError(f"no installation stored for member_id {member_id}")
-            c.execute(update(installations).where(installations.c.member_id == member_id)
-                      .values(**values))
+            c.execute(
+                update(installations).where(installations.c.member_id == member_id).values(**values)
+            )
             self._record(c, member_id, "rotated", f"expires_at={expires_at}")
             if client_endpoint and client_endpoint != old.client_endpoint:
                 self._move(c, old, client_endpoint)
@@ -292,14 +313,20 @@ class InstallationStore:
         return saved
 
     def _move(self, conn: Connection, old: Installation, client_endpoint: str) -> None:
-        conn.execute(update(installations).where(installations.c.member_id == old.member_id)
-                     .values(client_endpoint=client_endpoint, domain=domain_of(client_endpoint),
-                             updated_at=_now()))
-        self._record(conn, old.member_id, "moved",
-                     f"{old.domain} -> {domain_of(client_endpoint)}")
+        conn.execute(
+            update(installations)
+            .where(installations.c.member_id == old.member_id)
+            .values(
+                client_endpoint=client_endpoint,
+                domain=domain_of(client_endpoint),
+                updated_at=_now(),
+            )
+        )
+        self._record(conn, old.member_id, "moved", f"{old.domain} -> {domain_of(client_endpoint)}")
 
-    def move_installation(self, member_id: str, client_endpoint: str, *,
-                          conn: Connection | None = None) -> None:
+    def move_installation(
+        self, member_id: str, client_endpoint: str, *, conn: Connection | None = None
+    ) -> None:
         """The portal answered from a new address: store its new `client_endpoint` and domain."""
         with self._writing(conn) as c:
             old = self._select(c, member_id)
@@ -309,10 +336,13 @@ class InstallationStore:
     def mark_uninstalled(self, member_id: str, *, clean: bool = False) -> None:
         """The app was removed from the portal: forget its tokens (they are revoked)."""
         with self._writing(None) as c:
-            found = c.execute(update(installations)
-                              .where(installations.c.member_id == member_id)
-                              .values(status=UNINSTALLED, access_token=None, refresh_token=None,
-                                      updated_at=_now())).rowcount
+            found = c.execute(
+                update(installations)
+                .where(installations.c.member_id == member_id)
+                .values(
+                    status=UNINSTALLED, access_token=None, refresh_token=None, updated_at=_now()
+                )
+            ).rowcount
             if found:
                 self._record(c, member_id, "uninstalled", "clean" if clean else "")
 
@@ -324,18 +354,24 @@ class InstallationStore:
         installation = self.get_installation(member_id)
         if installation is None or not installation.application_token or not application_token:
             return False
-        return hmac.compare_digest(installation.application_token.encode(),
-                                   application_token.encode())
+        return hmac.compare_digest(
+            installation.application_token.encode(), application_token.encode()
+        )
 
     def history(self, member_id: str) -> list[HistoryEntry]:
         """What happened to the installation, oldest first."""
-        query = (select(installation_history)
-                 .where(installation_history.c.member_id == member_id)
-                 .order_by(installation_history.c.id))
+        query = (
+            select(installation_history)
+            .where(installation_history.c.member_id == member_id)
+            .order_by(installation_history.c.id)
+        )
         with self.engine.connect() as conn:
-            return [HistoryEntry(member_id=r.member_id, event=r.event, detail=r.detail,
-                                 at=_utc(r.at) or _now())
-                    for r in conn.execute(query)]
+            return [
+                HistoryEntry(
+                    member_id=r.member_id, event=r.event, detail=r.detail, at=_utc(r.at) or _now()
+                )
+                for r in conn.execute(query)
+            ]
 
 
 def _check_status(status: str) -> None:

@@ -11,10 +11,22 @@ from sandbox import Sandbox
 
 
 def lead_adds(n: int, tag: str = "L") -> list[Command]:
-    return [Command(f"{tag}{i}", "crm.lead.add", {"fields": {
-        "TITLE": f"{tag} lead {i}", "NAME": "Test", "ORIGIN_ID": f"{tag}-{i}",
-        "OPENED": True, "PHONE": [{"VALUE": "+49 30 1234", "VALUE_TYPE": "WORK"}]}})
-        for i in range(n)]
+    return [
+        Command(
+            f"{tag}{i}",
+            "crm.lead.add",
+            {
+                "fields": {
+                    "TITLE": f"{tag} lead {i}",
+                    "NAME": "Test",
+                    "ORIGIN_ID": f"{tag}-{i}",
+                    "OPENED": True,
+                    "PHONE": [{"VALUE": "+49 30 1234", "VALUE_TYPE": "WORK"}],
+                }
+            },
+        )
+        for i in range(n)
+    ]
 
 
 class Installed:
@@ -27,17 +39,27 @@ class Installed:
         self.store = inst.InstallationStore(make_engine(db_url), Cipher(self.key))
         details = portal.install_app()
         self.member_id = details["member_id"]
-        self.store.save_installation(inst.Installation(
-            member_id=details["member_id"], domain=details["domain"],
-            client_endpoint=details["client_endpoint"],
-            server_endpoint=details["server_endpoint"], access_token=details["access_token"],
-            refresh_token=details["refresh_token"],
-            application_token=details["application_token"], expires_at=details["expires"],
-            scope=details["scope"]))
-        self.settings = dict(client_id=portal.client_id, client_secret=portal.client_secret,
-                             oauth_server=portal.oauth_server,
-                             rate_limit=RateLimit(*PLANS[plan]))
+        self.store.save_installation(
+            inst.Installation(
+                member_id=details["member_id"],
+                domain=details["domain"],
+                client_endpoint=details["client_endpoint"],
+                server_endpoint=details["server_endpoint"],
+                access_token=details["access_token"],
+                refresh_token=details["refresh_token"],
+                application_token=details["application_token"],
+                expires_at=details["expires"],
+                scope=details["scope"],
+            )
+        )
+        self.settings = dict(
+            client_id=portal.client_id,
+            client_secret=portal.client_secret,
+            oauth_server=portal.oauth_server,
+            rate_limit=RateLimit(*PLANS[plan]),
+        )
 
     def client(self) -> PortalClient:
-        return PortalClient.for_installation(self.store, self.member_id,
-                                             settings=Settings(**self.settings))
+        return PortalClient.for_installation(
+            self.store, self.member_id, settings=Settings(**self.settings)
+        )

@@ -26,28 +26,49 @@ MEMBER = "a223c6b3710f85df22e9377d6c4f7553"
 
 
 def oauth_server(clock) -> OAuthServer:
-    return OAuthServer(base_url=OAUTH, client_id="app.123", client_secret="cl1ent-s3cret",
-                       clock=clock)
+    return OAuthServer(
+        base_url=OAUTH, client_id="app.123", client_secret="cl1ent-s3cret", clock=clock
+    )
 
 
 def grant(access: str, refresh: str, endpoint: str = ENDPOINT, **extra: Any) -> dict[str, Any]:
-    return dict(fixture("oauth.token.refresh"), access_token=access, refresh_token=refresh,
-                client_endpoint=endpoint, member_id=MEMBER, **extra)
+    return dict(
+        fixture("oauth.token.refresh"),
+        access_token=access,
+        refresh_token=refresh,
+        client_endpoint=endpoint,
+        member_id=MEMBER,
+        **extra,
+    )
 
 
 def refresh_matcher(refresh_token: str):
-    return matchers.query_param_matcher({
-        "grant_type": "refresh_token", "client_id": "app.123", "client_secret": "cl1ent-s3cret",
-        "refresh_token": refresh_token})
+    return matchers.query_param_matcher(
+        {
+            "grant_type": "refresh_token",
+            "client_id": "app.123",
+            "client_secret": "cl1ent-s3cret",
+            "refresh_token": refresh_token,
+        }
+    )
 
 
 def memory_client(clock, *, on_rotate=None, expires_at=None) -> PortalClient:
-    tokens = Tokens(access_token="old-access", refresh_token="old-refresh",
-                    expires_at=expires_at or clock.now() + 3600, client_endpoint=ENDPOINT,
-                    member_id=MEMBER)
-    return PortalClient.from_tokens(tokens, oauth=oauth_server(clock), on_rotate=on_rotate,
-                                    clock=clock, rate=RateLimit(1000.0, 1000),
-                                    rng=random.Random(1))
+    tokens = Tokens(
+        access_token="old-access",
+        refresh_token="old-refresh",
+        expires_at=expires_at or clock.now() + 3600,
+        client_endpoint=ENDPOINT,
+        member_id=MEMBER,
+    )
+    return PortalClient.from_tokens(
+        tokens,
+        oauth=oauth_server(clock),
+        on_rotate=on_rotate,
+        clock=clock,
+        rate=RateLimit(1000.0, 1000),
+        rng=random.Random(1),
+    )
 
 
 EXPIRED = (fixture("error.expired_token"), 401)
@@ -56,8 +77,12 @@ EXPIRED = (fixture("error.expired_token"), 401)
 def test_expired_token_is_refreshed_once_and_the_call_retried(rsps, clock):
     rotated: list[str] = []
     rsps.add("POST", ENDPOINT + "crm.lead.get", json=EXPIRED[0], status=401)
-    rsps.add("GET", TOKEN_URL, json=grant("new-access", "new-refresh"),
-             match=[refresh_matcher("old-refresh")])
+    rsps.add(
+        "GET",
+        TOKEN_URL,
+        json=grant("new-access", "new-refresh"),
+        match=[refresh_matcher("old-refresh")],
+    )
     rsps.add("POST", ENDPOINT + "crm.lead.get", json={"result": {"ID": "1"}})
     client = memory_client(clock, on_rotate=lambda t: rotated.append(t.access_token))
     assert client.call("crm.lead.get", {"id": 1}).result == {"ID": "1"}
@@ -79,8 +104,12 @@ def test_a_token_rejected_again_after_refresh_ends_the_call(rsps, clock):
 
 def test_invalid_grant_is_a_clear_error_and_no_loop(rsps, clock):
     rsps.add("POST", ENDPOINT + "crm.lead.get", json=EXPIRED[0], status=401)
-    rsps.add("GET", TOKEN_URL, status=400, json={
-        "error": "invalid_grant", "error_description": "Invalid grant old-refresh"})
+    rsps.add(
+        "GET",
+        TOKEN_URL,
+        status=400,
+        json={"error": "invalid_grant", "error_description": "Invalid grant old-refresh"},
+    )
     client = memory_client(clock)
     with pytest.raises(e.InvalidGrant) as caught:
         client.call("crm.lead.get", {"id": 1})
@@ -136,20 +165,33 @@ def store(tmp_path) -> inst.InstallationStore:
     url = f"sqlite:///{tmp_path / 'app.db'}"
     migrate(url)
     store = inst.InstallationStore(make_engine(url), Cipher(Cipher.generate_key()))
-    store.save_installation(inst.Installation(
-        member_id=MEMBER, domain="portal.bitrix24.com", client_endpoint=ENDPOINT,
-        access_token="old-access", refresh_token="old-refresh", application_token="app-tok",
-        expires_at=2_000_000_000, scope="crm"))
+    store.save_installation(
+        inst.Installation(
+            member_id=MEMBER,
+            domain="portal.bitrix24.com",
+            client_endpoint=ENDPOINT,
+            access_token="old-access",
+            refresh_token="old-refresh",
+            application_token="app-tok",
+            expires_at=2_000_000_000,
+            scope="crm",
+        )
+    )
     return store
 
 
 def stored_client(store, clock) -> PortalClient:
     from b24app.config import Settings
 
-    settings = Settings(client_id="app.123", client_secret="cl1ent-s3cret",
-                        oauth_server=OAUTH, rate_limit=RateLimit(1000.0, 1000))
-    return PortalClient.for_installation(store, MEMBER, settings=settings, clock=clock,
-                                         rng=random.Random(1))
+    settings = Settings(
+        client_id="app.123",
+        client_secret="cl1ent-s3cret",
+        oauth_server=OAUTH,
+        rate_limit=RateLimit(1000.0, 1000),
+    )
+    return PortalClient.for_installation(
+        store, MEMBER, settings=settings, clock=clock, rng=random.Random(1)
+    )
 
 
 def test_stored_tokens_are_persisted_before_the_retry(rsps, clock, store):
@@ -160,15 +202,18 @@ def test_stored_tokens_are_persisted_before_the_retry(rsps, clock, store):
         return 200, {}, json.dumps({"result": 5})
 
     rsps.add("POST", ENDPOINT + "crm.lead.add", json=EXPIRED[0], status=401)
-    rsps.add("GET", TOKEN_URL, json=grant("new-access", "new-refresh", scope="crm,user"),
-             match=[refresh_matcher("old-refresh")])
+    rsps.add(
+        "GET",
+        TOKEN_URL,
+        json=grant("new-access", "new-refresh", scope="crm,user"),
+        match=[refresh_matcher("old-refresh")],
+    )
     rsps.add_callback("POST", ENDPOINT + "crm.lead.add", callback=retried)
     client = stored_client(store, clock)
     assert client.call("crm.lead.add", {"fields": {"TITLE": "x"}}).result == 5
     assert seen_in_db == ["new-access"]
     saved = store.get_installation(MEMBER)
-    assert (saved.refresh_token, saved.scope, saved.status) == ("new-refresh", "crm,user",
-                                                                "active")
+    assert (saved.refresh_token, saved.scope, saved.status) == ("new-refresh", "crm,user", "active")
     assert saved.refreshed_at is not None
     assert [h.event for h in store.history(MEMBER)] == ["installed", "rotated"]
 
@@ -177,8 +222,9 @@ def test_tokens_rotated_elsewhere_are_used_without_refreshing(rsps, clock, store
     client = stored_client(store, clock)
     rsps.add("POST", ENDPOINT + "profile", json={"result": 1})
     client.call("profile")  # caches old-access
-    store.rotate_tokens(MEMBER, access_token="other-access", refresh_token="other-refresh",
-                        expires_at=2_000_000_000)
+    store.rotate_tokens(
+        MEMBER, access_token="other-access", refresh_token="other-refresh", expires_at=2_000_000_000
+    )
     rsps.add("POST", ENDPOINT + "profile", json=EXPIRED[0], status=401)
     rsps.add("POST", ENDPOINT + "profile", json={"result": 2})
     assert client.call("profile").result == 2
@@ -188,8 +234,12 @@ def test_tokens_rotated_elsewhere_are_used_without_refreshing(rsps, clock, store
 
 def test_a_refreshed_token_expired_again_adopts_a_newer_stored_one(rsps, clock, store):
     def expired_and_rotated_elsewhere(request):
-        store.rotate_tokens(MEMBER, access_token="third-access", refresh_token="third-refresh",
-                            expires_at=2_000_000_000)
+        store.rotate_tokens(
+            MEMBER,
+            access_token="third-access",
+            refresh_token="third-refresh",
+            expires_at=2_000_000_000,
+        )
         return 401, {}, json.dumps(EXPIRED[0])
 
     rsps.add("POST", ENDPOINT + "crm.lead.list", json=EXPIRED[0], status=401)
@@ -198,7 +248,10 @@ def test_a_refreshed_token_expired_again_adopts_a_newer_stored_one(rsps, clock, 
     rsps.add("POST", ENDPOINT + "crm.lead.list", json={"result": []})
     stored_client(store, clock).call("crm.lead.list")
     assert [sent_json(c)["auth"] for c in rsps.calls if c.request.method == "POST"] == [
-        "old-access", "new-access", "third-access"]
+        "old-access",
+        "new-access",
+        "third-access",
+    ]
     assert sum(c.request.method == "GET" for c in rsps.calls) == 1
 
 
@@ -206,8 +259,9 @@ def test_invalid_token_rereads_the_store_once(rsps, clock, store):
     client = stored_client(store, clock)
     rsps.add("POST", ENDPOINT + "profile", json={"result": 1})
     client.call("profile")
-    store.rotate_tokens(MEMBER, access_token="other-access", refresh_token="r",
-                        expires_at=2_000_000_000)
+    store.rotate_tokens(
+        MEMBER, access_token="other-access", refresh_token="r", expires_at=2_000_000_000
+    )
     rsps.add("POST", ENDPOINT + "profile", json=fixture("error.invalid_token"), status=401)
     rsps.add("POST", ENDPOINT + "profile", json={"result": 2})
     assert client.call("profile").result == 2
@@ -216,13 +270,22 @@ def test_invalid_token_rereads_the_store_once(rsps, clock, store):
         client.call("profile")  # nothing newer stored: no retry
 
 
-@pytest.mark.parametrize(("body", "cls", "status"), [
-    ({"error": "invalid_grant", "error_description": "Invalid grant"}, e.InvalidGrant,
-     inst.REINSTALL_NEEDED),
-    ({"error": "PORTAL_DELETED", "error_description": "Portal was deleted"}, e.PortalDeleted,
-     inst.DELETED),
-    (fixture("oauth.error.PAYMENT_REQUIRED"), e.PaymentRequired, inst.PAYMENT_REQUIRED),
-])
+@pytest.mark.parametrize(
+    ("body", "cls", "status"),
+    [
+        (
+            {"error": "invalid_grant", "error_description": "Invalid grant"},
+            e.InvalidGrant,
+            inst.REINSTALL_NEEDED,
+        ),
+        (
+            {"error": "PORTAL_DELETED", "error_description": "Portal was deleted"},
+            e.PortalDeleted,
+            inst.DELETED,
+        ),
+        (fixture("oauth.error.PAYMENT_REQUIRED"), e.PaymentRequired, inst.PAYMENT_REQUIRED),
+    ],
+)
 def test_refresh_failures_mark_the_installation_and_stop(rsps, clock, store, body, cls, status):
     rsps.add("POST", ENDPOINT + "crm.lead.list", json=EXPIRED[0], status=401)
     rsps.add("GET", TOKEN_URL, json=body, status=400)
@@ -240,8 +303,9 @@ def test_refresh_failures_mark_the_installation_and_stop(rsps, clock, store, bod
 
 def test_portal_rename_is_followed_for_post_and_stored(rsps, clock, store):
     new = "https://renamed.bitrix24.com/rest/"
-    rsps.add("POST", ENDPOINT + "crm.deal.add", status=302,
-             headers={"Location": new + "crm.deal.add"})
+    rsps.add(
+        "POST", ENDPOINT + "crm.deal.add", status=302, headers={"Location": new + "crm.deal.add"}
+    )
     rsps.add("POST", new + "crm.deal.add", json={"result": 9})
     rsps.add("POST", new + "profile", json={"result": 1})
     client = stored_client(store, clock)
@@ -255,18 +319,27 @@ def test_portal_rename_is_followed_for_post_and_stored(rsps, clock, store):
 
 
 def test_webhook_rename_keeps_the_code_on_the_new_host(rsps, client):
-    rsps.add("POST", WEBHOOK + "crm.lead.list", status=301, headers={
-        "Location": "https://renamed.bitrix24.com/rest/1/s3cretc0de/crm.lead.list"})
-    rsps.add("POST", "https://renamed.bitrix24.com/rest/1/s3cretc0de/crm.lead.list",
-             json={"result": []})
+    rsps.add(
+        "POST",
+        WEBHOOK + "crm.lead.list",
+        status=301,
+        headers={"Location": "https://renamed.bitrix24.com/rest/1/s3cretc0de/crm.lead.list"},
+    )
+    rsps.add(
+        "POST", "https://renamed.bitrix24.com/rest/1/s3cretc0de/crm.lead.list", json={"result": []}
+    )
     assert client.call("crm.lead.list", {"filter": {"ID": 1}}).result == []
     assert sent_json(rsps.calls[1]) == {"filter": {"ID": 1}}
     assert repr(client) == "PortalClient(WebhookAuth(https://renamed.bitrix24.com/rest/1/***/))"
 
 
 def test_a_redirect_outside_the_rest_api_is_refused(rsps, client):
-    rsps.add("POST", WEBHOOK + "crm.lead.list", status=302,
-             headers={"Location": "https://evil.example/collect"})
+    rsps.add(
+        "POST",
+        WEBHOOK + "crm.lead.list",
+        status=302,
+        headers={"Location": "https://evil.example/collect"},
+    )
     with pytest.raises(e.UnexpectedResponse, match="outside its REST API"):
         client.call("crm.lead.list")
 
@@ -286,10 +359,23 @@ def test_secrets_never_reach_logs_messages_or_reprs(rsps, clock, store, caplog):
     from b24app.rest import Command
 
     webhook.batch([Command("a", "crm.lead.add", {"fields": {"NAME": "Ignacius"}})])
-    shown = caplog.text + repr(client) + repr(webhook) + repr(store) + repr(
-        store.get_installation(MEMBER)) + repr(oauth_server(clock))
-    for secret in ("old-access", "new-access", "old-refresh", "new-refresh", "cl1ent-s3cret",
-                   "s3cretc0de", "app-tok"):
+    shown = (
+        caplog.text
+        + repr(client)
+        + repr(webhook)
+        + repr(store)
+        + repr(store.get_installation(MEMBER))
+        + repr(oauth_server(clock))
+    )
+    for secret in (
+        "old-access",
+        "new-access",
+        "old-refresh",
+        "new-refresh",
+        "cl1ent-s3cret",
+        "s3cretc0de",
+        "app-tok",
+    ):
         assert secret not in shown
     info = "\n".join(r.getMessage() for r in caplog.records if r.levelno >= logging.INFO)
     assert "Erasmus" not in info and "Ignacius" not in info and "+1555" not in info
@@ -304,8 +390,11 @@ def test_urllib3_request_lines_are_redacted_at_debug(caplog, clock):
         client = PortalClient.from_webhook(portal.webhook_url)
         client.call("crm.lead.list")
         details = portal.install_app()
-        server = OAuthServer(base_url=portal.oauth_server, client_id=portal.client_id,
-                             client_secret=portal.client_secret)
+        server = OAuthServer(
+            base_url=portal.oauth_server,
+            client_id=portal.client_id,
+            client_secret=portal.client_secret,
+        )
         server.refresh(details["refresh_token"])
         code = portal.webhook_url.rstrip("/").rsplit("/", 1)[1]
     lines = [r.getMessage() for r in caplog.records if r.name.startswith("urllib3")]

@@ -56,15 +56,22 @@ def test_every_code_maps_to_its_class_whatever_the_status(rsps, clock, code, sta
     client = make_client(clock, retry=RetryPolicy(attempts=1))
     # The same error at the documented status and at 200 (the 2024 docs' variant).
     for http_status in (status, 200):
-        rsps.add("POST", WEBHOOK + "crm.deal.get",
-                 json={"error": code, "error_description": "Some words."}, status=http_status)
+        rsps.add(
+            "POST",
+            WEBHOOK + "crm.deal.get",
+            json={"error": code, "error_description": "Some words."},
+            status=http_status,
+        )
         with pytest.raises(e.B24Error) as caught:
             client.call("crm.deal.get", {"id": 1})
         rsps.reset()
         error = caught.value
         assert type(error) is cls
-        assert (error.code, error.description, error.method) == (code, "Some words.",
-                                                                  "crm.deal.get")
+        assert (error.code, error.description, error.method) == (
+            code,
+            "Some words.",
+            "crm.deal.get",
+        )
         assert error.status == http_status
         assert isinstance(error, e.B24AppError)
 
@@ -75,15 +82,22 @@ def test_the_table_covers_every_listed_code():
     assert e.error_class("SOMETHING_NEW") is e.B24Error
 
 
-@pytest.mark.parametrize(("description", "cls"), [
-    ("Access denied.", e.AccessDenied),
-    ("Not found", e.NotFound),
-    ("Invalid parameters.", e.InvalidRequest),
-    ("ID is not defined or invalid.", e.InvalidRequest),
-])
+@pytest.mark.parametrize(
+    ("description", "cls"),
+    [
+        ("Access denied.", e.AccessDenied),
+        ("Not found", e.NotFound),
+        ("Invalid parameters.", e.InvalidRequest),
+        ("ID is not defined or invalid.", e.InvalidRequest),
+    ],
+)
 def test_legacy_empty_code_is_classified_by_description(rsps, client, description, cls):
-    rsps.add("POST", WEBHOOK + "crm.lead.list",
-             json={"error": "", "error_description": description}, status=400)
+    rsps.add(
+        "POST",
+        WEBHOOK + "crm.lead.list",
+        json={"error": "", "error_description": description},
+        status=400,
+    )
     with pytest.raises(cls) as caught:
         client.call("crm.lead.list")
     assert caught.value.description == description
@@ -91,14 +105,19 @@ def test_legacy_empty_code_is_classified_by_description(rsps, client, descriptio
 
 
 def test_doc_fixture_access_denied(rsps, client):
-    rsps.add("POST", WEBHOOK + "crm.lead.list", json=fixture("crm.lead.list.error-access-denied"),
-             status=403)
+    rsps.add(
+        "POST",
+        WEBHOOK + "crm.lead.list",
+        json=fixture("crm.lead.list.error-access-denied"),
+        status=403,
+    )
     with pytest.raises(e.AccessDenied, match=r"crm\.lead\.list: Access denied\."):
         client.call("crm.lead.list")
 
 
-@pytest.mark.parametrize("name", ["error.expired_token", "error.insufficient_scope",
-                                  "error.invalid_token"])
+@pytest.mark.parametrize(
+    "name", ["error.expired_token", "error.insufficient_scope", "error.invalid_token"]
+)
 def test_doc_fixture_auth_errors(rsps, client, name):
     body = fixture(name)
     rsps.add("POST", WEBHOOK + "user.get", json=body, status=401)
@@ -109,8 +128,13 @@ def test_doc_fixture_auth_errors(rsps, client, name):
 
 
 def test_html_error_page_is_a_clear_error_with_status(rsps, client):
-    rsps.add("POST", WEBHOOK + "crm.lead.add", body="<html><body>Not Found</body></html>",
-             status=404, content_type="text/html")
+    rsps.add(
+        "POST",
+        WEBHOOK + "crm.lead.add",
+        body="<html><body>Not Found</body></html>",
+        status=404,
+        content_type="text/html",
+    )
     with pytest.raises(e.UnexpectedResponse) as caught:
         client.call("crm.lead.add", {"fields": {"TITLE": "x"}})
     assert caught.value.status == 404
@@ -119,11 +143,19 @@ def test_html_error_page_is_a_clear_error_with_status(rsps, client):
 
 
 def test_error_messages_never_hold_the_webhook_code(rsps, client):
-    rsps.add("POST", WEBHOOK + "crm.lead.add", json={
-        "error": "ERROR_CORE", "error_description": f"bad call to {WEBHOOK}crm.lead.add"},
-        status=400)
-    rsps.add("POST", WEBHOOK + "crm.lead.add", body=requests.ConnectionError(
-        f"HTTPSConnectionPool: Max retries exceeded with url: {WEBHOOK}crm.lead.add"))
+    rsps.add(
+        "POST",
+        WEBHOOK + "crm.lead.add",
+        json={"error": "ERROR_CORE", "error_description": f"bad call to {WEBHOOK}crm.lead.add"},
+        status=400,
+    )
+    rsps.add(
+        "POST",
+        WEBHOOK + "crm.lead.add",
+        body=requests.ConnectionError(
+            f"HTTPSConnectionPool: Max retries exceeded with url: {WEBHOOK}crm.lead.add"
+        ),
+    )
     with pytest.raises(e.InvalidRequest) as first:
         client.call("crm.lead.add", {"fields": {"TITLE": "x"}})
     with pytest.raises(e.OutcomeUnknown) as second:
@@ -137,10 +169,15 @@ def test_error_messages_never_hold_the_webhook_code(rsps, client):
 
 
 def test_errors_survive_pickling_across_processes():
-    error = e.make_error("OPERATION_TIME_LIMIT", "blocked", method="crm.lead.list", status=429,
-                         reset_at=123.0)
+    error = e.make_error(
+        "OPERATION_TIME_LIMIT", "blocked", method="crm.lead.list", status=429, reset_at=123.0
+    )
     copy = pickle.loads(pickle.dumps(error))
     assert type(copy) is e.OperationTimeLimit
     assert (copy.code, copy.method, copy.status, copy.reset_at) == (
-        "OPERATION_TIME_LIMIT", "crm.lead.list", 429, 123.0)
+        "OPERATION_TIME_LIMIT",
+        "crm.lead.list",
+        429,
+        123.0,
+    )
     assert str(copy) == str(error)

@@ -32,8 +32,14 @@ def parse_php(query: str) -> dict[str, Any]:
 class ListPortal:
     """Answers batches of keyset pages over `n` rows, resolving `$result` references."""
 
-    def __init__(self, n: int, *, shape: str = "legacy", honour_filter: bool = True,
-                 fail: dict[int, dict[str, str]] | None = None) -> None:
+    def __init__(
+        self,
+        n: int,
+        *,
+        shape: str = "legacy",
+        honour_filter: bool = True,
+        fail: dict[int, dict[str, str]] | None = None,
+    ) -> None:
         self.ids = list(range(1, n + 1))
         self.shape = shape
         self.honour_filter = honour_filter
@@ -71,12 +77,22 @@ class ListPortal:
             self.select_seen.append(params.get("select"))
             after = self._resolve(params.get("filter", {}).get(f">{id_key}", ""), results)
             after = int(after) if after not in ("", None) and self.honour_filter else 0
-            rows = [{id_key: i if self.shape != "legacy" else str(i), "TITLE": f"Lead {i}"}
-                    for i in self.ids if i > after][:50]
+            rows = [
+                {id_key: i if self.shape != "legacy" else str(i), "TITLE": f"Lead {i}"}
+                for i in self.ids
+                if i > after
+            ][:50]
             results[key] = {"items": rows} if self.shape == "item" else rows
-        body = {"result": {"result": results or [], "result_error": errors or [],
-                           "result_total": [], "result_next": [], "result_time": []},
-                "time": {"duration": 0.01}}
+        body = {
+            "result": {
+                "result": results or [],
+                "result_error": errors or [],
+                "result_total": [],
+                "result_next": [],
+                "result_time": [],
+            },
+            "time": {"duration": 0.01},
+        }
         return 200, {}, json.dumps(body)
 
 
@@ -93,8 +109,9 @@ def test_10000_leads_take_five_requests_in_order_without_duplicates(rsps, client
     assert portal.batches[1]["p0"].endswith("filter[%3EID]=2500")
 
 
-@pytest.mark.parametrize(("n", "requests"), [(0, 1), (49, 1), (50, 1), (2_499, 1), (2_500, 2),
-                                             (2_501, 2)])
+@pytest.mark.parametrize(
+    ("n", "requests"), [(0, 1), (49, 1), (50, 1), (2_499, 1), (2_500, 2), (2_501, 2)]
+)
 def test_stops_at_the_first_short_page(rsps, client, n, requests):
     rsps.add_callback("POST", WEBHOOK + "batch", callback=ListPortal(n))
     assert len(list(client.iterate("crm.lead.list"))) == n
@@ -104,9 +121,15 @@ def test_stops_at_the_first_short_page(rsps, client, n, requests):
 def test_caller_filter_and_select_pass_through_with_the_id_added(rsps, client):
     portal = ListPortal(3)
     rsps.add_callback("POST", WEBHOOK + "batch", callback=portal)
-    rows = list(client.iterate("crm.lead.list", {
-        "filter": {"STATUS_SEMANTIC_ID": "P", "!SOURCE_ID": "WEB", ">ID": 1},
-        "select": ["TITLE", "PHONE"]}))
+    rows = list(
+        client.iterate(
+            "crm.lead.list",
+            {
+                "filter": {"STATUS_SEMANTIC_ID": "P", "!SOURCE_ID": "WEB", ">ID": 1},
+                "select": ["TITLE", "PHONE"],
+            },
+        )
+    )
     assert [r["ID"] for r in rows] == ["2", "3"]
     command = parse_php(sent_json(rsps.calls[0])["cmd"]["p0"].partition("?")[2])
     assert command["filter"] == {"STATUS_SEMANTIC_ID": "P", "!SOURCE_ID": "WEB", ">ID": "1"}
@@ -147,8 +170,7 @@ def test_the_page_cap_ends_an_endless_listing(rsps, client):
     assert client.requests_made == 2  # 50 pages, then the 10 left under the cap
 
 
-def test_an_operating_limit_mid_batch_waits_and_resumes_without_duplicates(rsps, client,
-                                                                          clock):
+def test_an_operating_limit_mid_batch_waits_and_resumes_without_duplicates(rsps, client, clock):
     portal = ListPortal(3_000, fail={0: {"p20": "OPERATION_TIME_LIMIT"}})
     rsps.add_callback("POST", WEBHOOK + "batch", callback=portal)
     ids = [int(row["ID"]) for row in client.iterate("crm.lead.list")]
@@ -158,8 +180,9 @@ def test_an_operating_limit_mid_batch_waits_and_resumes_without_duplicates(rsps,
 
 
 def test_other_page_errors_are_raised_typed(rsps, client):
-    rsps.add_callback("POST", WEBHOOK + "batch",
-                      callback=ListPortal(100, fail={0: {"p0": "ACCESS_DENIED"}}))
+    rsps.add_callback(
+        "POST", WEBHOOK + "batch", callback=ListPortal(100, fail={0: {"p0": "ACCESS_DENIED"}})
+    )
     with pytest.raises(e.AccessDenied):
         list(client.iterate("crm.lead.list"))
 

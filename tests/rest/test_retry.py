@@ -21,14 +21,20 @@ ISE = ({"error": "INTERNAL_SERVER_ERROR", "error_description": "Internal server 
 
 def dropped() -> requests.ConnectionError:
     """The connection died after the request went out."""
-    return requests.ConnectionError(urllib3.exceptions.ProtocolError(
-        "Connection aborted.", RemoteDisconnected("Remote end closed connection")))
+    return requests.ConnectionError(
+        urllib3.exceptions.ProtocolError(
+            "Connection aborted.", RemoteDisconnected("Remote end closed connection")
+        )
+    )
 
 
 def refused() -> requests.ConnectionError:
     """No connection was ever made."""
-    return requests.ConnectionError(urllib3.exceptions.MaxRetryError(
-        None, "/rest/", urllib3.exceptions.NewConnectionError(None, "Connection refused")))
+    return requests.ConnectionError(
+        urllib3.exceptions.MaxRetryError(
+            None, "/rest/", urllib3.exceptions.NewConnectionError(None, "Connection refused")
+        )
+    )
 
 
 def _add(rsps, method, *answers):
@@ -43,9 +49,18 @@ def _add(rsps, method, *answers):
             rsps.add("POST", WEBHOOK + method, json=answer)
 
 
-@pytest.mark.parametrize("failure", [QLE, ISE, "<html>502 Bad Gateway</html>",
-                                     requests.ReadTimeout("read timed out"), dropped(), refused()],
-                         ids=["503-QLE", "500", "502-html", "timeout", "dropped", "refused"])
+@pytest.mark.parametrize(
+    "failure",
+    [
+        QLE,
+        ISE,
+        "<html>502 Bad Gateway</html>",
+        requests.ReadTimeout("read timed out"),
+        dropped(),
+        refused(),
+    ],
+    ids=["503-QLE", "500", "502-html", "timeout", "dropped", "refused"],
+)
 def test_reads_are_retried_on_anything_transient(rsps, client, clock, failure):
     _add(rsps, "crm.lead.list", failure, failure, OK)
     assert client.call("crm.lead.list").result is True
@@ -60,9 +75,11 @@ def test_writes_are_retried_when_nothing_ran(rsps, client, failure):
     assert client.requests_made == 2
 
 
-@pytest.mark.parametrize("failure", [ISE, "<html>502 Bad Gateway</html>",
-                                     requests.ReadTimeout("read timed out"), dropped()],
-                         ids=["500", "502-html", "timeout", "dropped"])
+@pytest.mark.parametrize(
+    "failure",
+    [ISE, "<html>502 Bad Gateway</html>", requests.ReadTimeout("read timed out"), dropped()],
+    ids=["500", "502-html", "timeout", "dropped"],
+)
 def test_writes_with_unknown_outcome_are_not_repeated(rsps, client, failure):
     _add(rsps, "crm.deal.add", failure)
     with pytest.raises(e.OutcomeUnknown) as caught:
@@ -75,14 +92,20 @@ def test_writes_with_unknown_outcome_are_not_repeated(rsps, client, failure):
 
 def test_an_idempotent_write_may_be_repeated(rsps, client):
     _add(rsps, "crm.lead.update", ISE, requests.ReadTimeout("slow"), OK)
-    client.call("crm.lead.update", {"id": 5, "fields": {"STATUS_ID": "CONVERTED"}},
-                idempotent=True)
+    client.call("crm.lead.update", {"id": 5, "fields": {"STATUS_ID": "CONVERTED"}}, idempotent=True)
     assert client.requests_made == 3
 
 
 def test_a_batch_of_reads_is_a_read_and_a_mixed_batch_is_a_write(rsps, client):
-    ok = {"result": {"result": {"a": [], "b": []}, "result_error": [], "result_total": [],
-                     "result_next": [], "result_time": []}}
+    ok = {
+        "result": {
+            "result": {"a": [], "b": []},
+            "result_error": [],
+            "result_total": [],
+            "result_next": [],
+            "result_time": [],
+        }
+    }
     _add(rsps, "batch", requests.ReadTimeout("slow"), ok, requests.ReadTimeout("slow"))
     reads = [Command("a", "crm.lead.list"), Command("b", "crm.status.list")]
     assert client.batch(reads).results == {"a": [], "b": []}
@@ -139,9 +162,13 @@ def test_429_waits_until_operating_reset_at_then_retries_even_a_write(rsps, clie
 
 def test_429_without_reset_uses_the_last_known_reset(rsps, client, clock):
     reset_at = clock.now() + 40
-    _add(rsps, "crm.item.list",
-         {"result": {"items": []}, "time": {"operating": 12.0, "operating_reset_at": reset_at}},
-         (fixture("error.OPERATION_TIME_LIMIT"), 429), OK)
+    _add(
+        rsps,
+        "crm.item.list",
+        {"result": {"items": []}, "time": {"operating": 12.0, "operating_reset_at": reset_at}},
+        (fixture("error.OPERATION_TIME_LIMIT"), 429),
+        OK,
+    )
     client.call("crm.item.list", {"entityTypeId": 1})
     client.call("crm.item.list", {"entityTypeId": 1})
     assert clock.now() >= reset_at
@@ -163,9 +190,15 @@ def test_a_block_longer_than_the_limit_is_raised_without_sleeping_and_remembered
 
 def test_the_client_slows_down_before_the_operating_limit(rsps, client, clock):
     reset_at = clock.now() + 30
-    _add(rsps, "crm.lead.list",
-         {"result": [], "time": {"duration": 2.0, "operating": 470.0,
-                                 "operating_reset_at": reset_at}}, OK)
+    _add(
+        rsps,
+        "crm.lead.list",
+        {
+            "result": [],
+            "time": {"duration": 2.0, "operating": 470.0, "operating_reset_at": reset_at},
+        },
+        OK,
+    )
     _add(rsps, "crm.deal.list", OK)
     client.call("crm.lead.list")
     client.call("crm.deal.list")  # another method: no wait
@@ -176,8 +209,19 @@ def test_the_client_slows_down_before_the_operating_limit(rsps, client, clock):
 
 def test_batch_sub_call_times_feed_the_budget_per_inner_method(rsps, client, clock):
     heavy = {"duration": 440.0}
-    _add(rsps, "batch", {"result": {"result": {"a": 1}, "result_error": [], "result_total": [],
-                                    "result_next": [], "result_time": {"a": heavy}}})
+    _add(
+        rsps,
+        "batch",
+        {
+            "result": {
+                "result": {"a": 1},
+                "result_error": [],
+                "result_total": [],
+                "result_next": [],
+                "result_time": {"a": heavy},
+            }
+        },
+    )
     _add(rsps, "crm.deal.list", OK)
     _add(rsps, "crm.lead.list", OK)
     client.batch([Command("a", "crm.lead.list")])
@@ -200,12 +244,28 @@ def test_a_503_empties_the_mirrored_bucket(rsps, clock):
     assert clock.now() - before == pytest.approx(0.5)
 
 
-@pytest.mark.parametrize(("method", "read"), [
-    ("crm.lead.list", True), ("crm.item.get", True), ("crm.deal.fields", True),
-    ("crm.settings.mode.get", True), ("crm.status.list", True), ("user.current", True),
-    ("user.get", True), ("profile", True), ("app.info", True), ("crm.enum.settings.mode", True),
-    ("crm.duplicate.findbycomm", True), ("crm.lead.add", False), ("crm.lead.update", False),
-    ("crm.activity.binding.add", False), ("event.offline.get", False), ("user.add", False),
-    ("crm.deal.productrows.set", False), ("batch", False)])
+@pytest.mark.parametrize(
+    ("method", "read"),
+    [
+        ("crm.lead.list", True),
+        ("crm.item.get", True),
+        ("crm.deal.fields", True),
+        ("crm.settings.mode.get", True),
+        ("crm.status.list", True),
+        ("user.current", True),
+        ("user.get", True),
+        ("profile", True),
+        ("app.info", True),
+        ("crm.enum.settings.mode", True),
+        ("crm.duplicate.findbycomm", True),
+        ("crm.lead.add", False),
+        ("crm.lead.update", False),
+        ("crm.activity.binding.add", False),
+        ("event.offline.get", False),
+        ("user.add", False),
+        ("crm.deal.productrows.set", False),
+        ("batch", False),
+    ],
+)
 def test_read_classification(method, read):
     assert is_read(method) is read

@@ -24,8 +24,9 @@ def fast_client(portal: Sandbox, plan: str = "fast", **kwargs: Any) -> PortalCli
 def test_listing_10000_leads_takes_at_most_five_requests():
     with Sandbox(seed_leads=10_000, seed=1, plan="fast") as portal:
         client = fast_client(portal)
-        ids = [int(row["ID"]) for row in client.iterate("crm.lead.list",
-                                                        {"select": ["ID", "TITLE"]})]
+        ids = [
+            int(row["ID"]) for row in client.iterate("crm.lead.list", {"select": ["ID", "TITLE"]})
+        ]
         stats = portal.stats()
     assert len(ids) == 10_000 == len(set(ids))
     assert ids == sorted(ids)
@@ -36,8 +37,12 @@ def test_listing_10000_leads_takes_at_most_five_requests():
 def test_listing_with_a_filter_and_crm_item_list():
     with Sandbox(seed_leads=3_000, seed=2, plan="fast") as portal:
         client = fast_client(portal)
-        active = list(client.iterate("crm.lead.list", {"filter": {"STATUS_SEMANTIC_ID": "P"},
-                                                       "select": ["ID", "STATUS_SEMANTIC_ID"]}))
+        active = list(
+            client.iterate(
+                "crm.lead.list",
+                {"filter": {"STATUS_SEMANTIC_ID": "P"}, "select": ["ID", "STATUS_SEMANTIC_ID"]},
+            )
+        )
         items = list(client.iterate("crm.item.list", {"entityTypeId": 1, "select": ["id"]}))
     assert 0 < len(active) < 3_000
     assert {row["STATUS_SEMANTIC_ID"] for row in active} == {"P"}
@@ -76,7 +81,7 @@ def test_expired_tokens_mid_run_are_refreshed_once(tmp_path):
         for start in range(0, 1_500, 50):
             if start == 500:
                 assert portal.expire_tokens() >= 1
-            done += len(client.batch(commands[start:start + 50]).results)
+            done += len(client.batch(commands[start : start + 50]).results)
         stats = portal.stats()
     assert done == 1_500 == stats["counts"]["lead"]
     assert stats["refreshes"] == 1
@@ -89,9 +94,13 @@ def test_two_processes_of_eight_threads_refresh_once(tmp_path):
     with Sandbox(seed_leads=60, seed=1, plan="fast") as portal:
         app = Installed(portal, f"sqlite:///{tmp_path / 'app.db'}")
         ready, results, go = ctx.Queue(), ctx.Queue(), ctx.Event()
-        procs = [ctx.Process(target=workers.refresh_race, args=(
-            app.db_url, app.key, app.settings, app.member_id, 8, ready, go, results))
-            for _ in range(2)]
+        procs = [
+            ctx.Process(
+                target=workers.refresh_race,
+                args=(app.db_url, app.key, app.settings, app.member_id, 8, ready, go, results),
+            )
+            for _ in range(2)
+        ]
         for proc in procs:
             proc.start()
         assert [ready.get(timeout=60) for _ in procs] == [True, True]
@@ -111,9 +120,12 @@ def test_invalid_grant_ends_the_call_and_marks_the_portal(tmp_path):
     with Sandbox(seed_leads=5, seed=1, plan="fast") as portal:
         app = Installed(portal, f"sqlite:///{tmp_path / 'app.db'}")
         current = app.store.get_installation(app.member_id)
-        app.store.rotate_tokens(app.member_id, access_token=current.access_token,
-                                refresh_token="not-a-live-refresh-token",
-                                expires_at=current.expires_at)
+        app.store.rotate_tokens(
+            app.member_id,
+            access_token=current.access_token,
+            refresh_token="not-a-live-refresh-token",
+            expires_at=current.expires_at,
+        )
         portal.expire_tokens()
         client = app.client()
         with pytest.raises(e.InvalidGrant, match="Invalid grant"):
@@ -133,8 +145,7 @@ def test_an_unpaid_portal_is_marked_and_skipped(tmp_path):
         portal.expire_tokens()
         with pytest.raises(e.PaymentRequired):
             app.client().call("crm.lead.list")
-    assert app.store.list_installations(status=inst.PAYMENT_REQUIRED)[0].member_id == \
-        app.member_id
+    assert app.store.list_installations(status=inst.PAYMENT_REQUIRED)[0].member_id == app.member_id
 
 
 def test_a_renamed_portal_is_followed_and_remembered(tmp_path):
@@ -161,9 +172,13 @@ def test_faults_reads_complete_and_writes_are_never_doubled():
         assert len(ids) == 5_000 == len(set(ids))
         result = client.batch_many(lead_adds(2_500, tag="F"))
         portal.set_faults(None)
-        origins = Counter(row["ORIGIN_ID"] for row in client.iterate(
-            "crm.lead.list", {"filter": {"%ORIGIN_ID": "F-"}, "select": ["ID", "ORIGIN_ID"]})
-            if str(row.get("ORIGIN_ID") or "").startswith("F-"))
+        origins = Counter(
+            row["ORIGIN_ID"]
+            for row in client.iterate(
+                "crm.lead.list", {"filter": {"%ORIGIN_ID": "F-"}, "select": ["ID", "ORIGIN_ID"]}
+            )
+            if str(row.get("ORIGIN_ID") or "").startswith("F-")
+        )
         stats = portal.stats()
     unknown = {k for k, err in result.errors.items() if isinstance(err, e.OutcomeUnknown)}
     assert stats["faults"], "the spec injected nothing"

@@ -43,9 +43,13 @@ def test_postgres_row_lock_refreshes_once_for_two_processes_of_eight_threads(pg_
         app = Installed(portal, pg_database)
         assert app.store.engine.dialect.name == "postgresql"
         ready, results, go = ctx.Queue(), ctx.Queue(), ctx.Event()
-        procs = [ctx.Process(target=workers.refresh_race, args=(
-            app.db_url, app.key, app.settings, app.member_id, 8, ready, go, results))
-            for _ in range(2)]
+        procs = [
+            ctx.Process(
+                target=workers.refresh_race,
+                args=(app.db_url, app.key, app.settings, app.member_id, 8, ready, go, results),
+            )
+            for _ in range(2)
+        ]
         for proc in procs:
             proc.start()
         assert [ready.get(timeout=60) for _ in procs] == [True, True]
@@ -78,8 +82,13 @@ def test_redis_buckets_share_one_schedule(redis_url):
 def _run_writers(portal: Sandbox, redis_url: str | None) -> list[tuple]:
     ctx = multiprocessing.get_context("spawn")
     results = ctx.Queue()
-    procs = [ctx.Process(target=workers.shared_bucket_writer, args=(
-        portal.webhook_url, redis_url, 5.0, 20, 15, f"P{n}x", results)) for n in range(2)]
+    procs = [
+        ctx.Process(
+            target=workers.shared_bucket_writer,
+            args=(portal.webhook_url, redis_url, 5.0, 20, 15, f"P{n}x", results),
+        )
+        for n in range(2)
+    ]
     for proc in procs:
         proc.start()
     outcomes = [results.get(timeout=120) for _ in procs]
@@ -91,8 +100,7 @@ def _run_writers(portal: Sandbox, redis_url: str | None) -> list[tuple]:
 def test_two_processes_sharing_the_redis_bucket_never_draw_503(redis_url):
     tight = Plan("tight", rate=5.0, burst=20)
     with Sandbox(seed_leads=0, seed=1, plan=tight) as portal:
-        redis.Redis.from_url(redis_url).delete(
-            f"b24app:bucket:{portal.webhook_url.split('/')[2]}")
+        redis.Redis.from_url(redis_url).delete(f"b24app:bucket:{portal.webhook_url.split('/')[2]}")
         outcomes = _run_writers(portal, redis_url)
         stats = portal.stats()
     assert outcomes == [("ok", 750, 0, 15)] * 2, outcomes

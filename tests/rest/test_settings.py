@@ -11,8 +11,9 @@ from tests.rest.conftest import WEBHOOK
 
 
 def test_webhook_client_from_env_uses_plan_and_timeout(rsps):
-    settings = Settings.from_env({"B24_WEBHOOK_URL": WEBHOOK, "B24APP_PLAN": "enterprise",
-                                  "B24APP_TIMEOUT": "7"})
+    settings = Settings.from_env(
+        {"B24_WEBHOOK_URL": WEBHOOK, "B24APP_PLAN": "enterprise", "B24APP_TIMEOUT": "7"}
+    )
     client = PortalClient.from_settings(settings)
     assert isinstance(client.bucket, LocalBucket)
     assert client.rate_limit == RateLimit(per_second=5.0, burst=250)
@@ -29,8 +30,15 @@ def test_redis_url_selects_the_shared_bucket():
         PortalClient.from_settings(settings.with_(redis_url="nonsense://x"))
 
 
-@pytest.mark.parametrize("url", ["", "https://portal.bitrix24.com/", "ftp://x/rest/1/c/",
-                                 "https://portal.bitrix24.com/rest/crm.lead.list"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "",
+        "https://portal.bitrix24.com/",
+        "ftp://x/rest/1/c/",
+        "https://portal.bitrix24.com/rest/crm.lead.list",
+    ],
+)
 def test_bad_webhook_urls_are_config_errors(url):
     with pytest.raises(ConfigError):
         PortalClient.from_settings(Settings(webhook_url=url or None))
@@ -41,7 +49,8 @@ def test_oauth_client_needs_the_app_credentials(tmp_path):
     from b24app.store.db import make_engine
     from b24app.store.installations import InstallationStore
 
-    store = InstallationStore(make_engine(f"sqlite:///{tmp_path / 'x.db'}"),
-                              Cipher(Cipher.generate_key()))
+    store = InstallationStore(
+        make_engine(f"sqlite:///{tmp_path / 'x.db'}"), Cipher(Cipher.generate_key())
+    )
     with pytest.raises(ConfigError, match="B24_CLIENT_ID, B24_CLIENT_SECRET"):
         PortalClient.for_installation(store, "m", settings=Settings())

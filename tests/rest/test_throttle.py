@@ -12,8 +12,7 @@ from b24app.rest.throttle import bucket_shape
 from tests.rest.conftest import in_threads
 
 
-@pytest.mark.parametrize(("plan", "burst"), [("standard", 48), ("enterprise", 248),
-                                             ("fast", 37)])
+@pytest.mark.parametrize(("plan", "burst"), [("standard", 48), ("enterprise", 248), ("fast", 37)])
 def test_bucket_keeps_headroom_under_the_plan(plan, burst):
     interval, tolerance = bucket_shape(RateLimit(*PLANS[plan]))
     assert interval == pytest.approx(1 / PLANS[plan][0])

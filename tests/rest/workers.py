@@ -13,14 +13,21 @@ from b24app.store.db import make_engine
 from b24app.store.installations import InstallationStore
 
 
-def refresh_race(db_url: str, key: str, settings: dict[str, Any], member_id: str, threads: int,
-                 ready: Any, go: Any, results: Any) -> None:
+def refresh_race(
+    db_url: str,
+    key: str,
+    settings: dict[str, Any],
+    member_id: str,
+    threads: int,
+    ready: Any,
+    go: Any,
+    results: Any,
+) -> None:
     """One process: warm a client, then on `go` call the portal from `threads` threads at once
     (the tokens have expired meanwhile); report ("ok", n) or ("error", text) per thread."""
     try:
         store = InstallationStore(make_engine(db_url), Cipher(key))
-        client = PortalClient.for_installation(store, member_id,
-                                               settings=Settings(**settings))
+        client = PortalClient.for_installation(store, member_id, settings=Settings(**settings))
         client.call("profile")
     except Exception:
         results.put(("error", traceback.format_exc()))
@@ -45,15 +52,28 @@ def refresh_race(db_url: str, key: str, settings: dict[str, Any], member_id: str
         thread.join()
 
 
-def shared_bucket_writer(webhook_url: str, redis_url: str | None, per_second: float, burst: int,
-                         batches: int, tag: str, results: Any) -> None:
+def shared_bucket_writer(
+    webhook_url: str,
+    redis_url: str | None,
+    per_second: float,
+    burst: int,
+    batches: int,
+    tag: str,
+    results: Any,
+) -> None:
     """One process adding `batches` x 50 leads through a client whose bucket lives in Redis."""
     try:
-        client = PortalClient.from_webhook(webhook_url, rate=RateLimit(per_second, burst),
-                                           redis_url=redis_url)
-        commands = [Command(f"{tag}{i}", "crm.lead.add",
-                            {"fields": {"TITLE": f"{tag} {i}", "ORIGIN_ID": f"{tag}-{i}"}})
-                    for i in range(batches * 50)]
+        client = PortalClient.from_webhook(
+            webhook_url, rate=RateLimit(per_second, burst), redis_url=redis_url
+        )
+        commands = [
+            Command(
+                f"{tag}{i}",
+                "crm.lead.add",
+                {"fields": {"TITLE": f"{tag} {i}", "ORIGIN_ID": f"{tag}-{i}"}},
+            )
+            for i in range(batches * 50)
+        ]
         result = client.batch_many(commands)
         results.put(("ok", len(result.results), len(result.errors), client.requests_made))
     except Exception:

@@ -15,11 +15,17 @@ MEMBER = "a223c6b3710f85df22e9377d6c4f7553"
 
 
 def installation(**changes) -> inst.Installation:
-    values = dict(member_id=MEMBER, domain="portal.bitrix24.com",
-                  client_endpoint="https://portal.bitrix24.com/rest/",
-                  server_endpoint="https://oauth.bitrix.info/rest/",
-                  access_token="acc-111", refresh_token="ref-222", application_token="apt-333",
-                  expires_at=1_780_319_382, scope="crm,user")
+    values = dict(
+        member_id=MEMBER,
+        domain="portal.bitrix24.com",
+        client_endpoint="https://portal.bitrix24.com/rest/",
+        server_endpoint="https://oauth.bitrix.info/rest/",
+        access_token="acc-111",
+        refresh_token="ref-222",
+        application_token="apt-333",
+        expires_at=1_780_319_382,
+        scope="crm,user",
+    )
     values.update(changes)
     return inst.Installation(**values)
 
@@ -45,7 +51,10 @@ def test_save_and_read_back(store):
     saved = store.save_installation(installation())
     assert saved.member_id == MEMBER
     assert (saved.access_token, saved.refresh_token, saved.application_token) == (
-        "acc-111", "ref-222", "apt-333")
+        "acc-111",
+        "ref-222",
+        "apt-333",
+    )
     assert (saved.status, saved.scope, saved.expires_at) == ("active", "crm,user", 1_780_319_382)
     assert saved.installed_at.tzinfo is not None
     assert store.get_installation(MEMBER) == saved
@@ -86,8 +95,9 @@ def test_cipher_settings():
 def test_reinstall_reactivates_and_keeps_secrets_it_was_not_given(store):
     store.save_installation(installation())
     store.mark_status(MEMBER, inst.REINSTALL_NEEDED, reason="invalid_grant")
-    again = store.save_installation(installation(access_token="acc-9", refresh_token="ref-9",
-                                                 application_token=""))
+    again = store.save_installation(
+        installation(access_token="acc-9", refresh_token="ref-9", application_token="")
+    )
     assert again.status == inst.ACTIVE
     assert (again.access_token, again.application_token) == ("acc-9", "apt-333")
     assert [h.event for h in store.history(MEMBER)] == ["installed", "status", "reinstalled"]
@@ -96,8 +106,11 @@ def test_reinstall_reactivates_and_keeps_secrets_it_was_not_given(store):
 
 def test_statuses_and_listing(store):
     store.save_installation(installation())
-    store.save_installation(installation(member_id="m2", domain="b.bitrix24.com",
-                                         client_endpoint="https://b.bitrix24.com/rest/"))
+    store.save_installation(
+        installation(
+            member_id="m2", domain="b.bitrix24.com", client_endpoint="https://b.bitrix24.com/rest/"
+        )
+    )
     store.mark_status("m2", inst.PAYMENT_REQUIRED, reason="PAYMENT_REQUIRED")
     assert [i.member_id for i in store.list_installations()] == ["m2", MEMBER]
     assert [i.member_id for i in store.list_installations(status=inst.ACTIVE)] == [MEMBER]
@@ -110,12 +123,18 @@ def test_statuses_and_listing(store):
 
 def test_rotation_and_moves_are_recorded_without_secrets(store):
     store.save_installation(installation())
-    rotated = store.rotate_tokens(MEMBER, access_token="acc-2", refresh_token="ref-2",
-                                  expires_at=1_780_400_000,
-                                  client_endpoint="https://new.bitrix24.com/rest/")
+    rotated = store.rotate_tokens(
+        MEMBER,
+        access_token="acc-2",
+        refresh_token="ref-2",
+        expires_at=1_780_400_000,
+        client_endpoint="https://new.bitrix24.com/rest/",
+    )
     assert (rotated.access_token, rotated.refresh_token) == ("acc-2", "ref-2")
-    assert (rotated.domain, rotated.client_endpoint) == ("new.bitrix24.com",
-                                                         "https://new.bitrix24.com/rest/")
+    assert (rotated.domain, rotated.client_endpoint) == (
+        "new.bitrix24.com",
+        "https://new.bitrix24.com/rest/",
+    )
     assert rotated.scope == "crm,user"  # kept when the grant does not say
     history = store.history(MEMBER)
     assert [h.event for h in history] == ["installed", "rotated", "moved"]
