@@ -13,7 +13,7 @@ import logging
 import random
 import re
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import requests
@@ -155,7 +155,7 @@ class PortalClient:
         *,
         oauth: OAuthServer,
         settings: Settings | None = None,
-        on_rotate: Any = None,
+        on_rotate: Callable[[Tokens], None] | None = None,
         **kwargs: Any,
     ) -> PortalClient:
         """A client for tokens held in memory; `on_rotate(tokens)` runs before new tokens are
