@@ -77,6 +77,7 @@ class Binding:
     auth_type: int = 0
     offline: bool = False
     auth_connector: str = ""
+    min_timeout: float = 1.0  # ONOFFLINEEVENT: seconds between notifications
 
     def describe(self) -> dict[str, Any]:
         """The `event.get` item."""
@@ -124,6 +125,20 @@ def _as_strings(value: Any) -> set[str]:
     if value in (None, "", []):
         return set()
     return {str(v) for v in (value if isinstance(value, list) else [value])}
+
+
+def _min_timeout(options: Any) -> float:
+    if isinstance(options, str):
+        try:
+            options = json.loads(options)
+        except ValueError:
+            return 1.0
+    if not isinstance(options, dict):
+        return 1.0
+    try:
+        return max(0.0, float(options.get("minTimeout", 1)))
+    except (TypeError, ValueError):
+        return 1.0
 
 
 def _compare(op: str, left: Any, right: Any) -> bool:
@@ -214,6 +229,7 @@ class EventHub:
         self._queue = queue.Queue()
         self._tokens: dict[int, TokenPair] = {}
         self._caller = threading.local()
+        self._notified: dict[int, float] = {}
         self._session = requests.Session()
         self._thread: threading.Thread | None = None
         self.deliveries: deque[Delivery] = deque(maxlen=1000)
@@ -285,6 +301,7 @@ class EventHub:
         if not ctx.is_admin and auth_type not in (0, ctx.user_id):
             raise ApiError("ACCESS_DENIED", "Access denied! Admin permissions required", 403)
         connector = str(params.get("auth_connector", "") or "")
+        min_timeout = _min_timeout(params.get("options"))
         with self._lock:
             for existing in self._bindings:
                 if (existing.event, existing.handler, existing.auth_type, existing.offline) == (
@@ -296,7 +313,9 @@ class EventHub:
                     raise ApiError("ERROR_HANDLER_ALREADY_EXIST", "Handler already exists!", 400)
             self._next_binding += 1
             self._bindings.append(
-                Binding(self._next_binding, event, handler, auth_type, offline, connector)
+                Binding(
+                    self._next_binding, event, handler, auth_type, offline, connector, min_timeout
+                )
             )
         return MethodResult(result=True)
 
@@ -438,7 +457,7 @@ class EventHub:
         if not (installation.active and installation.installed):
             return
         with self._lock:
-            online = [b for b in self._bindings if b.event == event and not b.offline]
+            online = [(b, data) for b in self._bindings if b.event == event and not b.offline]
             connector = getattr(self._caller, "connector", "")
             # A change made with the binding's own auth_connector is not echoed back to it.
             offline = any(
@@ -446,18 +465,20 @@ class EventHub:
                 for b in self._bindings
             )
             if offline:
-                self._record_offline(event, data)
-        for binding in online:
-            self._queue.put((binding, data))
+                change = self._record_offline(event, data)
+                online += self._offline_notices(event, change)
+        for binding, payload in online:
+            self._queue.put((binding, payload))
 
-    def _record_offline(self, event: str, data: dict[str, Any]) -> None:
+    def _record_offline(self, event: str, data: dict[str, Any]) -> str:
+        """Queue or refresh the record for this object; "add" or "update"."""
         key = event + json.dumps(data, sort_keys=True, default=str)
         now = iso_time(self._clock())
         row_id = self._offline_index.get(key)
         if row_id is not None:
             row = self._offline[row_id]
             row["TIMESTAMP_X"], row["EVENT_DATA"] = now, data
-            return
+            return "update"
         message_id = self._message_ids.setdefault(key, str(len(self._message_ids) + 1))
         row_id = self._next_offline
         self._next_offline += 1
@@ -473,6 +494,28 @@ class EventHub:
             "_key": key,
         }
         self._offline_index[key] = row_id
+        return "add"
+
+    def _offline_notices(self, event: str, change: str) -> list[tuple[Binding, dict[str, Any]]]:
+        """ONOFFLINEEVENT deliveries due now (at most one per `minTimeout` per handler).
+
+        https://apidocs.bitrix24.com/api-reference/events/on-offline-event.html
+        """
+        now = self._clock()
+        due = []
+        for b in self._bindings:
+            if b.event != "ONOFFLINEEVENT" or b.offline:
+                continue
+            if now - self._notified.get(b.id, float("-inf")) < b.min_timeout:
+                continue
+            self._notified[b.id] = now
+            notice = {"type": change, "event": event, "handler": b.handler}
+            if b.min_timeout:
+                notice["minTimeout"] = (
+                    int(b.min_timeout) if b.min_timeout.is_integer() else b.min_timeout
+                )
+            due.append((b, notice))
+        return due
 
     def app_installed(self, pair: TokenPair) -> None:
         """Queue ONAPPINSTALL for bound handlers and the installation's event handler URL."""
@@ -575,6 +618,8 @@ class EventHub:
                 "application_token": inst.application_token,
             },
         }
+        if binding.event == "ONOFFLINEEVENT":  # the one event that carries a refresh token
+            body["auth"]["refresh_token"] = pair.refresh_token
         return flatten_form(body)
 
     def _run(self) -> None:

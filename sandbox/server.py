@@ -658,6 +658,9 @@ class Sandbox:
         except ApiError as exc:
             extra = None
             if exc.code == "OPERATION_TIME_LIMIT":
+                # The docs show no body for this 429 beyond error/error_description; we add the
+                # `time` object so a client can read operating_reset_at ("when part of the limit
+                # is released", limits.md) instead of guessing a back-off.
                 finish = started + (time.perf_counter() - tick)
                 extra = {
                     "time": time_object(
@@ -670,10 +673,10 @@ class Sandbox:
                 }
             response = error_response(exc, extra)
         self.counters.status(response.status_code)
-        if plan.drop_after:
-            return _drop_connection(request)
         if plan.slow_seconds:
             time.sleep(plan.slow_seconds)
+        if plan.drop_after:
+            return _drop_connection(request)
         return response
 
     def _call(

@@ -228,3 +228,23 @@ def test_auth_connector_changes_are_not_echoed_offline(portal: Sandbox, token: s
     assert oauth_call(portal, "event.offline.list", token).json()["total"] == 0
     oauth_call(portal, "crm.lead.update", token, id=1, fields={"TITLE": "someone else"})
     assert oauth_call(portal, "event.offline.list", token).json()["total"] == 1
+
+
+def test_onofflineevent_notifies_at_most_once_per_min_timeout(
+    portal: Sandbox, token: str, receiver: Receiver
+) -> None:
+    bind(portal, token, event="ONCRMLEADADD", event_type="offline")
+    bind(portal, token, event="ONOFFLINEEVENT", handler=receiver.url(), options={"minTimeout": 60})
+    for title in ("one", "two"):
+        call(portal.webhook_url, "crm.lead.add", fields={"TITLE": title})
+    assert portal.wait_events()
+    notices = receiver.forms("ONOFFLINEEVENT")
+    assert len(notices) == 1
+    assert notices[0]["data"] == {
+        "type": "add",
+        "event": "ONCRMLEADADD",
+        "handler": receiver.url(),
+        "minTimeout": "60",
+    }
+    assert notices[0]["auth"]["refresh_token"]
+    assert oauth_call(portal, "event.offline.list", token).json()["total"] == 2
