@@ -76,9 +76,9 @@ def write_lock(engine: Engine) -> Iterator[Connection]:
     On PostgreSQL this is a plain transaction; callers take row locks with SELECT ... FOR UPDATE.
     """
     if is_sqlite(engine):
-        with engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn:
-            with conn.begin():
-                yield conn
+        conn = engine.connect().execution_options(sqlite_begin="IMMEDIATE")
+        with conn, conn.begin():
+            yield conn
     else:
         with engine.begin() as conn:
             yield conn
