@@ -12,6 +12,7 @@ method's operating-time budget (429), then the core's `dispatch`.
 from __future__ import annotations
 
 import contextlib
+import logging
 import secrets
 import socket
 import threading
@@ -43,6 +44,7 @@ from sandbox.portal import CallContext, MethodResult, Portal
 from sandbox.wire import error_response, json_response, parse_request, time_object
 
 LOOPBACK = "127.0.0.1"
+log = logging.getLogger(__name__)
 DEFAULT_APP_SCOPE = "crm,user"
 DEFAULT_WEBHOOK_SCOPE = "crm,user,department"
 # Methods of scope `basic`: always allowed (https://apidocs.bitrix24.com/api-reference/scopes/permissions.html)
@@ -274,15 +276,15 @@ class Sandbox:
     def start(self) -> Sandbox:
         """Bind the port and start serving in background threads."""
         if not self._listeners:
-            self.portal.event_sink = self.hub.sink
-            self.hub.start()
-            listener = self._listen(self.port)
+            listener = self._listen(self.port)  # first: a busy port leaves nothing running
             self._listeners.append(listener)
             self._oauth_base = listener.base_url
+            self.portal.event_sink = self.hub.sink
+            self.hub.start()
         return self
 
     def stop(self) -> None:
-        """Stop serving and delivering events."""
+        """Stop serving and delivering events, and close the portal's file (final)."""
         for listener in self._listeners:
             listener.server.shutdown()
             listener.server.server_close()
@@ -624,9 +626,6 @@ class Sandbox:
         started = self.clock()
         tick = time.perf_counter()
         self.counters.add("http_requests")
-        route = rest_path.split("/")
-        webhook_route = len(route) == 3 and route[0].isdigit()
-        method = route[-1].lower().removesuffix(".json")
         params = parse_request(request)
         if not self.bucket.try_acquire():
             self.counters.add("query_limit_exceeded")
@@ -640,8 +639,24 @@ class Sandbox:
         if plan.drop_before:
             return _drop_connection(request)
         if plan.error_500:
-            self.counters.status(500)
-            return error_response(ApiError("INTERNAL_SERVER_ERROR", "Internal server error", 500))
+            response = error_response(
+                ApiError("INTERNAL_SERVER_ERROR", "Internal server error", 500)
+            )
+        else:
+            response = self._answer(rest_path.split("/"), params, started, tick)
+        self.counters.status(response.status_code)
+        if plan.slow_seconds:
+            time.sleep(plan.slow_seconds)
+        if plan.drop_after:
+            return _drop_connection(request)
+        return response
+
+    def _answer(
+        self, route: list[str], params: dict[str, Any], started: float, tick: float
+    ) -> Response:
+        """Authenticate and run one REST request (a method or a batch)."""
+        webhook_route = len(route) == 3 and route[0].isdigit()
+        method = route[-1].lower().removesuffix(".json")
         try:
             if self.authority.portal_state == "deleted":
                 raise ApiError("PORTAL_DELETED", "Portal was deleted", 500)
@@ -654,30 +669,21 @@ class Sandbox:
                 body = {"result": result, "time": time_object(started, finish, finish - started)}
             else:
                 body = self._single(method, params, ctx, scope, started, tick)
-            response = json_response(body)
+            return json_response(body)
         except ApiError as exc:
-            extra = None
-            if exc.code == "OPERATION_TIME_LIMIT":
-                # The docs show no body for this 429 beyond error/error_description; we add the
-                # `time` object so a client can read operating_reset_at ("when part of the limit
-                # is released", limits.md) instead of guessing a back-off.
-                finish = started + (time.perf_counter() - tick)
-                extra = {
-                    "time": time_object(
-                        started,
-                        finish,
-                        0.0,
-                        operating=self.operating.used(method),
-                        operating_reset_at=self.operating.reset_at(method),
-                    )
-                }
-            response = error_response(exc, extra)
-        self.counters.status(response.status_code)
-        if plan.slow_seconds:
-            time.sleep(plan.slow_seconds)
-        if plan.drop_after:
-            return _drop_connection(request)
-        return response
+            if exc.code != "OPERATION_TIME_LIMIT":
+                return error_response(exc)
+            # The docs show no body for this 429 beyond error/error_description; we add the
+            # `time` object so a client can read operating_reset_at ("when part of the limit
+            # is released", limits.md) instead of guessing a back-off.
+            finish = started + (time.perf_counter() - tick)
+            reset_at = self.operating.reset_at(method)
+            used = self.operating.used(method)
+            timing = time_object(started, finish, 0.0, operating=used, operating_reset_at=reset_at)
+            return error_response(exc, {"time": timing})
+        except Exception:  # a sandbox bug: answer like Bitrix24's own 500, keep the traceback
+            log.exception("unexpected error in %s", method)
+            return error_response(ApiError("INTERNAL_SERVER_ERROR", "Internal server error", 500))
 
     def _call(
         self, method: str, params: dict[str, Any], ctx: CallContext, scope: tuple[str, ...]

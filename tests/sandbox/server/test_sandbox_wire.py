@@ -196,3 +196,16 @@ def test_multifield_writes_by_form_and_json_store_the_same(portal: Sandbox) -> N
     assert [lead["TITLE"] for lead in stored] == ["Form lead", "Form lead"]
     phones = [[(p["VALUE"], p["VALUE_TYPE"]) for p in lead["PHONE"]] for lead in stored]
     assert phones == [[("+4930123", "WORK")], [("+4930123", "WORK")]]
+
+
+def test_a_crash_inside_a_method_is_a_json_500(portal: Sandbox) -> None:
+    def boom(params: dict[str, object], ctx: object) -> object:
+        raise RuntimeError("bug")
+
+    portal.portal.register("server.time", boom)
+    response = call(portal.webhook_url, "server.time")
+    assert response.status_code == 500
+    assert response.json() == {
+        "error": "INTERNAL_SERVER_ERROR",
+        "error_description": "Internal server error",
+    }
