@@ -1,0 +1,551 @@
+"""The conversion service: every selected active lead -> deal (+ contact/company), exactly once.
+
+Bitrix24 REST has no convert method (https://apidocs.bitrix24.com/api-reference/crm/leads/index.html),
+so b24app plans each lead's calls (`planner`), packs many leads' ready calls into full batches
+(`scheduler`), and runs the scheduler's loop here against the portal and the journal:
+
+    mark the batch's steps "sent" and commit  ->  send the batch  ->  record the answers, commit
+
+A step whose answer was lost stays "sent" and is verified (looked up by ORIGINATOR_ID/ORIGIN_ID,
+or the deal's comments) before anything is sent again, so kill -9, timeouts, dropped connections
+and reruns never create a second deal, contact or company.
+
+Which leads a run takes, and how:
+
+* Leads the journal has *underway* (status creating) are finished first, from their stored state,
+  whether or not the portal still lists them as active (a lead whose closing call was sent before
+  a crash is at the success stage already; its state still has to be settled).
+* A lead the journal says is converted is reported skipped ("already converted by job N") and
+  costs no call; with explicit ids it is not even read.
+* A lead that failed in an earlier job is retried from its stored state if anything was sent for
+  it, else planned afresh.
+* Every other lead is planned afresh, and for these the run *looks up* what b24app may already have
+  created from them (deals/contacts/companies with our ORIGIN_ID) instead of trusting the lead's
+  stage alone: the journal may be gone (a new database, another machine) while the portal keeps
+  the entities. The lookup rides in the chunk's read request (three one-page listings per 500
+  leads, usually empty), so it costs sub-calls, not requests. Found entities are reused, never
+  re-created.
+
+A lead's failure is recorded and the others go on. A portal-wide failure - credentials rejected,
+scope missing, the portal deleted or unpaid, the portal unreachable after the client's retries,
+answers lost batch after batch, or one error for every command of a many-lead batch - stops the
+job as `interrupted` with the reason; `resume(job_id)` (or a new `convert`) continues it. Only one
+live job runs per portal (the journal refuses a second).
+
+Job status at the end: done (no lead failed), failed (some leads failed; a new `convert` retries
+them), interrupted (resumable).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from b24app.crm import scheduler
+from b24app.crm.facts import PortalFacts
+from b24app.crm.mapping import link_id
+from b24app.crm.mode import MODE_METHOD, Mode, parse_mode
+from b24app.crm.planner import COMPANY, CONTACT, DEAL, LeadPlan, LeadPreview, PlanError, plan_lead
+from b24app.crm.planner import preview as preview_plan
+from b24app.crm.policy import LeadSelection, Policy
+from b24app.crm.reader import Reader
+from b24app.crm.report import JobReport, LeadOutcome, build_report, load_report
+from b24app.crm.scheduler import BatchOutcome, LeadState, Status
+from b24app.errors import (
+    AuthError,
+    B24Error,
+    InsufficientScope,
+    OutcomeUnknown,
+    Overloaded,
+    PaymentRequired,
+    PortalDeleted,
+    UsageError,
+)
+from b24app.rest.portal import Portal
+from b24app.store.journal import (
+    DONE,
+    FAILED,
+    FINISHED,
+    INTERRUPTED,
+    LEAD_FINAL,
+    JobCounts,
+    JobRow,
+    Journal,
+    LeadEntry,
+)
+
+__all__ = ["JobReport", "LeadOutcome", "Progress", "convert", "preview", "read_mode", "resume"]
+
+log = logging.getLogger("b24app.crm")
+
+KIND = "convert"
+# Leads waiting to start below which the next chunk is read, so batches stay full.
+REFILL = 60
+# Batches in a row whose answers were lost before the portal counts as unreachable.
+MAX_LOST = 8
+# Per-command errors meaning no call of this run can succeed.
+_PORTAL_WIDE = (AuthError, InsufficientScope, PaymentRequired, PortalDeleted, Overloaded)
+# A batch touching this many leads whose every command failed with the same code is a portal
+# problem (a required field, a permission), not a per-lead one.
+_SAME_ERROR_LEADS = 5
+_ENTITY_COLUMNS = {DEAL: "deal_id", CONTACT: "contact_id", COMPANY: "company_id"}
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a running job stands, passed to `on_progress` after each batch.
+
+    `total` is an estimate until every lead has been read (the portal's count of active leads
+    plus the leads the journal had underway).
+    """
+
+    total: int
+    converted: int
+    failed: int
+    skipped: int
+    requests: int
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+class _Stop(Exception):
+    """A portal-wide failure: the job stops as interrupted with this message."""
+
+
+def read_mode(portal: Portal) -> Mode:
+    """The portal's CRM mode (`crm.settings.mode.get`).
+
+    https://apidocs.bitrix24.com/api-reference/crm/crm-settings-mode-get.html
+    """
+    return parse_mode(portal.call(MODE_METHOD).result)
+
+
+def _explicit(policy: Policy, lead_ids: Sequence[int] | None) -> tuple[int, ...] | None:
+    ids = tuple(lead_ids) if lead_ids is not None else policy.leads.ids
+    if lead_ids is not None and not ids:
+        raise UsageError("no lead ids given")
+    bad = [i for i in ids if isinstance(i, bool) or not isinstance(i, int) or i <= 0]
+    if bad:
+        raise UsageError(f"lead ids must be positive whole numbers (got {bad[0]!r})")
+    return tuple(dict.fromkeys(ids)) or None
+
+
+def _facts(reader: Reader, policy: Policy) -> PortalFacts:
+    facts = reader.facts((policy.pipeline,))
+    policy.check(facts)
+    facts.success_stage  # noqa: B018 - raises FactsError now rather than mid-run
+    return facts
+
+
+def preview(portal: Portal, policy: Policy, *, lead_ids: Sequence[int] | None = None
+            ) -> list[LeadPreview]:
+    """What converting would do to each selected lead; changes nothing on the portal."""
+    reader = Reader(portal)
+    facts = _facts(reader, policy)
+    explicit = _explicit(policy, lead_ids)
+    selection = policy.leads
+    stream = reader.leads_by_id(explicit) if explicit else reader.active_leads(facts, selection)
+    previews: list[LeadPreview] = []
+    seen: set[int] = set()
+    for chunk in stream.chunks():
+        for item in _plan_chunk(reader, chunk, policy=policy, facts=facts, selection=selection):
+            seen.add(item.lead_id)
+            if isinstance(item, LeadPlan):
+                previews.append(preview_plan(item))
+            else:
+                previews.append(preview_plan(LeadPlan(lead_id=item.lead_id, skip=item.error,
+                                                      success_stage=facts.success_stage)))
+    for lead_id in explicit or ():
+        if lead_id not in seen:
+            previews.append(preview_plan(LeadPlan(lead_id=lead_id, skip="lead not found",
+                                                  success_stage=facts.success_stage)))
+    return sorted(previews, key=lambda p: p.lead_id)
+
+
+def convert(portal: Portal, journal: Journal, policy: Policy, *,
+            lead_ids: Sequence[int] | None = None,
+            on_progress: ProgressCallback | None = None, kind: str = KIND) -> JobReport:
+    """Convert every active lead selected by the policy (or only `lead_ids`), exactly once.
+
+    Raises PolicyError (the policy does not fit the portal), JobBusy (another job of this portal
+    is running) or a B24Error when the portal cannot be read at all; once the job exists, every
+    failure ends up in the returned report.
+    """
+    first_request = portal.requests_made
+    reader = Reader(portal)
+    facts = _facts(reader, policy)
+    explicit = _explicit(policy, lead_ids)
+    job = journal.start_job(kind=kind, policy=policy.to_dict(), lead_ids=explicit)
+    log.info("conversion job %d started (%s)", job.id,
+             f"{len(explicit)} lead(s)" if explicit else "every active lead")
+    return _Run(portal, journal, job, reader=reader, policy=policy, facts=facts,
+                explicit=explicit, on_progress=on_progress, first_request=first_request).run()
+
+
+def resume(portal: Portal, journal: Journal, job_id: int, *,
+           on_progress: ProgressCallback | None = None) -> JobReport:
+    """Continue an interrupted (or pending) job with its own policy and leads.
+
+    A finished job is not run again: its stored report comes back (requests 0).
+    """
+    job = journal.job(job_id)
+    if job is None:
+        raise UsageError(f"no conversion job {job_id} for this portal")
+    if job.status in FINISHED:
+        report = load_report(journal, job_id)
+        return JobReport(job_id=report.job_id, status=report.status, converted=report.converted,
+                         failed=report.failed, skipped=report.skipped, requests=0,
+                         leads=report.leads, error=report.error)
+    first_request = portal.requests_made
+    policy = Policy.from_dict(job.policy)
+    reader = Reader(portal)
+    facts = _facts(reader, policy)
+    job = journal.claim_job(job_id)
+    log.info("conversion job %d resumed", job.id)
+    return _Run(portal, journal, job, reader=reader, policy=policy, facts=facts,
+                explicit=job.lead_ids or None, on_progress=on_progress,
+                first_request=first_request).run()
+
+
+def _plan_chunk(reader: Reader, leads: Sequence[Mapping[str, Any]], *, policy: Policy,
+                facts: PortalFacts, selection: LeadSelection) -> list[LeadPlan | LeadEntry]:
+    """Fresh plans for these leads (reads their extras); LeadEntry(failed) for unplannable ones.
+
+    Leads the selection does not pick, and inactive ones, get a skipped plan and no reads.
+    """
+    out: list[LeadPlan | LeadEntry] = []
+    success = facts.success_stage
+    wanted = []
+    for lead in leads:
+        lead_id = link_id(lead.get("ID"))
+        if lead_id is None:
+            continue
+        if not selection.selects(lead):
+            out.append(LeadPlan(lead_id=lead_id, skip="not picked by the policy's lead selection",
+                                success_stage=success))
+        elif not facts.is_active(lead):
+            out.append(plan_lead(lead, policy=policy, facts=facts))
+        else:
+            wanted.append((lead_id, lead))
+    if not wanted:
+        return out
+    ids = [lead_id for lead_id, _ in wanted]
+    extras = reader.extras([lead for _, lead in wanted], policy, origins=ids)
+    for lead_id, lead in wanted:
+        try:
+            out.append(plan_lead(
+                lead, policy=policy, facts=facts,
+                activities=extras.activities.get(lead_id, ()),
+                product_rows=extras.product_rows.get(lead_id, ()),
+                match=extras.matches.get(lead_id), known=extras.created.get(lead_id)))
+        except (PlanError, ValueError) as exc:
+            out.append(LeadEntry(lead_id=lead_id, status="failed",
+                                 error=f"cannot be planned: {exc}"))
+    return out
+
+
+def _entry(state: LeadState) -> LeadEntry:
+    """A lead state as the journal stores it (no stored plan once converted)."""
+    status = state.status
+    ids = state.ids
+    error = state.progress.error if status is Status.FAILED else state.plan.skip
+    keep = status not in (Status.CONVERTED, Status.SKIPPED)
+    return LeadEntry(lead_id=state.lead_id, status=status.value,
+                     state=state.to_dict() if keep else None,
+                     **{column: ids.get(name) for name, column in _ENTITY_COLUMNS.items()},
+                     error=error)
+
+
+def _has_progress(state: LeadState) -> bool:
+    progress = state.progress
+    return bool(progress.ids or progress.done or progress.unsure)
+
+
+class _Run:
+    """One run of a job: reads leads chunk by chunk, executes the scheduler's loop, journals."""
+
+    def __init__(self, portal: Portal, journal: Journal, job: JobRow, *, reader: Reader,
+                 policy: Policy, facts: PortalFacts, explicit: tuple[int, ...] | None,
+                 on_progress: ProgressCallback | None, first_request: int) -> None:
+        self.portal = portal
+        self.journal = journal
+        self.job = job
+        self.reader = reader
+        self.policy = policy
+        self.facts = facts
+        self.explicit = explicit
+        self.on_progress = on_progress
+        self.first_request = first_request
+        self.working: dict[int, LeadState] = {}
+        self.final: dict[int, str] = {lead_id: status for lead_id, status
+                                      in journal.outcome_statuses(job.id).items()
+                                      if status in LEAD_FINAL}
+        self.seen: set[int] = set(self.final)
+        self.listed = 0
+        self.stream_total: int | None = None
+        self.lost = 0
+
+    # -- the run -------------------------------------------------------------------------------
+
+    def run(self) -> JobReport:
+        """Run the job to its end (or interruption) and return its report."""
+        try:
+            self._admit_unfinished()
+            if self.explicit:
+                self._execute(self._by_id(self.explicit))
+            else:
+                self._execute(self._active())
+            self._execute(self._by_id(self._left_over()))
+        except _Stop as stop:
+            message = str(stop)
+            log.warning("conversion job %d interrupted: %s", self.job.id, message)
+            return self._finish(INTERRUPTED, message)
+        except B24Error as exc:
+            return self._finish(INTERRUPTED, f"the portal failed: {exc}")
+        except BaseException as exc:
+            self._finish(INTERRUPTED, f"stopped by {type(exc).__name__}")
+            raise
+        status = FAILED if self._counts().failed else DONE
+        log.info("conversion job %d %s: %s", self.job.id, status, self._counts())
+        return self._finish(status, None)
+
+    def _finish(self, status: str, error: str | None) -> JobReport:
+        counts = self._counts()
+        self.journal.finish_job(self.job.id, status=status, error=error, counts=counts)
+        job = self.journal.job(self.job.id) or self.job
+        return build_report(job, self.journal.outcomes(self.job.id),
+                            requests=self._requests(), status=status, error=error)
+
+    def _left_over(self) -> list[int]:
+        """Leads this job took up earlier and has not settled (e.g. no longer listed)."""
+        return [lead_id for lead_id, status in self.journal.outcome_statuses(self.job.id).items()
+                if status not in LEAD_FINAL and lead_id not in self.final
+                and lead_id not in self.working]
+
+    def _active(self) -> Iterator[list[dict[str, Any]]]:
+        stream = self.reader.active_leads(self.facts, self.policy.leads)
+        for chunk in stream.chunks():
+            self.stream_total = stream.total
+            self.listed += len(chunk)
+            yield chunk
+
+    def _by_id(self, lead_ids: Sequence[int]) -> Iterator[list[dict[str, Any]]]:
+        """These leads (read by id, whatever their stage); ids the portal lacks: not found."""
+        todo = [i for i in dict.fromkeys(lead_ids) if i not in self.seen]
+        self._skip_converted(todo)
+        todo = [i for i in todo if i not in self.seen]
+        if todo:
+            self.stream_total = (self.stream_total or 0) + len(todo)
+            for chunk in self.reader.leads_by_id(todo).chunks():
+                self.listed += len(chunk)
+                yield chunk
+        missing = [i for i in todo if i not in self.seen]
+        self.seen.update(missing)
+        self._take([], [LeadEntry(lead_id=i, status=Status.SKIPPED.value,
+                                  error="lead not found") for i in missing])
+
+    def _execute(self, chunks: Iterator[list[dict[str, Any]]]) -> None:
+        exhausted = False
+        while True:
+            if not exhausted and self._waiting() < REFILL:
+                exhausted = not self._admit_next(chunks)
+                continue
+            batch = scheduler.next_batch(self.working.values())
+            if batch:
+                self._send(batch)
+            elif exhausted:
+                return
+            else:
+                exhausted = not self._admit_next(chunks)
+
+    def _admit_next(self, chunks: Iterator[list[dict[str, Any]]]) -> bool:
+        chunk = next(chunks, None)
+        if chunk is None:
+            return False
+        self._admit(chunk)
+        return True
+
+    def _waiting(self) -> int:
+        return sum(1 for state in self.working.values() if state.status is Status.PENDING)
+
+    # -- taking leads up -----------------------------------------------------------------------
+
+    def _admit_unfinished(self) -> None:
+        """Leads the journal has underway: finished first, from their stored state."""
+        states = []
+        for record in self.journal.unfinished(self.explicit):
+            if record.lead_id in self.seen or record.state is None:
+                continue
+            try:
+                states.append(LeadState.from_dict(record.state))
+            except PlanError:
+                continue  # unreadable: planned afresh if listed, found by ORIGIN_ID then
+            self.seen.add(record.lead_id)
+        self._take(states, [])
+
+    def _skip_converted(self, lead_ids: Sequence[int]) -> None:
+        """Explicit leads the journal says are converted: skipped, and not even read."""
+        entries = [self._already(record) for record in self.journal.states(lead_ids).values()
+                   if record.status == Status.CONVERTED.value]
+        self.seen.update(entry.lead_id for entry in entries)
+        self._take([], entries)
+
+    @staticmethod
+    def _already(record: Any) -> LeadEntry:
+        return LeadEntry(lead_id=record.lead_id, status=Status.SKIPPED.value,
+                         deal_id=record.deal_id, contact_id=record.contact_id,
+                         company_id=record.company_id,
+                         error=f"already converted by job {record.job_id}")
+
+    def _admit(self, chunk: Sequence[Mapping[str, Any]]) -> None:
+        """Plan a chunk of listed leads and add them to the working set."""
+        leads = {}
+        for lead in chunk:
+            lead_id = link_id(lead.get("ID"))
+            if lead_id is not None and lead_id not in self.seen and lead_id not in leads:
+                leads[lead_id] = lead
+        self.seen.update(leads)
+        records = self.journal.states(list(leads))
+        states: list[LeadState] = []
+        entries: list[LeadEntry] = []
+        fresh = []
+        for lead_id, lead in leads.items():
+            record = records.get(lead_id)
+            if record is not None and record.status == Status.CONVERTED.value:
+                entries.append(self._already(record))
+                continue
+            stored = self._stored(record)
+            if stored is not None:
+                states.append(stored)
+            else:
+                fresh.append(lead)
+        for item in _plan_chunk(self.reader, fresh, policy=self.policy, facts=self.facts,
+                                selection=self.policy.leads):
+            if isinstance(item, LeadEntry):
+                entries.append(item)
+            elif item.skip is not None:
+                entries.append(LeadEntry(lead_id=item.lead_id, status=Status.SKIPPED.value,
+                                         error=item.skip))
+            else:
+                states.append(LeadState.start(item))
+        self._take(states, entries)
+
+    @staticmethod
+    def _stored(record: Any) -> LeadState | None:
+        """The stored state worth continuing (something was sent for it), else None."""
+        if record is None or record.state is None or record.status not in ("creating", "failed"):
+            return None
+        try:
+            state = LeadState.from_dict(record.state)
+        except PlanError:
+            return None
+        if state.status is Status.FAILED:
+            state = state.retry()
+        return state if _has_progress(state) else None
+
+    def _take(self, states: Iterable[LeadState], entries: Sequence[LeadEntry]) -> None:
+        states = list(states)
+        for state in states:
+            self.working[state.lead_id] = state
+        for entry in entries:
+            self.final[entry.lead_id] = entry.status
+        if states or entries:
+            self.journal.save(self.job.id, [*map(_entry, states), *entries],
+                              counts=self._counts(), taken=True)
+            self._report_progress()
+
+    # -- sending -------------------------------------------------------------------------------
+
+    def _send(self, batch: scheduler.Batch) -> None:
+        involved = list(dict.fromkeys(slot.lead_id for slot in batch.slots.values()))
+        before = [self.working[lead_id] for lead_id in involved]
+        marked = scheduler.mark_sent(before, batch)
+        self._save(marked)  # committed before sending: a crash after this cannot duplicate
+        fatal: B24Error | None = None
+        try:
+            result = self.portal.batch(batch.commands, halt=False)
+        except OutcomeUnknown:
+            self.lost += 1
+            if self.lost >= MAX_LOST:
+                raise _Stop(f"the portal lost the answers of {self.lost} batches in a row; "
+                            "it looks unreachable") from None
+            outcome = BatchOutcome.unknown()
+        except B24Error as exc:
+            self._save(before)  # rejected before running: nothing to verify later
+            raise _Stop(f"the portal refused the batch: {exc}") from None
+        else:
+            self.lost = 0
+            fatal, dropped = _portal_wide(batch, result.errors)
+            # Commands refused that way did not run: left "sent", they are verified on resume.
+            errors = {k: e for k, e in result.errors.items() if k not in dropped}
+            outcome = BatchOutcome.from_result(_Result(result.results, errors))
+        recorded = scheduler.record(marked, batch, outcome)
+        self._save(recorded)
+        if fatal is not None:
+            raise _Stop(f"the portal refused every call: {fatal}")
+        self._report_progress()
+
+    def _save(self, states: Sequence[LeadState]) -> None:
+        for state in states:
+            status = state.status.value
+            if status in LEAD_FINAL:
+                self.final[state.lead_id] = status
+                self.working.pop(state.lead_id, None)
+            else:
+                self.working[state.lead_id] = state
+        self.journal.save(self.job.id, [_entry(state) for state in states],
+                          counts=self._counts())
+
+    # -- counting ------------------------------------------------------------------------------
+
+    def _requests(self) -> int:
+        return self.portal.requests_made - self.first_request
+
+    def _counts(self) -> JobCounts:
+        tally = {"converted": 0, "failed": 0, "skipped": 0}
+        for status in self.final.values():
+            tally[status] += 1
+        remaining = max(0, (self.stream_total or 0) - self.listed)
+        total = len(self.final) + len(self.working) + remaining
+        return JobCounts(requests=self.job.requests + self._requests(), total=total, **tally)
+
+    def _report_progress(self) -> None:
+        if self.on_progress is None:
+            return
+        counts = self._counts()
+        self.on_progress(Progress(total=counts.total or 0, converted=counts.converted,
+                                  failed=counts.failed, skipped=counts.skipped,
+                                  requests=self._requests()))
+
+
+@dataclass(frozen=True)
+class _Result:
+    """A batch result with some errors taken out (for `BatchOutcome.from_result`)."""
+
+    results: Mapping[str, Any]
+    errors: Mapping[str, B24Error]
+
+
+def _portal_wide(batch: scheduler.Batch, errors: Mapping[str, B24Error]
+                 ) -> tuple[B24Error | None, set[str]]:
+    """The error saying no call can succeed now, if the batch got one, and the keys it hit."""
+    wide = {key for key, error in errors.items() if isinstance(error, _PORTAL_WIDE)}
+    if wide:
+        return errors[min(wide)], wide
+    leads = {slot.lead_id for slot in batch.slots.values()}
+    codes = {(type(error), error.code, error.description) for error in errors.values()}
+    if (errors and len(errors) == len(batch) and len(leads) >= _SAME_ERROR_LEADS
+            and len(codes) == 1 and not _harmless(next(iter(errors.values())))):
+        return next(iter(errors.values())), set(errors)
+    return None, set()
+
+
+def _harmless(error: B24Error) -> bool:
+    """Codes the scheduler settles per step: transient ones and "already done" answers."""
+    code = error.code or ""
+    return (code in scheduler.AMBIGUOUS or code in scheduler.NOT_EXECUTED
+            or code in {"ACTIVITY_IS_ALREADY_BOUND", "BINDING_NOT_FOUND", "NOT_FOUND"}
+            or (not code and error.description.strip().lower().startswith("not found")))

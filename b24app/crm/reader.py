@@ -1,0 +1,387 @@
+"""Everything a conversion run reads from the portal, in as few requests as the platform allows.
+
+* Facts (lead stages, pipelines, the target pipeline's stages): one `batch`.
+* Leads: keyset pages (`order ID ASC`, `>ID` = the last id seen, `start=-1`, no COUNT except on
+  the very first page, whose total feeds the progress bar) chained fifty to a request through
+  `$result[prev][49][ID]`, about 2,500 leads per request; handed out in chunks of 500, so memory
+  stays flat however many leads the portal holds.
+  https://apidocs.bitrix24.com/settings/performance/huge-data.html
+* Per chunk, in one request as a rule: the chunk's open activities (`crm.activity.list`,
+  `@OWNER_ID` = the chunk), its product rows (`crm.item.productrow.list`), and the deals,
+  contacts and companies b24app already created for leads the journal does not know (`@ORIGIN_ID`,
+  the idempotency key). Several keyset listings share one batch: each gets pages in proportion to
+  its expected size, and whatever did not fit continues in the next request. Id lists stay at 500
+  per filter because PHP parses each batch command with `max_input_vars` (1,000 by default).
+* Client matches (`crm.duplicate.findbycomm`, when the policy asks for them): `batch_many`.
+
+Product rows of many leads at once: the docs disagree. The 2024 page of `crm.item.productrow.list`
+says `=` "works with arrays as well"; the current one says only `@id` takes an array and other
+keys ignore one. So a chunk is asked with `=ownerId: [ids]` first; if the portal refuses that, the
+reader asks one lead per command from then on (always valid, ~10 requests per 500 leads more).
+https://apidocs.bitrix24.com/api-reference/crm/universal/product-rows/crm-item-productrow-list.html
+
+An activity whose primary owner is not the lead (bound to the lead *and* to something else first)
+is listed with that other owner and is not moved; it stays where Bitrix24 put it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from b24app.crm import mapping
+from b24app.crm.facts import PortalFacts, facts_commands
+from b24app.crm.matching import ClientMatch, match_commands, read_match
+from b24app.crm.planner import COMPANY, CONTACT, DEAL
+from b24app.crm.policy import LeadSelection, Policy
+from b24app.errors import B24Error, ListingError, OperationTimeLimit, QueryLimitExceeded
+from b24app.rest.command import Command
+from b24app.rest.listing import ListShape, shape_of
+from b24app.rest.portal import Portal
+
+log = logging.getLogger("b24app.crm")
+
+CHUNK = 500
+MAX_COMMANDS = 50
+PAGE_SIZE = 50
+_RETRY_LIMITED = 5  # times a page refused by a limit is asked again before giving up
+_LISTS = {DEAL: "crm.deal.list", CONTACT: "crm.contact.list", COMPANY: "crm.company.list"}
+_ORIGIN_SELECT = ("ID", "ORIGINATOR_ID", "ORIGIN_ID")
+_ACTIVITY_SELECT = ("ID", "OWNER_ID", "OWNER_TYPE_ID", "COMPLETED")
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One keyset listing: `method` with `filter`/`select`; `pages`: how many pages to ask for
+    in the first request (its expected size); `count`: ask the first page for the total."""
+
+    name: str
+    method: str
+    filter: Mapping[str, Any] = field(default_factory=dict)
+    select: tuple[str, ...] | None = None
+    pages: int = 1
+    count: bool = False
+
+
+@dataclass
+class _Cursor:
+    listing: Listing
+    shape: ListShape
+    last: int | None = None
+    done: bool = False
+    started: bool = False
+    limited: int = 0
+    total: int | None = None
+    error: B24Error | None = None
+
+
+class Listings:
+    """Several keyset listings read side by side, their pages chained in shared batches."""
+
+    def __init__(self, portal: Portal, listings: Sequence[Listing]) -> None:
+        if len({listing.name for listing in listings}) != len(listings):
+            raise ValueError("listing names must be unique")
+        self._portal = portal
+        self._cursors = [_Cursor(listing, shape_of(listing.method)) for listing in listings]
+
+    @property
+    def done(self) -> bool:
+        """Whether every listing has ended (or failed)."""
+        return all(cursor.done for cursor in self._cursors)
+
+    @property
+    def errors(self) -> dict[str, B24Error]:
+        """Listings that failed, by name, with the error."""
+        return {c.listing.name: c.error for c in self._cursors if c.error is not None}
+
+    @property
+    def totals(self) -> dict[str, int]:
+        """Totals reported by the first page of listings that asked (`count`)."""
+        return {c.listing.name: c.total for c in self._cursors if c.total is not None}
+
+    def step(self) -> dict[str, list[dict[str, Any]]]:
+        """Send one request and return the rows it brought, by listing name."""
+        active = [c for c in self._cursors if not c.done]
+        if not active:
+            return {}
+        commands: list[Command] = []
+        sent: list[tuple[_Cursor, list[str]]] = []
+        for cursor, pages in zip(active, _share(active), strict=True):
+            if pages:
+                keys = self._pages(cursor, pages, commands)
+                sent.append((cursor, keys))
+        result = self._portal.batch(commands, halt=False, idempotent=True)
+        rows: dict[str, list[dict[str, Any]]] = {}
+        for cursor, keys in sent:
+            rows[cursor.listing.name] = self._take(cursor, keys, result)
+        return rows
+
+    def read(self) -> dict[str, list[dict[str, Any]]]:
+        """Every row of every listing (failed listings are in `errors`)."""
+        found: dict[str, list[dict[str, Any]]] = {c.listing.name: [] for c in self._cursors}
+        while not self.done:
+            for name, rows in self.step().items():
+                found[name].extend(rows)
+        return found
+
+    def _pages(self, cursor: _Cursor, pages: int, commands: list[Command]) -> list[str]:
+        listing, shape = cursor.listing, cursor.shape
+        field_name = shape.filter_field
+        keys = []
+        for index in range(pages):
+            key = f"{listing.name}_{index}"
+            after: Any = cursor.last if index == 0 else shape.ref(keys[-1])
+            page_filter = dict(listing.filter)
+            if after is not None:
+                page_filter[f">{field_name}"] = after
+            params: dict[str, Any] = {"filter": page_filter, "order": {field_name: "ASC"},
+                                      "start": 0 if listing.count and not cursor.started
+                                      and index == 0 else -1}
+            if listing.select is not None:
+                select = list(listing.select)
+                if shape.id_field not in select and "*" not in select:
+                    select.append(shape.id_field)
+                params["select"] = select
+            commands.append(Command(key, listing.method, params))
+            keys.append(key)
+        return keys
+
+    def _take(self, cursor: _Cursor, keys: list[str], result: Any) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        shape = cursor.shape
+        for index, key in enumerate(keys):
+            error = result.errors.get(key)
+            if error is not None:
+                limited = isinstance(error, QueryLimitExceeded | OperationTimeLimit)
+                if limited and cursor.limited < _RETRY_LIMITED:
+                    cursor.limited += 1  # not run: ask for this page again next request
+                    return found
+                cursor.error, cursor.done = error, True
+                return found
+            cursor.limited = 0
+            if index == 0 and not cursor.started:
+                cursor.started = True
+                cursor.total = result.totals.get(key)
+            rows = shape.rows(result.results.get(key))
+            for row in rows:
+                row_id = mapping.link_id(row.get(shape.id_field))
+                if row_id is None or (cursor.last is not None and row_id <= cursor.last):
+                    raise ListingError(
+                        f"ids did not advance past {cursor.last} (got {row_id})",
+                        code="LISTING", method=cursor.listing.method)
+                cursor.last = row_id
+            found.extend(rows)
+            if len(rows) < PAGE_SIZE:
+                cursor.done = True  # later pages chained on this one are not meaningful
+                return found
+        return found
+
+
+def _share(active: Sequence[_Cursor]) -> list[int]:
+    """Pages per listing in the next request: first requests by estimate, then an equal share;
+    every listing gets at least one page while there is room."""
+    wanted = [max(1, c.listing.pages) if not c.started
+              else max(1, MAX_COMMANDS // len(active)) for c in active]
+    total = sum(wanted)
+    if total > MAX_COMMANDS:
+        wanted = [max(1, w * MAX_COMMANDS // total) for w in wanted]
+    room, shares = MAX_COMMANDS, []
+    for want in wanted:
+        take = min(want, room)
+        shares.append(take)
+        room -= take
+    return shares
+
+
+def _estimate(count: int, per_lead: float) -> int:
+    """Pages to ask for first: the expected rows with half again as much room, plus one."""
+    return min(MAX_COMMANDS, math.ceil(count * per_lead * 1.5 / PAGE_SIZE) + 1)
+
+
+@dataclass(frozen=True)
+class Extras:
+    """What planning needs besides the leads: per lead id, its open activities (ids), product
+    rows, matched clients, and entities b24app already created from it ({"deal": id, ...})."""
+
+    activities: Mapping[int, tuple[int, ...]] = field(default_factory=dict)
+    product_rows: Mapping[int, tuple[Mapping[str, Any], ...]] = field(default_factory=dict)
+    matches: Mapping[int, ClientMatch] = field(default_factory=dict)
+    created: Mapping[int, Mapping[str, int]] = field(default_factory=dict)
+
+
+class LeadStream:
+    """The selected leads, read lazily in keyset pages and handed out in chunks."""
+
+    def __init__(self, portal: Portal, listings: Iterator[Listing], *, chunk_size: int = CHUNK,
+                 total: int | None = None) -> None:
+        self._portal = portal
+        self._listings = listings
+        self._chunk_size = chunk_size
+        self.total = total
+
+    def chunks(self) -> Iterator[list[dict[str, Any]]]:
+        """Lists of at most `chunk_size` leads, in id order."""
+        buffer: list[dict[str, Any]] = []
+        for listing in self._listings:
+            lists = Listings(self._portal, [listing])
+            while not lists.done:
+                buffer.extend(lists.step().get(listing.name, ()))
+                if self.total is None and listing.count:
+                    self.total = lists.totals.get(listing.name)
+                if lists.errors:
+                    raise lists.errors[listing.name]
+                while len(buffer) >= self._chunk_size:
+                    yield buffer[:self._chunk_size]
+                    buffer = buffer[self._chunk_size:]
+        if buffer:
+            yield buffer
+
+
+class Reader:
+    """Bulk reads for a conversion run (see the module doc)."""
+
+    def __init__(self, portal: Portal, *, chunk_size: int = CHUNK) -> None:
+        self.portal = portal
+        self.chunk_size = chunk_size
+        self.rows_per_lead = False  # the portal refused `=ownerId` with a list
+
+    def facts(self, pipelines: Collection[int] = (0,)) -> PortalFacts:
+        """Lead stages, deal pipelines and the stages of `pipelines`, in one request."""
+        result = self.portal.batch(facts_commands(pipelines), halt=False, idempotent=True)
+        result.raise_first()
+        return PortalFacts.from_batch(result.results)
+
+    def active_leads(self, facts: PortalFacts, selection: LeadSelection) -> LeadStream:
+        """Every active lead the selection picks (ids in the selection are ignored here)."""
+        selection_filter = selection.lead_filter(facts)
+        selection_filter.pop("@ID", None)
+        listing = Listing("l", "crm.lead.list", selection_filter, tuple(mapping.LEAD_SELECT),
+                          pages=MAX_COMMANDS, count=True)
+        return LeadStream(self.portal, iter([listing]), chunk_size=self.chunk_size)
+
+    def leads_by_id(self, lead_ids: Sequence[int]) -> LeadStream:
+        """These leads, whatever their stage (ids that do not exist are simply not returned)."""
+        ids = sorted(set(int(i) for i in lead_ids))
+        listings = (Listing("l", "crm.lead.list", {"@ID": ids[start:start + self.chunk_size]},
+                            tuple(mapping.LEAD_SELECT),
+                            pages=_estimate(len(ids[start:start + self.chunk_size]), 1 / 1.5))
+                    for start in range(0, len(ids), self.chunk_size))
+        return LeadStream(self.portal, listings, chunk_size=self.chunk_size, total=len(ids))
+
+    def extras(self, leads: Sequence[Mapping[str, Any]], policy: Policy, *,
+               origins: Collection[int] = ()) -> Extras:
+        """Activities, product rows and matches of `leads`; created entities of `origins`."""
+        ids = [i for i in (mapping.link_id(lead.get("ID")) for lead in leads) if i]
+        if not ids:
+            return Extras()
+        listings = [Listing("a", "crm.activity.list",
+                            {"OWNER_TYPE_ID": mapping.LEAD_TYPE_ID, "@OWNER_ID": ids,
+                             "COMPLETED": "N"}, _ACTIVITY_SELECT, pages=_estimate(len(ids), 1))]
+        if not self.rows_per_lead:
+            listings.append(Listing("r", "crm.item.productrow.list",
+                                    {"=ownerType": "L", "=ownerId": ids},
+                                    pages=_estimate(len(ids), 0.5)))
+        origin_ids = sorted(set(origins) & set(ids))
+        if origin_ids:
+            for name in _wanted(policy):
+                listings.append(Listing(f"o{name}", _LISTS[name], {
+                    "ORIGINATOR_ID": mapping.ORIGINATOR_ID,
+                    "@ORIGIN_ID": [mapping.origin_id(i) for i in origin_ids]}, _ORIGIN_SELECT))
+        lists = Listings(self.portal, listings)
+        found = lists.read()
+        errors = lists.errors
+        if "r" in errors:
+            log.info("crm.item.productrow.list refused a list of owners (%s); reading product "
+                     "rows one lead per command", errors.pop("r").code or "error")
+            self.rows_per_lead = True
+        if errors:
+            raise next(iter(errors.values()))
+        rows = found.get("r") if "r" in found and not self.rows_per_lead else None
+        if rows is None:
+            rows = self._rows_one_by_one(ids)
+        return Extras(activities=_activities(found["a"], ids),
+                      product_rows=_product_rows(rows, ids),
+                      matches=self._matches(leads, policy),
+                      created=_created(found, origin_ids))
+
+    def _rows_one_by_one(self, ids: Sequence[int]) -> list[dict[str, Any]]:
+        lists = Listings(self.portal, [
+            Listing(f"r{i}", "crm.item.productrow.list", {"=ownerType": "L", "=ownerId": i})
+            for i in ids])
+        found = lists.read()
+        if lists.errors:
+            raise next(iter(lists.errors.values()))
+        return [row for rows in found.values() for row in rows]
+
+    def _matches(self, leads: Sequence[Mapping[str, Any]], policy: Policy
+                 ) -> dict[int, ClientMatch]:
+        commands = [command for lead in leads for command in match_commands(lead, policy)]
+        if not commands:
+            return {}
+        result = self.portal.batch_many(commands, halt=False, idempotent=True)
+        result.raise_first()
+        matches = {}
+        for lead in leads:
+            lead_id = mapping.link_id(lead.get("ID"))
+            if lead_id:
+                match = read_match(lead_id, result.results)
+                if match != ClientMatch():
+                    matches[lead_id] = match
+        return matches
+
+
+def _wanted(policy: Policy) -> list[str]:
+    names = [DEAL]
+    if policy.client.wants_contact:
+        names.append(CONTACT)
+    if policy.client.wants_company:
+        names.append(COMPANY)
+    return names
+
+
+def _activities(rows: Sequence[Mapping[str, Any]], ids: Collection[int]
+                ) -> dict[int, tuple[int, ...]]:
+    wanted = set(ids)
+    found: dict[int, list[int]] = {}
+    for row in rows:
+        owner = mapping.link_id(row.get("OWNER_ID"))
+        activity = mapping.link_id(row.get("ID"))
+        if str(row.get("OWNER_TYPE_ID")) != str(mapping.LEAD_TYPE_ID) or owner not in wanted:
+            continue
+        if activity and str(row.get("COMPLETED", "N")).upper() != "Y":
+            found.setdefault(owner, []).append(activity)
+    return {owner: tuple(sorted(set(activities))) for owner, activities in found.items()}
+
+
+def _product_rows(rows: Sequence[Mapping[str, Any]], ids: Collection[int]
+                  ) -> dict[int, tuple[Mapping[str, Any], ...]]:
+    wanted = set(ids)
+    found: dict[int, list[Mapping[str, Any]]] = {}
+    for row in rows:
+        owner = mapping.link_id(row.get("ownerId", row.get("OWNER_ID")))
+        if owner in wanted:
+            found.setdefault(owner, []).append(row)
+    return {owner: tuple(sorted(rows, key=_row_order)) for owner, rows in found.items()}
+
+
+def _row_order(row: Mapping[str, Any]) -> tuple[int, int]:
+    return (mapping.link_id(row.get("sort")) or 0, mapping.link_id(row.get("id")) or 0)
+
+
+def _created(found: Mapping[str, Sequence[Mapping[str, Any]]], ids: Collection[int]
+             ) -> dict[int, dict[str, int]]:
+    wanted = set(ids)
+    created: dict[int, dict[str, int]] = {}
+    for name in _LISTS:
+        for row in found.get(f"o{name}", ()):
+            lead_id = mapping.lead_id_of(row.get("ORIGIN_ID"))
+            entity_id = mapping.link_id(row.get("ID"))
+            if (lead_id not in wanted or not entity_id
+                    or str(row.get("ORIGINATOR_ID")) != mapping.ORIGINATOR_ID):
+                continue
+            known = created.setdefault(lead_id, {})
+            known[name] = min(entity_id, known.get(name, entity_id))  # the oldest one wins
+    return created

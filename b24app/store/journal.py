@@ -1,0 +1,472 @@
+"""The conversion journal: what every job did and where every lead's conversion stands.
+
+Three tables on the shared `metadata` (schema by migration 0003):
+
+* `jobs` - one row per conversion run: portal, kind, policy, explicit lead ids, status
+  (pending -> running -> done | failed | interrupted), timestamps, a heartbeat, the requests it
+  made, its counts, and `owner` (pid@host) of the process running it.
+* `lead_states` - one row per (portal, lead): the scheduler's `LeadState.to_dict()` JSON while the
+  lead is underway (kept for failed leads, dropped once converted: the ids columns remain), its
+  status, the deal/contact/company ids, the error, how many jobs took it up, the last job.
+* `job_leads` - one row per (job, lead): what that job reported for the lead, so a lead converted
+  by job 1 and skipped by job 2 reads right in both reports.
+
+Exactly-once rests on two rules kept here: a step's "sent" mark is committed before the batch is
+sent (`save` runs one transaction per step), and only one live job per portal runs at a time
+(`start_job`/`claim_job` refuse while another job's process is alive; a job whose process died is
+marked interrupted and may be taken over).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import socket
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    DateTime,
+    Engine,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
+
+from b24app.errors import B24AppError, UsageError
+from b24app.store.db import is_sqlite, make_engine, metadata, migrate, write_lock
+
+PENDING, RUNNING, DONE, FAILED, INTERRUPTED = "pending", "running", "done", "failed", "interrupted"
+JOB_STATUSES = (PENDING, RUNNING, DONE, FAILED, INTERRUPTED)
+FINISHED = frozenset({DONE, FAILED})
+# Lead statuses are the scheduler's: pending, creating, converted, failed, skipped.
+LEAD_FINAL = frozenset({"converted", "failed", "skipped"})
+# A job on another machine that has not beaten its heart for this long is taken for dead.
+STALE_AFTER = 900.0
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("portal", String(255), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("policy", Text, nullable=False),
+    Column("lead_ids", Text, nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=True),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Column("heartbeat_at", DateTime(timezone=True), nullable=True),
+    Column("requests", Integer, nullable=False, default=0),
+    Column("total", Integer, nullable=True),
+    Column("converted", Integer, nullable=False, default=0),
+    Column("failed", Integer, nullable=False, default=0),
+    Column("skipped", Integer, nullable=False, default=0),
+    Column("owner", String(255), nullable=True),
+    Column("error", Text, nullable=True),
+    Index("ix_jobs_portal_status", "portal", "status"),
+)
+
+lead_states = Table(
+    "lead_states",
+    metadata,
+    Column("portal", String(255), primary_key=True),
+    Column("lead_id", BigInteger, primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("state", Text, nullable=True),
+    Column("deal_id", BigInteger, nullable=True),
+    Column("contact_id", BigInteger, nullable=True),
+    Column("company_id", BigInteger, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("job_id", Integer, nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_lead_states_portal_status", "portal", "status"),
+)
+
+job_leads = Table(
+    "job_leads",
+    metadata,
+    Column("job_id", Integer, ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+    Column("lead_id", BigInteger, primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("deal_id", BigInteger, nullable=True),
+    Column("contact_id", BigInteger, nullable=True),
+    Column("company_id", BigInteger, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+_IDS = ("deal_id", "contact_id", "company_id")
+_IN_CHUNK = 500  # ids per IN (...) clause: far below SQLite's and PostgreSQL's parameter caps
+
+
+class JobBusy(B24AppError):
+    """Another job of the same portal is running in a live process; wait for it or stop it."""
+
+
+@dataclass(frozen=True)
+class JobRow:
+    """One conversion job as stored."""
+
+    id: int
+    portal: str
+    kind: str
+    policy: Mapping[str, Any]
+    lead_ids: tuple[int, ...] | None
+    status: str
+    created_at: dt.datetime
+    started_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+    heartbeat_at: dt.datetime | None = None
+    requests: int = 0
+    total: int | None = None
+    converted: int = 0
+    failed: int = 0
+    skipped: int = 0
+    owner: str | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (times as ISO strings)."""
+        data = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        for name in ("created_at", "started_at", "finished_at", "heartbeat_at"):
+            data[name] = data[name].isoformat() if data[name] else None
+        data["policy"] = dict(self.policy)
+        data["lead_ids"] = list(self.lead_ids) if self.lead_ids is not None else None
+        return data
+
+
+@dataclass(frozen=True)
+class LeadEntry:
+    """One lead as a job writes it: status, the scheduler state (None once final), ids, error."""
+
+    lead_id: int
+    status: str
+    state: Mapping[str, Any] | None = None
+    deal_id: int | None = None
+    contact_id: int | None = None
+    company_id: int | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class LeadRecord:
+    """One `lead_states` row: a lead's conversion as the journal last saw it."""
+
+    lead_id: int
+    status: str
+    state: Mapping[str, Any] | None
+    deal_id: int | None
+    contact_id: int | None
+    company_id: int | None
+    error: str | None
+    attempts: int
+    job_id: int | None
+    updated_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class JobCounts:
+    """A job's running totals, written with each step."""
+
+    requests: int = 0
+    converted: int = 0
+    failed: int = 0
+    skipped: int = 0
+    total: int | None = None
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _utc(value: dt.datetime | None) -> dt.datetime | None:
+    # SQLite hands datetimes back without their zone; every stored time is UTC.
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    return value
+
+
+def this_process() -> str:
+    """The owner tag of jobs this process runs: `pid@host`."""
+    return f"{os.getpid()}@{socket.gethostname()}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a killed child its parent has not reaped yet is a zombie: dead for our purposes
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _chunks(ids: Sequence[int]) -> Iterator[list[int]]:
+    for start in range(0, len(ids), _IN_CHUNK):
+        yield list(ids[start:start + _IN_CHUNK])
+
+
+class Journal:
+    """The conversion journal of one portal (jobs + per-lead states) in the app database."""
+
+    def __init__(self, engine: Engine, *, portal: str, stale_after: float = STALE_AFTER) -> None:
+        if not portal:
+            raise UsageError("the journal needs a portal key (member_id or webhook host)")
+        self.engine = engine
+        self.portal = portal
+        self.stale_after = stale_after
+        self.owner = this_process()
+
+    def __repr__(self) -> str:
+        return f"Journal({self.portal!r})"
+
+    @classmethod
+    def open(cls, database_url: str, *, portal: str) -> Journal:
+        """The journal in the database at `database_url`, migrated first."""
+        migrate(database_url)
+        return cls(make_engine(database_url), portal=portal)
+
+    # -- jobs ----------------------------------------------------------------------------------
+
+    def jobs(self, limit: int = 20) -> list[JobRow]:
+        """This portal's jobs, newest first."""
+        query = (select(jobs).where(jobs.c.portal == self.portal)
+                 .order_by(jobs.c.id.desc()).limit(limit))
+        with self.engine.connect() as conn:
+            return [_job(row) for row in conn.execute(query)]
+
+    def job(self, job_id: int) -> JobRow | None:
+        """The job with this id, if it belongs to this portal."""
+        with self.engine.connect() as conn:
+            return self._job(conn, job_id)
+
+    def _job(self, conn: Connection, job_id: int) -> JobRow | None:
+        row = conn.execute(select(jobs).where(jobs.c.id == job_id,
+                                              jobs.c.portal == self.portal)).first()
+        return _job(row) if row else None
+
+    def create_job(self, *, kind: str, policy: Mapping[str, Any],
+                   lead_ids: Sequence[int] | None = None) -> JobRow:
+        """Record a job to run later (status pending); `claim_job` starts it."""
+        with write_lock(self.engine) as conn:
+            return self._insert_job(conn, kind=kind, policy=policy, lead_ids=lead_ids,
+                                    status=PENDING)
+
+    def start_job(self, *, kind: str, policy: Mapping[str, Any],
+                  lead_ids: Sequence[int] | None = None) -> JobRow:
+        """Record a job and start it in this process; JobBusy if another job is live."""
+        with write_lock(self.engine) as conn:
+            self._take_portal(conn)
+            return self._insert_job(conn, kind=kind, policy=policy, lead_ids=lead_ids,
+                                    status=RUNNING)
+
+    def claim_job(self, job_id: int) -> JobRow:
+        """Make a pending or interrupted job (or one whose process died) run in this process.
+
+        UsageError for an unknown or finished job; JobBusy if another live job holds the portal.
+        """
+        with write_lock(self.engine) as conn:
+            found = self._job(conn, job_id)
+            if found is None:
+                raise UsageError(f"no conversion job {job_id} for this portal")
+            if found.status in FINISHED:
+                raise UsageError(f"job {job_id} is already {found.status}; start a new one")
+            self._take_portal(conn)
+            now = _now()
+            conn.execute(update(jobs).where(jobs.c.id == job_id).values(
+                status=RUNNING, owner=self.owner, heartbeat_at=now, finished_at=None,
+                started_at=found.started_at or now, error=None))
+            claimed = self._job(conn, job_id)
+        assert claimed is not None
+        return claimed
+
+    def _take_portal(self, conn: Connection) -> None:
+        """Inside a write transaction: fail if a live job runs; mark dead ones interrupted."""
+        if not is_sqlite(self.engine):
+            # BEGIN IMMEDIATE serializes SQLite writers; PostgreSQL needs a lock to do the same.
+            conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+                         {"key": f"b24app-journal:{self.portal}"})
+        running = conn.execute(select(jobs).where(jobs.c.portal == self.portal,
+                                                  jobs.c.status == RUNNING)).all()
+        for row in running:
+            job = _job(row)
+            if self._alive(job):
+                raise JobBusy(f"conversion job {job.id} is running for this portal "
+                              f"(process {job.owner}); wait for it to finish")
+            conn.execute(update(jobs).where(jobs.c.id == job.id).values(
+                status=INTERRUPTED, finished_at=_now(),
+                error=f"its process ({job.owner}) stopped before the job finished"))
+
+    def _alive(self, job: JobRow) -> bool:
+        pid, _, host = (job.owner or "").partition("@")
+        if host == socket.gethostname() and pid.isdigit():
+            return _pid_alive(int(pid))
+        beat = job.heartbeat_at or job.started_at or job.created_at
+        return (_now() - beat).total_seconds() < self.stale_after
+
+    def _insert_job(self, conn: Connection, *, kind: str, policy: Mapping[str, Any],
+                    lead_ids: Sequence[int] | None, status: str) -> JobRow:
+        now = _now()
+        running = status == RUNNING
+        job_id = conn.execute(insert(jobs).values(
+            portal=self.portal, kind=kind, policy=json.dumps(dict(policy), sort_keys=True),
+            lead_ids=None if lead_ids is None else json.dumps([int(i) for i in lead_ids]),
+            status=status, created_at=now, started_at=now if running else None,
+            heartbeat_at=now if running else None, requests=0, converted=0, failed=0,
+            skipped=0, owner=self.owner if running else None)).inserted_primary_key[0]
+        found = self._job(conn, int(job_id))
+        assert found is not None
+        return found
+
+    def finish_job(self, job_id: int, *, status: str, error: str | None = None,
+                   counts: JobCounts | None = None) -> None:
+        """Close a job: done | failed | interrupted, with its final counts and error."""
+        if status not in JOB_STATUSES:
+            raise UsageError(f"unknown job status {status!r}")
+        values: dict[str, Any] = {"status": status, "error": error, "finished_at": _now(),
+                                  "heartbeat_at": _now()}
+        if counts is not None:
+            values |= _counts(counts)
+        with write_lock(self.engine) as conn:
+            conn.execute(update(jobs).where(jobs.c.id == job_id, jobs.c.portal == self.portal)
+                         .values(**values))
+
+    # -- leads ---------------------------------------------------------------------------------
+
+    def states(self, lead_ids: Sequence[int]) -> dict[int, LeadRecord]:
+        """The stored states of these leads (those the journal knows), by lead id."""
+        found: dict[int, LeadRecord] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(list(dict.fromkeys(int(i) for i in lead_ids))):
+                query = select(lead_states).where(lead_states.c.portal == self.portal,
+                                                  lead_states.c.lead_id.in_(chunk))
+                found.update((r.lead_id, _record(r)) for r in conn.execute(query))
+        return found
+
+    def unfinished(self, lead_ids: Sequence[int] | None = None) -> list[LeadRecord]:
+        """Leads whose conversion is underway (status creating), optionally among `lead_ids`."""
+        query = select(lead_states).where(lead_states.c.portal == self.portal,
+                                          lead_states.c.status == "creating")
+        with self.engine.connect() as conn:
+            if lead_ids is None:
+                return [_record(r) for r in conn.execute(query.order_by(lead_states.c.lead_id))]
+            found = []
+            for chunk in _chunks(sorted(set(int(i) for i in lead_ids))):
+                found += [_record(r) for r in conn.execute(
+                    query.where(lead_states.c.lead_id.in_(chunk)).order_by(lead_states.c.lead_id))]
+            return found
+
+    def outcomes(self, job_id: int) -> Iterator[LeadEntry]:
+        """What job `job_id` reported for each of its leads, by lead id."""
+        query = (select(job_leads).join(jobs, jobs.c.id == job_leads.c.job_id)
+                 .where(job_leads.c.job_id == job_id, jobs.c.portal == self.portal)
+                 .order_by(job_leads.c.lead_id))
+        with self.engine.connect() as conn:
+            for row in conn.execute(query):
+                yield LeadEntry(lead_id=row.lead_id, status=row.status, deal_id=row.deal_id,
+                                contact_id=row.contact_id, company_id=row.company_id,
+                                error=row.error)
+
+    def outcome_statuses(self, job_id: int) -> dict[int, str]:
+        """Lead id -> the status job `job_id` last recorded for it."""
+        query = select(job_leads.c.lead_id, job_leads.c.status).where(
+            job_leads.c.job_id == job_id)
+        with self.engine.connect() as conn:
+            return {row.lead_id: row.status for row in conn.execute(query)}
+
+    def status_counts(self, job_id: int) -> dict[str, int]:
+        """How many of job `job_id`'s leads are in each status."""
+        query = (select(job_leads.c.status, func.count()).where(job_leads.c.job_id == job_id)
+                 .group_by(job_leads.c.status))
+        with self.engine.connect() as conn:
+            return {status: int(count) for status, count in conn.execute(query)}
+
+    def save(self, job_id: int, leads: Sequence[LeadEntry], *, counts: JobCounts | None = None,
+             taken: bool = False) -> None:
+        """One transaction: the leads' states and job outcomes, the job's counts and heartbeat.
+
+        Skipped leads get only a job outcome (their conversion state, if any, is left alone).
+        `taken`: the job takes these leads up now (their `attempts` go up by one).
+        """
+        now = _now()
+        states = [{"portal": self.portal, "lead_id": e.lead_id, "status": e.status,
+                   "state": None if e.state is None else json.dumps(e.state, sort_keys=True),
+                   **{name: getattr(e, name) for name in _IDS}, "error": e.error,
+                   "attempts": int(taken), "job_id": job_id, "updated_at": now}
+                  for e in leads if e.status != "skipped"]
+        outcomes = [{"job_id": job_id, "lead_id": e.lead_id, "status": e.status,
+                     **{name: getattr(e, name) for name in _IDS}, "error": e.error,
+                     "updated_at": now} for e in leads]
+        with write_lock(self.engine) as conn:
+            if states:
+                self._upsert(conn, lead_states, states, ("portal", "lead_id"),
+                             increment="attempts")
+            if outcomes:
+                self._upsert(conn, job_leads, outcomes, ("job_id", "lead_id"))
+            values: dict[str, Any] = {"heartbeat_at": now}
+            if counts is not None:
+                values |= _counts(counts)
+            conn.execute(update(jobs).where(jobs.c.id == job_id).values(**values))
+
+    def _upsert(self, conn: Connection, table: Table, rows: list[dict[str, Any]],
+                keys: tuple[str, ...], *, increment: str | None = None) -> None:
+        if is_sqlite(self.engine):
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        else:
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        statement = dialect_insert(table)
+        changed = {name: statement.excluded[name] for name in rows[0] if name not in keys}
+        if increment:
+            changed[increment] = table.c[increment] + statement.excluded[increment]
+        conn.execute(statement.on_conflict_do_update(index_elements=list(keys), set_=changed),
+                     rows)
+
+
+def _counts(counts: JobCounts) -> dict[str, Any]:
+    values: dict[str, Any] = {"requests": counts.requests, "converted": counts.converted,
+                              "failed": counts.failed, "skipped": counts.skipped}
+    if counts.total is not None:
+        values["total"] = counts.total
+    return values
+
+
+def _job(row: Any) -> JobRow:
+    lead_ids = json.loads(row.lead_ids) if row.lead_ids else None
+    return JobRow(
+        id=row.id, portal=row.portal, kind=row.kind, policy=json.loads(row.policy),
+        lead_ids=tuple(int(i) for i in lead_ids) if lead_ids is not None else None,
+        status=row.status, created_at=_utc(row.created_at) or _now(),
+        started_at=_utc(row.started_at), finished_at=_utc(row.finished_at),
+        heartbeat_at=_utc(row.heartbeat_at), requests=row.requests, total=row.total,
+        converted=row.converted, failed=row.failed, skipped=row.skipped, owner=row.owner,
+        error=row.error)
+
+
+def _record(row: Any) -> LeadRecord:
+    try:
+        state = json.loads(row.state) if row.state else None
+    except ValueError:
+        state = None  # unreadable: treated like a lead the journal does not know
+    return LeadRecord(lead_id=row.lead_id, status=row.status, state=state, deal_id=row.deal_id,
+                      contact_id=row.contact_id, company_id=row.company_id, error=row.error,
+                      attempts=row.attempts, job_id=row.job_id,
+                      updated_at=_utc(row.updated_at) or _now())
