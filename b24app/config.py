@@ -54,7 +54,7 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Read the settings from `environ` (default `os.environ`); raise ConfigError on bad values."""
+        """Read the settings from `environ` (default `os.environ`); ConfigError on bad values."""
         env = os.environ if environ is None else environ
         problems: list[str] = []
 
@@ -67,8 +67,9 @@ class Settings:
             problems.append(f"B24APP_PLAN must be one of {', '.join(PLANS)} (got {plan!r})")
             plan = "standard"
         per_second, burst = PLANS[plan]
-        per_second = _number(get("B24APP_RATE_PER_SECOND"), per_second, "B24APP_RATE_PER_SECOND",
-                             problems)
+        per_second = _number(
+            get("B24APP_RATE_PER_SECOND"), per_second, "B24APP_RATE_PER_SECOND", problems
+        )
         burst = int(_number(get("B24APP_BURST"), burst, "B24APP_BURST", problems))
         timeout = _number(get("B24APP_TIMEOUT"), 30.0, "B24APP_TIMEOUT", problems)
 

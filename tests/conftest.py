@@ -6,7 +6,9 @@ import os
 
 import pytest
 
-POSTGRES_URL = os.environ.get("B24APP_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+POSTGRES_URL = os.environ.get(
+    "B24APP_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
 REDIS_URL = os.environ.get("B24APP_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
@@ -25,7 +27,7 @@ def postgres_url() -> str:
     try:
         with psycopg.connect(POSTGRES_URL, connect_timeout=3) as conn:
             conn.execute("SELECT 1")
-    except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
+    except Exception as exc:
         _missing("PostgreSQL", exc)
     return POSTGRES_URL
 
@@ -37,7 +39,7 @@ def redis_url() -> str:
 
     try:
         redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3).ping()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         _missing("Redis", exc)
     return REDIS_URL
 

@@ -37,7 +37,10 @@ def test_every_variable_is_read() -> None:
     assert (s.client_id, s.client_secret, s.secret_key) == ("local.1", "s3cret", "k")
     assert s.oauth_server == "http://127.0.0.1:8800"
     assert (s.database_url, s.queue_url, s.redis_url) == (
-        "postgresql://u@h/db", "redis://h:6379/1", "redis://h:6379/0")
+        "postgresql://u@h/db",
+        "redis://h:6379/1",
+        "redis://h:6379/0",
+    )
     assert s.public_url == "https://app.example"
     assert s.plan == "enterprise"
     assert s.rate_limit == RateLimit(PLANS["enterprise"][0], 100)
@@ -53,7 +56,9 @@ def test_secrets_stay_out_of_the_repr() -> None:
 
 def test_every_problem_is_reported_at_once() -> None:
     with pytest.raises(ConfigError) as err:
-        Settings.from_env({"B24APP_PLAN": "gold", "B24APP_BURST": "-1", "B24_WEBHOOK_URL": "ftp://x"})
+        Settings.from_env(
+            {"B24APP_PLAN": "gold", "B24APP_BURST": "-1", "B24_WEBHOOK_URL": "ftp://x"}
+        )
     message = str(err.value)
     assert "B24APP_PLAN" in message and "B24APP_BURST" in message and "B24_WEBHOOK_URL" in message
 
@@ -75,6 +80,12 @@ def test_env_example_documents_every_variable() -> None:
     example = (Path(__file__).resolve().parents[1] / ".env.example").read_text()
     from b24app.config import _ATTR
 
-    for name in [*_ATTR, "B24APP_PLAN", "B24APP_RATE_PER_SECOND", "B24APP_BURST",
-                 "B24APP_TIMEOUT", "B24APP_LOG_LEVEL"]:
+    for name in [
+        *_ATTR,
+        "B24APP_PLAN",
+        "B24APP_RATE_PER_SECOND",
+        "B24APP_BURST",
+        "B24APP_TIMEOUT",
+        "B24APP_LOG_LEVEL",
+    ]:
         assert f"\n{name}=" in example, name

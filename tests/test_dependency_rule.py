@@ -39,14 +39,18 @@ def test_package_respects_the_dependency_rule(package: str) -> None:
 
 
 def test_bitrix_method_names_live_only_in_rest_and_crm() -> None:
-    """Bitrix method names appear as strings only in b24app/rest and b24app/crm (architecture.md)."""
+    """Bitrix method names appear as strings only in b24app/rest and b24app/crm."""
     allowed = {ROOT / "b24app" / "rest", ROOT / "b24app" / "crm"}
     offenders = []
     for path in sorted((ROOT / "b24app").rglob("*.py")):
         if any(parent in allowed for parent in path.parents):
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Constant) and isinstance(node.value, str):
-                if node.value.startswith(("crm.", "event.", "user.")) and " " not in node.value:
-                    offenders.append(f"{path.relative_to(ROOT)}: {node.value}")
+            if (
+                isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and node.value.startswith(("crm.", "event.", "user."))
+                and " " not in node.value
+            ):
+                offenders.append(f"{path.relative_to(ROOT)}: {node.value}")
     assert offenders == []

@@ -17,9 +17,10 @@ def _tables(url: str) -> set[str]:
 
 
 def _expected() -> set[str]:
-    import b24app.store  # noqa: F401 - table modules register themselves on import
-    import pkgutil
     import importlib
+    import pkgutil
+
+    import b24app.store
 
     for mod in pkgutil.iter_modules(b24app.store.__path__):
         if not mod.ispkg:
