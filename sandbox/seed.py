@@ -9,7 +9,6 @@ leads come with the contact/company/deal the converter made from them.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 from typing import Any
 
 from sandbox.crm import activities, entities, mode, productrows
@@ -258,5 +257,4 @@ def _phone(rng: random.Random) -> str:
 
 
 def _weighted(rng: random.Random, choices: tuple[tuple[str, int], ...]) -> str:
-    pick: Callable[..., list[str]] = rng.choices
-    return pick([c for c, _ in choices], weights=[w for _, w in choices])[0]
+    return rng.choices([c for c, _ in choices], weights=[w for _, w in choices])[0]

@@ -170,6 +170,7 @@ def unbind_children(crm: Crm, lead_id: int) -> None:
             row = table.get(child_id)
             if row is not None:
                 table.put({**row, "LEAD_ID": None})
+                crm.emit(f"{etype.event_prefix}UPDATE", child_id)
 
 
 def _after_lead_stage(crm: Crm, old: Row, row: Row) -> None:
@@ -290,6 +291,7 @@ def _lead_key(row: Row) -> tuple[int, ...]:
 
 def _add(etype: EntityType) -> Method:
     def add(crm: Crm, params: dict[str, Any], caller: Caller) -> int:
+        """crm.*.add: the new ID; unknown and read-only fields are dropped."""
         fields = object_param(params, "fields")
         object_param(params, "params", required=False)
         values, multis = etype.schema.internalize(fields, updating=False)
@@ -300,6 +302,7 @@ def _add(etype: EntityType) -> Method:
 
 def _get(etype: EntityType) -> Method:
     def get(crm: Crm, params: dict[str, Any], caller: Caller) -> dict[str, Any]:
+        """crm.*.get: every field, user fields and non-empty multifields."""
         row = crm.table(etype.kind).get(entity_id(params))
         if row is None:
             raise legacy_error("Not found")
@@ -310,6 +313,7 @@ def _get(etype: EntityType) -> Method:
 
 def _list(etype: EntityType) -> Method:
     def list_(crm: Crm, params: dict[str, Any], caller: Caller) -> query.Page:
+        """crm.*.list: filter, order, select, 50 per page."""
         raw_order = object_param(params, "order", required=False)
         raw_filter = object_param(params, "filter", required=False)
         select = query.select_fields(params.get("select")) or ["*"]
@@ -329,6 +333,7 @@ def _list(etype: EntityType) -> Method:
 
 def _update(etype: EntityType) -> Method:
     def update(crm: Crm, params: dict[str, Any], caller: Caller) -> bool:
+        """crm.*.update: true; unknown, read-only and immutable fields are dropped."""
         item_id = entity_id(params)
         fields = object_param(params, "fields")
         object_param(params, "params", required=False)
@@ -343,6 +348,7 @@ def _update(etype: EntityType) -> Method:
 
 def _delete(etype: EntityType) -> Method:
     def delete(crm: Crm, params: dict[str, Any], caller: Caller) -> bool:
+        """crm.*.delete: true."""
         item_id = entity_id(params)
         if crm.table(etype.kind).get(item_id) is None:
             raise legacy_error("Not found")
@@ -354,6 +360,7 @@ def _delete(etype: EntityType) -> Method:
 
 def _fields(etype: EntityType) -> Method:
     def fields(crm: Crm, params: dict[str, Any], caller: Caller) -> dict[str, Any]:
+        """crm.*.fields: the field descriptions."""
         return etype.schema.describe()
 
     return Method(fields)

@@ -62,8 +62,6 @@ def _value(field: Field, value: Any) -> Any:
         return value or 0
     if field.type == "date":
         return dates.render_date(value) or None
-    if field.type in ("datetime", "double"):
-        return value
     return value
 
 

@@ -100,10 +100,12 @@ def replace(crm: Crm, type_id: int, owner_id: int, rows: list[dict[str, Any]]) -
         row.update(ID=crm.next_id("productrow"), OWNER_TYPE=OWNER_CODES[type_id], OWNER_ID=owner_id)
         table.put(row)
         total += row["PRICE"] * row["QUANTITY"]
-    owners = crm.table(entities.TYPES[type_id].kind)
+    etype = entities.TYPES[type_id]
+    owners = crm.table(etype.kind)
     owner = owners.get(owner_id)
     if rows and owner is not None and owner.get("IS_MANUAL_OPPORTUNITY") != "Y":
         owners.put({**owner, "OPPORTUNITY": round(total, 2)})
+        crm.emit(f"{etype.event_prefix}UPDATE", owner_id)
 
 
 def copy(crm: Crm, source: tuple[int, int], target: tuple[int, int]) -> None:
@@ -184,6 +186,7 @@ def _owner(crm: Crm, type_id: int, params: dict[str, Any]) -> int:
 
 def _getter(type_id: int) -> Method:
     def get(crm: Crm, params: dict[str, Any], caller: Caller) -> list[dict[str, Any]]:
+        """crm.*.productrows.get: the rows, by SORT."""
         return [_legacy(r) for r in rows_of(crm, type_id, _owner(crm, type_id, params))]
 
     return Method(get)
@@ -191,6 +194,7 @@ def _getter(type_id: int) -> Method:
 
 def _setter(type_id: int) -> Method:
     def set_(crm: Crm, params: dict[str, Any], caller: Caller) -> bool:
+        """crm.*.productrows.set: replace all rows."""
         owner_id = _owner(crm, type_id, params)
         raw = params.get("rows", [])
         rows = [] if raw in (None, "") else as_list(raw)

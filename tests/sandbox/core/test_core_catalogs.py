@@ -257,3 +257,10 @@ def test_item_errors(call):
     )
     assert call.error("crm.item.get", entityTypeId=1, id=lead_id + 1).code == "NOT_FOUND"
     assert call.error("crm.item.get", entityTypeId=7777, id=1).code == "NOT_FOUND"
+
+
+def test_recalculated_amount_fires_an_update_event(call, events):
+    lead_id = call.lead()
+    call("crm.lead.productrows.set", id=lead_id, rows=ROWS)
+
+    assert events[-1] == ("ONCRMLEADUPDATE", {"FIELDS": {"ID": lead_id}})
