@@ -145,9 +145,10 @@ def compile_filter(raw: Any, resolve: Resolver, *, unknown: str = "drop") -> Gro
     if raw is None or raw == "" or raw == []:
         return Group("AND", ())
     if isinstance(raw, list):
-        return Group("AND", tuple(compile_filter(part, resolve, unknown=unknown) for part in raw))
+        parts = [p for p in raw if isinstance(p, (Mapping, list)) or unknown == "error"]
+        return Group("AND", tuple(compile_filter(p, resolve, unknown=unknown) for p in parts))
     if not isinstance(raw, Mapping):
-        raise QueryError("filter must be an object", field="filter")
+        raise QueryError("Invalid filter: an object is expected", field="filter")
     logic = "AND"
     parts: list[Condition | Group] = []
     for key, value in raw.items():

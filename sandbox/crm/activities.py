@@ -35,6 +35,13 @@ MAX_BINDINGS = 100
 MEETING, CALL, TASK, EMAIL = 1, 2, 3, 4
 WAITING, COMPLETED, AUTO_COMPLETED = 1, 2, 3
 _NEEDS_COMMUNICATIONS = (MEETING, CALL, EMAIL)
+_PROVIDERS = {
+    MEETING: ("CRM_MEETING", "MEETING"),
+    CALL: ("VOXIMPLANT_CALL", "CALL"),
+    TASK: ("CRM_TASKS_TASK", "TASK"),
+    EMAIL: ("CRM_EMAIL", "EMAIL"),
+}
+NOT_FOUND = "Activity is not found"
 
 
 def _f(name: str, type_: str, title: str, **flags: Any) -> Field:
@@ -71,7 +78,7 @@ ACTIVITY_SCHEMA = Schema(
         _f("SETTINGS", "object", "Settings"),
         _f("ORIGINATOR_ID", "string", "Data source ID"),
         _f("ORIGIN_ID", "string", "Item ID in data source"),
-        _f("ORIGIN_VERSION", "string", "Original version"),
+        _f("ORIGIN_VERSION", "string", "Original version", listed=False),
         _f("AUTHOR_ID", "user", "Created by", read_only=True),
         _f("EDITOR_ID", "user", "Modified by", read_only=True),
         _f("PROVIDER_PARAMS", "object", "Provider parameters"),
@@ -134,6 +141,9 @@ def create(crm: Crm, values: Row, bindings: list[tuple[int, int]], *, user_id: i
         "AUTHOR_ID": user_id,
         "EDITOR_ID": user_id,
     }
+    provider, provider_type = _PROVIDERS.get(row.get("TYPE_ID"), ("", ""))
+    row.setdefault("PROVIDER_ID", provider)
+    row.setdefault("PROVIDER_TYPE_ID", provider_type)
     row["ID"] = crm.next_id("activity")
     row["STATUS"] = COMPLETED if row["COMPLETED"] == "Y" else WAITING
     row["DEADLINE"] = row["END_TIME"] if row.get("TYPE_ID") == TASK else row["START_TIME"]
@@ -222,11 +232,11 @@ def add(crm: Crm, params: dict[str, Any], caller: Caller) -> int:
 
 
 def get(crm: Crm, params: dict[str, Any], caller: Caller) -> dict[str, Any]:
-    """crm.activity.get: one activity with its COMMUNICATIONS."""
+    """crm.activity.get: one activity (COMMUNICATIONS only through list with select)."""
     row = crm.table("activity").get(entity_id(params))
     if row is None:
-        raise legacy_error("Not found")
-    return ACTIVITY_SCHEMA.render(row, ["*", "COMMUNICATIONS"])
+        raise legacy_error(NOT_FOUND)
+    return ACTIVITY_SCHEMA.render(row)
 
 
 def list_(crm: Crm, params: dict[str, Any], caller: Caller) -> query.Page:
@@ -257,7 +267,7 @@ def update(crm: Crm, params: dict[str, Any], caller: Caller) -> bool:
     table = crm.table("activity")
     old = table.get(activity_id)
     if old is None:
-        raise legacy_error("Not found")
+        raise legacy_error(NOT_FOUND)
     values, _ = ACTIVITY_SCHEMA.internalize(fields, updating=True)
     values.pop("COMMUNICATIONS", None)
     row = {**old, **values, "LAST_UPDATED": crm.now(), "EDITOR_ID": caller.user_id}
@@ -273,7 +283,7 @@ def delete(crm: Crm, params: dict[str, Any], caller: Caller) -> bool:
     activity_id = entity_id(params)
     table = crm.table("activity")
     if table.get(activity_id) is None:
-        raise legacy_error("Not found")
+        raise legacy_error(NOT_FOUND)
     table.delete(activity_id)
     return True
 

@@ -240,7 +240,7 @@ def test_delete_removes_the_lead_its_rows_and_its_own_activities(call, portal):
     assert call("crm.lead.delete", id=lead_id) is True
     assert portal.counts()["lead"] == 0
     assert portal.counts()["productrow"] == 0
-    assert call.error("crm.activity.get", id=own).description == "Not found"
+    assert call.error("crm.activity.get", id=own).description == "Activity is not found"
     assert call("crm.activity.get", id=shared)["OWNER_ID"] == str(deal_id)
 
 
