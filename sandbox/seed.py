@@ -257,4 +257,9 @@ def _phone(rng: random.Random) -> str:
 
 
 def _weighted(rng: random.Random, choices: tuple[tuple[str, int], ...]) -> str:
-    return rng.choices([c for c, _ in choices], weights=[w for _, w in choices])[0]
+    point = rng.random() * sum(weight for _, weight in choices)
+    for choice, weight in choices:
+        point -= weight
+        if point < 0:
+            return choice
+    return choices[-1][0]

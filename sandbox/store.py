@@ -153,6 +153,10 @@ class Store:
         self._db: sqlite3.Connection | None = None
         if db_path is not None:
             self._db = sqlite3.connect(db_path, check_same_thread=False)
+            # WAL without a sync per commit: every call is one transaction, and a sandbox
+            # need not survive a power cut, only a restart.
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
             for statement in _SCHEMA:
                 self._db.execute(statement)
             self._db.commit()
@@ -175,6 +179,7 @@ class Store:
         """The next value of an ID sequence; IDs are never reused, as in Bitrix24."""
         value = self._sequences.get(counter, 0) + 1
         self._sequences[counter] = value
+        self._dirty_meta.add(f"seq:{counter}")
         return value
 
     def meta(self, key: str, default: str | None = None) -> str | None:
@@ -196,6 +201,8 @@ class Store:
         if self._db is None:
             self._dirty_meta.clear()
             return
+        if not self._dirty_rows and not self._dirty_meta:
+            return
         upserts: list[tuple[str, int, str]] = []
         deletes: list[tuple[str, int]] = []
         for kind, row_id in self._dirty_rows:
@@ -204,8 +211,10 @@ class Store:
                 deletes.append((kind, row_id))
             else:
                 upserts.append((kind, row_id, _encode(row)))
-        metas = [(key, self._meta[key]) for key in self._dirty_meta]
-        metas += [(f"seq:{name}", str(value)) for name, value in self._sequences.items()]
+        metas = [
+            (key, str(self._sequences[key[4:]]) if key.startswith("seq:") else self._meta[key])
+            for key in self._dirty_meta
+        ]
         with self._db:
             if upserts:
                 self._db.executemany(

@@ -21,13 +21,14 @@ from sandbox.store import Row
 MAX_VALUES = 20
 MAX_MATCHES = 20
 _SEARCHED = (entities.LEAD_TYPE, entities.CONTACT_TYPE, entities.COMPANY_TYPE)
+_NOT_DIGIT = re.compile(r"\D")
 _EXTENSION = re.compile(r"(ext|доб|#|,|;|x\s*\d)", re.IGNORECASE)
 
 
 def normalize(type_id: str, value: str) -> str:
     """The form values are compared in: phone digits without extension, lower-case e-mail."""
     if type_id == "PHONE":
-        return re.sub(r"\D", "", _EXTENSION.split(value, maxsplit=1)[0])
+        return _NOT_DIGIT.sub("", _EXTENSION.split(value, maxsplit=1)[0])
     return value.strip().casefold()
 
 
