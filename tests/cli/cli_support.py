@@ -1,0 +1,87 @@
+"""Helpers for the CLI tests: run the CLI in-process or as a child, read the sandbox core."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from click.testing import CliRunner
+
+from b24app.cli import main
+from sandbox.portal import CallContext
+from sandbox.server import Sandbox
+
+ROOT = Path(__file__).resolve().parents[2]
+SECRET = "secretcode42"
+ACTIVE = ("NEW", "IN_PROCESS", "PROCESSED")  # the sandbox's lead stages with semantics P
+
+
+@dataclass
+class Ran:
+    """One CLI run: exit code, stdout, stderr."""
+
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        """stdout as JSON."""
+        return json.loads(self.out)
+
+
+def run_cli(args: Sequence[str], env: Mapping[str, str | None]) -> Ran:
+    """Run `b24app ARGS` in-process (click's CliRunner) with exactly these settings."""
+    clean: dict[str, str | None] = {name: None for name in os.environ
+                                    if name.startswith(("B24_", "B24APP_"))}
+    clean.update(env)
+    result = CliRunner().invoke(main, list(args), env=clean, catch_exceptions=False)
+    return Ran(result.exit_code, result.stdout, result.stderr)
+
+
+def run_process(args: Sequence[str], env: Mapping[str, str], *, cwd: Path,
+                timeout: float = 120, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    """Run `python -m ARGS` in a child process with piped output."""
+    child = {k: v for k, v in os.environ.items() if not k.startswith(("B24_", "B24APP_"))}
+    child.update(env)
+    return subprocess.run([sys.executable, "-m", *args], env=child, cwd=cwd, text=True,
+                          capture_output=True, timeout=timeout, check=False, **kwargs)
+
+
+def core(portal: Sandbox, method: str, params: dict[str, Any] | None = None) -> Any:
+    """Call the sandbox core directly as the admin (no HTTP, no rate limit)."""
+    return portal.portal.dispatch(method, params or {}, CallContext()).result
+
+
+def leads(portal: Sandbox) -> dict[int, str]:
+    """Every lead's stage, by id."""
+    found: dict[int, str] = {}
+    last = 0
+    while True:
+        page = core(portal, "crm.lead.list", {"filter": {">ID": last}, "order": {"ID": "ASC"},
+                                              "select": ["ID", "STATUS_ID"], "start": -1})
+        found.update({int(row["ID"]): row["STATUS_ID"] for row in page})
+        if len(page) < 50:
+            return found
+        last = int(page[-1]["ID"])
+
+
+def active_leads(portal: Sandbox) -> list[int]:
+    """Ids of the leads in an active stage."""
+    return sorted(i for i, stage in leads(portal).items() if stage in ACTIVE)
+
+
+def assert_one_line_error(ran: Ran, *, contains: str = "", secret: str = SECRET) -> None:
+    """Exit 2, exactly one line on stderr, no traceback, no secret anywhere."""
+    assert ran.code == 2, (ran.code, ran.out, ran.err)
+    lines = ran.err.strip().splitlines()
+    assert len(lines) == 1, ran.err
+    assert lines[0].startswith("b24app: error: ")
+    assert "Traceback" not in ran.err + ran.out
+    assert secret not in ran.err + ran.out
+    assert contains in lines[0], lines[0]
