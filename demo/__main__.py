@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import tempfile
+import textwrap
 import threading
 import time
 from collections.abc import Callable
@@ -184,6 +185,9 @@ class Demo:
         self.console.print(table)
         self.say(f"calls executed: {usage.writes} writes, {usage.reads} reads; request floor = "
                  f"ceil(writes/50) + ceil(reads/50); time floor = (requests - burst) / rate")
+        if floor_time < 1.0:
+            self.say("(the time floor is near zero on this plan, so the time is mostly local "
+                     "processing; --realistic shows the rate limit at work)")
 
     def _second_run(self, sandbox: Any, target: PortalTarget, journal: Any, policy: Policy,
                     conversion: Any) -> None:
@@ -217,7 +221,7 @@ class Demo:
 
         report = switch(target.client, journal, Mode.SIMPLE, policy, wait=wait,
                         poll_timeout=60.0, poll_interval=0.5,
-                        on_step=lambda text: self.say(f"  {text}"))
+                        on_step=lambda text: self.say(textwrap.indent(text, "  ")))
         if report.conversion is not None:
             self.say(f"  leads converted on the way: {report.conversion.converted}")
         after = parse_mode(target.client.call(MODE_METHOD).result)
