@@ -75,9 +75,14 @@ class _Group(click.Group):
             first = str(exc.orig if getattr(exc, "orig", None) else exc).splitlines()[0]
             _fail(f"database (B24APP_DATABASE_URL): {type(exc).__name__}: {first}")
 
-    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
-             complete_var: str | None = None, standalone_mode: bool = True,
-             **extra: Any) -> Any:
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
         """Run the CLI; click's own usage errors become one line (not a usage block)."""
         try:
             result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
@@ -87,8 +92,11 @@ class _Group(click.Group):
         except click.ClickException as exc:
             _fail(exc.format_message(), exc.exit_code)
         except click.Abort:
-            click.echo("b24app: interrupted; 'b24app jobs list' shows the job and "
-                       "'b24app jobs resume ID' finishes it", err=True)
+            click.echo(
+                "b24app: interrupted; 'b24app jobs list' shows the job and "
+                "'b24app jobs resume ID' finishes it",
+                err=True,
+            )
             sys.exit(EXIT_INTERRUPTED)
         if not standalone_mode:
             return result
@@ -97,8 +105,12 @@ class _Group(click.Group):
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="b24app")
-@click.option("-v", "--verbose", is_flag=True,
-              help="Log to stderr at B24APP_LOG_LEVEL (retries, throttling, batches).")
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Log to stderr at B24APP_LOG_LEVEL (retries, throttling, batches).",
+)
 @click.pass_context
 def main(ctx: click.Context, verbose: bool) -> None:
     """b24app: convert Bitrix24 leads exactly once and guide the CRM mode switch.
@@ -114,38 +126,81 @@ def main(ctx: click.Context, verbose: bool) -> None:
 
 # -- shared flags ---------------------------------------------------------------------------
 
+
 def _portal_option(fn: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--portal", "portal", metavar="MEMBER_ID|DOMAIN", default=None,
-                        help="An installed portal (default: the B24_WEBHOOK_URL portal).")(fn)
+    return click.option(
+        "--portal",
+        "portal",
+        metavar="MEMBER_ID|DOMAIN",
+        default=None,
+        help="An installed portal (default: the B24_WEBHOOK_URL portal).",
+    )(fn)
 
 
 def _json_option(fn: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--json", "as_json", is_flag=True,
-                        help="Print one JSON document on stdout.")(fn)
+    return click.option(
+        "--json", "as_json", is_flag=True, help="Print one JSON document on stdout."
+    )(fn)
 
 
 def _policy_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Bitrix24's conversion options (same defaults as its UI) plus b24app's lead selection."""
     options = [
-        click.option("--client", type=click.Choice(["contact", "company", "both"]),
-                     default="contact", show_default=True,
-                     help="Which clients the deal gets."),
-        click.option("--pipeline", type=click.IntRange(min=0), default=0, show_default=True,
-                     help="Deal pipeline (category) id."),
-        click.option("--activities", type=click.Choice(["move", "complete"]),
-                     default="complete", show_default=True,
-                     help="Open activities: move them to the deal still open, or complete them."),
-        click.option("--match-clients", "match_clients", multiple=True, metavar="phone|email",
-                     help="Reuse an existing contact/company with the same phone or e-mail "
-                          "(repeatable or comma-separated)."),
-        click.option("--stage", "stages", multiple=True, metavar="STATUS_ID",
-                     help="Only leads in this stage (repeatable)."),
-        click.option("--source", "sources", multiple=True, metavar="SOURCE_ID",
-                     help="Only leads from this source (repeatable)."),
-        click.option("--created-after", metavar="YYYY-MM-DD", default=None,
-                     help="Only leads created after this day."),
-        click.option("--created-before", metavar="YYYY-MM-DD", default=None,
-                     help="Only leads created before this day."),
+        click.option(
+            "--client",
+            type=click.Choice(["contact", "company", "both"]),
+            default="contact",
+            show_default=True,
+            help="Which clients the deal gets.",
+        ),
+        click.option(
+            "--pipeline",
+            type=click.IntRange(min=0),
+            default=0,
+            show_default=True,
+            help="Deal pipeline (category) id.",
+        ),
+        click.option(
+            "--activities",
+            type=click.Choice(["move", "complete"]),
+            default="complete",
+            show_default=True,
+            help="Open activities: move them to the deal still open, or complete them.",
+        ),
+        click.option(
+            "--match-clients",
+            "match_clients",
+            multiple=True,
+            metavar="phone|email",
+            help="Reuse an existing contact/company with the same phone or e-mail "
+            "(repeatable or comma-separated).",
+        ),
+        click.option(
+            "--stage",
+            "stages",
+            multiple=True,
+            metavar="STATUS_ID",
+            help="Only leads in this stage (repeatable).",
+        ),
+        click.option(
+            "--source",
+            "sources",
+            multiple=True,
+            metavar="SOURCE_ID",
+            help="Only leads from this source (repeatable).",
+        ),
+        click.option(
+            "--created-after",
+            metavar="YYYY-MM-DD",
+            default=None,
+            help="Only leads created after this day.",
+        ),
+        click.option(
+            "--created-before",
+            metavar="YYYY-MM-DD",
+            default=None,
+            help="Only leads created before this day.",
+        ),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -156,17 +211,32 @@ def _words(values: Iterable[str]) -> list[str]:
     return [word.strip() for value in values for word in value.split(",") if word.strip()]
 
 
-def policy_from_flags(*, client: str, pipeline: int, activities: str,
-                      match_clients: Sequence[str] = (), stages: Sequence[str] = (),
-                      sources: Sequence[str] = (), created_after: str | None = None,
-                      created_before: str | None = None) -> Policy:
+def policy_from_flags(
+    *,
+    client: str,
+    pipeline: int,
+    activities: str,
+    match_clients: Sequence[str] = (),
+    stages: Sequence[str] = (),
+    sources: Sequence[str] = (),
+    created_after: str | None = None,
+    created_before: str | None = None,
+) -> Policy:
     """The Policy the policy flags describe; PolicyError (exit 2) lists every bad value."""
-    return Policy.from_dict({
-        "client": client, "pipeline": pipeline, "activities": activities,
-        "match_clients": _words(match_clients),
-        "leads": {"stages": _words(stages), "sources": _words(sources),
-                  "created_after": created_after, "created_before": created_before},
-    })
+    return Policy.from_dict(
+        {
+            "client": client,
+            "pipeline": pipeline,
+            "activities": activities,
+            "match_clients": _words(match_clients),
+            "leads": {
+                "stages": _words(stages),
+                "sources": _words(sources),
+                "created_after": created_after,
+                "created_before": created_before,
+            },
+        }
+    )
 
 
 def lead_ids_from(values: Sequence[str]) -> list[int] | None:
@@ -216,9 +286,12 @@ def _journal(settings: Settings, target: PortalTarget) -> Any:
 def _exit_for(report: Any) -> None:
     """Exit 2 when a portal-wide failure interrupted the job, 1 when leads failed."""
     if report.status == INTERRUPTED:
-        click.echo(f"b24app: error: job {report.job_id} interrupted: "
-                   f"{redact(report.error or 'unknown reason')}; finish it with "
-                   f"'b24app jobs resume {report.job_id}'", err=True)
+        click.echo(
+            f"b24app: error: job {report.job_id} interrupted: "
+            f"{redact(report.error or 'unknown reason')}; finish it with "
+            f"'b24app jobs resume {report.job_id}'",
+            err=True,
+        )
         sys.exit(EXIT_USAGE)
     if report.failed:
         sys.exit(EXIT_FAILED)
@@ -235,6 +308,7 @@ def _show_report(data: dict[str, Any], *, as_json: bool, title: str = "Conversio
 
 
 # -- mode -----------------------------------------------------------------------------------
+
 
 @main.command()
 @_portal_option
@@ -253,15 +327,22 @@ def mode(portal: str | None, as_json: bool) -> None:
 
 # -- convert --------------------------------------------------------------------------------
 
+
 @main.command()
 @_policy_options
-@click.option("--lead", "leads", multiple=True, metavar="ID",
-              help="Convert only this lead (repeatable or comma-separated).")
+@click.option(
+    "--lead",
+    "leads",
+    multiple=True,
+    metavar="ID",
+    help="Convert only this lead (repeatable or comma-separated).",
+)
 @click.option("--dry-run", is_flag=True, help="Show what would be created; change nothing.")
 @_portal_option
 @_json_option
-def convert(leads: Sequence[str], dry_run: bool, portal: str | None, as_json: bool,
-            **flags: Any) -> None:
+def convert(
+    leads: Sequence[str], dry_run: bool, portal: str | None, as_json: bool, **flags: Any
+) -> None:
     """Convert every active lead (or the --lead ones) exactly once.
 
     Exit 0 when no lead failed, 1 when some failed, 2 on bad input or settings.
@@ -277,8 +358,9 @@ def convert(leads: Sequence[str], dry_run: bool, portal: str | None, as_json: bo
         return
     journal = _journal(settings, target)
     with ProgressBar() as bar:
-        report = conversion.convert(target.client, journal, policy, lead_ids=lead_ids,
-                                    on_progress=bar)
+        report = conversion.convert(
+            target.client, journal, policy, lead_ids=lead_ids, on_progress=bar
+        )
     _show_report(report.to_dict(), as_json=as_json)
     _exit_for(report)
 
@@ -286,8 +368,14 @@ def convert(leads: Sequence[str], dry_run: bool, portal: str | None, as_json: bo
 def _show_previews(previews: Sequence[Any], *, as_json: bool, requests: int) -> None:
     totals = preview_totals(previews)
     if as_json:
-        echo_json({"dry_run": True, "totals": totals, "requests": requests,
-                   "leads": [p.to_dict() for p in previews]})
+        echo_json(
+            {
+                "dry_run": True,
+                "totals": totals,
+                "requests": requests,
+                "leads": [p.to_dict() for p in previews],
+            }
+        )
         return
     console = stdout_console()
     for line in preview_lines(previews):
@@ -297,19 +385,40 @@ def _show_previews(previews: Sequence[Any], *, as_json: bool, requests: int) -> 
 
 # -- switch ---------------------------------------------------------------------------------
 
+
 @main.command()
-@click.argument("target_mode", metavar="simple|classic",
-                type=click.Choice(["simple", "classic"], case_sensitive=False))
+@click.argument(
+    "target_mode",
+    metavar="simple|classic",
+    type=click.Choice(["simple", "classic"], case_sensitive=False),
+)
 @_policy_options
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
-@click.option("--poll-timeout", type=click.FloatRange(min=0), default=600.0, show_default=True,
-              help="Seconds to wait for the admin to flip the toggle.")
-@click.option("--poll-interval", type=click.FloatRange(min=0.01), default=5.0,
-              show_default=True, help="Seconds between mode checks.")
+@click.option(
+    "--poll-timeout",
+    type=click.FloatRange(min=0),
+    default=600.0,
+    show_default=True,
+    help="Seconds to wait for the admin to flip the toggle.",
+)
+@click.option(
+    "--poll-interval",
+    type=click.FloatRange(min=0.01),
+    default=5.0,
+    show_default=True,
+    help="Seconds between mode checks.",
+)
 @_portal_option
 @_json_option
-def switch(target_mode: str, yes: bool, poll_timeout: float, poll_interval: float,
-           portal: str | None, as_json: bool, **flags: Any) -> None:
+def switch(
+    target_mode: str,
+    yes: bool,
+    poll_timeout: float,
+    poll_interval: float,
+    portal: str | None,
+    as_json: bool,
+    **flags: Any,
+) -> None:
     """Guide the CRM mode switch: to simple, convert every active lead first, then wait for
     the admin to flip the toggle (REST cannot) and verify it."""
     target = Mode.from_label(target_mode)
@@ -317,8 +426,11 @@ def switch(target_mode: str, yes: bool, poll_timeout: float, poll_interval: floa
     if not yes:
         if not is_terminal(sys.stdin):
             raise UsageError("switching needs confirmation: pass --yes when not on a terminal")
-        what = ("convert every active lead, then guide the switch to Simple CRM"
-                if target is Mode.SIMPLE else "guide the switch to Classic CRM")
+        what = (
+            "convert every active lead, then guide the switch to Simple CRM"
+            if target is Mode.SIMPLE
+            else "guide the switch to Classic CRM"
+        )
         click.confirm(f"b24app will {what}. Continue?", abort=True, err=True)
     settings, portal_target = _connect(portal)
     journal = _journal(settings, portal_target)
@@ -326,14 +438,27 @@ def switch(target_mode: str, yes: bool, poll_timeout: float, poll_interval: floa
 
     narrate = _narrator(as_json)
     with ProgressBar() as bar:
-        report = run_switch(portal_target.client, journal, target, policy, on_progress=bar,
-                            poll_timeout=poll_timeout, poll_interval=poll_interval,
-                            on_step=narrate)
+        report = run_switch(
+            portal_target.client,
+            journal,
+            target,
+            policy,
+            on_progress=bar,
+            poll_timeout=poll_timeout,
+            poll_interval=poll_interval,
+            on_step=narrate,
+        )
     conversion = report.conversion.to_dict() if report.conversion is not None else None
     if as_json:
-        echo_json({"target": report.target.label, "verified": report.verified,
-                   "mode_after": report.mode_after.label, "guide": report.guide_text,
-                   "conversion": conversion})
+        echo_json(
+            {
+                "target": report.target.label,
+                "verified": report.verified,
+                "mode_after": report.mode_after.label,
+                "guide": report.guide_text,
+                "conversion": conversion,
+            }
+        )
     else:
         if conversion is not None:
             _show_report(conversion, as_json=False)
@@ -342,8 +467,11 @@ def switch(target_mode: str, yes: bool, poll_timeout: float, poll_interval: floa
     if report.conversion is not None and report.conversion.failed:
         sys.exit(EXIT_FAILED)
     if not report.verified:
-        click.echo(f"b24app: the portal still reports {report.mode_after.label}; flip the "
-                   "toggle as described, then check with 'b24app mode'", err=True)
+        click.echo(
+            f"b24app: the portal still reports {report.mode_after.label}; flip the "
+            "toggle as described, then check with 'b24app mode'",
+            err=True,
+        )
         sys.exit(EXIT_FAILED)
 
 
@@ -354,10 +482,12 @@ def _narrator(as_json: bool) -> Callable[[str], None]:
                 click.echo(text, err=True)
         else:
             click.echo(text)
+
     return narrate
 
 
 # -- jobs -----------------------------------------------------------------------------------
+
 
 @main.group(invoke_without_command=True)
 @click.pass_context
@@ -411,8 +541,9 @@ def jobs_resume(job_id: int, portal: str | None, as_json: bool) -> None:
     from b24app.crm import conversion
 
     with ProgressBar() as bar:
-        report = conversion.resume(target.client, _journal(settings, target), job_id,
-                                   on_progress=bar)
+        report = conversion.resume(
+            target.client, _journal(settings, target), job_id, on_progress=bar
+        )
     _show_report(report.to_dict(), as_json=as_json, title=f"Job {job_id}")
     _exit_for(report)
 

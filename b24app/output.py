@@ -72,8 +72,13 @@ class ProgressBar:
     """A progress bar for a conversion; call it with each Progress. Silent unless `enabled`
     (default: stderr is a terminal)."""
 
-    def __init__(self, description: str = "converting leads", *, enabled: bool | None = None,
-                 console: Console | None = None) -> None:
+    def __init__(
+        self,
+        description: str = "converting leads",
+        *,
+        enabled: bool | None = None,
+        console: Console | None = None,
+    ) -> None:
         self.enabled = is_terminal(sys.stderr) if enabled is None else enabled
         self._description = description
         self._console = console
@@ -83,9 +88,14 @@ class ProgressBar:
     def __enter__(self) -> ProgressBar:
         if self.enabled:
             self._bar = RichProgress(
-                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TaskProgressColumn(), TextColumn("{task.fields[detail]}"), TimeElapsedColumn(),
-                console=self._console or stderr_console(), transient=False,
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TaskProgressColumn(),
+                TextColumn("{task.fields[detail]}"),
+                TimeElapsedColumn(),
+                console=self._console or stderr_console(),
+                transient=False,
             )
             self._bar.start()
             self._task = self._bar.add_task(self._description, total=None, detail="")
@@ -145,8 +155,15 @@ def preview_totals(previews: Iterable[PreviewLike]) -> dict[str, int]:
             totals[name] += 1
         totals["activities moved"] += len(preview.move)
         totals["activities completed"] += len(preview.complete)
-    order = ("leads", "skipped", "company", "contact", "deal", "activities moved",
-             "activities completed")
+    order = (
+        "leads",
+        "skipped",
+        "company",
+        "contact",
+        "deal",
+        "activities moved",
+        "activities completed",
+    )
     return {name: totals[name] for name in order}
 
 
@@ -170,16 +187,29 @@ def preview_lines(previews: Sequence[PreviewLike], *, limit: int | None = None) 
     return lines
 
 
-JOB_COLUMNS = ("id", "kind", "status", "created_at", "converted", "failed", "skipped",
-               "requests", "error")
+JOB_COLUMNS = (
+    "id",
+    "kind",
+    "status",
+    "created_at",
+    "converted",
+    "failed",
+    "skipped",
+    "requests",
+    "error",
+)
 
 
 def jobs_table(jobs: Sequence[Mapping[str, Any]], *, title: str) -> Table:
     """The jobs (`JobRow.to_dict()`), newest first, one row each."""
     table = Table(title=title, title_justify="left")
     for column in JOB_COLUMNS:
-        table.add_column(column, justify="right" if column in
-                         ("id", "converted", "failed", "skipped", "requests") else "left")
+        table.add_column(
+            column,
+            justify="right"
+            if column in ("id", "converted", "failed", "skipped", "requests")
+            else "left",
+        )
     for job in jobs:
         created = str(job.get("created_at") or "")[:19].replace("T", " ")
         cells = {**job, "created_at": created}

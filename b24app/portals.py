@@ -40,8 +40,10 @@ def open_portal(settings: Settings, portal: str | None = None) -> PortalTarget:
         auth = WebhookAuth(settings.webhook_url)
         client = PortalClient.from_webhook(settings.webhook_url, settings=settings)
         return PortalTarget(client=client, key=auth.key, display=auth.display)
-    raise ConfigError("missing setting(s): B24_WEBHOOK_URL (or pass --portal MEMBER_ID|DOMAIN "
-                      "of an installed portal)")
+    raise ConfigError(
+        "missing setting(s): B24_WEBHOOK_URL (or pass --portal MEMBER_ID|DOMAIN "
+        "of an installed portal)"
+    )
 
 
 def _installed(settings: Settings, portal: str) -> PortalTarget:
@@ -52,10 +54,14 @@ def _installed(settings: Settings, portal: str) -> PortalTarget:
     installation = store.find_installation(portal)
     if installation is None:
         known = ", ".join(i.domain for i in store.list_installations()) or "none"
-        raise NotInstalled(f"no installation for {portal!r} (installed portals: {known})",
-                           code="NOT_INSTALLED")
+        raise NotInstalled(
+            f"no installation for {portal!r} (installed portals: {known})", code="NOT_INSTALLED"
+        )
     if not installation.active:
-        raise NotInstalled(f"the app on {installation.domain} is {installation.status}; "
-                           "reinstall it from the Bitrix24 Market", code="NOT_INSTALLED")
+        raise NotInstalled(
+            f"the app on {installation.domain} is {installation.status}; "
+            "reinstall it from the Bitrix24 Market",
+            code="NOT_INSTALLED",
+        )
     client = PortalClient.for_installation(store, installation.member_id, settings=settings)
     return PortalTarget(client=client, key=installation.member_id, display=installation.domain)

@@ -28,24 +28,29 @@ Rows = list[dict[str, str]]
 def _list_leads_rows(module: ModuleType, *, quick: bool) -> Rows:
     """bench/list_leads.py through its public functions (it prints its own table alone)."""
     leads, plan = (2_000, "fast") if quick else (20_000, "standard")
-    runs = [module.measure("b24app", leads, plan, 1, module.b24app_listing(plan)),
-            module.measure("fast-bitrix24 get_all", leads, plan, 1,
-                           module.fast_bitrix24_listing(plan))]
+    runs = [
+        module.measure("b24app", leads, plan, 1, module.b24app_listing(plan)),
+        module.measure("fast-bitrix24 get_all", leads, plan, 1, module.fast_bitrix24_listing(plan)),
+    ]
     floor = module.floor(leads)
     base = runs[0]
-    return [{
-        "contender": run.name,
-        "leads": f"{leads} ({plan})",
-        "requests": str(run.requests),
-        "req floor": str(floor),
-        "req/floor": ratio(run.requests, floor),
-        "req vs b24app": ratio(run.requests, base.requests),
-        "time s": f"{run.seconds:.1f}",
-        "time vs b24app": ratio(run.seconds, base.seconds),
-        "503s": str(run.rejected),
-        "result": "ok" if run.rows == leads and run.ids == base.ids
-        else f"BROKEN: {run.rows} rows of {leads}",
-    } for run in runs]
+    return [
+        {
+            "contender": run.name,
+            "leads": f"{leads} ({plan})",
+            "requests": str(run.requests),
+            "req floor": str(floor),
+            "req/floor": ratio(run.requests, floor),
+            "req vs b24app": ratio(run.requests, base.requests),
+            "time s": f"{run.seconds:.1f}",
+            "time vs b24app": ratio(run.seconds, base.seconds),
+            "503s": str(run.rejected),
+            "result": "ok"
+            if run.rows == leads and run.ids == base.ids
+            else f"BROKEN: {run.rows} rows of {leads}",
+        }
+        for run in runs
+    ]
 
 
 ADAPTERS: dict[str, Callable[..., Rows]] = {"list_leads": _list_leads_rows}
@@ -69,8 +74,11 @@ def benches() -> dict[str, Callable[..., Rows]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benches and print one table; exit 1 if a bench raised."""
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--quick", action="store_true", help="small, fast-plan runs")
     parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these benches")
     args = parser.parse_args(argv)
@@ -91,11 +99,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             failed.append(name)
             got = [{"result": f"ERROR {type(exc).__name__}: {exc}"}]
         print(f"bench {name}: {time.monotonic() - tick:.0f} s", file=sys.stderr, flush=True)
-        collected.extend({"bench": name, **{k: v for k, v in row.items() if k != "bench"}}
-                         for row in got)
+        collected.extend(
+            {"bench": name, **{k: v for k, v in row.items() if k != "bench"}} for row in got
+        )
     print_table(collected, title="b24app benchmarks" + (" (quick)" if args.quick else ""))
-    print("reproduce: python -m bench" + (" --quick" if args.quick else "")
-          + "   (one bench: python -m bench.<name> --help)")
+    print(
+        "reproduce: python -m bench"
+        + (" --quick" if args.quick else "")
+        + "   (one bench: python -m bench.<name> --help)"
+    )
     return 1 if failed else 0
 
 

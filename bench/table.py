@@ -13,8 +13,9 @@ def columns_of(rows: Sequence[Mapping[str, str]]) -> list[str]:
     return list(dict.fromkeys(key for row in rows for key in row))
 
 
-def print_table(rows: Sequence[Mapping[str, str]], *, title: str,
-                console: Console | None = None) -> None:
+def print_table(
+    rows: Sequence[Mapping[str, str]], *, title: str, console: Console | None = None
+) -> None:
     """Print the rows as one table (missing cells blank)."""
     table = Table(title=title, title_justify="left")
     columns = columns_of(rows)

@@ -84,15 +84,21 @@ class Demo:
         o = self.options
         started = time.monotonic()
         rate, burst = PLANS[o.plan]
-        self.console.print(f"[bold]b24app demo[/]: a sandbox portal with {o.leads} leads "
-                           f"(seed {o.seed}, {o.plan} plan: {rate:g} requests/s, burst {burst})")
-        with tempfile.TemporaryDirectory(prefix="b24app-demo-") as tmp, \
-                Sandbox(seed_leads=o.leads, seed=o.seed, plan=o.plan) as sandbox:
-            settings = Settings.from_env({
-                "B24_WEBHOOK_URL": sandbox.webhook_url,
-                "B24APP_PLAN": o.plan,
-                "B24APP_DATABASE_URL": f"sqlite:///{Path(tmp) / 'demo.db'}",
-            })
+        self.console.print(
+            f"[bold]b24app demo[/]: a sandbox portal with {o.leads} leads "
+            f"(seed {o.seed}, {o.plan} plan: {rate:g} requests/s, burst {burst})"
+        )
+        with (
+            tempfile.TemporaryDirectory(prefix="b24app-demo-") as tmp,
+            Sandbox(seed_leads=o.leads, seed=o.seed, plan=o.plan) as sandbox,
+        ):
+            settings = Settings.from_env(
+                {
+                    "B24_WEBHOOK_URL": sandbox.webhook_url,
+                    "B24APP_PLAN": o.plan,
+                    "B24APP_DATABASE_URL": f"sqlite:///{Path(tmp) / 'demo.db'}",
+                }
+            )
             target = open_portal(settings)
             self.say(f"portal: {target.display} (webhook code hidden)")
             from b24app.store.journal import Journal
@@ -102,11 +108,14 @@ class Demo:
         failed = [c for c in self.checks if not c.ok]
         elapsed = time.monotonic() - started
         if failed:
-            self.console.print(f"[red bold]demo failed[/]: {len(failed)} check(s) failed "
-                               f"({', '.join(c.name for c in failed)}) in {elapsed:.1f} s")
+            self.console.print(
+                f"[red bold]demo failed[/]: {len(failed)} check(s) failed "
+                f"({', '.join(c.name for c in failed)}) in {elapsed:.1f} s"
+            )
             return 1
-        self.console.print(f"[green bold]demo passed[/]: {len(self.checks)} checks in "
-                           f"{elapsed:.1f} s")
+        self.console.print(
+            f"[green bold]demo passed[/]: {len(self.checks)} checks in {elapsed:.1f} s"
+        )
         return 0
 
     def _run_steps(self, sandbox: Any, target: PortalTarget, journal: Any) -> None:
@@ -114,16 +123,17 @@ class Demo:
 
         o = self.options
         query = core_query(sandbox)
-        policy = Policy.from_dict({"client": o.client, "activities": o.activities,
-                                   "pipeline": 0})
+        policy = Policy.from_dict({"client": o.client, "activities": o.activities, "pipeline": 0})
 
         self.step("1. The portal as it is")
         current = parse_mode(target.client.call(MODE_METHOD).result)
         self.say(f"CRM mode: {current.label} ({current.title})")
         self._stage_table(query)
         before = snapshot(query)
-        self.say(f"{len(before.active_leads)} active leads with "
-                 f"{sum(len(a) for a in before.open_activities.values())} open activities")
+        self.say(
+            f"{len(before.active_leads)} active leads with "
+            f"{sum(len(a) for a in before.open_activities.values())} open activities"
+        )
 
         self.step("2. Preview (dry run): what b24app would create")
         counts = sandbox.portal.counts()
@@ -131,16 +141,20 @@ class Demo:
         for line in preview_lines(previews, limit=PREVIEW_LINES):
             self.say(f"  {line}")
         self.console.print(totals_table(preview_totals(previews), title="Preview totals"))
-        self.check("the preview changed nothing", sandbox.portal.counts() == counts,
-                   "portal counts unchanged")
+        self.check(
+            "the preview changed nothing",
+            sandbox.portal.counts() == counts,
+            "portal counts unchanged",
+        )
 
         self.step(f"3. Convert: client {o.client}, pipeline 0, activities {o.activities}")
         report, usage, seconds = self._convert(sandbox, target, journal, policy, conversion)
         self.console.print(report_table(report.to_dict()))
         self._cost_table(usage, seconds)
         self.check("no lead failed", report.failed == 0, f"{report.failed} failed")
-        self.check("no 503 QUERY_LIMIT_EXCEEDED", usage.rejected_503 == 0,
-                   f"{usage.rejected_503} received")
+        self.check(
+            "no 503 QUERY_LIMIT_EXCEEDED", usage.rejected_503 == 0, f"{usage.rejected_503} received"
+        )
 
         self.step("4. Check the portal (read straight from the sandbox, not through b24app)")
         for check in verify(query, before, client=o.client, activities=o.activities):
@@ -150,8 +164,9 @@ class Demo:
         self.step("5. The guided switch to Simple CRM")
         self._switch(sandbox, target, journal, policy)
 
-    def _convert(self, sandbox: Any, target: PortalTarget, journal: Any, policy: Policy,
-                 conversion: Any) -> tuple[Any, Any, float]:
+    def _convert(
+        self, sandbox: Any, target: PortalTarget, journal: Any, policy: Policy, conversion: Any
+    ) -> tuple[Any, Any, float]:
         stats = sandbox.stats()
         tick = time.monotonic()
         with ProgressBar(enabled=is_terminal(sys.stderr)) as bar:
@@ -177,27 +192,39 @@ class Demo:
         table = Table(title="Cost against the platform floor", title_justify="left")
         for column in ("", "b24app", "floor", "ratio"):
             table.add_column(column, justify="right" if column else "left")
-        table.add_row("HTTP requests", str(usage.requests), str(usage.request_floor),
-                      ratio(usage.requests, usage.request_floor))
-        table.add_row("wall time (s)", f"{seconds:.1f}", f"{floor_time:.1f}",
-                      ratio(seconds, floor_time))
+        table.add_row(
+            "HTTP requests",
+            str(usage.requests),
+            str(usage.request_floor),
+            ratio(usage.requests, usage.request_floor),
+        )
+        table.add_row(
+            "wall time (s)", f"{seconds:.1f}", f"{floor_time:.1f}", ratio(seconds, floor_time)
+        )
         table.add_row("503s received", str(usage.rejected_503), "0", "")
         self.console.print(table)
-        self.say(f"calls executed: {usage.writes} writes, {usage.reads} reads; request floor = "
-                 f"ceil(writes/50) + ceil(reads/50); time floor = (requests - burst) / rate")
+        self.say(
+            f"calls executed: {usage.writes} writes, {usage.reads} reads; request floor = "
+            f"ceil(writes/50) + ceil(reads/50); time floor = (requests - burst) / rate"
+        )
         if floor_time < 1.0:
-            self.say("(the time floor is near zero on this plan, so the time is mostly local "
-                     "processing; --realistic shows the rate limit at work)")
+            self.say(
+                "(the time floor is near zero on this plan, so the time is mostly local "
+                "processing; --realistic shows the rate limit at work)"
+            )
 
-    def _second_run(self, sandbox: Any, target: PortalTarget, journal: Any, policy: Policy,
-                    conversion: Any) -> None:
+    def _second_run(
+        self, sandbox: Any, target: PortalTarget, journal: Any, policy: Policy, conversion: Any
+    ) -> None:
         counts = sandbox.portal.counts()
         again = conversion.convert(target.client, journal, policy)
         after = sandbox.portal.counts()
         created = {k: after[k] - counts[k] for k in counts if after[k] != counts[k]}
-        self.check("a second run creates nothing", not created and again.converted == 0,
-                   f"converted {again.converted}, skipped {again.skipped}, "
-                   f"new rows {created or 'none'}")
+        self.check(
+            "a second run creates nothing",
+            not created and again.converted == 0,
+            f"converted {again.converted}, skipped {again.skipped}, new rows {created or 'none'}",
+        )
 
     def _switch(self, sandbox: Any, target: PortalTarget, journal: Any, policy: Policy) -> None:
         from b24app.crm.switch import switch
@@ -208,43 +235,72 @@ class Demo:
         def admin_flips_toggle() -> None:
             time.sleep(o.admin_delay)
             self.say("  [admin] opens CRM > settings > CRM mode, picks Simple CRM, saves")
-            sandbox.set_mode("simple", client=o.client,
-                             complete_activities=o.activities == "complete")
+            sandbox.set_mode(
+                "simple", client=o.client, complete_activities=o.activities == "complete"
+            )
 
         def wait(seconds: float) -> None:
             # The first wait means the guide is out and b24app is polling: the admin acts now.
             if not flipped.is_set():
                 flipped.set()
-                threading.Thread(target=admin_flips_toggle, name="demo-admin",
-                                 daemon=True).start()
+                threading.Thread(target=admin_flips_toggle, name="demo-admin", daemon=True).start()
             time.sleep(seconds)
 
-        report = switch(target.client, journal, Mode.SIMPLE, policy, wait=wait,
-                        poll_timeout=60.0, poll_interval=0.5,
-                        on_step=lambda text: self.say(textwrap.indent(text, "  ")))
+        report = switch(
+            target.client,
+            journal,
+            Mode.SIMPLE,
+            policy,
+            wait=wait,
+            poll_timeout=60.0,
+            poll_interval=0.5,
+            on_step=lambda text: self.say(textwrap.indent(text, "  ")),
+        )
         if report.conversion is not None:
             self.say(f"  leads converted on the way: {report.conversion.converted}")
         after = parse_mode(target.client.call(MODE_METHOD).result)
-        self.check("the switch was verified by polling", report.verified,
-                   f"switch reports {report.mode_after.label}")
-        self.check("the portal now reports Simple CRM", after is Mode.SIMPLE,
-                   f"b24app mode -> {after.label}")
+        self.check(
+            "the switch was verified by polling",
+            report.verified,
+            f"switch reports {report.mode_after.label}",
+        )
+        self.check(
+            "the portal now reports Simple CRM",
+            after is Mode.SIMPLE,
+            f"b24app mode -> {after.label}",
+        )
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--realistic", is_flag=True,
-              help="The standard plan's real limits (2 requests/s, burst 50) instead of fast.")
-@click.option("--leads", type=click.IntRange(min=1), default=500, show_default=True,
-              help="How many leads the sandbox seeds.")
+@click.option(
+    "--realistic",
+    is_flag=True,
+    help="The standard plan's real limits (2 requests/s, burst 50) instead of fast.",
+)
+@click.option(
+    "--leads",
+    type=click.IntRange(min=1),
+    default=500,
+    show_default=True,
+    help="How many leads the sandbox seeds.",
+)
 @click.option("--seed", type=int, default=1, show_default=True, help="Seed of the sandbox data.")
-@click.option("--client", type=click.Choice(["contact", "company", "both"]), default="both",
-              show_default=True)
-@click.option("--activities", type=click.Choice(["move", "complete"]), default="move",
-              show_default=True)
+@click.option(
+    "--client", type=click.Choice(["contact", "company", "both"]), default="both", show_default=True
+)
+@click.option(
+    "--activities", type=click.Choice(["move", "complete"]), default="move", show_default=True
+)
 def cli(realistic: bool, leads: int, seed: int, client: str, activities: str) -> None:
     """Run the narrated b24app demo against an in-process sandbox portal."""
-    options = Options(leads=leads, seed=seed, plan="standard" if realistic else "fast",
-                      client=client, activities=activities, admin_delay=1.0)
+    options = Options(
+        leads=leads,
+        seed=seed,
+        plan="standard" if realistic else "fast",
+        client=client,
+        activities=activities,
+        admin_delay=1.0,
+    )
     try:
         code = Demo(options).run()
     except Exception as exc:  # the demo must end in one clear line, whatever broke

@@ -28,13 +28,25 @@ def core_query(sandbox: Any) -> Query:
     return query
 
 
-def rows(query: Query, method: str, *, filter: Mapping[str, Any] | None = None,
-         select: tuple[str, ...] = ("*",)) -> Iterator[dict[str, Any]]:
+def rows(
+    query: Query,
+    method: str,
+    *,
+    filter: Mapping[str, Any] | None = None,
+    select: tuple[str, ...] = ("*",),
+) -> Iterator[dict[str, Any]]:
     """Every row of a list method, by ID keyset (`>ID`, `start=-1`)."""
     last = 0
     while True:
-        page = query(method, {"filter": {**(filter or {}), ">ID": last}, "order": {"ID": "ASC"},
-                              "select": list(select), "start": -1})
+        page = query(
+            method,
+            {
+                "filter": {**(filter or {}), ">ID": last},
+                "order": {"ID": "ASC"},
+                "select": list(select),
+                "start": -1,
+            },
+        )
         page = list(page or [])
         yield from page
         if len(page) < PAGE:
@@ -63,21 +75,27 @@ def stage_semantics(query: Query) -> dict[str, str]:
 
 def leads_by_stage(query: Query) -> Counter[str]:
     """How many leads sit in each stage."""
-    return Counter(str(lead["STATUS_ID"]) for lead in rows(query, "crm.lead.list",
-                                                             select=("ID", "STATUS_ID")))
+    return Counter(
+        str(lead["STATUS_ID"]) for lead in rows(query, "crm.lead.list", select=("ID", "STATUS_ID"))
+    )
 
 
 def snapshot(query: Query) -> Snapshot:
     """Active leads and their open activities, before converting."""
     semantics = stage_semantics(query)
-    active = tuple(int(lead["ID"]) for lead in rows(query, "crm.lead.list",
-                                                     select=("ID", "STATUS_ID"))
-                   if semantics.get(str(lead["STATUS_ID"])) == "P")
+    active = tuple(
+        int(lead["ID"])
+        for lead in rows(query, "crm.lead.list", select=("ID", "STATUS_ID"))
+        if semantics.get(str(lead["STATUS_ID"])) == "P"
+    )
     wanted = set(active)
     open_by_lead: dict[int, list[int]] = {}
-    for activity in rows(query, "crm.activity.list",
-                         filter={"OWNER_TYPE_ID": LEAD_TYPE_ID, "COMPLETED": "N"},
-                         select=("ID", "OWNER_TYPE_ID", "OWNER_ID", "COMPLETED")):
+    for activity in rows(
+        query,
+        "crm.activity.list",
+        filter={"OWNER_TYPE_ID": LEAD_TYPE_ID, "COMPLETED": "N"},
+        select=("ID", "OWNER_TYPE_ID", "OWNER_ID", "COMPLETED"),
+    ):
         owner = int(activity["OWNER_ID"])
         if int(activity["OWNER_TYPE_ID"]) == LEAD_TYPE_ID and owner in wanted:
             open_by_lead.setdefault(owner, []).append(int(activity["ID"]))
@@ -96,8 +114,12 @@ class Check:
 
 def _origin_counts(query: Query, method: str) -> Counter[int]:
     counts: Counter[int] = Counter()
-    for row in rows(query, method, filter={"ORIGINATOR_ID": ORIGINATOR_ID},
-                    select=("ID", "ORIGINATOR_ID", "ORIGIN_ID")):
+    for row in rows(
+        query,
+        method,
+        filter={"ORIGINATOR_ID": ORIGINATOR_ID},
+        select=("ID", "ORIGINATOR_ID", "ORIGIN_ID"),
+    ):
         lead_id = lead_id_of(row.get("ORIGIN_ID"))
         if lead_id is not None:
             counts[lead_id] += 1
@@ -107,71 +129,123 @@ def _origin_counts(query: Query, method: str) -> Counter[int]:
 def verify(query: Query, before: Snapshot, *, client: str, activities: str) -> list[Check]:
     """Check every lead active `before` is converted once, as `client`/`activities` say."""
     checks: list[Check] = []
-    stages = {int(lead["ID"]): str(lead["STATUS_ID"])
-              for lead in rows(query, "crm.lead.list", select=("ID", "STATUS_ID"))}
+    stages = {
+        int(lead["ID"]): str(lead["STATUS_ID"])
+        for lead in rows(query, "crm.lead.list", select=("ID", "STATUS_ID"))
+    }
     open_left = [lead for lead in before.active_leads if stages.get(lead) != before.success_stage]
-    checks.append(Check("every active lead converted", not open_left,
-                        f"{len(before.active_leads) - len(open_left)}/{len(before.active_leads)}"
-                        f" leads in {before.success_stage}"
-                        + (f"; not converted: {open_left[:10]}" if open_left else "")))
+    checks.append(
+        Check(
+            "every active lead converted",
+            not open_left,
+            f"{len(before.active_leads) - len(open_left)}/{len(before.active_leads)}"
+            f" leads in {before.success_stage}"
+            + (f"; not converted: {open_left[:10]}" if open_left else ""),
+        )
+    )
 
-    deals = {int(d["ID"]): d for d in rows(query, "crm.deal.list",
-                                            filter={"ORIGINATOR_ID": ORIGINATOR_ID},
-                                            select=("ID", "ORIGIN_ID", "CONTACT_ID",
-                                                    "COMPANY_ID"))}
+    deals = {
+        int(d["ID"]): d
+        for d in rows(
+            query,
+            "crm.deal.list",
+            filter={"ORIGINATOR_ID": ORIGINATOR_ID},
+            select=("ID", "ORIGIN_ID", "CONTACT_ID", "COMPANY_ID"),
+        )
+    }
     deal_of: dict[int, int] = {}
     for deal_id, deal in deals.items():
         lead_id = lead_id_of(deal.get("ORIGIN_ID"))
         if lead_id is not None:
             deal_of.setdefault(lead_id, deal_id)
     missing = [lead for lead in before.active_leads if lead not in deal_of]
-    checks.append(Check("one deal per converted lead", not missing,
-                        f"{len(deal_of)} deals with ORIGIN_ID"
-                        + (f"; leads without a deal: {missing[:10]}" if missing else "")))
+    checks.append(
+        Check(
+            "one deal per converted lead",
+            not missing,
+            f"{len(deal_of)} deals with ORIGIN_ID"
+            + (f"; leads without a deal: {missing[:10]}" if missing else ""),
+        )
+    )
 
-    for method, entity in (("crm.deal.list", "deals"), ("crm.contact.list", "contacts"),
-                           ("crm.company.list", "companies")):
+    for method, entity in (
+        ("crm.deal.list", "deals"),
+        ("crm.contact.list", "contacts"),
+        ("crm.company.list", "companies"),
+    ):
         duplicated = sorted(k for k, n in _origin_counts(query, method).items() if n > 1)
-        checks.append(Check(f"no duplicate {entity} by ORIGIN_ID", not duplicated,
-                            f"duplicated leads: {duplicated[:10]}" if duplicated else "none"))
+        checks.append(
+            Check(
+                f"no duplicate {entity} by ORIGIN_ID",
+                not duplicated,
+                f"duplicated leads: {duplicated[:10]}" if duplicated else "none",
+            )
+        )
 
-    wanted = {"contact": ("CONTACT_ID",), "company": ("COMPANY_ID",),
-              "both": ("CONTACT_ID", "COMPANY_ID")}[client]
-    lacking = [deal_id for lead, deal_id in deal_of.items() if lead in set(before.active_leads)
-               and any(not _link(deals[deal_id].get(name)) for name in wanted)]
-    checks.append(Check(f"deals carry their {client} client(s)", not lacking,
-                        f"deals without {' and '.join(wanted)}: {lacking[:10]}" if lacking
-                        else f"{' and '.join(wanted)} set on every deal"))
+    wanted = {
+        "contact": ("CONTACT_ID",),
+        "company": ("COMPANY_ID",),
+        "both": ("CONTACT_ID", "COMPANY_ID"),
+    }[client]
+    lacking = [
+        deal_id
+        for lead, deal_id in deal_of.items()
+        if lead in set(before.active_leads)
+        and any(not _link(deals[deal_id].get(name)) for name in wanted)
+    ]
+    checks.append(
+        Check(
+            f"deals carry their {client} client(s)",
+            not lacking,
+            f"deals without {' and '.join(wanted)}: {lacking[:10]}"
+            if lacking
+            else f"{' and '.join(wanted)} set on every deal",
+        )
+    )
 
     checks.append(_activities_check(query, before, deal_of, activities))
     return checks
 
 
-def _activities_check(query: Query, before: Snapshot, deal_of: Mapping[int, int],
-                      activities: str) -> Check:
+def _activities_check(
+    query: Query, before: Snapshot, deal_of: Mapping[int, int], activities: str
+) -> Check:
     ids = [a for acts in before.open_activities.values() for a in acts]
     owner_of = {a: lead for lead, acts in before.open_activities.items() for a in acts}
     wrong: list[int] = []
     for start in range(0, len(ids), PAGE):
-        chunk = ids[start:start + PAGE]
-        found = {int(r["ID"]): r for r in query("crm.activity.list", {
-            "filter": {"@ID": chunk}, "select": ["ID", "OWNER_TYPE_ID", "OWNER_ID", "COMPLETED"],
-            "start": -1}) or []}
+        chunk = ids[start : start + PAGE]
+        found = {
+            int(r["ID"]): r
+            for r in query(
+                "crm.activity.list",
+                {
+                    "filter": {"@ID": chunk},
+                    "select": ["ID", "OWNER_TYPE_ID", "OWNER_ID", "COMPLETED"],
+                    "start": -1,
+                },
+            )
+            or []
+        }
         for activity_id in chunk:
             row = found.get(activity_id)
             if row is None:
                 wrong.append(activity_id)
             elif activities == "move":
-                on_deal = (int(row["OWNER_TYPE_ID"]) == DEAL_TYPE_ID
-                           and int(row["OWNER_ID"]) == deal_of.get(owner_of[activity_id]))
+                on_deal = int(row["OWNER_TYPE_ID"]) == DEAL_TYPE_ID and int(
+                    row["OWNER_ID"]
+                ) == deal_of.get(owner_of[activity_id])
                 if not on_deal or row["COMPLETED"] != "N":
                     wrong.append(activity_id)
             elif row["COMPLETED"] != "Y":
                 wrong.append(activity_id)
-    expected = ("open and bound to the lead's deal" if activities == "move" else "completed")
-    return Check(f"open activities {activities}d", not wrong,
-                 f"{len(ids) - len(wrong)}/{len(ids)} {expected}"
-                 + (f"; wrong: {wrong[:10]}" if wrong else ""))
+    expected = "open and bound to the lead's deal" if activities == "move" else "completed"
+    return Check(
+        f"open activities {activities}d",
+        not wrong,
+        f"{len(ids) - len(wrong)}/{len(ids)} {expected}"
+        + (f"; wrong: {wrong[:10]}" if wrong else ""),
+    )
 
 
 def _link(value: Any) -> bool:

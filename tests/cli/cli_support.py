@@ -37,20 +37,30 @@ class Ran:
 
 def run_cli(args: Sequence[str], env: Mapping[str, str | None]) -> Ran:
     """Run `b24app ARGS` in-process (click's CliRunner) with exactly these settings."""
-    clean: dict[str, str | None] = {name: None for name in os.environ
-                                    if name.startswith(("B24_", "B24APP_"))}
+    clean: dict[str, str | None] = {
+        name: None for name in os.environ if name.startswith(("B24_", "B24APP_"))
+    }
     clean.update(env)
     result = CliRunner().invoke(main, list(args), env=clean, catch_exceptions=False)
     return Ran(result.exit_code, result.stdout, result.stderr)
 
 
-def run_process(args: Sequence[str], env: Mapping[str, str], *, cwd: Path,
-                timeout: float = 120, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+def run_process(
+    args: Sequence[str], env: Mapping[str, str], *, cwd: Path, timeout: float = 120, **kwargs: Any
+) -> subprocess.CompletedProcess[str]:
     """Run `python -m ARGS` in a child process with piped output."""
     child = {k: v for k, v in os.environ.items() if not k.startswith(("B24_", "B24APP_"))}
     child.update(env)
-    return subprocess.run([sys.executable, "-m", *args], env=child, cwd=cwd, text=True,
-                          capture_output=True, timeout=timeout, check=False, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", *args],
+        env=child,
+        cwd=cwd,
+        text=True,
+        capture_output=True,
+        timeout=timeout,
+        check=False,
+        **kwargs,
+    )
 
 
 def core(portal: Sandbox, method: str, params: dict[str, Any] | None = None) -> Any:
@@ -63,8 +73,16 @@ def leads(portal: Sandbox) -> dict[int, str]:
     found: dict[int, str] = {}
     last = 0
     while True:
-        page = core(portal, "crm.lead.list", {"filter": {">ID": last}, "order": {"ID": "ASC"},
-                                              "select": ["ID", "STATUS_ID"], "start": -1})
+        page = core(
+            portal,
+            "crm.lead.list",
+            {
+                "filter": {">ID": last},
+                "order": {"ID": "ASC"},
+                "select": ["ID", "STATUS_ID"],
+                "start": -1,
+            },
+        )
         found.update({int(row["ID"]): row["STATUS_ID"] for row in page})
         if len(page) < 50:
             return found

@@ -25,8 +25,7 @@ def test_mode_json(env: dict[str, str], portal: Sandbox) -> None:
     assert run_cli(["mode"], env).out == "simple\n"
 
 
-def test_convert_json_converts_every_active_lead_once(env: dict[str, str],
-                                                      portal: Sandbox) -> None:
+def test_convert_json_converts_every_active_lead_once(env: dict[str, str], portal: Sandbox) -> None:
     active = active_leads(portal)
     ran = run_cli(["convert", "--client", "both", "--activities", "move", "--json"], env)
     assert ran.code == 0, ran.err
@@ -86,14 +85,15 @@ def _fail_deal_of(portal: Sandbox, monkeypatch: pytest.MonkeyPatch, lead_id: int
     def dispatch(method: str, params: dict[str, Any], ctx: Any) -> Any:
         fields = params.get("fields") or {}
         if method.lower() == "crm.deal.add" and fields.get("ORIGIN_ID") == f"lead-{lead_id}":
-            raise ApiError("", "The field \"Currency\" has an invalid value.", 400)
+            raise ApiError("", 'The field "Currency" has an invalid value.', 400)
         return real(method, params, ctx)
 
     monkeypatch.setattr(portal.portal, "dispatch", dispatch)
 
 
-def test_exit_1_when_a_lead_fails_then_0_on_the_rerun(env: dict[str, str], portal: Sandbox,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_exit_1_when_a_lead_fails_then_0_on_the_rerun(
+    env: dict[str, str], portal: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
     victim = active_leads(portal)[3]
     _fail_deal_of(portal, monkeypatch, victim)
     ran = run_cli(["convert", "--json"], env)

@@ -11,18 +11,21 @@ from cli_support import active_leads, assert_one_line_error, run_cli
 from sandbox.server import Sandbox
 
 
-@pytest.mark.parametrize(("args", "says"), [
-    (["convert", "--client", "everyone"], "'--client'"),
-    (["convert", "--activities", "delete"], "'--activities'"),
-    (["convert", "--pipeline", "-1"], "'--pipeline'"),
-    (["convert", "--no-such-flag"], "--no-such-flag"),
-    (["convert", "--lead", "abc"], "--lead"),
-    (["convert", "--match-clients", "fax"], "match_clients"),
-    (["convert", "--created-after", "2024-02-30"], "created_after"),
-    (["switch", "sideways"], "sideways"),
-    (["frobnicate"], "frobnicate"),
-    (["jobs", "show", "zero"], "JOB_ID"),
-])
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["convert", "--client", "everyone"], "'--client'"),
+        (["convert", "--activities", "delete"], "'--activities'"),
+        (["convert", "--pipeline", "-1"], "'--pipeline'"),
+        (["convert", "--no-such-flag"], "--no-such-flag"),
+        (["convert", "--lead", "abc"], "--lead"),
+        (["convert", "--match-clients", "fax"], "match_clients"),
+        (["convert", "--created-after", "2024-02-30"], "created_after"),
+        (["switch", "sideways"], "sideways"),
+        (["frobnicate"], "frobnicate"),
+        (["jobs", "show", "zero"], "JOB_ID"),
+    ],
+)
 def test_bad_flags(env: dict[str, str], portal: Sandbox, args: list[str], says: str) -> None:
     counts = portal.portal.counts()
     assert_one_line_error(run_cli(args, env), contains=says)
@@ -31,10 +34,12 @@ def test_bad_flags(env: dict[str, str], portal: Sandbox, args: list[str], says: 
 
 def test_a_pipeline_that_does_not_exist(env: dict[str, str], portal: Sandbox) -> None:
     counts, active = portal.portal.counts(), active_leads(portal)
-    assert_one_line_error(run_cli(["convert", "--pipeline", "99"], env),
-                          contains="pipeline 99 does not exist")
-    assert_one_line_error(run_cli(["convert", "--pipeline", "99", "--dry-run"], env),
-                          contains="pipeline 99")
+    assert_one_line_error(
+        run_cli(["convert", "--pipeline", "99"], env), contains="pipeline 99 does not exist"
+    )
+    assert_one_line_error(
+        run_cli(["convert", "--pipeline", "99", "--dry-run"], env), contains="pipeline 99"
+    )
     assert (portal.portal.counts(), active_leads(portal)) == (counts, active)
     assert run_cli(["jobs", "list", "--json"], env).json() == {"jobs": []}
 
@@ -62,27 +67,36 @@ def test_unreachable_portal(env: dict[str, str]) -> None:
 def test_webhook_without_crm_scope(env: dict[str, str], portal: Sandbox) -> None:
     url = portal.add_webhook("userscopeonly", scope="user")
     counts = portal.portal.counts()
-    assert_one_line_error(run_cli(["convert"], {**env, "B24_WEBHOOK_URL": url}),
-                          contains="insufficient_scope", secret="userscopeonly")
+    assert_one_line_error(
+        run_cli(["convert"], {**env, "B24_WEBHOOK_URL": url}),
+        contains="insufficient_scope",
+        secret="userscopeonly",
+    )
     assert portal.portal.counts() == counts
 
 
 def test_user_without_crm_access(env: dict[str, str], portal: Sandbox) -> None:
     url = portal.add_webhook("nocrmaccess", user_id=3)
     counts = portal.portal.counts()
-    assert_one_line_error(run_cli(["convert", "--json"], {**env, "B24_WEBHOOK_URL": url}),
-                          contains="ccess denied", secret="nocrmaccess")
+    assert_one_line_error(
+        run_cli(["convert", "--json"], {**env, "B24_WEBHOOK_URL": url}),
+        contains="ccess denied",
+        secret="nocrmaccess",
+    )
     assert portal.portal.counts() == counts
 
 
-@pytest.mark.parametrize(("change", "says"), [
-    ({"B24_WEBHOOK_URL": None}, "B24_WEBHOOK_URL"),
-    ({"B24_WEBHOOK_URL": "ftp://portal/rest/1/secretcode42/"}, "B24_WEBHOOK_URL"),
-    ({"B24_WEBHOOK_URL": "https://portal.example/no-rest/"}, "B24_WEBHOOK_URL"),
-    ({"B24APP_PLAN": "platinum"}, "B24APP_PLAN"),
-    ({"B24APP_TIMEOUT": "soon"}, "B24APP_TIMEOUT"),
-    ({"B24APP_DATABASE_URL": "nosuchdb://x"}, "database"),
-])
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        ({"B24_WEBHOOK_URL": None}, "B24_WEBHOOK_URL"),
+        ({"B24_WEBHOOK_URL": "ftp://portal/rest/1/secretcode42/"}, "B24_WEBHOOK_URL"),
+        ({"B24_WEBHOOK_URL": "https://portal.example/no-rest/"}, "B24_WEBHOOK_URL"),
+        ({"B24APP_PLAN": "platinum"}, "B24APP_PLAN"),
+        ({"B24APP_TIMEOUT": "soon"}, "B24APP_TIMEOUT"),
+        ({"B24APP_DATABASE_URL": "nosuchdb://x"}, "database"),
+    ],
+)
 def test_bad_settings(env: dict[str, str], change: dict[str, str | None], says: str) -> None:
     assert_one_line_error(run_cli(["convert"], {**env, **change}), contains=says)
 
@@ -90,12 +104,17 @@ def test_bad_settings(env: dict[str, str], change: dict[str, str | None], says: 
 def test_unknown_installed_portal(env: dict[str, str]) -> None:
     from b24app.store.crypto import Cipher
 
-    settings = {**env, "B24APP_SECRET_KEY": Cipher.generate_key(), "B24_CLIENT_ID": "app",
-                "B24_CLIENT_SECRET": "shh"}
-    assert_one_line_error(run_cli(["mode", "--portal", "nowhere.example"], settings),
-                          contains="no installation for 'nowhere.example'")
-    assert_one_line_error(run_cli(["mode", "--portal", "x"], env),
-                          contains="B24APP_SECRET_KEY")
+    settings = {
+        **env,
+        "B24APP_SECRET_KEY": Cipher.generate_key(),
+        "B24_CLIENT_ID": "app",
+        "B24_CLIENT_SECRET": "shh",
+    }
+    assert_one_line_error(
+        run_cli(["mode", "--portal", "nowhere.example"], settings),
+        contains="no installation for 'nowhere.example'",
+    )
+    assert_one_line_error(run_cli(["mode", "--portal", "x"], env), contains="B24APP_SECRET_KEY")
 
 
 def test_switch_off_a_terminal_needs_yes(env: dict[str, str], portal: Sandbox) -> None:

@@ -24,10 +24,18 @@ def _child_env(env: dict[str, str]) -> dict[str, str]:
     return {**child, **env}
 
 
-def test_piped_output_is_only_the_result(env: dict[str, str], portal: Sandbox,
-                                         tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, *CLI, "convert", "--json"], env=_child_env(env),
-                          cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False)
+def test_piped_output_is_only_the_result(
+    env: dict[str, str], portal: Sandbox, tmp_path: Path
+) -> None:
+    done = subprocess.run(
+        [sys.executable, *CLI, "convert", "--json"],
+        env=_child_env(env),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
     report = json.loads(done.stdout)
@@ -38,9 +46,14 @@ def test_piped_output_is_only_the_result(env: dict[str, str], portal: Sandbox,
 
 def test_a_terminal_gets_a_progress_bar_on_stderr(env: dict[str, str], tmp_path: Path) -> None:
     leader, follower = pty.openpty()
-    child = subprocess.Popen([sys.executable, *CLI, "convert", "--json"],
-                             env={**_child_env(env), "TERM": "xterm", "COLUMNS": "120"},
-                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=follower, text=True)
+    child = subprocess.Popen(
+        [sys.executable, *CLI, "convert", "--json"],
+        env={**_child_env(env), "TERM": "xterm", "COLUMNS": "120"},
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=follower,
+        text=True,
+    )
     os.close(follower)
     seen = b""
     while True:
@@ -58,22 +71,33 @@ def test_a_terminal_gets_a_progress_bar_on_stderr(env: dict[str, str], tmp_path:
     assert json.loads(out)["failed"] == 0
 
 
-def test_an_installed_portal_by_member_id_or_domain(env: dict[str, str], portal: Sandbox
-                                                    ) -> None:
+def test_an_installed_portal_by_member_id_or_domain(env: dict[str, str], portal: Sandbox) -> None:
     key = Cipher.generate_key()
     url = env["B24APP_DATABASE_URL"]
     migrate(url)
     store = InstallationStore(make_engine(url), Cipher(key))
     grant = portal.install_app()
-    store.save_installation(Installation(
-        member_id=grant["member_id"], domain=grant["domain"],
-        client_endpoint=grant["client_endpoint"], server_endpoint=grant["server_endpoint"],
-        access_token=grant["access_token"], refresh_token=grant["refresh_token"],
-        application_token=grant["application_token"], expires_at=grant["expires"],
-        scope=grant["scope"]))
-    app = {"B24APP_DATABASE_URL": url, "B24APP_PLAN": "fast", "B24APP_SECRET_KEY": key,
-           "B24_CLIENT_ID": portal.client_id, "B24_CLIENT_SECRET": portal.client_secret,
-           "B24_OAUTH_SERVER": portal.oauth_server}
+    store.save_installation(
+        Installation(
+            member_id=grant["member_id"],
+            domain=grant["domain"],
+            client_endpoint=grant["client_endpoint"],
+            server_endpoint=grant["server_endpoint"],
+            access_token=grant["access_token"],
+            refresh_token=grant["refresh_token"],
+            application_token=grant["application_token"],
+            expires_at=grant["expires"],
+            scope=grant["scope"],
+        )
+    )
+    app = {
+        "B24APP_DATABASE_URL": url,
+        "B24APP_PLAN": "fast",
+        "B24APP_SECRET_KEY": key,
+        "B24_CLIENT_ID": portal.client_id,
+        "B24_CLIENT_SECRET": portal.client_secret,
+        "B24_OAUTH_SERVER": portal.oauth_server,
+    }
 
     assert run_cli(["mode", "--portal", grant["member_id"]], app).out == "classic\n"
     portal.expire_tokens()  # the client refreshes and stores the rotated pair
@@ -88,9 +112,15 @@ def test_an_installed_portal_by_member_id_or_domain(env: dict[str, str], portal:
 
 
 def test_demo_runs_with_a_few_leads(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "demo", "--leads", "60"], cwd=ROOT,
-                          env=_child_env({}), capture_output=True, text=True, timeout=300,
-                          check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "demo", "--leads", "60"],
+        cwd=ROOT,
+        env=_child_env({}),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "demo passed" in done.stdout
     assert "FAIL" not in done.stdout
@@ -100,9 +130,15 @@ def test_demo_runs_with_a_few_leads(tmp_path: Path) -> None:
 
 
 def test_bench_quick_keeps_working() -> None:
-    done = subprocess.run([sys.executable, "-m", "bench", "--quick", "--only", "convert"],
-                          cwd=ROOT, env=_child_env({}), capture_output=True, text=True,
-                          timeout=300, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--only", "convert"],
+        cwd=ROOT,
+        env=_child_env({}),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     table = done.stdout
     for contender in ("b24app", "naive", "fast-bitrix24 passes"):

@@ -31,22 +31,41 @@ class Admin(threading.Thread):
                 return
 
 
-def test_switch_to_simple_converts_then_verifies_the_admins_flip(env: dict[str, str],
-                                                                 portal: Sandbox) -> None:
+def test_switch_to_simple_converts_then_verifies_the_admins_flip(
+    env: dict[str, str], portal: Sandbox
+) -> None:
     active = active_leads(portal)
     admin = Admin(portal)
     admin.start()
     try:
-        ran = run_cli(["switch", "simple", "--yes", "--client", "both", "--activities", "move",
-                       "--poll-interval", "0.05", "--poll-timeout", "20", "--json"], env)
+        ran = run_cli(
+            [
+                "switch",
+                "simple",
+                "--yes",
+                "--client",
+                "both",
+                "--activities",
+                "move",
+                "--poll-interval",
+                "0.05",
+                "--poll-timeout",
+                "20",
+                "--json",
+            ],
+            env,
+        )
     finally:
         admin.stop.set()
         admin.join(5)
     assert ran.code == 0, ran.err
     assert admin.flipped
     result = ran.json()
-    assert (result["target"], result["verified"], result["mode_after"]) == ("simple", True,
-                                                                           "simple")
+    assert (result["target"], result["verified"], result["mode_after"]) == (
+        "simple",
+        True,
+        "simple",
+    )
     assert result["conversion"]["converted"] == len(active)
     assert "Simple CRM" in result["guide"] and "REST cannot change the CRM mode" in result["guide"]
     assert run_cli(["mode"], env).out == "simple\n"
@@ -66,8 +85,10 @@ def test_switch_text_shows_the_guide(env: dict[str, str], portal: Sandbox) -> No
 
 
 def test_switch_times_out_when_nobody_flips(env: dict[str, str], portal: Sandbox) -> None:
-    ran = run_cli(["switch", "simple", "--yes", "--poll-interval", "0.05", "--poll-timeout",
-                   "0.2", "--json"], env)
+    ran = run_cli(
+        ["switch", "simple", "--yes", "--poll-interval", "0.05", "--poll-timeout", "0.2", "--json"],
+        env,
+    )
     assert ran.code == 1
     assert ran.json()["verified"] is False
     assert "still reports classic" in ran.err
@@ -100,15 +121,17 @@ def test_jobs_list_show_csv(env: dict[str, str]) -> None:
     assert shown.json()["leads"] == converted["leads"]
     table = run_cli(["jobs", "show", str(job_id)], env)
     assert "converted" in table.out
-    rows = list(csv.DictReader(io.StringIO(run_cli(["jobs", "show", str(job_id), "--csv"],
-                                                   env).out)))
+    rows = list(
+        csv.DictReader(io.StringIO(run_cli(["jobs", "show", str(job_id), "--csv"], env).out))
+    )
     assert [int(r["lead_id"]) for r in rows] == [lead["lead_id"] for lead in converted["leads"]]
     assert {r["status"] for r in rows} == {"converted"}
     assert set(rows[0]) == {"lead_id", "status", "deal_id", "contact_id", "company_id", "error"}
 
 
-def test_resume_finishes_an_interrupted_job(env: dict[str, str], portal: Sandbox,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resume_finishes_an_interrupted_job(
+    env: dict[str, str], portal: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
     real = portal.portal.dispatch
     deals = [0]
 
