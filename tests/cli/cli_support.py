@@ -45,21 +45,24 @@ def run_cli(args: Sequence[str], env: Mapping[str, str | None]) -> Ran:
     return Ran(result.exit_code, result.stdout, result.stderr)
 
 
-def run_process(
-    args: Sequence[str], env: Mapping[str, str], *, cwd: Path, timeout: float = 120, **kwargs: Any
-) -> subprocess.CompletedProcess[str]:
-    """Run `python -m ARGS` in a child process with piped output."""
+def child_env(env: Mapping[str, str]) -> dict[str, str]:
+    """This process's environment without b24app settings, plus `env`."""
     child = {k: v for k, v in os.environ.items() if not k.startswith(("B24_", "B24APP_"))}
-    child.update(env)
+    return {**child, **env}
+
+
+def run_python(
+    args: Sequence[str], env: Mapping[str, str], *, cwd: Path, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """Run `python ARGS` in a child process with piped output."""
     return subprocess.run(
-        [sys.executable, "-m", *args],
-        env=child,
+        [sys.executable, *args],
+        env=child_env(env),
         cwd=cwd,
         text=True,
         capture_output=True,
         timeout=timeout,
         check=False,
-        **kwargs,
     )
 
 

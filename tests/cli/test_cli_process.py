@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cli_support import ROOT, SECRET, active_leads, run_cli
+from cli_support import ROOT, SECRET, active_leads, child_env, run_cli, run_python
 
 from b24app.store.crypto import Cipher
 from b24app.store.db import make_engine, migrate
@@ -19,23 +19,10 @@ from sandbox.server import Sandbox
 CLI = ("-c", "from b24app.cli import main; main()")
 
 
-def _child_env(env: dict[str, str]) -> dict[str, str]:
-    child = {k: v for k, v in os.environ.items() if not k.startswith(("B24_", "B24APP_"))}
-    return {**child, **env}
-
-
 def test_piped_output_is_only_the_result(
     env: dict[str, str], portal: Sandbox, tmp_path: Path
 ) -> None:
-    done = subprocess.run(
-        [sys.executable, *CLI, "convert", "--json"],
-        env=_child_env(env),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = run_python([*CLI, "convert", "--json"], env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
     report = json.loads(done.stdout)
@@ -48,7 +35,7 @@ def test_a_terminal_gets_a_progress_bar_on_stderr(env: dict[str, str], tmp_path:
     leader, follower = pty.openpty()
     child = subprocess.Popen(
         [sys.executable, *CLI, "convert", "--json"],
-        env={**_child_env(env), "TERM": "xterm", "COLUMNS": "120"},
+        env={**child_env(env), "TERM": "xterm", "COLUMNS": "120"},
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=follower,
@@ -112,15 +99,7 @@ def test_an_installed_portal_by_member_id_or_domain(env: dict[str, str], portal:
 
 
 def test_demo_runs_with_a_few_leads(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "demo", "--leads", "60"],
-        cwd=ROOT,
-        env=_child_env({}),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    done = run_python(["-m", "demo", "--leads", "60"], {}, cwd=ROOT)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "demo passed" in done.stdout
     assert "FAIL" not in done.stdout
@@ -130,15 +109,7 @@ def test_demo_runs_with_a_few_leads(tmp_path: Path) -> None:
 
 
 def test_bench_quick_keeps_working() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--only", "convert"],
-        cwd=ROOT,
-        env=_child_env({}),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    done = run_python(["-m", "bench", "--quick", "--only", "convert"], {}, cwd=ROOT)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     table = done.stdout
     for contender in ("b24app", "naive", "fast-bitrix24 passes"):
