@@ -40,10 +40,9 @@ from b24app.output import (
 from b24app.portals import PortalTarget, open_portal
 from b24app.rest.redact import redact
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-INTERRUPTED = "interrupted"
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+INTERRUPTED = "interrupted"  # the job status of a run stopped by a portal-wide failure
 _ERRNO = re.compile(r"\[Errno -?\d+\] ([^\"')]+)")
-EXIT_INTERRUPTED = 130
 
 
 def _fail(message: str, code: int = EXIT_USAGE) -> None:
@@ -431,7 +430,9 @@ def switch(
             if target is Mode.SIMPLE
             else "guide the switch to Classic CRM"
         )
-        click.confirm(f"b24app will {what}. Continue?", abort=True, err=True)
+        if not click.confirm(f"b24app will {what}. Continue?", err=True):
+            click.echo("b24app: nothing was done", err=True)
+            sys.exit(EXIT_FAILED)
     settings, portal_target = _connect(portal)
     journal = _journal(settings, portal_target)
     from b24app.crm.switch import switch as run_switch

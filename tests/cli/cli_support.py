@@ -35,13 +35,13 @@ class Ran:
         return json.loads(self.out)
 
 
-def run_cli(args: Sequence[str], env: Mapping[str, str | None]) -> Ran:
+def run_cli(args: Sequence[str], env: Mapping[str, str | None], *, input: str | None = None) -> Ran:
     """Run `b24app ARGS` in-process (click's CliRunner) with exactly these settings."""
     clean: dict[str, str | None] = {
         name: None for name in os.environ if name.startswith(("B24_", "B24APP_"))
     }
     clean.update(env)
-    result = CliRunner().invoke(main, list(args), env=clean, catch_exceptions=False)
+    result = CliRunner().invoke(main, list(args), env=clean, input=input, catch_exceptions=False)
     return Ran(result.exit_code, result.stdout, result.stderr)
 
 

@@ -84,6 +84,20 @@ def test_switch_text_shows_the_guide(env: dict[str, str], portal: Sandbox) -> No
     assert "mode: simple (verified)" in ran.out
 
 
+def test_switch_on_a_terminal_asks_first(
+    env: dict[str, str], portal: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("b24app.cli.is_terminal", lambda stream: True)
+    active = active_leads(portal)
+    declined = run_cli(["switch", "simple"], env, input="n\n")
+    assert declined.code == 1
+    assert "Continue?" in declined.err and "nothing was done" in declined.err
+    assert active_leads(portal) == active
+    accepted = run_cli(["switch", "simple", "--poll-timeout", "0"], env, input="y\n")
+    assert accepted.code == 1  # nobody flipped the toggle in time
+    assert active_leads(portal) == []
+
+
 def test_switch_times_out_when_nobody_flips(env: dict[str, str], portal: Sandbox) -> None:
     ran = run_cli(
         ["switch", "simple", "--yes", "--poll-interval", "0.05", "--poll-timeout", "0.2", "--json"],
