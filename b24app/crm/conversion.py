@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from b24app.crm import scheduler
@@ -49,18 +49,23 @@ from b24app.crm.mapping import link_id
 from b24app.crm.mode import MODE_METHOD, Mode, parse_mode
 from b24app.crm.planner import COMPANY, CONTACT, DEAL, LeadPlan, LeadPreview, PlanError, plan_lead
 from b24app.crm.planner import preview as preview_plan
-from b24app.crm.policy import LeadSelection, Policy
+from b24app.crm.policy import Policy
 from b24app.crm.reader import Reader
 from b24app.crm.report import JobReport, LeadOutcome, build_report, load_report
 from b24app.crm.scheduler import BatchOutcome, LeadState, Status
 from b24app.errors import (
+    AccessDenied,
     AuthError,
     B24Error,
     InsufficientScope,
+    InvalidRequest,
+    LimitExceeded,
+    MethodNotFound,
     OutcomeUnknown,
     Overloaded,
     PaymentRequired,
     PortalDeleted,
+    TransportError,
     UsageError,
 )
 from b24app.rest.portal import Portal
@@ -87,6 +92,10 @@ REFILL = 60
 MAX_LOST = 8
 # Per-command errors meaning no call of this run can succeed.
 _PORTAL_WIDE = (AuthError, InsufficientScope, PaymentRequired, PortalDeleted, Overloaded)
+# Errors for a whole request that Bitrix24 (or the client, for a connection never made) raises
+# before anything runs; other failures leave the batch's steps "sent", to be verified.
+_NOT_RUN = (LimitExceeded, AuthError, AccessDenied, PaymentRequired, PortalDeleted,
+            TransportError, InvalidRequest, MethodNotFound)
 # A batch touching this many leads whose every command failed with the same code is a portal
 # problem (a required field, a permission), not a per-lead one.
 _SAME_ERROR_LEADS = 5
@@ -143,15 +152,15 @@ def _facts(reader: Reader, policy: Policy) -> PortalFacts:
 def preview(portal: Portal, policy: Policy, *, lead_ids: Sequence[int] | None = None
             ) -> list[LeadPreview]:
     """What converting would do to each selected lead; changes nothing on the portal."""
+    explicit = _explicit(policy, lead_ids)
     reader = Reader(portal)
     facts = _facts(reader, policy)
-    explicit = _explicit(policy, lead_ids)
-    selection = policy.leads
-    stream = reader.leads_by_id(explicit) if explicit else reader.active_leads(facts, selection)
+    stream = (reader.leads_by_id(explicit) if explicit
+              else reader.active_leads(facts, policy.leads))
     previews: list[LeadPreview] = []
     seen: set[int] = set()
     for chunk in stream.chunks():
-        for item in _plan_chunk(reader, chunk, policy=policy, facts=facts, selection=selection):
+        for item in _plan_chunk(reader, chunk, policy=policy, facts=facts):
             seen.add(item.lead_id)
             if isinstance(item, LeadPlan):
                 previews.append(preview_plan(item))
@@ -174,10 +183,10 @@ def convert(portal: Portal, journal: Journal, policy: Policy, *,
     is running) or a B24Error when the portal cannot be read at all; once the job exists, every
     failure ends up in the returned report.
     """
+    explicit = _explicit(policy, lead_ids)
     first_request = portal.requests_made
     reader = Reader(portal)
     facts = _facts(reader, policy)
-    explicit = _explicit(policy, lead_ids)
     job = journal.start_job(kind=kind, policy=policy.to_dict(), lead_ids=explicit)
     log.info("conversion job %d started (%s)", job.id,
              f"{len(explicit)} lead(s)" if explicit else "every active lead")
@@ -195,10 +204,7 @@ def resume(portal: Portal, journal: Journal, job_id: int, *,
     if job is None:
         raise UsageError(f"no conversion job {job_id} for this portal")
     if job.status in FINISHED:
-        report = load_report(journal, job_id)
-        return JobReport(job_id=report.job_id, status=report.status, converted=report.converted,
-                         failed=report.failed, skipped=report.skipped, requests=0,
-                         leads=report.leads, error=report.error)
+        return replace(load_report(journal, job_id), requests=0)
     first_request = portal.requests_made
     policy = Policy.from_dict(job.policy)
     reader = Reader(portal)
@@ -211,11 +217,13 @@ def resume(portal: Portal, journal: Journal, job_id: int, *,
 
 
 def _plan_chunk(reader: Reader, leads: Sequence[Mapping[str, Any]], *, policy: Policy,
-                facts: PortalFacts, selection: LeadSelection) -> list[LeadPlan | LeadEntry]:
+                facts: PortalFacts) -> list[LeadPlan | LeadEntry]:
     """Fresh plans for these leads (reads their extras); LeadEntry(failed) for unplannable ones.
 
-    Leads the selection does not pick, and inactive ones, get a skipped plan and no reads.
+    Leads the policy's selection does not pick (its stages, sources, dates: the ids were applied
+    when reading), and inactive ones, get a skipped plan and no reads.
     """
+    selection = replace(policy.leads, ids=())
     out: list[LeadPlan | LeadEntry] = []
     success = facts.success_stage
     wanted = []
@@ -283,6 +291,9 @@ class _Run:
         self.final: dict[int, str] = {lead_id: status for lead_id, status
                                       in journal.outcome_statuses(job.id).items()
                                       if status in LEAD_FINAL}
+        self.tally = dict.fromkeys(LEAD_FINAL, 0)
+        for status in self.final.values():
+            self.tally[status] += 1
         self.seen: set[int] = set(self.final)
         self.listed = 0
         self.stream_total: int | None = None
@@ -422,8 +433,7 @@ class _Run:
                 states.append(stored)
             else:
                 fresh.append(lead)
-        for item in _plan_chunk(self.reader, fresh, policy=self.policy, facts=self.facts,
-                                selection=self.policy.leads):
+        for item in _plan_chunk(self.reader, fresh, policy=self.policy, facts=self.facts):
             if isinstance(item, LeadEntry):
                 entries.append(item)
             elif item.skip is not None:
@@ -451,7 +461,7 @@ class _Run:
         for state in states:
             self.working[state.lead_id] = state
         for entry in entries:
-            self.final[entry.lead_id] = entry.status
+            self._settle(entry.lead_id, entry.status)
         if states or entries:
             self.journal.save(self.job.id, [*map(_entry, states), *entries],
                               counts=self._counts(), taken=True)
@@ -474,7 +484,8 @@ class _Run:
                             "it looks unreachable") from None
             outcome = BatchOutcome.unknown()
         except B24Error as exc:
-            self._save(before)  # rejected before running: nothing to verify later
+            if isinstance(exc, _NOT_RUN):
+                self._save(before)  # rejected before running: nothing to verify later
             raise _Stop(f"the portal refused the batch: {exc}") from None
         else:
             self.lost = 0
@@ -492,7 +503,7 @@ class _Run:
         for state in states:
             status = state.status.value
             if status in LEAD_FINAL:
-                self.final[state.lead_id] = status
+                self._settle(state.lead_id, status)
                 self.working.pop(state.lead_id, None)
             else:
                 self.working[state.lead_id] = state
@@ -504,13 +515,18 @@ class _Run:
     def _requests(self) -> int:
         return self.portal.requests_made - self.first_request
 
+    def _settle(self, lead_id: int, status: str) -> None:
+        old = self.final.get(lead_id)
+        if old is not None:
+            self.tally[old] -= 1
+        self.final[lead_id] = status
+        self.tally[status] += 1
+
     def _counts(self) -> JobCounts:
-        tally = {"converted": 0, "failed": 0, "skipped": 0}
-        for status in self.final.values():
-            tally[status] += 1
         remaining = max(0, (self.stream_total or 0) - self.listed)
         total = len(self.final) + len(self.working) + remaining
-        return JobCounts(requests=self.job.requests + self._requests(), total=total, **tally)
+        return JobCounts(requests=self.job.requests + self._requests(), total=total,
+                         **self.tally)
 
     def _report_progress(self) -> None:
         if self.on_progress is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -253,3 +254,53 @@ def test_faults_500_and_dropped_connections_complete_without_duplicates(
     assert sum(faults.values()) >= 15
     sandbox.set_faults(None)
     assert_converted(core, before, policy)
+
+
+def test_the_policys_lead_selection_narrows_what_is_converted(
+        make_sandbox: Any, journal: Journal) -> None:
+    sandbox = make_sandbox(seed_leads=60)
+    core = sandbox.portal
+    before = snapshot(core)
+    new = [i for i in before.active if before.leads[i]["STATUS_ID"] == "NEW"]
+    other = [i for i in before.active if before.leads[i]["STATUS_ID"] != "NEW"]
+    policy = Policy.from_dict({"leads": {"stages": ["NEW"], "ids": other[:2]}})
+
+    explicit = convert(client_for(sandbox), journal, policy, lead_ids=[new[0], other[0]])
+
+    by_id = {lead.lead_id: lead for lead in explicit.leads}
+    assert (by_id[new[0]].status, by_id[other[0]].status) == ("converted", "skipped")
+    assert by_id[other[0]].error == "not picked by the policy's lead selection"
+    assert len(by_id) == 2  # the lead_ids argument wins over the policy's ids
+
+    by_stage = convert(client_for(sandbox), journal, replace(policy, leads=replace(
+        policy.leads, ids=())))
+
+    assert sorted(lead.lead_id for lead in by_stage.leads) == sorted(new[1:])
+    untouched = rows(core, "crm.lead.list", {"@ID": other})
+    assert {r["STATUS_ID"] for r in untouched} <= {"IN_PROCESS", "PROCESSED"}
+
+
+@pytest.mark.services
+def test_a_postgresql_journal_survives_an_interruption(
+        make_sandbox: Any, fresh_postgres_url: str) -> None:
+    sandbox = make_sandbox(seed_leads=80)
+    before = snapshot(sandbox.portal)
+    policy = Policy.from_dict({"client": "both", "activities": "move"})
+    journal = Journal.open(fresh_postgres_url, portal=PORTAL)
+    seen: list[Progress] = []
+
+    def stop(progress: Progress) -> None:
+        seen.append(progress)
+        if len(seen) == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        convert(client_for(sandbox), journal, policy, on_progress=stop)
+    job = journal.jobs()[0]
+    assert job.status == INTERRUPTED and journal.unfinished()
+
+    report = resume(client_for(sandbox), journal, job.id)
+
+    assert (report.status, report.converted) == ("done", len(before.active))
+    assert_converted(sandbox.portal, before, policy)
+    assert journal.unfinished() == []
