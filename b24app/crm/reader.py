@@ -11,7 +11,8 @@
   contacts and companies b24app already created for leads the journal does not know (`@ORIGIN_ID`,
   the idempotency key). Several keyset listings share one batch: each gets pages in proportion to
   its expected size, and whatever did not fit continues in the next request. Id lists stay at 500
-  per filter because PHP parses each batch command with `max_input_vars` (1,000 by default).
+  per filter, well under PHP's `max_input_vars` (1,000 by default), which caps how many values
+  one parsed query string may carry.
 * Client matches (`crm.duplicate.findbycomm`, when the policy asks for them): `batch_many`.
 
 Product rows of many leads at once: the docs disagree. The 2024 page of `crm.item.productrow.list`

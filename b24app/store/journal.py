@@ -41,13 +41,15 @@ from sqlalchemy import (
     Text,
     func,
     insert,
+    make_url,
     select,
     text,
     update,
 )
+from sqlalchemy.exc import SQLAlchemyError
 
-from b24app.errors import B24AppError, UsageError
-from b24app.store.db import is_sqlite, make_engine, metadata, migrate, write_lock
+from b24app.errors import B24AppError, ConfigError, UsageError
+from b24app.store.db import is_sqlite, make_engine, metadata, migrate, normalize_url, write_lock
 
 PENDING, RUNNING, DONE, FAILED, INTERRUPTED = "pending", "running", "done", "failed", "interrupted"
 JOB_STATUSES = (PENDING, RUNNING, DONE, FAILED, INTERRUPTED)
@@ -241,9 +243,18 @@ class Journal:
 
     @classmethod
     def open(cls, database_url: str, *, portal: str) -> Journal:
-        """The journal in the database at `database_url`, migrated first."""
-        migrate(database_url)
-        return cls(make_engine(database_url), portal=portal)
+        """The journal in the database at `database_url`, migrated first; ConfigError when the
+        database cannot be opened."""
+        try:
+            migrate(database_url)
+            return cls(make_engine(database_url), portal=portal)
+        except (SQLAlchemyError, OSError) as exc:
+            try:
+                shown = make_url(normalize_url(database_url)).render_as_string(hide_password=True)
+            except (SQLAlchemyError, ValueError):
+                shown = "the configured URL"
+            reason = str(getattr(exc, "orig", None) or exc).splitlines()[0][:200]
+            raise ConfigError(f"cannot open the database {shown}: {reason}") from None
 
     # -- jobs ----------------------------------------------------------------------------------
 

@@ -26,12 +26,24 @@ POLICIES = [
 ]
 
 
+def _make_repeat_leads(core: Any) -> None:
+    """Two active leads come back from an existing contact, one from an existing company."""
+    active = snapshot(core).active
+    contact = int(rows(core, "crm.contact.list")[0]["ID"])
+    company = int(rows(core, "crm.company.list")[0]["ID"])
+    for lead_id, fields in ((active[1], {"CONTACT_ID": contact}),
+                            (active[2], {"COMPANY_ID": company}),
+                            (active[3], {"CONTACT_ID": contact, "COMPANY_ID": company})):
+        call(core, "crm.lead.update", {"id": lead_id, "fields": fields})
+
+
 @pytest.mark.parametrize("raw", POLICIES, ids=lambda p: "-".join(map(str, p.values())))
 def test_every_policy_converts_each_active_lead_once_and_a_rerun_creates_nothing(
         make_sandbox: Any, journal: Journal, raw: dict[str, Any]) -> None:
     sandbox = make_sandbox(seed_leads=80)
     core = sandbox.portal
     policy = Policy.from_dict(raw)
+    _make_repeat_leads(core)
     before = snapshot(core)
     client = client_for(sandbox)
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import inspect, update
 
-from b24app.errors import UsageError
+from b24app.errors import ConfigError, UsageError
 from b24app.store.db import make_engine
 from b24app.store.journal import (
     DONE,
@@ -155,3 +155,11 @@ def test_a_journal_needs_a_portal_key(database_url: str) -> None:
         Journal(make_engine(database_url), portal="")
     with pytest.raises(UsageError):
         Journal.open(database_url, portal="p").finish_job(1, status="exploded")
+
+
+def test_a_database_that_cannot_be_opened_is_one_clear_error(tmp_path: Any) -> None:
+    with pytest.raises(ConfigError, match=r"cannot open the database sqlite:///.*unable to open"):
+        Journal.open(f"sqlite:///{tmp_path}/missing/dir/app.db", portal="p")
+    with pytest.raises(ConfigError) as caught:
+        Journal.open("postgresql://app:s3cret@127.0.0.1:1/app", portal="p")
+    assert "s3cret" not in str(caught.value) and "***" in str(caught.value)
