@@ -38,6 +38,7 @@ them), interrupted (resumable).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -317,7 +318,9 @@ class _Run:
         except B24Error as exc:
             return self._finish(INTERRUPTED, f"the portal failed: {exc}")
         except BaseException as exc:
-            self._finish(INTERRUPTED, f"stopped by {type(exc).__name__}")
+            # Best effort: if even the journal fails, the job is taken over once we are gone.
+            with contextlib.suppress(Exception):
+                self._finish(INTERRUPTED, f"stopped by {type(exc).__name__}")
             raise
         status = FAILED if self._counts().failed else DONE
         log.info("conversion job %d %s: %s", self.job.id, status, self._counts())
