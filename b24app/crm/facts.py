@@ -48,8 +48,13 @@ def facts_commands(pipeline_ids: Iterable[int] = (0,)) -> tuple[Command, ...]:
         Command(CATEGORIES_KEY, "crm.category.list", {"entityTypeId": DEAL_ENTITY_TYPE_ID}),
     ]
     for pipeline_id in dict.fromkeys(pipeline_ids):
-        commands.append(Command(_deal_stages_key(pipeline_id), "crm.status.list",
-                                {"filter": {"ENTITY_ID": deal_stage_entity(pipeline_id)}}))
+        commands.append(
+            Command(
+                _deal_stages_key(pipeline_id),
+                "crm.status.list",
+                {"filter": {"ENTITY_ID": deal_stage_entity(pipeline_id)}},
+            )
+        )
     return tuple(commands)
 
 
@@ -91,7 +96,7 @@ class PortalFacts:
         for stage in self.lead_stages:
             if stage.semantics == SUCCESS:
                 return stage.id
-        raise FactsError("the portal has no lead stage with success semantics (SEMANTICS \"S\")")
+        raise FactsError('the portal has no lead stage with success semantics (SEMANTICS "S")')
 
     @property
     def pipeline_ids(self) -> tuple[int, ...]:
@@ -118,8 +123,9 @@ class PortalFacts:
         return str(lead.get("STATUS_SEMANTIC_ID") or "") == PROCESS
 
     @classmethod
-    def from_results(cls, *, statuses: Any = (), categories: Any = None,
-                     deal_stages: Iterable[Any] = ()) -> PortalFacts:
+    def from_results(
+        cls, *, statuses: Any = (), categories: Any = None, deal_stages: Iterable[Any] = ()
+    ) -> PortalFacts:
         """Build the facts from raw REST results (`result` values or whole response bodies).
 
         `statuses`: `crm.status.list` result for `ENTITY_ID=STATUS` (a combined, unfiltered list is
@@ -134,8 +140,12 @@ class PortalFacts:
         for item in items:
             by_entity.setdefault(str(item.get("ENTITY_ID") or ""), []).append(_stage(item))
         pipelines = tuple(
-            Pipeline(id=pid, name=name, is_default=default,
-                     stages=_sorted(by_entity.get(deal_stage_entity(pid), [])))
+            Pipeline(
+                id=pid,
+                name=name,
+                is_default=default,
+                stages=_sorted(by_entity.get(deal_stage_entity(pid), [])),
+            )
             for pid, name, default in _categories(categories)
         )
         return cls(lead_stages=_sorted(by_entity.get(LEAD_STAGES, [])), pipelines=pipelines)
@@ -145,10 +155,12 @@ class PortalFacts:
         """Build the facts from the results of a `facts_commands()` batch, keyed by command key."""
         if LEAD_STAGES_KEY not in results or CATEGORIES_KEY not in results:
             raise FactsError("the facts batch has no lead stages or no pipelines in its results")
-        deal = [value for key, value in results.items()
-                if key.startswith("ds") and key[2:].isdigit()]
-        return cls.from_results(statuses=results[LEAD_STAGES_KEY],
-                                categories=results[CATEGORIES_KEY], deal_stages=deal)
+        deal = [
+            value for key, value in results.items() if key.startswith("ds") and key[2:].isdigit()
+        ]
+        return cls.from_results(
+            statuses=results[LEAD_STAGES_KEY], categories=results[CATEGORIES_KEY], deal_stages=deal
+        )
 
 
 def _unwrap(raw: Any) -> Any:
@@ -161,8 +173,11 @@ def _status_items(raw: Any) -> list[Mapping[str, Any]]:
     items = _unwrap(raw)
     if isinstance(items, Mapping):  # a PHP array with holes arrives as an object
         items = list(items.values())
-    if not isinstance(items, Sequence) or isinstance(items, str) or not all(
-            isinstance(item, Mapping) for item in items):
+    if (
+        not isinstance(items, Sequence)
+        or isinstance(items, str)
+        or not all(isinstance(item, Mapping) for item in items)
+    ):
         raise FactsError("crm.status.list result is not a list of stages")
     return list(items)
 
@@ -175,8 +190,12 @@ def _stage(item: Mapping[str, Any]) -> Stage:
     if semantics not in (SUCCESS, FAILURE):
         extra = item.get("EXTRA") if isinstance(item.get("EXTRA"), Mapping) else {}
         semantics = _EXTRA_SEMANTICS.get(str(extra.get("SEMANTICS") or ""), PROCESS)
-    return Stage(id=str(stage_id), name=str(item.get("NAME") or stage_id),
-                 semantics=semantics, sort=_int(item.get("SORT"), 0))
+    return Stage(
+        id=str(stage_id),
+        name=str(item.get("NAME") or stage_id),
+        semantics=semantics,
+        sort=_int(item.get("SORT"), 0),
+    )
 
 
 def _sorted(stages: list[Stage]) -> tuple[Stage, ...]:

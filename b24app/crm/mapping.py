@@ -33,12 +33,28 @@ MULTIFIELDS = ("PHONE", "EMAIL", "WEB", "IM")
 # `select` for reading leads: "*" does not include the multifields, they must be named.
 # https://apidocs.bitrix24.com/api-reference/crm/leads/crm-lead-list.html
 LEAD_SELECT = ("*", *MULTIFIELDS)
-ADDRESS_FIELDS = ("ADDRESS", "ADDRESS_2", "ADDRESS_CITY", "ADDRESS_POSTAL_CODE", "ADDRESS_REGION",
-                  "ADDRESS_PROVINCE", "ADDRESS_COUNTRY", "ADDRESS_COUNTRY_CODE")
+ADDRESS_FIELDS = (
+    "ADDRESS",
+    "ADDRESS_2",
+    "ADDRESS_CITY",
+    "ADDRESS_POSTAL_CODE",
+    "ADDRESS_REGION",
+    "ADDRESS_PROVINCE",
+    "ADDRESS_COUNTRY",
+    "ADDRESS_COUNTRY_CODE",
+)
 PERSON_FIELDS = ("NAME", "SECOND_NAME", "LAST_NAME", "HONORIFIC", "POST", "BIRTHDATE")
 UTM_FIELDS = ("UTM_SOURCE", "UTM_MEDIUM", "UTM_CAMPAIGN", "UTM_CONTENT", "UTM_TERM")
-DEAL_FIELDS = ("OPPORTUNITY", "IS_MANUAL_OPPORTUNITY", "CURRENCY_ID", "SOURCE_ID",
-               "SOURCE_DESCRIPTION", "ASSIGNED_BY_ID", "COMMENTS", *UTM_FIELDS)
+DEAL_FIELDS = (
+    "OPPORTUNITY",
+    "IS_MANUAL_OPPORTUNITY",
+    "CURRENCY_ID",
+    "SOURCE_ID",
+    "SOURCE_DESCRIPTION",
+    "ASSIGNED_BY_ID",
+    "COMMENTS",
+    *UTM_FIELDS,
+)
 
 # crm.item.productrow.list (camelCase) -> crm.deal.productrows.set (UPPER_CASE). The computed
 # prices (priceExclusive/Netto/Brutto) are left out: Bitrix24 derives them from these.

@@ -60,9 +60,17 @@ def match_commands(lead: Mapping[str, Any], policy: Policy) -> tuple[Command, ..
         if not values:
             continue
         for entity in _wanted(lead, policy):
-            commands.append(Command(match_key(lead_id, by, entity), "crm.duplicate.findbycomm", {
-                "type": comm_type, "values": values[:MAX_VALUES],
-                "entity_type": _ENTITIES[entity][0]}))
+            commands.append(
+                Command(
+                    match_key(lead_id, by, entity),
+                    "crm.duplicate.findbycomm",
+                    {
+                        "type": comm_type,
+                        "values": values[:MAX_VALUES],
+                        "entity_type": _ENTITIES[entity][0],
+                    },
+                )
+            )
     return tuple(commands)
 
 

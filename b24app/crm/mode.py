@@ -46,7 +46,7 @@ class Mode(IntEnum):
 
     @classmethod
     def from_label(cls, text: str) -> Mode:
-        """"classic"/"simple" (any case, or "1"/"2") -> Mode; ModeError otherwise."""
+        """ "classic"/"simple" (any case, or "1"/"2") -> Mode; ModeError otherwise."""
         word = str(text).strip().lower()
         for mode in cls:
             if word in (mode.label, str(mode.value)):
@@ -92,9 +92,11 @@ class SwitchGuide:
         """The guide as plain text: a headline, then one numbered line per step."""
         if not self.needed:
             return f"The portal already uses {self.target.title}; nothing to switch."
-        head = (f"Switch from {self.current.title} to {self.target.title}. "
-                "Bitrix24 REST cannot change the CRM mode (it only offers crm.settings.mode.get), "
-                "so b24app cannot flip it for you: an administrator flips it in the Bitrix24 UI.")
+        head = (
+            f"Switch from {self.current.title} to {self.target.title}. "
+            "Bitrix24 REST cannot change the CRM mode (it only offers crm.settings.mode.get), "
+            "so b24app cannot flip it for you: an administrator flips it in the Bitrix24 UI."
+        )
         lines = [head, *(f"{n}. {step}" for n, step in enumerate(self.steps, 1))]
         return "\n".join(lines)
 
@@ -106,20 +108,28 @@ def guide_switch(current: Mode, target: Mode, *, active_leads: int | None = None
     are in work" itself, https://helpdesk.bitrix24.com/open/1478503/), then the admin flips the
     toggle, which is instant when no open leads remain. To Classic: nothing is converted.
     """
-    toggle = ("Open CRM > Leads (or CRM > Deals), click the settings (gear) icon, choose "
-              f"\"CRM mode\", select \"{target.title}\" and save. This needs the CRM "
-              "settings permission; other users see \"Please contact your administrator to "
-              "change CRM mode\".")
-    check = (f"Check the mode again in b24app to confirm the portal reports {target.title}. "
-             f"Help: {MODE_HELP_URL}")
+    toggle = (
+        "Open CRM > Leads (or CRM > Deals), click the settings (gear) icon, choose "
+        f'"CRM mode", select "{target.title}" and save. This needs the CRM '
+        'settings permission; other users see "Please contact your administrator to '
+        'change CRM mode".'
+    )
+    check = (
+        f"Check the mode again in b24app to confirm the portal reports {target.title}. "
+        f"Help: {MODE_HELP_URL}"
+    )
     if current == target:
         return SwitchGuide(current, target, convert_first=False, steps=())
     if target is Mode.SIMPLE:
         count = "the active leads" if active_leads is None else f"the {active_leads} active lead(s)"
-        convert = (f"Let b24app convert {count} into deals, contacts and companies first "
-                   "with the client, pipeline and activity options you "
-                   f"chose, so none is left open. See {SWITCH_HELP_URL}")
+        convert = (
+            f"Let b24app convert {count} into deals, contacts and companies first "
+            "with the client, pipeline and activity options you "
+            f"chose, so none is left open. See {SWITCH_HELP_URL}"
+        )
         return SwitchGuide(current, target, convert_first=True, steps=(convert, toggle, check))
-    keep = ("Switching to Classic CRM converts nothing: existing deals, contacts and companies "
-            "stay as they are, and new leads stay leads from now on.")
+    keep = (
+        "Switching to Classic CRM converts nothing: existing deals, contacts and companies "
+        "stay as they are, and new leads stay leads from now on."
+    )
     return SwitchGuide(current, target, convert_first=False, steps=(keep, toggle, check))

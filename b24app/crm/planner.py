@@ -54,9 +54,9 @@ class PlanError(B24AppError):
 class Source(StrEnum):
     """Where an entity of a conversion comes from."""
 
-    CREATE = "create"    # b24app creates it now
-    LEAD = "lead"        # the repeat lead's own CONTACT_ID / COMPANY_ID
-    MATCH = "match"      # found by phone / e-mail
+    CREATE = "create"  # b24app creates it now
+    LEAD = "lead"  # the repeat lead's own CONTACT_ID / COMPANY_ID
+    MATCH = "match"  # found by phone / e-mail
     JOURNAL = "journal"  # created by an earlier, interrupted run
 
 
@@ -137,8 +137,11 @@ class LeadPlan:
     @property
     def known_ids(self) -> dict[str, int]:
         """Ids known before any step runs: the reused entities."""
-        return {name: plan.id for name in ENTITIES
-                if (plan := self.entity(name)) is not None and plan.id is not None}
+        return {
+            name: plan.id
+            for name in ENTITIES
+            if (plan := self.entity(name)) is not None and plan.id is not None
+        }
 
     @cached_property
     def steps(self) -> tuple[Step, ...]:
@@ -146,8 +149,9 @@ class LeadPlan:
         if self.skip is not None:
             return ()
         steps: list[Step] = []
-        created = {name for name in ENTITIES
-                   if (plan := self.entity(name)) is not None and plan.created}
+        created = {
+            name for name in ENTITIES if (plan := self.entity(name)) is not None and plan.created
+        }
         if COMPANY in created:
             steps.append(Step("co", StepKind.COMPANY))
         if CONTACT in created:
@@ -184,28 +188,51 @@ class LeadPlan:
             if step.kind is StepKind.CONTACT and ids.get(COMPANY):
                 fields["COMPANY_ID"] = ids[COMPANY]
             if step.kind is StepKind.DEAL:
-                fields |= mapping.deal_clients(contact_id=ids.get(CONTACT),
-                                               company_id=ids.get(COMPANY))
+                fields |= mapping.deal_clients(
+                    contact_id=ids.get(CONTACT), company_id=ids.get(COMPANY)
+                )
             return Command(key, _ADD[step.creates], {"fields": fields})
         if step.kind is StepKind.BIND:
-            return Command(key, "crm.activity.binding.add", {
-                "activityId": step.activity_id, "entityTypeId": mapping.DEAL_TYPE_ID,
-                "entityId": self._need(deal_id)})
+            return Command(
+                key,
+                "crm.activity.binding.add",
+                {
+                    "activityId": step.activity_id,
+                    "entityTypeId": mapping.DEAL_TYPE_ID,
+                    "entityId": self._need(deal_id),
+                },
+            )
         if step.kind is StepKind.UNBIND:
-            return Command(key, "crm.activity.binding.delete", {
-                "activityId": step.activity_id, "entityTypeId": mapping.LEAD_TYPE_ID,
-                "entityId": self.lead_id})
+            return Command(
+                key,
+                "crm.activity.binding.delete",
+                {
+                    "activityId": step.activity_id,
+                    "entityTypeId": mapping.LEAD_TYPE_ID,
+                    "entityId": self.lead_id,
+                },
+            )
         if step.kind is StepKind.COMPLETE:
-            return Command(key, "crm.activity.update",
-                           {"id": step.activity_id, "fields": {"COMPLETED": "Y"}})
+            return Command(
+                key, "crm.activity.update", {"id": step.activity_id, "fields": {"COMPLETED": "Y"}}
+            )
         if step.kind is StepKind.PRODUCTS:
             rows = [dict(row) for row in self.product_rows]
-            return Command(key, "crm.deal.productrows.set",
-                           {"id": self._need(deal_id), "rows": rows})
+            return Command(
+                key, "crm.deal.productrows.set", {"id": self._need(deal_id), "rows": rows}
+            )
         if step.kind is StepKind.COMMENT:
-            return Command(key, "crm.timeline.comment.add", {"fields": {
-                "ENTITY_ID": self._need(deal_id), "ENTITY_TYPE": "deal",
-                "COMMENT": mapping.deal_comment(self.lead_id)}})
+            return Command(
+                key,
+                "crm.timeline.comment.add",
+                {
+                    "fields": {
+                        "ENTITY_ID": self._need(deal_id),
+                        "ENTITY_TYPE": "deal",
+                        "COMMENT": mapping.deal_comment(self.lead_id),
+                    }
+                },
+            )
         fields: dict[str, Any] = {"STATUS_ID": self.success_stage}
         if ids.get(CONTACT):
             fields["CONTACT_ID"] = ids[CONTACT]
@@ -221,13 +248,24 @@ class LeadPlan:
         """
         key = self.key(step, verify=True)
         if step.creates is not None:
-            return Command(key, _LIST[step.creates], {
-                "filter": mapping.origin_fields(self.lead_id), "order": {"ID": "ASC"},
-                "select": ["ID", "ORIGINATOR_ID", "ORIGIN_ID"]})
+            return Command(
+                key,
+                _LIST[step.creates],
+                {
+                    "filter": mapping.origin_fields(self.lead_id),
+                    "order": {"ID": "ASC"},
+                    "select": ["ID", "ORIGINATOR_ID", "ORIGIN_ID"],
+                },
+            )
         if step.kind is StepKind.COMMENT:
-            return Command(key, "crm.timeline.comment.list", {
-                "filter": {"ENTITY_ID": self._need(ids.get(DEAL)), "ENTITY_TYPE": "deal"},
-                "select": ["ID", "COMMENT"]})
+            return Command(
+                key,
+                "crm.timeline.comment.list",
+                {
+                    "filter": {"ENTITY_ID": self._need(ids.get(DEAL)), "ENTITY_TYPE": "deal"},
+                    "select": ["ID", "COMMENT"],
+                },
+            )
         raise PlanError(f"step {step.id} is idempotent and is resent, not verified")
 
     def read_verification(self, step: Step, result: Any) -> int | bool:
@@ -235,12 +273,17 @@ class LeadPlan:
         rows = result if isinstance(result, list) else []
         if step.kind is StepKind.COMMENT:
             text = mapping.deal_comment(self.lead_id)
-            return any(isinstance(r, Mapping) and str(r.get("COMMENT", "")).strip() == text
-                       for r in rows)
+            return any(
+                isinstance(r, Mapping) and str(r.get("COMMENT", "")).strip() == text for r in rows
+            )
         origin = mapping.origin_id(self.lead_id)
-        found = [mapping.link_id(r.get("ID")) for r in rows if isinstance(r, Mapping)
-                 and str(r.get("ORIGIN_ID", origin)) == origin
-                 and str(r.get("ORIGINATOR_ID", mapping.ORIGINATOR_ID)) == mapping.ORIGINATOR_ID]
+        found = [
+            mapping.link_id(r.get("ID"))
+            for r in rows
+            if isinstance(r, Mapping)
+            and str(r.get("ORIGIN_ID", origin)) == origin
+            and str(r.get("ORIGINATOR_ID", mapping.ORIGINATOR_ID)) == mapping.ORIGINATOR_ID
+        ]
         return min((i for i in found if i), default=0)
 
     def _entity(self, name: str) -> EntityPlan:
@@ -256,38 +299,60 @@ class LeadPlan:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (for the journal); `LeadPlan.from_dict` reads it back."""
+
         def entity(plan: EntityPlan | None) -> dict[str, Any] | None:
             if plan is None:
                 return None
             return {"source": plan.source.value, "id": plan.id, "fields": dict(plan.fields)}
-        return {"lead_id": self.lead_id, "skip": self.skip, "company": entity(self.company),
-                "contact": entity(self.contact), "deal": entity(self.deal),
-                "pipeline": self.pipeline, "activities": list(self.activities),
-                "activity_mode": self.activity_mode.value,
-                "product_rows": [dict(r) for r in self.product_rows],
-                "success_stage": self.success_stage}
+
+        return {
+            "lead_id": self.lead_id,
+            "skip": self.skip,
+            "company": entity(self.company),
+            "contact": entity(self.contact),
+            "deal": entity(self.deal),
+            "pipeline": self.pipeline,
+            "activities": list(self.activities),
+            "activity_mode": self.activity_mode.value,
+            "product_rows": [dict(r) for r in self.product_rows],
+            "success_stage": self.success_stage,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LeadPlan:
         """Read back `to_dict()`; PlanError on anything else."""
+
         def entity(raw: Any) -> EntityPlan | None:
             if raw is None:
                 return None
             return EntityPlan(Source(raw["source"]), raw.get("id"), dict(raw.get("fields") or {}))
+
         try:
-            return cls(lead_id=int(data["lead_id"]), skip=data.get("skip"),
-                       company=entity(data.get("company")), contact=entity(data.get("contact")),
-                       deal=entity(data.get("deal")), pipeline=int(data.get("pipeline", 0)),
-                       activities=tuple(int(a) for a in data.get("activities", ())),
-                       activity_mode=Activities(data.get("activity_mode", "complete")),
-                       product_rows=tuple(dict(r) for r in data.get("product_rows", ())),
-                       success_stage=str(data.get("success_stage", "")))
+            return cls(
+                lead_id=int(data["lead_id"]),
+                skip=data.get("skip"),
+                company=entity(data.get("company")),
+                contact=entity(data.get("contact")),
+                deal=entity(data.get("deal")),
+                pipeline=int(data.get("pipeline", 0)),
+                activities=tuple(int(a) for a in data.get("activities", ())),
+                activity_mode=Activities(data.get("activity_mode", "complete")),
+                product_rows=tuple(dict(r) for r in data.get("product_rows", ())),
+                success_stage=str(data.get("success_stage", "")),
+            )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise PlanError(f"not a stored lead plan ({exc.__class__.__name__}: {exc})") from None
 
 
-def _client(*, name: str, lead: Mapping[str, Any], wanted: bool, known: Mapping[str, int],
-            matched: int | None, fields: Mapping[str, Any]) -> EntityPlan | None:
+def _client(
+    *,
+    name: str,
+    lead: Mapping[str, Any],
+    wanted: bool,
+    known: Mapping[str, int],
+    matched: int | None,
+    fields: Mapping[str, Any],
+) -> EntityPlan | None:
     if known.get(name):
         return EntityPlan(Source.JOURNAL, int(known[name]))
     linked = mapping.link_id(lead.get(f"{name.upper()}_ID"))
@@ -314,10 +379,16 @@ def _open_activities(activities: Iterable[Any]) -> tuple[int, ...]:
     return tuple(dict.fromkeys(ids))
 
 
-def plan_lead(lead: Mapping[str, Any], *, policy: Policy, facts: PortalFacts,
-              activities: Iterable[Any] = (), product_rows: Iterable[Mapping[str, Any]] = (),
-              match: ClientMatch | None = None, known: Mapping[str, int] | None = None,
-              ) -> LeadPlan:
+def plan_lead(
+    lead: Mapping[str, Any],
+    *,
+    policy: Policy,
+    facts: PortalFacts,
+    activities: Iterable[Any] = (),
+    product_rows: Iterable[Mapping[str, Any]] = (),
+    match: ClientMatch | None = None,
+    known: Mapping[str, int] | None = None,
+) -> LeadPlan:
     """Plan the conversion of one lead (as read by `crm.lead.get/list`, multifields included).
 
     `activities`: its open activities (`crm.activity.list` rows or ids; completed ones ignored);
@@ -333,42 +404,72 @@ def plan_lead(lead: Mapping[str, Any], *, policy: Policy, facts: PortalFacts,
     success = facts.success_stage
     if not facts.is_active(lead):
         stage = lead.get("STATUS_ID") or "?"
-        reason = ("already converted" if stage == success
-                  else f"stage {stage} is not an active lead stage")
+        reason = (
+            "already converted"
+            if stage == success
+            else f"stage {stage} is not an active lead stage"
+        )
         return LeadPlan(lead_id=lead_id, skip=reason, success_stage=success)
-    company = _client(name=COMPANY, lead=lead, wanted=policy.client.wants_company, known=known,
-                      matched=match.company_id,
-                      fields=mapping.company_fields(
-                          lead, communications=policy.client is Client.COMPANY))
-    contact = _client(name=CONTACT, lead=lead, wanted=policy.client.wants_contact, known=known,
-                      matched=match.contact_id, fields=mapping.contact_fields(lead))
+    company = _client(
+        name=COMPANY,
+        lead=lead,
+        wanted=policy.client.wants_company,
+        known=known,
+        matched=match.company_id,
+        fields=mapping.company_fields(lead, communications=policy.client is Client.COMPANY),
+    )
+    contact = _client(
+        name=CONTACT,
+        lead=lead,
+        wanted=policy.client.wants_contact,
+        known=known,
+        matched=match.contact_id,
+        fields=mapping.contact_fields(lead),
+    )
     if known.get(DEAL):
         deal = EntityPlan(Source.JOURNAL, int(known[DEAL]))
     else:
         deal = EntityPlan(Source.CREATE, None, mapping.deal_fields(lead, pipeline=policy.pipeline))
-    return LeadPlan(lead_id=lead_id, company=company, contact=contact, deal=deal,
-                    pipeline=policy.pipeline, activities=_open_activities(activities),
-                    activity_mode=policy.activities,
-                    product_rows=tuple(mapping.product_rows(product_rows)),
-                    success_stage=success)
+    return LeadPlan(
+        lead_id=lead_id,
+        company=company,
+        contact=contact,
+        deal=deal,
+        pipeline=policy.pipeline,
+        activities=_open_activities(activities),
+        activity_mode=policy.activities,
+        product_rows=tuple(mapping.product_rows(product_rows)),
+        success_stage=success,
+    )
 
 
-def plan_leads(leads: Iterable[Mapping[str, Any]], *, policy: Policy, facts: PortalFacts,
-               activities: Mapping[int, Sequence[Any]] | None = None,
-               product_rows: Mapping[int, Sequence[Mapping[str, Any]]] | None = None,
-               matches: Mapping[int, ClientMatch] | None = None,
-               known: Mapping[int, Mapping[str, int]] | None = None) -> list[LeadPlan]:
+def plan_leads(
+    leads: Iterable[Mapping[str, Any]],
+    *,
+    policy: Policy,
+    facts: PortalFacts,
+    activities: Mapping[int, Sequence[Any]] | None = None,
+    product_rows: Mapping[int, Sequence[Mapping[str, Any]]] | None = None,
+    matches: Mapping[int, ClientMatch] | None = None,
+    known: Mapping[int, Mapping[str, int]] | None = None,
+) -> list[LeadPlan]:
     """`plan_lead` for each lead the policy's selection picks (extras keyed by lead id)."""
     plans = []
     for lead in leads:
         if not policy.leads.selects(lead):
             continue
         lead_id = mapping.link_id(lead.get("ID")) or 0
-        plans.append(plan_lead(
-            lead, policy=policy, facts=facts,
-            activities=(activities or {}).get(lead_id, ()),
-            product_rows=(product_rows or {}).get(lead_id, ()),
-            match=(matches or {}).get(lead_id), known=(known or {}).get(lead_id)))
+        plans.append(
+            plan_lead(
+                lead,
+                policy=policy,
+                facts=facts,
+                activities=(activities or {}).get(lead_id, ()),
+                product_rows=(product_rows or {}).get(lead_id, ()),
+                match=(matches or {}).get(lead_id),
+                known=(known or {}).get(lead_id),
+            )
+        )
     return plans
 
 
@@ -388,11 +489,17 @@ class LeadPreview:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
-        return {"lead_id": self.lead_id, "skip": self.skip, "create": list(self.create),
-                "reuse": {k: {"id": i, "source": s} for k, (i, s) in self.reuse.items()},
-                "pipeline": self.pipeline, "move": list(self.move),
-                "complete": list(self.complete), "product_rows": self.product_rows,
-                "stage": self.stage}
+        return {
+            "lead_id": self.lead_id,
+            "skip": self.skip,
+            "create": list(self.create),
+            "reuse": {k: {"id": i, "source": s} for k, (i, s) in self.reuse.items()},
+            "pipeline": self.pipeline,
+            "move": list(self.move),
+            "complete": list(self.complete),
+            "product_rows": self.product_rows,
+            "stage": self.stage,
+        }
 
     def text(self) -> str:
         """One line, e.g. `lead 5: create company, contact, deal (pipeline 0); move 2 ...`."""
@@ -400,9 +507,13 @@ class LeadPreview:
             return f"lead {self.lead_id}: skipped ({self.skip})"
         parts = []
         if self.create:
-            parts.append("create " + ", ".join(
-                f"{name} (pipeline {self.pipeline})" if name == DEAL else name
-                for name in self.create))
+            parts.append(
+                "create "
+                + ", ".join(
+                    f"{name} (pipeline {self.pipeline})" if name == DEAL else name
+                    for name in self.create
+                )
+            )
         parts.extend(f"reuse {name} #{i} ({source})" for name, (i, source) in self.reuse.items())
         if self.move:
             parts.append(f"move {_activities(len(self.move))} to the deal")
@@ -424,10 +535,17 @@ def preview(plan: LeadPlan) -> LeadPreview:
     complete = plan.activities if plan.activity_mode is Activities.COMPLETE else ()
     entities = {name: p for name in ENTITIES if (p := plan.entity(name)) is not None}
     return LeadPreview(
-        lead_id=plan.lead_id, skip=plan.skip,
+        lead_id=plan.lead_id,
+        skip=plan.skip,
         create=tuple(name for name, p in entities.items() if p.created),
-        reuse={name: (p.id, p.source.value) for name, p in entities.items()
-               if not p.created and p.id is not None},
-        pipeline=plan.pipeline, move=move if not plan.skip else (),
-        complete=complete if not plan.skip else (), product_rows=len(plan.product_rows),
-        stage=plan.success_stage)
+        reuse={
+            name: (p.id, p.source.value)
+            for name, p in entities.items()
+            if not p.created and p.id is not None
+        },
+        pipeline=plan.pipeline,
+        move=move if not plan.skip else (),
+        complete=complete if not plan.skip else (),
+        product_rows=len(plan.product_rows),
+        stage=plan.success_stage,
+    )

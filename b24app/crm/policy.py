@@ -124,9 +124,13 @@ class LeadSelection:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
-        return {"ids": list(self.ids), "stages": list(self.stages), "sources": list(self.sources),
-                "created_after": _date_or_none(self.created_after),
-                "created_before": _date_or_none(self.created_before)}
+        return {
+            "ids": list(self.ids),
+            "stages": list(self.stages),
+            "sources": list(self.sources),
+            "created_after": _date_or_none(self.created_after),
+            "created_before": _date_or_none(self.created_before),
+        }
 
 
 @dataclass(frozen=True)
@@ -147,8 +151,7 @@ class AutoConvert:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
-        return {"enabled": self.enabled, "stages": list(self.stages),
-                "sources": list(self.sources)}
+        return {"enabled": self.enabled, "stages": list(self.stages), "sources": list(self.sources)}
 
 
 @dataclass(frozen=True)
@@ -171,18 +174,23 @@ class Policy:
         found: list[str] = []
         if self.pipeline not in facts.pipeline_ids:
             known = ", ".join(str(i) for i in facts.pipeline_ids) or "none"
-            found.append(f"pipeline {self.pipeline} does not exist or is not visible "
-                         f"(pipelines: {known})")
+            found.append(
+                f"pipeline {self.pipeline} does not exist or is not visible (pipelines: {known})"
+            )
         if facts.lead_stages:
             active = set(facts.active_lead_stages)
-            for where, stages in (("leads.stages", self.leads.stages),
-                                  ("auto.stages", self.auto.stages)):
+            for where, stages in (
+                ("leads.stages", self.leads.stages),
+                ("auto.stages", self.auto.stages),
+            ):
                 for stage in stages:
                     if facts.lead_stage(stage) is None:
                         found.append(f"{where}: lead stage {stage!r} does not exist")
                     elif stage not in active:
-                        found.append(f"{where}: lead stage {stage!r} is closed; "
-                                     "only active leads are converted")
+                        found.append(
+                            f"{where}: lead stage {stage!r} is closed; "
+                            "only active leads are converted"
+                        )
         return found
 
     def check(self, facts: PortalFacts) -> Policy:
@@ -194,10 +202,14 @@ class Policy:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; `from_dict(to_dict())` gives an equal policy."""
-        return {"client": self.client.value, "pipeline": self.pipeline,
-                "activities": self.activities.value, "leads": self.leads.to_dict(),
-                "match_clients": [m.value for m in self.match_clients],
-                "auto": self.auto.to_dict()}
+        return {
+            "client": self.client.value,
+            "pipeline": self.pipeline,
+            "activities": self.activities.value,
+            "leads": self.leads.to_dict(),
+            "match_clients": [m.value for m in self.match_clients],
+            "auto": self.auto.to_dict(),
+        }
 
     def to_json(self) -> str:
         """The policy as a JSON object string."""
@@ -220,16 +232,21 @@ class Policy:
             data = {}
         if not isinstance(data, Mapping):
             raise PolicyError(["the policy must be a JSON object"])
-        reader.unknown_keys("", data, {"client", "pipeline", "activities", "leads",
-                                       "match_clients", "auto"})
-        leads = reader.section("leads", data.get("leads"),
-                               {"ids", "stages", "sources", "created_after", "created_before"})
+        reader.unknown_keys(
+            "", data, {"client", "pipeline", "activities", "leads", "match_clients", "auto"}
+        )
+        leads = reader.section(
+            "leads",
+            data.get("leads"),
+            {"ids", "stages", "sources", "created_after", "created_before"},
+        )
         auto = reader.section("auto", data.get("auto"), {"enabled", "stages", "sources"})
         policy = cls(
             client=reader.choice("client", data.get("client"), Client, Client.CONTACT),
             pipeline=reader.integer("pipeline", data.get("pipeline"), 0),
-            activities=reader.choice("activities", data.get("activities"), Activities,
-                                     Activities.COMPLETE),
+            activities=reader.choice(
+                "activities", data.get("activities"), Activities, Activities.COMPLETE
+            ),
             leads=LeadSelection(
                 ids=reader.items("leads.ids", leads.get("ids"), reader.positive),
                 stages=reader.items("leads.stages", leads.get("stages"), reader.text),
@@ -237,9 +254,15 @@ class Policy:
                 created_after=reader.day("leads.created_after", leads.get("created_after")),
                 created_before=reader.day("leads.created_before", leads.get("created_before")),
             ),
-            match_clients=tuple(dict.fromkeys(reader.items(
-                "match_clients", data.get("match_clients"),
-                lambda where, v: reader.choice(where, v, MatchBy, None)))),
+            match_clients=tuple(
+                dict.fromkeys(
+                    reader.items(
+                        "match_clients",
+                        data.get("match_clients"),
+                        lambda where, v: reader.choice(where, v, MatchBy, None),
+                    )
+                )
+            ),
             auto=AutoConvert(
                 enabled=reader.flag("auto.enabled", auto.get("enabled")),
                 stages=reader.items("auto.stages", auto.get("stages"), reader.text),

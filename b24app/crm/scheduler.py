@@ -80,11 +80,11 @@ _ALREADY_DONE = {
 class Status(StrEnum):
     """Where one lead's conversion stands (the journal's status column)."""
 
-    SKIPPED = "skipped"      # not active: nothing to do
-    PENDING = "pending"      # nothing sent yet
-    CREATING = "creating"    # underway
+    SKIPPED = "skipped"  # not active: nothing to do
+    PENDING = "pending"  # nothing sent yet
+    CREATING = "creating"  # underway
     CONVERTED = "converted"  # the lead is at the success stage; every step done
-    FAILED = "failed"        # a step failed for good; the lead stays open
+    FAILED = "failed"  # a step failed for good; the lead stays open
 
 
 @dataclass(frozen=True)
@@ -104,18 +104,25 @@ class Progress:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
-        return {"ids": dict(self.ids), "done": sorted(self.done), "unsure": sorted(self.unsure),
-                "tries": dict(self.tries), "error": self.error}
+        return {
+            "ids": dict(self.ids),
+            "done": sorted(self.done),
+            "unsure": sorted(self.unsure),
+            "tries": dict(self.tries),
+            "error": self.error,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Progress:
         """Read back `to_dict()`; PlanError on anything else."""
         try:
-            return cls(ids={str(k): int(v) for k, v in (data.get("ids") or {}).items()},
-                       done=frozenset(map(str, data.get("done") or ())),
-                       unsure=frozenset(map(str, data.get("unsure") or ())),
-                       tries={str(k): int(v) for k, v in (data.get("tries") or {}).items()},
-                       error=data.get("error"))
+            return cls(
+                ids={str(k): int(v) for k, v in (data.get("ids") or {}).items()},
+                done=frozenset(map(str, data.get("done") or ())),
+                unsure=frozenset(map(str, data.get("unsure") or ())),
+                tries={str(k): int(v) for k, v in (data.get("tries") or {}).items()},
+                error=data.get("error"),
+            )
         except (TypeError, ValueError, AttributeError) as exc:
             raise PlanError(f"not a stored progress ({exc.__class__.__name__}: {exc})") from None
 
@@ -152,8 +159,11 @@ class LeadState:
     @property
     def created(self) -> dict[str, int]:
         """The entities b24app created (or found it had created) for this lead."""
-        return {name: i for name, i in self.progress.ids.items()
-                if (p := self.plan.entity(name)) is not None and p.created}
+        return {
+            name: i
+            for name, i in self.progress.ids.items()
+            if (p := self.plan.entity(name)) is not None and p.created
+        }
 
     @property
     def status(self) -> Status:
@@ -174,8 +184,11 @@ class LeadState:
         if self.status not in (Status.PENDING, Status.CREATING):
             return []
         done, unsure = self.progress.done, self.progress.unsure
-        return [(step, step.id in unsure and step.verifiable) for step in self.plan.steps
-                if step.id not in done and all(a in done for a in step.after)]
+        return [
+            (step, step.id in unsure and step.verifiable)
+            for step in self.plan.steps
+            if step.id not in done and all(a in done for a in step.after)
+        ]
 
     def retry(self) -> LeadState:
         """A failed lead made runnable again: error and try counts cleared, unsure steps kept."""
@@ -190,8 +203,7 @@ class LeadState:
         """Read back `to_dict()`; PlanError on anything else."""
         if not isinstance(data, Mapping) or not isinstance(data.get("plan"), Mapping):
             raise PlanError("not a stored lead state")
-        return cls(LeadPlan.from_dict(data["plan"]),
-                   Progress.from_dict(data.get("progress") or {}))
+        return cls(LeadPlan.from_dict(data["plan"]), Progress.from_dict(data.get("progress") or {}))
 
 
 @dataclass(frozen=True)
@@ -248,8 +260,9 @@ class BatchOutcome:
         for key, error in dict(result.errors).items():
             if isinstance(error, OutcomeUnknown):
                 continue
-            errors[str(key)] = CommandError(str(getattr(error, "code", "") or ""),
-                                            str(getattr(error, "description", "") or ""))
+            errors[str(key)] = CommandError(
+                str(getattr(error, "code", "") or ""), str(getattr(error, "description", "") or "")
+            )
         return cls(results=dict(result.results), errors=errors)
 
     @classmethod
@@ -265,10 +278,14 @@ class BatchOutcome:
         errors = inner.get("result_error")
         return cls(
             results=dict(results) if isinstance(results, Mapping) else {},
-            errors={str(key): CommandError(str(err.get("error") or ""),
-                                           str(err.get("error_description") or ""))
-                    for key, err in (errors.items() if isinstance(errors, Mapping) else ())
-                    if isinstance(err, Mapping)})
+            errors={
+                str(key): CommandError(
+                    str(err.get("error") or ""), str(err.get("error_description") or "")
+                )
+                for key, err in (errors.items() if isinstance(errors, Mapping) else ())
+                if isinstance(err, Mapping)
+            },
+        )
 
 
 def next_batch(states: Iterable[LeadState], *, size: int = MAX_COMMANDS) -> Batch:
@@ -288,7 +305,7 @@ def next_batch(states: Iterable[LeadState], *, size: int = MAX_COMMANDS) -> Batc
             if state.status is not wanted:
                 continue
             ids = state.ids
-            for step, verify in state.ready()[:size - len(commands)]:
+            for step, verify in state.ready()[: size - len(commands)]:
                 plan = state.plan
                 command = plan.verify_command(step, ids) if verify else plan.command(step, ids)
                 commands.append(command)
@@ -298,10 +315,12 @@ def next_batch(states: Iterable[LeadState], *, size: int = MAX_COMMANDS) -> Batc
 
 def mark_sent(states: Sequence[LeadState], batch: Batch) -> list[LeadState]:
     """The states to persist *before* sending `batch`: its steps marked unsure."""
+
     def mark(state: LeadState, pairs: list[tuple[str, Slot]]) -> LeadState:
         sent = {slot.step for _, slot in pairs if not slot.verify}
         progress = state.progress
         return replace(state, progress=replace(progress, unsure=progress.unsure | sent))
+
     return _per_lead(states, batch, mark)
 
 
@@ -318,6 +337,7 @@ def record(states: Sequence[LeadState], batch: Batch, outcome: BatchOutcome) -> 
             elif key in outcome.results:
                 change.result(step, slot, outcome.results[key])
         return change.state()
+
     return _per_lead(states, batch, apply)
 
 
@@ -333,8 +353,10 @@ def _per_lead(states: Sequence[LeadState], batch: Batch, change: Any) -> list[Le
     grouped: dict[int, list[tuple[str, Slot]]] = {}
     for key, slot in batch.slots.items():
         grouped.setdefault(slot.lead_id, []).append((key, slot))
-    return [change(state, grouped[state.lead_id]) if state.lead_id in grouped else state
-            for state in states]
+    return [
+        change(state, grouped[state.lead_id]) if state.lead_id in grouped else state
+        for state in states
+    ]
 
 
 class _Change:
@@ -386,9 +408,11 @@ class _Change:
                 self.unsure.discard(step.id)
             return
         gone = code == "NOT_FOUND" or (
-            not code and error.description.strip().lower().startswith("not found"))
-        if not slot.verify and (code in _ALREADY_DONE.get(step.kind, ())
-                                or (gone and step.kind in _ALREADY_DONE)):
+            not code and error.description.strip().lower().startswith("not found")
+        )
+        if not slot.verify and (
+            code in _ALREADY_DONE.get(step.kind, ()) or (gone and step.kind in _ALREADY_DONE)
+        ):
             self._finish(step)
             if gone and step.kind is StepKind.BIND:
                 self.done.add(f"u{step.activity_id}")  # a deleted activity has nothing to unbind
@@ -396,8 +420,10 @@ class _Change:
         if not slot.verify:
             self.unsure.discard(step.id)
         what = f"checking step {step.id}" if slot.verify else f"step {step.id}"
-        self.failure = self.failure or f"{what} ({method}) failed: {code or 'error'}: " \
-                                       f"{error.description}".rstrip(": ")
+        self.failure = (
+            self.failure
+            or f"{what} ({method}) failed: {code or 'error'}: {error.description}".rstrip(": ")
+        )
 
     def state(self) -> LeadState:
         failure = self.failure
@@ -406,7 +432,14 @@ class _Change:
                 if step_id not in self.done and tries >= MAX_TRIES:
                     failure = f"step {step_id} gave up after {tries} transient errors"
                     break
-        return replace(self.before, progress=replace(
-            self.before.progress, ids=self.ids, done=frozenset(self.done),
-            unsure=frozenset(self.unsure), tries=self.tries, error=failure))
-
+        return replace(
+            self.before,
+            progress=replace(
+                self.before.progress,
+                ids=self.ids,
+                done=frozenset(self.done),
+                unsure=frozenset(self.unsure),
+                tries=self.tries,
+                error=failure,
+            ),
+        )

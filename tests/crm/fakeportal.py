@@ -46,7 +46,8 @@ class FakePortal:
     activities: dict[int, Activity] = field(default_factory=dict)
     success_stage: str = "CONVERTED"
     entities: dict[str, dict[int, dict[str, Any]]] = field(
-        default_factory=lambda: {"company": {}, "contact": {}, "deal": {}})
+        default_factory=lambda: {"company": {}, "contact": {}, "deal": {}}
+    )
     comments: dict[int, list[str]] = field(default_factory=dict)
     product_rows: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     batches: list[tuple[Command, ...]] = field(default_factory=list)
@@ -75,8 +76,7 @@ class FakePortal:
         for command in commands:
             fault = self.fault(number, command)
             if fault is not None and fault.kind == "error":
-                errors[command.key] = {"error": fault.code,
-                                       "error_description": fault.description}
+                errors[command.key] = {"error": fault.code, "error_description": fault.description}
                 continue
             try:
                 value = self.call(command)
@@ -89,9 +89,16 @@ class FakePortal:
                 results[command.key] = value
         if lose == "after":
             raise AnswerLost
-        return {"result": {"result": results or [], "result_error": errors or [],
-                           "result_total": [], "result_next": [], "result_time": []},
-                "time": {}}
+        return {
+            "result": {
+                "result": results or [],
+                "result_error": errors or [],
+                "result_total": [],
+                "result_next": [],
+                "result_time": [],
+            },
+            "time": {},
+        }
 
     # --- methods -------------------------------------------------------------------------------
 
@@ -107,10 +114,15 @@ class FakePortal:
             return new_id
         if method.endswith(".list") and entity in self.entities:
             wanted = params["filter"]
-            return [{"ID": str(i), "ORIGINATOR_ID": f.get("ORIGINATOR_ID"),
-                     "ORIGIN_ID": f.get("ORIGIN_ID")}
-                    for i, f in sorted(self.entities[entity].items())
-                    if all(f.get(k) == v for k, v in wanted.items())]
+            return [
+                {
+                    "ID": str(i),
+                    "ORIGINATOR_ID": f.get("ORIGINATOR_ID"),
+                    "ORIGIN_ID": f.get("ORIGIN_ID"),
+                }
+                for i, f in sorted(self.entities[entity].items())
+                if all(f.get(k) == v for k, v in wanted.items())
+            ]
         handler = getattr(self, "_" + method.replace(".", "_"))
         return handler(params)
 
@@ -167,8 +179,10 @@ class FakePortal:
         lead = self.leads[p["id"]]
         fields = dict(p["fields"])
         assert "LEAD_ID" not in fields
-        closing = fields.get("STATUS_ID") == self.success_stage and lead["STATUS_ID"] != \
-            self.success_stage
+        closing = (
+            fields.get("STATUS_ID") == self.success_stage
+            and lead["STATUS_ID"] != self.success_stage
+        )
         lead.update(fields)
         if closing:  # Bitrix24 completes a closing lead's open activities (CCrmLead::Update)
             for activity in self.activities.values():
@@ -180,8 +194,11 @@ class FakePortal:
 
     def created_for(self, lead_id: int, entity: str) -> list[int]:
         origin = f"lead-{lead_id}"
-        return [i for i, f in self.entities[entity].items()
-                if f.get("ORIGIN_ID") == origin and f.get("ORIGINATOR_ID") == "b24app"]
+        return [
+            i
+            for i, f in self.entities[entity].items()
+            if f.get("ORIGIN_ID") == origin and f.get("ORIGINATOR_ID") == "b24app"
+        ]
 
     def position(self, predicate: Callable[[Command], bool]) -> list[int]:
         """Indexes of the batches that sent a command matching `predicate`."""
@@ -194,8 +211,13 @@ class PortalError(Exception):
         self.code, self.description = code, description
 
 
-def run(portal: FakePortal, states: Sequence[LeadState], *, limit: int = 5000,
-        persist: Callable[[list[LeadState]], list[LeadState]] | None = None) -> list[LeadState]:
+def run(
+    portal: FakePortal,
+    states: Sequence[LeadState],
+    *,
+    limit: int = 5000,
+    persist: Callable[[list[LeadState]], list[LeadState]] | None = None,
+) -> list[LeadState]:
     """The executor's thin loop, against the fake portal (`persist` may round-trip the states)."""
     states = list(states)
     keep = persist or (lambda s: s)

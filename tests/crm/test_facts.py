@@ -49,14 +49,18 @@ def test_a_portal_without_success_stage_is_an_error() -> None:
         _ = portal.success_stage
 
 
-@pytest.mark.parametrize(("statuses", "categories", "message"), [
-    ("oops", None, "not a list of stages"),
-    ([{"ENTITY_ID": "STATUS"}], None, "no STATUS_ID"),
-    ([], {"result": {"items": []}}, "no `categories` list"),
-    ([], {"categories": [{"name": "x"}]}, "no numeric id"),
-])
-def test_malformed_results_give_clear_errors(statuses: object, categories: object,
-                                              message: str) -> None:
+@pytest.mark.parametrize(
+    ("statuses", "categories", "message"),
+    [
+        ("oops", None, "not a list of stages"),
+        ([{"ENTITY_ID": "STATUS"}], None, "no STATUS_ID"),
+        ([], {"result": {"items": []}}, "no `categories` list"),
+        ([], {"categories": [{"name": "x"}]}, "no numeric id"),
+    ],
+)
+def test_malformed_results_give_clear_errors(
+    statuses: object, categories: object, message: str
+) -> None:
     with pytest.raises(FactsError, match=message):
         PortalFacts.from_results(statuses=statuses, categories=categories)
 
@@ -77,14 +81,20 @@ def test_deal_stage_directories() -> None:
 def test_facts_commands_fetch_everything_in_one_batch_and_from_batch_reads_it() -> None:
     commands = facts_commands([0, 7, 7])
     assert [(c.key, c.method) for c in commands] == [
-        ("ls", "crm.status.list"), ("cat", "crm.category.list"),
-        ("ds0", "crm.status.list"), ("ds7", "crm.status.list")]
+        ("ls", "crm.status.list"),
+        ("cat", "crm.category.list"),
+        ("ds0", "crm.status.list"),
+        ("ds7", "crm.status.list"),
+    ]
     assert commands[0].params == {"filter": {"ENTITY_ID": "STATUS"}}
     assert commands[1].params == {"entityTypeId": 2}
     assert commands[3].params == {"filter": {"ENTITY_ID": "DEAL_STAGE_7"}}
-    results = {"ls": doc("crm.status.list.lead-stages")["result"],
-               "cat": doc("crm.category.list.deal")["result"],
-               "ds0": deal_stages(0), "ds7": deal_stages(7)}
+    results = {
+        "ls": doc("crm.status.list.lead-stages")["result"],
+        "cat": doc("crm.category.list.deal")["result"],
+        "ds0": deal_stages(0),
+        "ds7": deal_stages(7),
+    }
     assert PortalFacts.from_batch(results) == facts()
     with pytest.raises(FactsError, match="no lead stages or no pipelines"):
         PortalFacts.from_batch({"ls": []})

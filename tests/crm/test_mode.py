@@ -13,8 +13,10 @@ def test_the_docs_example_answer_is_classic() -> None:
     assert parse_mode(doc("crm.settings.mode.get")["result"]) is Mode.CLASSIC
 
 
-@pytest.mark.parametrize(("raw", "mode"), [(1, Mode.CLASSIC), (2, Mode.SIMPLE), ("2", Mode.SIMPLE),
-                                           (" 1 ", Mode.CLASSIC)])
+@pytest.mark.parametrize(
+    ("raw", "mode"),
+    [(1, Mode.CLASSIC), (2, Mode.SIMPLE), ("2", Mode.SIMPLE), (" 1 ", Mode.CLASSIC)],
+)
 def test_parse_mode_accepts_ints_and_numeric_strings(raw: object, mode: Mode) -> None:
     assert parse_mode(raw) is mode
 
@@ -37,7 +39,10 @@ def test_mode_names_and_labels() -> None:
 def test_mode_command_reads_the_mode_without_parameters() -> None:
     command = mode_command()
     assert (command.key, command.method, dict(command.params)) == (
-        "mode", "crm.settings.mode.get", {})
+        "mode",
+        "crm.settings.mode.get",
+        {},
+    )
 
 
 def test_to_simple_converts_first_then_says_where_the_toggle_is_and_that_rest_cannot() -> None:

@@ -33,11 +33,11 @@ COMBINATIONS = list(itertools.product(Client, Activities, (0, 7)))
 
 
 @pytest.mark.parametrize(("client", "activities", "pipeline"), COMBINATIONS)
-def test_steps_follow_bitrix24s_order_for_every_policy(client: Client, activities: Activities,
-                                                       pipeline: int) -> None:
+def test_steps_follow_bitrix24s_order_for_every_policy(
+    client: Client, activities: Activities, pipeline: int
+) -> None:
     policy = Policy(client=client, activities=activities, pipeline=pipeline)
-    p = plan(policy=policy, activities=[{"ID": "8"}, {"ID": "9"}],
-             product_rows=[product_row(1, 5)])
+    p = plan(policy=policy, activities=[{"ID": "8"}, {"ID": "9"}], product_rows=[product_row(1, 5)])
     ids = [s.id for s in p.steps]
     creations = {Client.CONTACT: ["c"], Client.COMPANY: ["co"], Client.BOTH: ["co", "c"]}[client]
     moves = ["b8", "u8", "b9", "u9"] if activities is Activities.MOVE else ["a8", "a9"]
@@ -66,26 +66,38 @@ def test_steps_follow_bitrix24s_order_for_every_policy(client: Client, activitie
 
 
 def test_commands_have_short_deterministic_keys_and_literal_ids() -> None:
-    p = plan(policy=Policy(client=Client.BOTH, activities=Activities.MOVE), activities=[8],
-             product_rows=[product_row(1, 5)])
+    p = plan(
+        policy=Policy(client=Client.BOTH, activities=Activities.MOVE),
+        activities=[8],
+        product_rows=[product_row(1, 5)],
+    )
     sent = commands(p)
     assert [c.key for c in sent] == ["L5co", "L5c", "L5d", "L5b8", "L5u8", "L5p", "L5m", "L5f"]
     by_key = {c.key: c for c in sent}
     assert by_key["L5b8"].params == {"activityId": 8, "entityTypeId": 2, "entityId": 21}
     assert by_key["L5u8"].params == {"activityId": 8, "entityTypeId": 1, "entityId": 5}
     assert by_key["L5p"].params["id"] == 21 and by_key["L5p"].params["rows"][0]["PRICE"] == 90000
-    assert by_key["L5m"].params == {"fields": {"ENTITY_ID": 21, "ENTITY_TYPE": "deal",
-                                               "COMMENT": "Converted from lead #5 by b24app."}}
-    assert by_key["L5f"].params == {"id": 5, "fields": {"STATUS_ID": "CONVERTED",
-                                                        "CONTACT_ID": 31, "COMPANY_ID": 41}}
+    assert by_key["L5m"].params == {
+        "fields": {
+            "ENTITY_ID": 21,
+            "ENTITY_TYPE": "deal",
+            "COMMENT": "Converted from lead #5 by b24app.",
+        }
+    }
+    assert by_key["L5f"].params == {
+        "id": 5,
+        "fields": {"STATUS_ID": "CONVERTED", "CONTACT_ID": 31, "COMPANY_ID": 41},
+    }
     assert "$result" not in json.dumps([dict(c.params) for c in sent])
 
 
 def test_complete_marks_activities_done() -> None:
     p = plan(activities=[8])
     complete = next(c for c in commands(p) if c.key == "L5a8")
-    assert (complete.method, complete.params) == ("crm.activity.update",
-                                                   {"id": 8, "fields": {"COMPLETED": "Y"}})
+    assert (complete.method, complete.params) == (
+        "crm.activity.update",
+        {"id": 8, "fields": {"COMPLETED": "Y"}},
+    )
 
 
 @pytest.mark.parametrize("client", list(Client))
@@ -93,8 +105,11 @@ def test_no_lead_id_ever_and_every_creation_is_marked(client: Client) -> None:
     p = plan({"LEAD_ID": "5"}, policy=Policy(client=client), activities=[8])
     sent = commands(p)
     assert "LEAD_ID" not in json.dumps([dict(c.params) for c in sent])
-    adds = [c for c in sent if c.method.endswith(".add") and ".binding." not in c.method
-            and "timeline" not in c.method]
+    adds = [
+        c
+        for c in sent
+        if c.method.endswith(".add") and ".binding." not in c.method and "timeline" not in c.method
+    ]
     assert adds
     for command in adds:
         assert command.params["fields"]["ORIGINATOR_ID"] == "b24app"
@@ -102,16 +117,21 @@ def test_no_lead_id_ever_and_every_creation_is_marked(client: Client) -> None:
 
 
 def test_the_success_stage_comes_from_the_facts() -> None:
-    portal = PortalFacts.from_results(statuses=[
-        {"ENTITY_ID": "STATUS", "STATUS_ID": "FRESH", "SEMANTICS": None},
-        {"ENTITY_ID": "STATUS", "STATUS_ID": "GOOD_LEAD", "SEMANTICS": "S"}])
+    portal = PortalFacts.from_results(
+        statuses=[
+            {"ENTITY_ID": "STATUS", "STATUS_ID": "FRESH", "SEMANTICS": None},
+            {"ENTITY_ID": "STATUS", "STATUS_ID": "GOOD_LEAD", "SEMANTICS": "S"},
+        ]
+    )
     p = plan_lead(lead(5, STATUS_ID="FRESH"), policy=Policy(), facts=portal)
     assert p.success_stage == "GOOD_LEAD"
     assert commands(p)[-1].params["fields"]["STATUS_ID"] == "GOOD_LEAD"
 
 
-@pytest.mark.parametrize(("stage", "reason"), [("JUNK", "stage JUNK is not an active lead stage"),
-                                               ("CONVERTED", "already converted")])
+@pytest.mark.parametrize(
+    ("stage", "reason"),
+    [("JUNK", "stage JUNK is not an active lead stage"), ("CONVERTED", "already converted")],
+)
 def test_non_active_leads_are_not_planned(stage: str, reason: str) -> None:
     p = plan({"STATUS_ID": stage}, activities=[8])
     assert p.skip == reason and p.steps == ()
@@ -137,7 +157,11 @@ def test_a_repeat_lead_with_a_contact_gets_a_new_company_bound_to_nothing_else()
 def test_matched_clients_are_reused() -> None:
     p = plan(policy=Policy(client=Client.BOTH), match=ClientMatch(contact_id=61, company_id=62))
     assert (p.contact.source, p.contact.id, p.company.source, p.company.id) == (
-        Source.MATCH, 61, Source.MATCH, 62)
+        Source.MATCH,
+        61,
+        Source.MATCH,
+        62,
+    )
     assert [s.id for s in p.steps] == ["d", "m", "f"]
 
 
@@ -147,8 +171,7 @@ def test_a_match_for_an_unwanted_role_is_ignored() -> None:
 
 
 def test_ids_the_journal_recorded_are_never_created_again() -> None:
-    p = plan(policy=Policy(client=Client.BOTH), known={"company": 41, "deal": 21},
-             activities=[8])
+    p = plan(policy=Policy(client=Client.BOTH), known={"company": 41, "deal": 21}, activities=[8])
     assert p.company.source is Source.JOURNAL and p.deal.source is Source.JOURNAL
     assert [s.id for s in p.steps] == ["c", "a8", "m", "f"]
     assert p.steps[1].after == ()
@@ -170,8 +193,12 @@ def test_bad_input_is_a_plan_error() -> None:
 
 
 def test_plan_round_trips_through_json() -> None:
-    p = plan(policy=Policy(client=Client.BOTH, activities=Activities.MOVE, pipeline=7),
-             activities=[8], product_rows=[product_row(1, 5)], match=ClientMatch(company_id=9))
+    p = plan(
+        policy=Policy(client=Client.BOTH, activities=Activities.MOVE, pipeline=7),
+        activities=[8],
+        product_rows=[product_row(1, 5)],
+        match=ClientMatch(company_id=9),
+    )
     again = LeadPlan.from_dict(json.loads(json.dumps(p.to_dict())))
     assert again == p
     assert again.steps == p.steps
@@ -183,25 +210,44 @@ def test_repr_carries_no_personal_data() -> None:
 
 
 def test_preview_says_what_would_happen() -> None:
-    p = plan({"CONTACT_ID": "77"}, policy=Policy(client=Client.BOTH, activities=Activities.MOVE,
-                                                 pipeline=7),
-             activities=[8, 9], product_rows=[product_row(1, 5)])
+    p = plan(
+        {"CONTACT_ID": "77"},
+        policy=Policy(client=Client.BOTH, activities=Activities.MOVE, pipeline=7),
+        activities=[8, 9],
+        product_rows=[product_row(1, 5)],
+    )
     view = preview(p)
     assert view.to_dict() == {
-        "lead_id": 5, "skip": None, "create": ["company", "deal"],
-        "reuse": {"contact": {"id": 77, "source": "lead"}}, "pipeline": 7, "move": [8, 9],
-        "complete": [], "product_rows": 1, "stage": "CONVERTED"}
-    assert view.text() == ("lead 5: create company, deal (pipeline 7); reuse contact #77 (lead); "
-                           "move 2 open activities to the deal; copy 1 product row(s); "
-                           "lead -> CONVERTED")
+        "lead_id": 5,
+        "skip": None,
+        "create": ["company", "deal"],
+        "reuse": {"contact": {"id": 77, "source": "lead"}},
+        "pipeline": 7,
+        "move": [8, 9],
+        "complete": [],
+        "product_rows": 1,
+        "stage": "CONVERTED",
+    }
+    assert view.text() == (
+        "lead 5: create company, deal (pipeline 7); reuse contact #77 (lead); "
+        "move 2 open activities to the deal; copy 1 product row(s); "
+        "lead -> CONVERTED"
+    )
     assert "complete 1 open activity" in preview(plan(activities=[8])).text()
 
 
 def test_plan_leads_follows_the_selection_and_passes_extras_by_lead() -> None:
     leads = [lead(5), lead(6, SOURCE_ID="WEB"), lead(7, STATUS_ID="JUNK")]
-    plans = plan_leads(leads, policy=Policy(leads=LeadSelection(sources=("CALL",))),
-                       facts=facts(), activities={5: [8]}, known={7: {"deal": 3}})
+    plans = plan_leads(
+        leads,
+        policy=Policy(leads=LeadSelection(sources=("CALL",))),
+        facts=facts(),
+        activities={5: [8]},
+        known={7: {"deal": 3}},
+    )
     assert [(p.lead_id, p.skip) for p in plans] == [
-        (5, None), (7, "stage JUNK is not an active lead stage")]
+        (5, None),
+        (7, "stage JUNK is not an active lead stage"),
+    ]
     assert plans[0].activities == (8,)
     assert [s.kind for s in plans[0].steps][:2] == [StepKind.CONTACT, StepKind.DEAL]

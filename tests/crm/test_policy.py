@@ -39,12 +39,20 @@ def test_missing_keys_take_defaults() -> None:
     assert policy == Policy(client=Client.BOTH, leads=LeadSelection(stages=("NEW",)))
 
 
-FULL = Policy(client=Client.COMPANY, pipeline=7, activities=Activities.MOVE,
-              leads=LeadSelection(ids=(5, 6), stages=("NEW",), sources=("CALL", "WEB"),
-                                  created_after=date(2024, 1, 1),
-                                  created_before=date(2024, 12, 31)),
-              match_clients=(MatchBy.PHONE, MatchBy.EMAIL),
-              auto=AutoConvert(enabled=True, stages=("NEW",), sources=("WEB",)))
+FULL = Policy(
+    client=Client.COMPANY,
+    pipeline=7,
+    activities=Activities.MOVE,
+    leads=LeadSelection(
+        ids=(5, 6),
+        stages=("NEW",),
+        sources=("CALL", "WEB"),
+        created_after=date(2024, 1, 1),
+        created_before=date(2024, 12, 31),
+    ),
+    match_clients=(MatchBy.PHONE, MatchBy.EMAIL),
+    auto=AutoConvert(enabled=True, stages=("NEW",), sources=("WEB",)),
+)
 
 
 def test_json_round_trip_of_every_setting() -> None:
@@ -54,16 +62,25 @@ def test_json_round_trip_of_every_setting() -> None:
 
 
 policies = st.builds(
-    Policy, client=st.sampled_from(Client), pipeline=st.integers(0, 10**6),
+    Policy,
+    client=st.sampled_from(Client),
+    pipeline=st.integers(0, 10**6),
     activities=st.sampled_from(Activities),
-    leads=st.builds(LeadSelection, ids=st.lists(st.integers(1, 10**9), max_size=3).map(tuple),
-                    stages=st.lists(st.sampled_from(["NEW", "IN_PROCESS"]), max_size=2).map(tuple),
-                    sources=st.lists(st.text("ABCXYZ_", min_size=1), max_size=2).map(tuple),
-                    created_after=st.none() | st.dates(max_value=date(2030, 1, 1)),
-                    created_before=st.none()),
+    leads=st.builds(
+        LeadSelection,
+        ids=st.lists(st.integers(1, 10**9), max_size=3).map(tuple),
+        stages=st.lists(st.sampled_from(["NEW", "IN_PROCESS"]), max_size=2).map(tuple),
+        sources=st.lists(st.text("ABCXYZ_", min_size=1), max_size=2).map(tuple),
+        created_after=st.none() | st.dates(max_value=date(2030, 1, 1)),
+        created_before=st.none(),
+    ),
     match_clients=st.lists(st.sampled_from(MatchBy), unique=True).map(tuple),
-    auto=st.builds(AutoConvert, enabled=st.booleans(),
-                   stages=st.lists(st.sampled_from(["NEW"]), max_size=1).map(tuple)))
+    auto=st.builds(
+        AutoConvert,
+        enabled=st.booleans(),
+        stages=st.lists(st.sampled_from(["NEW"]), max_size=1).map(tuple),
+    ),
+)
 
 
 @given(policies)
@@ -72,52 +89,75 @@ def test_json_round_trip_property(policy: Policy) -> None:
 
 
 def test_every_problem_is_reported_at_once() -> None:
-    raw = {"client": "person", "activities": "close", "pipeline": -1,
-           "leads": {"ids": ["x", 3], "created_after": "yesterday", "colour": "red"},
-           "match_clients": ["phone", "fax"], "auto": {"enabled": "maybe"}, "clinet": "both"}
+    raw = {
+        "client": "person",
+        "activities": "close",
+        "pipeline": -1,
+        "leads": {"ids": ["x", 3], "created_after": "yesterday", "colour": "red"},
+        "match_clients": ["phone", "fax"],
+        "auto": {"enabled": "maybe"},
+        "clinet": "both",
+    }
     with pytest.raises(PolicyError) as caught:
         Policy.from_dict(raw)
     problems = caught.value.problems
     assert len(problems) == 9, problems
-    expected = ["client must be contact | company | both (got 'person')",
-                "activities must be move | complete (got 'close')",
-                "pipeline must be a whole number >= 0 (got -1)",
-                "leads.ids must hold positive whole numbers (got 'x')",
-                "leads.created_after must be a date YYYY-MM-DD (got 'yesterday')",
-                "unknown setting 'leads.colour'",
-                "match_clients must be phone | email (got 'fax')",
-                "auto.enabled must be true or false (got 'maybe')",
-                "unknown setting 'clinet'"]
+    expected = [
+        "client must be contact | company | both (got 'person')",
+        "activities must be move | complete (got 'close')",
+        "pipeline must be a whole number >= 0 (got -1)",
+        "leads.ids must hold positive whole numbers (got 'x')",
+        "leads.created_after must be a date YYYY-MM-DD (got 'yesterday')",
+        "unknown setting 'leads.colour'",
+        "match_clients must be phone | email (got 'fax')",
+        "auto.enabled must be true or false (got 'maybe')",
+        "unknown setting 'clinet'",
+    ]
     assert sorted(problems) == sorted(expected)
     assert isinstance(caught.value, UsageError)
     assert str(caught.value).startswith("invalid conversion policy: ")
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("{not json", "not valid JSON"),
-    ("[1, 2]", "must be a JSON object"),
-    ('{"leads": 5}', "leads must be an object"),
-    ('{"match_clients": {"a": 1}}', "match_clients must be a list"),
-    ('{"leads": {"created_after": "2024-02-01", "created_before": "2024-01-01"}}',
-     "created_after must be earlier"),
-    ('{"leads": {"stages": ["", "NEW"]}}', "leads.stages must hold non-empty strings"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "must be a JSON object"),
+        ('{"leads": 5}', "leads must be an object"),
+        ('{"match_clients": {"a": 1}}', "match_clients must be a list"),
+        (
+            '{"leads": {"created_after": "2024-02-01", "created_before": "2024-01-01"}}',
+            "created_after must be earlier",
+        ),
+        ('{"leads": {"stages": ["", "NEW"]}}', "leads.stages must hold non-empty strings"),
+    ],
+)
 def test_bad_json_gives_one_clear_error(text: str, message: str) -> None:
     with pytest.raises(PolicyError, match=message):
         Policy.from_json(text)
 
 
 def test_lenient_forms_are_accepted() -> None:
-    policy = Policy.from_dict({"client": " BOTH ", "pipeline": "7", "match_clients": "phone",
-                               "leads": {"ids": "12"}, "auto": {"enabled": "Y"}})
+    policy = Policy.from_dict(
+        {
+            "client": " BOTH ",
+            "pipeline": "7",
+            "match_clients": "phone",
+            "leads": {"ids": "12"},
+            "auto": {"enabled": "Y"},
+        }
+    )
     assert policy.client is Client.BOTH and policy.pipeline == 7
     assert policy.match_clients == (MatchBy.PHONE,)
     assert policy.leads.ids == (12,) and policy.auto.enabled
 
 
 def test_problems_against_the_portal_lists_all() -> None:
-    policy = Policy(pipeline=9, leads=LeadSelection(stages=("NEW", "JUNK", "NOPE")),
-                    auto=AutoConvert(enabled=True, stages=("CONVERTED",)))
+    policy = Policy(
+        pipeline=9,
+        leads=LeadSelection(stages=("NEW", "JUNK", "NOPE")),
+        auto=AutoConvert(enabled=True, stages=("CONVERTED",)),
+    )
     problems = policy.problems(facts())
     assert problems == [
         "pipeline 9 does not exist or is not visible (pipelines: 0, 7)",
@@ -132,8 +172,12 @@ def test_problems_against_the_portal_lists_all() -> None:
 
 
 def test_selection_picks_leads() -> None:
-    selection = LeadSelection(ids=(5,), sources=("CALL",), created_after=date(2024, 5, 30),
-                              created_before=date(2024, 6, 1))
+    selection = LeadSelection(
+        ids=(5,),
+        sources=("CALL",),
+        created_after=date(2024, 5, 30),
+        created_before=date(2024, 6, 1),
+    )
     assert selection.selects(lead(5))
     assert not selection.selects(lead(6))
     assert not selection.selects(lead(5, SOURCE_ID="WEB"))
@@ -144,11 +188,20 @@ def test_selection_picks_leads() -> None:
 
 
 def test_selection_filter_for_crm_lead_list_only_takes_active_stages() -> None:
-    selection = LeadSelection(ids=(5,), stages=("NEW",), sources=("CALL",),
-                              created_after=date(2024, 5, 30), created_before=date(2024, 6, 1))
+    selection = LeadSelection(
+        ids=(5,),
+        stages=("NEW",),
+        sources=("CALL",),
+        created_after=date(2024, 5, 30),
+        created_before=date(2024, 6, 1),
+    )
     assert selection.lead_filter(facts()) == {
-        "@STATUS_ID": ["NEW"], "@ID": [5], "@SOURCE_ID": ["CALL"],
-        ">=DATE_CREATE": "2024-05-31", "<DATE_CREATE": "2024-06-01"}
+        "@STATUS_ID": ["NEW"],
+        "@ID": [5],
+        "@SOURCE_ID": ["CALL"],
+        ">=DATE_CREATE": "2024-05-31",
+        "<DATE_CREATE": "2024-06-01",
+    }
     assert LeadSelection().lead_filter(facts()) == {"@STATUS_ID": ["NEW"]}
 
 

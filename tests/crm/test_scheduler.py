@@ -31,17 +31,32 @@ from .factories import doc, facts, lead, product_row
 from .fakeportal import LEAD, Activity, FakePortal, Fault, run
 
 
-def setup(count: int = 1, *, policy: Policy | None = None, activities: int = 0,
-          rows: int = 0, first: int = 1, **lead_fields: Any) -> tuple[FakePortal, list[LeadState]]:
+def setup(
+    count: int = 1,
+    *,
+    policy: Policy | None = None,
+    activities: int = 0,
+    rows: int = 0,
+    first: int = 1,
+    **lead_fields: Any,
+) -> tuple[FakePortal, list[LeadState]]:
     portal = FakePortal()
     states = []
     for lead_id in range(first, first + count):
         data = lead(lead_id, **lead_fields)
         activity_ids = [lead_id * 100 + n for n in range(activities)]
         portal.add_lead(data, activity_ids)
-        states.append(LeadState.start(plan_lead(
-            data, policy=policy or Policy(), facts=facts(), activities=activity_ids,
-            product_rows=[product_row(n, lead_id) for n in range(rows)])))
+        states.append(
+            LeadState.start(
+                plan_lead(
+                    data,
+                    policy=policy or Policy(),
+                    facts=facts(),
+                    activities=activity_ids,
+                    product_rows=[product_row(n, lead_id) for n in range(rows)],
+                )
+            )
+        )
     return portal, states
 
 
@@ -49,8 +64,7 @@ def methods_by_batch(portal: FakePortal) -> list[list[str]]:
     return [sorted(c.method for c in batch) for batch in portal.batches]
 
 
-def assert_converted_once(portal: FakePortal, states: Sequence[LeadState],
-                          policy: Policy) -> None:
+def assert_converted_once(portal: FakePortal, states: Sequence[LeadState], policy: Policy) -> None:
     for state in states:
         lead_id = state.lead_id
         assert state.status is Status.CONVERTED, state.progress
@@ -71,17 +85,24 @@ def assert_converted_once(portal: FakePortal, states: Sequence[LeadState],
 @pytest.mark.parametrize("client", list(Client))
 @pytest.mark.parametrize("activities", list(Activities))
 @pytest.mark.parametrize("pipeline", [0, 7])
-def test_one_lead_runs_in_bitrix24s_order(client: Client, activities: Activities,
-                                          pipeline: int) -> None:
+def test_one_lead_runs_in_bitrix24s_order(
+    client: Client, activities: Activities, pipeline: int
+) -> None:
     policy = Policy(client=client, activities=activities, pipeline=pipeline)
     portal, states = setup(policy=policy, activities=2, rows=1)
     states = run(portal, states)
-    creations = {Client.CONTACT: [["crm.contact.add"]], Client.COMPANY: [["crm.company.add"]],
-                 Client.BOTH: [["crm.company.add"], ["crm.contact.add"]]}[client]
+    creations = {
+        Client.CONTACT: [["crm.contact.add"]],
+        Client.COMPANY: [["crm.company.add"]],
+        Client.BOTH: [["crm.company.add"], ["crm.contact.add"]],
+    }[client]
     on_deal = ["crm.deal.productrows.set", "crm.timeline.comment.add"]
     if activities is Activities.MOVE:
-        tail = [sorted(["crm.activity.binding.add"] * 2 + on_deal),
-                ["crm.activity.binding.delete"] * 2, ["crm.lead.update"]]
+        tail = [
+            sorted(["crm.activity.binding.add"] * 2 + on_deal),
+            ["crm.activity.binding.delete"] * 2,
+            ["crm.lead.update"],
+        ]
     else:
         tail = [sorted(["crm.activity.update"] * 2 + on_deal), ["crm.lead.update"]]
     assert methods_by_batch(portal) == [*creations, ["crm.deal.add"], *tail]
@@ -104,10 +125,16 @@ def test_many_leads_share_batches_and_the_lead_closes_last() -> None:
         lead_id = state.lead_id
 
         def of(method: str, lead_id: int = lead_id) -> int:
-            hits = portal.position(lambda c: c.method == method and c.key.startswith(
-                f"L{lead_id}") and not c.key[len(f"L{lead_id}")].isdigit())
+            hits = portal.position(
+                lambda c: (
+                    c.method == method
+                    and c.key.startswith(f"L{lead_id}")
+                    and not c.key[len(f"L{lead_id}")].isdigit()
+                )
+            )
             assert len(hits) >= 1
             return hits[0]
+
         assert of("crm.company.add") < of("crm.contact.add") < of("crm.deal.add")
         assert of("crm.deal.add") < of("crm.activity.binding.add")
         assert of("crm.activity.binding.add") < of("crm.activity.binding.delete")
@@ -125,25 +152,29 @@ def test_activities_would_be_auto_completed_if_the_lead_closed_first() -> None:
 def test_a_failed_company_stops_only_its_own_lead() -> None:
     policy = Policy(client=Client.BOTH, activities=Activities.MOVE)
     portal, states = setup(3, policy=policy, activities=1)
-    portal.fault = lambda n, c: Fault("error", "", "Title is required") \
-        if c.key == "L2co" else None
+    portal.fault = lambda n, c: Fault("error", "", "Title is required") if c.key == "L2co" else None
     states = run(portal, states)
     by_id = {s.lead_id: s for s in states}
     assert by_id[2].status is Status.FAILED
-    assert by_id[2].progress.error == \
-        "step co (crm.company.add) failed: error: Title is required"
+    assert by_id[2].progress.error == "step co (crm.company.add) failed: error: Title is required"
     assert portal.leads[2]["STATUS_ID"] == "NEW"
     assert not any(c.key.startswith("L2") and c.key != "L2co" for c in portal.executed)
     assert [by_id[1].status, by_id[3].status] == [Status.CONVERTED, Status.CONVERTED]
     assert portal.activities[200].bindings == [(LEAD, 2)]
-    assert tally(states) == {Status.SKIPPED: 0, Status.PENDING: 0, Status.CREATING: 0,
-                             Status.CONVERTED: 2, Status.FAILED: 1}
+    assert tally(states) == {
+        Status.SKIPPED: 0,
+        Status.PENDING: 0,
+        Status.CREATING: 0,
+        Status.CONVERTED: 2,
+        Status.FAILED: 1,
+    }
 
 
 def test_the_lead_never_closes_when_its_deal_failed() -> None:
     portal, states = setup(2, activities=1)
-    portal.fault = lambda n, c: Fault("error", "ACCESS_DENIED", "Access denied") \
-        if c.key == "L1d" else None
+    portal.fault = lambda n, c: (
+        Fault("error", "ACCESS_DENIED", "Access denied") if c.key == "L1d" else None
+    )
     states = run(portal, states)
     assert states[0].status is Status.FAILED
     assert portal.leads[1]["STATUS_ID"] == "NEW"
@@ -171,13 +202,18 @@ def test_a_whole_batch_with_unknown_outcome_is_verified_not_duplicated(when: str
     assert_converted_once(portal, states, policy)
     verifies = [c for batch in portal.batches for c in batch if c.key.endswith("v")]
     assert verifies and {c.method for c in verifies} <= {
-        "crm.company.list", "crm.contact.list", "crm.deal.list", "crm.timeline.comment.list"}
+        "crm.company.list",
+        "crm.contact.list",
+        "crm.deal.list",
+        "crm.timeline.comment.list",
+    }
 
 
 def test_an_ambiguous_server_error_is_checked_before_resending() -> None:
     portal, states = setup(2, policy=Policy(client=Client.BOTH))
-    portal.fault = lambda n, c: Fault("ambiguous", "INTERNAL_SERVER_ERROR") \
-        if n == 0 and c.key == "L1co" else None
+    portal.fault = lambda n, c: (
+        Fault("ambiguous", "INTERNAL_SERVER_ERROR") if n == 0 and c.key == "L1co" else None
+    )
     states = run(portal, states)
     assert_converted_once(portal, states, Policy(client=Client.BOTH))
     assert [c.key for c in portal.batches[1] if c.key.startswith("L1")] == ["L1cov"]
@@ -185,8 +221,9 @@ def test_an_ambiguous_server_error_is_checked_before_resending() -> None:
 
 def test_a_rejected_command_is_simply_sent_again() -> None:
     portal, states = setup(1)
-    portal.fault = lambda n, c: Fault("error", "QUERY_LIMIT_EXCEEDED") \
-        if n == 0 and c.key == "L1c" else None
+    portal.fault = lambda n, c: (
+        Fault("error", "QUERY_LIMIT_EXCEEDED") if n == 0 and c.key == "L1c" else None
+    )
     states = run(portal, states)
     assert_converted_once(portal, states, Policy())
     assert [[c.key for c in b] for b in portal.batches[:2]] == [["L1c"], ["L1c"]]
@@ -208,6 +245,7 @@ def test_already_bound_and_binding_not_found_count_as_done() -> None:
         if any(c.key == "L1u100" for c in portal.batches[n]) and not lost - {2}:
             lost.add(n)  # the first binding.delete (it ran): resent, "binding not found"
         return "after" if n in lost else None
+
     portal.lose = lose
     states = run(portal, states)
     assert_converted_once(portal, states, Policy(activities=Activities.MOVE))
@@ -238,8 +276,9 @@ def test_a_step_meeting_only_transient_errors_gives_up_and_retry_resumes() -> No
 
 def test_a_lead_failed_while_unsure_checks_before_creating_on_retry() -> None:
     portal, states = setup(1)
-    portal.fault = lambda n, c: Fault("ambiguous", "INTERNAL_SERVER_ERROR") \
-        if c.key in ("L1c", "L1cv") else None
+    portal.fault = lambda n, c: (
+        Fault("ambiguous", "INTERNAL_SERVER_ERROR") if c.key in ("L1c", "L1cv") else None
+    )
     states = run(portal, states)
     assert states[0].status is Status.FAILED and "c" in states[0].progress.unsure
     assert len(portal.created_for(1, "contact")) == 1
@@ -279,8 +318,12 @@ def test_resuming_from_journal_ids_reuses_and_checks_the_comment() -> None:
     states = run(portal, states)
     ids = states[0].ids
     portal.leads[1]["STATUS_ID"] = "NEW"  # pretend the finalization never happened
-    again = plan_lead(portal.leads[1] | {"CONTACT_ID": None, "COMPANY_ID": "0"}, policy=policy,
-                      facts=facts(), known=ids)
+    again = plan_lead(
+        portal.leads[1] | {"CONTACT_ID": None, "COMPANY_ID": "0"},
+        policy=policy,
+        facts=facts(),
+        known=ids,
+    )
     before = len(portal.executed)
     states = run(portal, [LeadState.start(again)])
     sent = [c.key for c in portal.executed[before:]]
@@ -313,8 +356,11 @@ def test_verification_errors_fail_the_lead_but_keep_the_step_unsure() -> None:
     batch = next_batch(states)
     states = record(mark_sent(states, batch), batch, BatchOutcome.unknown())
     check = next_batch(states)
-    states = record(mark_sent(states, check), check,
-                    BatchOutcome(errors={"L1cv": CommandError("ACCESS_DENIED", "Access denied")}))
+    states = record(
+        mark_sent(states, check),
+        check,
+        BatchOutcome(errors={"L1cv": CommandError("ACCESS_DENIED", "Access denied")}),
+    )
     assert states[0].status is Status.FAILED
     assert "checking step c (crm.contact.list) failed: ACCESS_DENIED" in states[0].progress.error
     assert "c" in states[0].progress.unsure
@@ -333,8 +379,10 @@ def test_batch_outcome_adapts_the_rest_clients_batch_result() -> None:
     from b24app.errors import OutcomeUnknown
     from b24app.rest.response import BatchResult
 
-    parsed = BatchResult.parse(doc("batch.result_error.halt0"),
-                               {"get_user": "user.get", "get_department": "department.get"})
+    parsed = BatchResult.parse(
+        doc("batch.result_error.halt0"),
+        {"get_user": "user.get", "get_department": "department.get"},
+    )
     outcome = BatchOutcome.from_result(parsed)
     assert outcome.errors["get_user"] == CommandError("insufficient_scope", "")
     lost = BatchResult(results={"a": 5}, errors={"b": OutcomeUnknown("timeout")})
@@ -350,8 +398,9 @@ def test_state_round_trips_through_json_and_rejects_garbage() -> None:
     with pytest.raises(PlanError):
         LeadState.from_dict({"plan": {"lead_id": "x"}})
     with pytest.raises(PlanError):
-        LeadState.from_dict({"plan": LeadPlan(lead_id=1).to_dict(),
-                             "progress": {"ids": {"deal": "many"}}})
+        LeadState.from_dict(
+            {"plan": LeadPlan(lead_id=1).to_dict(), "progress": {"ids": {"deal": "many"}}}
+        )
 
 
 def count_commands(states: Sequence[LeadState]) -> int:
@@ -368,8 +417,13 @@ def test_two_thousand_leads_take_the_request_floor() -> None:
         activity_ids = [lead_id * 10 + n for n in range(lead_id % 4)]  # 0..3: 1.5 on average
         portal.add_lead(data, activity_ids)
         rows = [product_row(1, lead_id)] if lead_id % 3 == 0 else []
-        states.append(LeadState.start(plan_lead(data, policy=policy, facts=facts(),
-                                                activities=activity_ids, product_rows=rows)))
+        states.append(
+            LeadState.start(
+                plan_lead(
+                    data, policy=policy, facts=facts(), activities=activity_ids, product_rows=rows
+                )
+            )
+        )
     total = count_commands(states)
     states = run(portal, states)
     assert tally(states)[Status.CONVERTED] == 2000
@@ -383,32 +437,58 @@ def test_two_thousand_leads_take_the_request_floor() -> None:
 
 # --- properties --------------------------------------------------------------------------------
 
-lead_shapes = st.fixed_dictionaries({
-    "contact": st.booleans(), "company": st.booleans(), "activities": st.integers(0, 4),
-    "rows": st.integers(0, 2), "active": st.integers(0, 5)})
+lead_shapes = st.fixed_dictionaries(
+    {
+        "contact": st.booleans(),
+        "company": st.booleans(),
+        "activities": st.integers(0, 4),
+        "rows": st.integers(0, 2),
+        "active": st.integers(0, 5),
+    }
+)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(shapes=st.lists(lead_shapes, min_size=1, max_size=25),
-       client=st.sampled_from(Client), activities=st.sampled_from(Activities),
-       seed=st.integers(0, 2**32), loss=st.sampled_from([0.0, 0.1, 0.3]),
-       errors=st.sampled_from([0.0, 0.05]))
+@given(
+    shapes=st.lists(lead_shapes, min_size=1, max_size=25),
+    client=st.sampled_from(Client),
+    activities=st.sampled_from(Activities),
+    seed=st.integers(0, 2**32),
+    loss=st.sampled_from([0.0, 0.1, 0.3]),
+    errors=st.sampled_from([0.0, 0.05]),
+)
 def test_no_fault_makes_a_duplicate_or_closes_a_lead_early(
-        shapes: list[dict[str, Any]], client: Client, activities: Activities, seed: int,
-        loss: float, errors: float) -> None:
+    shapes: list[dict[str, Any]],
+    client: Client,
+    activities: Activities,
+    seed: int,
+    loss: float,
+    errors: float,
+) -> None:
     chance = random.Random(seed)
     policy = Policy(client=client, activities=activities)
     portal = FakePortal()
     states = []
     for lead_id, shape in enumerate(shapes, 1):
-        data = lead(lead_id, STATUS_ID="NEW" if shape["active"] else "JUNK",
-                    CONTACT_ID="9" if shape["contact"] else None,
-                    COMPANY_ID="8" if shape["company"] else "0")
+        data = lead(
+            lead_id,
+            STATUS_ID="NEW" if shape["active"] else "JUNK",
+            CONTACT_ID="9" if shape["contact"] else None,
+            COMPANY_ID="8" if shape["company"] else "0",
+        )
         activity_ids = [lead_id * 10 + n for n in range(shape["activities"])]
         portal.add_lead(data, activity_ids)
-        states.append(LeadState.start(plan_lead(
-            data, policy=policy, facts=facts(), activities=activity_ids,
-            product_rows=[product_row(n, lead_id) for n in range(shape["rows"])])))
+        states.append(
+            LeadState.start(
+                plan_lead(
+                    data,
+                    policy=policy,
+                    facts=facts(),
+                    activities=activity_ids,
+                    product_rows=[product_row(n, lead_id) for n in range(shape["rows"])],
+                )
+            )
+        )
     codes = ["QUERY_LIMIT_EXCEEDED", "ACCESS_DENIED", "INTERNAL_SERVER_ERROR"]
 
     def fault(n: int, command: Command) -> Fault | None:
@@ -416,6 +496,7 @@ def test_no_fault_makes_a_duplicate_or_closes_a_lead_early(
             return None
         code = chance.choice(codes)
         return Fault("ambiguous" if code == "INTERNAL_SERVER_ERROR" else "error", code)
+
     portal.fault = fault
     portal.lose = lambda n: chance.choice(["after", "before"]) if chance.random() < loss else None
 
@@ -428,8 +509,10 @@ def test_no_fault_makes_a_duplicate_or_closes_a_lead_early(
         closed = portal.leads[lead_id]["STATUS_ID"] == "CONVERTED"
         assert closed == (state.status is Status.CONVERTED)
         if state.status is Status.SKIPPED:
-            assert not any(c.key.startswith(f"L{lead_id}") and not c.key[len(f"L{lead_id}")]
-                           .isdigit() for c in portal.executed)
+            assert not any(
+                c.key.startswith(f"L{lead_id}") and not c.key[len(f"L{lead_id}")].isdigit()
+                for c in portal.executed
+            )
         if closed:
             deal_id = state.ids["deal"]
             assert portal.created_for(lead_id, "deal") == [deal_id]
@@ -440,8 +523,11 @@ def test_no_fault_makes_a_duplicate_or_closes_a_lead_early(
                     assert activity.bindings == [(2, deal_id)] and not activity.completed
                 else:
                     assert activity.completed
-        if state.status is Status.CONVERTED and client.wants_contact and not shape_contact(
-                shapes, lead_id):
+        if (
+            state.status is Status.CONVERTED
+            and client.wants_contact
+            and not shape_contact(shapes, lead_id)
+        ):
             assert state.ids["contact"] == portal.created_for(lead_id, "contact")[0]
 
 
