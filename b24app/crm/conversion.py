@@ -95,8 +95,16 @@ MAX_LOST = 8
 _PORTAL_WIDE = (AuthError, InsufficientScope, PaymentRequired, PortalDeleted, Overloaded)
 # Errors for a whole request that Bitrix24 (or the client, for a connection never made) raises
 # before anything runs; other failures leave the batch's steps "sent", to be verified.
-_NOT_RUN = (LimitExceeded, AuthError, AccessDenied, PaymentRequired, PortalDeleted,
-            TransportError, InvalidRequest, MethodNotFound)
+_NOT_RUN = (
+    LimitExceeded,
+    AuthError,
+    AccessDenied,
+    PaymentRequired,
+    PortalDeleted,
+    TransportError,
+    InvalidRequest,
+    MethodNotFound,
+)
 # A batch touching this many leads whose every command failed with the same code is a portal
 # problem (a required field, a permission), not a per-lead one.
 _SAME_ERROR_LEADS = 5
@@ -150,14 +158,14 @@ def _facts(reader: Reader, policy: Policy) -> PortalFacts:
     return facts
 
 
-def preview(portal: Portal, policy: Policy, *, lead_ids: Sequence[int] | None = None
-            ) -> list[LeadPreview]:
+def preview(
+    portal: Portal, policy: Policy, *, lead_ids: Sequence[int] | None = None
+) -> list[LeadPreview]:
     """What converting would do to each selected lead; changes nothing on the portal."""
     explicit = _explicit(policy, lead_ids)
     reader = Reader(portal)
     facts = _facts(reader, policy)
-    stream = (reader.leads_by_id(explicit) if explicit
-              else reader.active_leads(facts, policy.leads))
+    stream = reader.leads_by_id(explicit) if explicit else reader.active_leads(facts, policy.leads)
     previews: list[LeadPreview] = []
     seen: set[int] = set()
     for chunk in stream.chunks():
@@ -166,18 +174,34 @@ def preview(portal: Portal, policy: Policy, *, lead_ids: Sequence[int] | None = 
             if isinstance(item, LeadPlan):
                 previews.append(preview_plan(item))
             else:
-                previews.append(preview_plan(LeadPlan(lead_id=item.lead_id, skip=item.error,
-                                                      success_stage=facts.success_stage)))
+                previews.append(
+                    preview_plan(
+                        LeadPlan(
+                            lead_id=item.lead_id, skip=item.error, success_stage=facts.success_stage
+                        )
+                    )
+                )
     for lead_id in explicit or ():
         if lead_id not in seen:
-            previews.append(preview_plan(LeadPlan(lead_id=lead_id, skip="lead not found",
-                                                  success_stage=facts.success_stage)))
+            previews.append(
+                preview_plan(
+                    LeadPlan(
+                        lead_id=lead_id, skip="lead not found", success_stage=facts.success_stage
+                    )
+                )
+            )
     return sorted(previews, key=lambda p: p.lead_id)
 
 
-def convert(portal: Portal, journal: Journal, policy: Policy, *,
-            lead_ids: Sequence[int] | None = None,
-            on_progress: ProgressCallback | None = None, kind: str = KIND) -> JobReport:
+def convert(
+    portal: Portal,
+    journal: Journal,
+    policy: Policy,
+    *,
+    lead_ids: Sequence[int] | None = None,
+    on_progress: ProgressCallback | None = None,
+    kind: str = KIND,
+) -> JobReport:
     """Convert every active lead selected by the policy (or only `lead_ids`), exactly once.
 
     Raises PolicyError (the policy does not fit the portal), JobBusy (another job of this portal
@@ -189,14 +213,27 @@ def convert(portal: Portal, journal: Journal, policy: Policy, *,
     reader = Reader(portal)
     facts = _facts(reader, policy)
     job = journal.start_job(kind=kind, policy=policy.to_dict(), lead_ids=explicit)
-    log.info("conversion job %d started (%s)", job.id,
-             f"{len(explicit)} lead(s)" if explicit else "every active lead")
-    return _Run(portal, journal, job, reader=reader, policy=policy, facts=facts,
-                explicit=explicit, on_progress=on_progress, first_request=first_request).run()
+    log.info(
+        "conversion job %d started (%s)",
+        job.id,
+        f"{len(explicit)} lead(s)" if explicit else "every active lead",
+    )
+    return _Run(
+        portal,
+        journal,
+        job,
+        reader=reader,
+        policy=policy,
+        facts=facts,
+        explicit=explicit,
+        on_progress=on_progress,
+        first_request=first_request,
+    ).run()
 
 
-def resume(portal: Portal, journal: Journal, job_id: int, *,
-           on_progress: ProgressCallback | None = None) -> JobReport:
+def resume(
+    portal: Portal, journal: Journal, job_id: int, *, on_progress: ProgressCallback | None = None
+) -> JobReport:
     """Continue an interrupted (or pending) job with its own policy and leads.
 
     A finished job is not run again: its stored report comes back (requests 0).
@@ -212,13 +249,22 @@ def resume(portal: Portal, journal: Journal, job_id: int, *,
     facts = _facts(reader, policy)
     job = journal.claim_job(job_id)
     log.info("conversion job %d resumed", job.id)
-    return _Run(portal, journal, job, reader=reader, policy=policy, facts=facts,
-                explicit=job.lead_ids or None, on_progress=on_progress,
-                first_request=first_request).run()
+    return _Run(
+        portal,
+        journal,
+        job,
+        reader=reader,
+        policy=policy,
+        facts=facts,
+        explicit=job.lead_ids or None,
+        on_progress=on_progress,
+        first_request=first_request,
+    ).run()
 
 
-def _plan_chunk(reader: Reader, leads: Sequence[Mapping[str, Any]], *, policy: Policy,
-                facts: PortalFacts) -> list[LeadPlan | LeadEntry]:
+def _plan_chunk(
+    reader: Reader, leads: Sequence[Mapping[str, Any]], *, policy: Policy, facts: PortalFacts
+) -> list[LeadPlan | LeadEntry]:
     """Fresh plans for these leads (reads their extras); LeadEntry(failed) for unplannable ones.
 
     Leads the policy's selection does not pick (its stages, sources, dates: the ids were applied
@@ -233,8 +279,13 @@ def _plan_chunk(reader: Reader, leads: Sequence[Mapping[str, Any]], *, policy: P
         if lead_id is None:
             continue
         if not selection.selects(lead):
-            out.append(LeadPlan(lead_id=lead_id, skip="not picked by the policy's lead selection",
-                                success_stage=success))
+            out.append(
+                LeadPlan(
+                    lead_id=lead_id,
+                    skip="not picked by the policy's lead selection",
+                    success_stage=success,
+                )
+            )
         elif not facts.is_active(lead):
             out.append(plan_lead(lead, policy=policy, facts=facts))
         else:
@@ -245,14 +296,21 @@ def _plan_chunk(reader: Reader, leads: Sequence[Mapping[str, Any]], *, policy: P
     extras = reader.extras([lead for _, lead in wanted], policy, origins=ids)
     for lead_id, lead in wanted:
         try:
-            out.append(plan_lead(
-                lead, policy=policy, facts=facts,
-                activities=extras.activities.get(lead_id, ()),
-                product_rows=extras.product_rows.get(lead_id, ()),
-                match=extras.matches.get(lead_id), known=extras.created.get(lead_id)))
+            out.append(
+                plan_lead(
+                    lead,
+                    policy=policy,
+                    facts=facts,
+                    activities=extras.activities.get(lead_id, ()),
+                    product_rows=extras.product_rows.get(lead_id, ()),
+                    match=extras.matches.get(lead_id),
+                    known=extras.created.get(lead_id),
+                )
+            )
         except (PlanError, ValueError) as exc:
-            out.append(LeadEntry(lead_id=lead_id, status="failed",
-                                 error=f"cannot be planned: {exc}"))
+            out.append(
+                LeadEntry(lead_id=lead_id, status="failed", error=f"cannot be planned: {exc}")
+            )
     return out
 
 
@@ -262,10 +320,13 @@ def _entry(state: LeadState) -> LeadEntry:
     ids = state.ids
     error = state.progress.error if status is Status.FAILED else state.plan.skip
     keep = status not in (Status.CONVERTED, Status.SKIPPED)
-    return LeadEntry(lead_id=state.lead_id, status=status.value,
-                     state=state.to_dict() if keep else None,
-                     **{column: ids.get(name) for name, column in _ENTITY_COLUMNS.items()},
-                     error=error)
+    return LeadEntry(
+        lead_id=state.lead_id,
+        status=status.value,
+        state=state.to_dict() if keep else None,
+        **{column: ids.get(name) for name, column in _ENTITY_COLUMNS.items()},
+        error=error,
+    )
 
 
 def _has_progress(state: LeadState) -> bool:
@@ -276,9 +337,19 @@ def _has_progress(state: LeadState) -> bool:
 class _Run:
     """One run of a job: reads leads chunk by chunk, executes the scheduler's loop, journals."""
 
-    def __init__(self, portal: Portal, journal: Journal, job: JobRow, *, reader: Reader,
-                 policy: Policy, facts: PortalFacts, explicit: tuple[int, ...] | None,
-                 on_progress: ProgressCallback | None, first_request: int) -> None:
+    def __init__(
+        self,
+        portal: Portal,
+        journal: Journal,
+        job: JobRow,
+        *,
+        reader: Reader,
+        policy: Policy,
+        facts: PortalFacts,
+        explicit: tuple[int, ...] | None,
+        on_progress: ProgressCallback | None,
+        first_request: int,
+    ) -> None:
         self.portal = portal
         self.journal = journal
         self.job = job
@@ -289,9 +360,11 @@ class _Run:
         self.on_progress = on_progress
         self.first_request = first_request
         self.working: dict[int, LeadState] = {}
-        self.final: dict[int, str] = {lead_id: status for lead_id, status
-                                      in journal.outcome_statuses(job.id).items()
-                                      if status in LEAD_FINAL}
+        self.final: dict[int, str] = {
+            lead_id: status
+            for lead_id, status in journal.outcome_statuses(job.id).items()
+            if status in LEAD_FINAL
+        }
         self.tally = dict.fromkeys(LEAD_FINAL, 0)
         for status in self.final.values():
             self.tally[status] += 1
@@ -330,14 +403,23 @@ class _Run:
         counts = self._counts()
         self.journal.finish_job(self.job.id, status=status, error=error, counts=counts)
         job = self.journal.job(self.job.id) or self.job
-        return build_report(job, self.journal.outcomes(self.job.id),
-                            requests=self._requests(), status=status, error=error)
+        return build_report(
+            job,
+            self.journal.outcomes(self.job.id),
+            requests=self._requests(),
+            status=status,
+            error=error,
+        )
 
     def _left_over(self) -> list[int]:
         """Leads this job took up earlier and has not settled (e.g. no longer listed)."""
-        return [lead_id for lead_id, status in self.journal.outcome_statuses(self.job.id).items()
-                if status not in LEAD_FINAL and lead_id not in self.final
-                and lead_id not in self.working]
+        return [
+            lead_id
+            for lead_id, status in self.journal.outcome_statuses(self.job.id).items()
+            if status not in LEAD_FINAL
+            and lead_id not in self.final
+            and lead_id not in self.working
+        ]
 
     def _active(self) -> Iterator[list[dict[str, Any]]]:
         stream = self.reader.active_leads(self.facts, self.policy.leads)
@@ -358,8 +440,13 @@ class _Run:
                 yield chunk
         missing = [i for i in todo if i not in self.seen]
         self.seen.update(missing)
-        self._take([], [LeadEntry(lead_id=i, status=Status.SKIPPED.value,
-                                  error="lead not found") for i in missing])
+        self._take(
+            [],
+            [
+                LeadEntry(lead_id=i, status=Status.SKIPPED.value, error="lead not found")
+                for i in missing
+            ],
+        )
 
     def _execute(self, chunks: Iterator[list[dict[str, Any]]]) -> None:
         exhausted = False
@@ -402,17 +489,24 @@ class _Run:
 
     def _skip_converted(self, lead_ids: Sequence[int]) -> None:
         """Explicit leads the journal says are converted: skipped, and not even read."""
-        entries = [self._already(record) for record in self.journal.states(lead_ids).values()
-                   if record.status == Status.CONVERTED.value]
+        entries = [
+            self._already(record)
+            for record in self.journal.states(lead_ids).values()
+            if record.status == Status.CONVERTED.value
+        ]
         self.seen.update(entry.lead_id for entry in entries)
         self._take([], entries)
 
     @staticmethod
     def _already(record: Any) -> LeadEntry:
-        return LeadEntry(lead_id=record.lead_id, status=Status.SKIPPED.value,
-                         deal_id=record.deal_id, contact_id=record.contact_id,
-                         company_id=record.company_id,
-                         error=f"already converted by job {record.job_id}")
+        return LeadEntry(
+            lead_id=record.lead_id,
+            status=Status.SKIPPED.value,
+            deal_id=record.deal_id,
+            contact_id=record.contact_id,
+            company_id=record.company_id,
+            error=f"already converted by job {record.job_id}",
+        )
 
     def _admit(self, chunk: Sequence[Mapping[str, Any]]) -> None:
         """Plan a chunk of listed leads and add them to the working set."""
@@ -440,8 +534,9 @@ class _Run:
             if isinstance(item, LeadEntry):
                 entries.append(item)
             elif item.skip is not None:
-                entries.append(LeadEntry(lead_id=item.lead_id, status=Status.SKIPPED.value,
-                                         error=item.skip))
+                entries.append(
+                    LeadEntry(lead_id=item.lead_id, status=Status.SKIPPED.value, error=item.skip)
+                )
             else:
                 states.append(LeadState.start(item))
         self._take(states, entries)
@@ -466,8 +561,9 @@ class _Run:
         for entry in entries:
             self._settle(entry.lead_id, entry.status)
         if states or entries:
-            self.journal.save(self.job.id, [*map(_entry, states), *entries],
-                              counts=self._counts(), taken=True)
+            self.journal.save(
+                self.job.id, [*map(_entry, states), *entries], counts=self._counts(), taken=True
+            )
             self._report_progress()
 
     # -- sending -------------------------------------------------------------------------------
@@ -483,8 +579,10 @@ class _Run:
         except OutcomeUnknown:
             self.lost += 1
             if self.lost >= MAX_LOST:
-                raise _Stop(f"the portal lost the answers of {self.lost} batches in a row; "
-                            "it looks unreachable") from None
+                raise _Stop(
+                    f"the portal lost the answers of {self.lost} batches in a row; "
+                    "it looks unreachable"
+                ) from None
             outcome = BatchOutcome.unknown()
         except B24Error as exc:
             if isinstance(exc, _NOT_RUN):
@@ -510,8 +608,7 @@ class _Run:
                 self.working.pop(state.lead_id, None)
             else:
                 self.working[state.lead_id] = state
-        self.journal.save(self.job.id, [_entry(state) for state in states],
-                          counts=self._counts())
+        self.journal.save(self.job.id, [_entry(state) for state in states], counts=self._counts())
 
     # -- counting ------------------------------------------------------------------------------
 
@@ -528,16 +625,21 @@ class _Run:
     def _counts(self) -> JobCounts:
         remaining = max(0, (self.stream_total or 0) - self.listed)
         total = len(self.final) + len(self.working) + remaining
-        return JobCounts(requests=self.job.requests + self._requests(), total=total,
-                         **self.tally)
+        return JobCounts(requests=self.job.requests + self._requests(), total=total, **self.tally)
 
     def _report_progress(self) -> None:
         if self.on_progress is None:
             return
         counts = self._counts()
-        self.on_progress(Progress(total=counts.total or 0, converted=counts.converted,
-                                  failed=counts.failed, skipped=counts.skipped,
-                                  requests=self._requests()))
+        self.on_progress(
+            Progress(
+                total=counts.total or 0,
+                converted=counts.converted,
+                failed=counts.failed,
+                skipped=counts.skipped,
+                requests=self._requests(),
+            )
+        )
 
 
 @dataclass(frozen=True)
@@ -548,16 +650,22 @@ class _Result:
     errors: Mapping[str, B24Error]
 
 
-def _portal_wide(batch: scheduler.Batch, errors: Mapping[str, B24Error]
-                 ) -> tuple[B24Error | None, set[str]]:
+def _portal_wide(
+    batch: scheduler.Batch, errors: Mapping[str, B24Error]
+) -> tuple[B24Error | None, set[str]]:
     """The error saying no call can succeed now, if the batch got one, and the keys it hit."""
     wide = {key for key, error in errors.items() if isinstance(error, _PORTAL_WIDE)}
     if wide:
         return errors[min(wide)], wide
     leads = {slot.lead_id for slot in batch.slots.values()}
     codes = {(type(error), error.code, error.description) for error in errors.values()}
-    if (errors and len(errors) == len(batch) and len(leads) >= _SAME_ERROR_LEADS
-            and len(codes) == 1 and not _harmless(next(iter(errors.values())))):
+    if (
+        errors
+        and len(errors) == len(batch)
+        and len(leads) >= _SAME_ERROR_LEADS
+        and len(codes) == 1
+        and not _harmless(next(iter(errors.values())))
+    ):
         return next(iter(errors.values())), set(errors)
     return None, set()
 
@@ -565,6 +673,9 @@ def _portal_wide(batch: scheduler.Batch, errors: Mapping[str, B24Error]
 def _harmless(error: B24Error) -> bool:
     """Codes the scheduler settles per step: transient ones and "already done" answers."""
     code = error.code or ""
-    return (code in scheduler.AMBIGUOUS or code in scheduler.NOT_EXECUTED
-            or code in {"ACTIVITY_IS_ALREADY_BOUND", "BINDING_NOT_FOUND", "NOT_FOUND"}
-            or (not code and error.description.strip().lower().startswith("not found")))
+    return (
+        code in scheduler.AMBIGUOUS
+        or code in scheduler.NOT_EXECUTED
+        or code in {"ACTIVITY_IS_ALREADY_BOUND", "BINDING_NOT_FOUND", "NOT_FOUND"}
+        or (not code and error.description.strip().lower().startswith("not found"))
+    )

@@ -138,9 +138,11 @@ class Listings:
             page_filter = dict(listing.filter)
             if after is not None:
                 page_filter[f">{field_name}"] = after
-            params: dict[str, Any] = {"filter": page_filter, "order": {field_name: "ASC"},
-                                      "start": 0 if listing.count and not cursor.started
-                                      and index == 0 else -1}
+            params: dict[str, Any] = {
+                "filter": page_filter,
+                "order": {field_name: "ASC"},
+                "start": 0 if listing.count and not cursor.started and index == 0 else -1,
+            }
             if listing.select is not None:
                 select = list(listing.select)
                 if shape.id_field not in select and "*" not in select:
@@ -172,7 +174,9 @@ class Listings:
                 if row_id is None or (cursor.last is not None and row_id <= cursor.last):
                     raise ListingError(
                         f"ids did not advance past {cursor.last} (got {row_id})",
-                        code="LISTING", method=cursor.listing.method)
+                        code="LISTING",
+                        method=cursor.listing.method,
+                    )
                 cursor.last = row_id
             found.extend(rows)
             if len(rows) < PAGE_SIZE:
@@ -184,8 +188,10 @@ class Listings:
 def _share(active: Sequence[_Cursor]) -> list[int]:
     """Pages per listing in the next request: first requests by estimate, then an equal share;
     every listing gets at least one page while there is room."""
-    wanted = [max(1, c.listing.pages) if not c.started
-              else max(1, MAX_COMMANDS // len(active)) for c in active]
+    wanted = [
+        max(1, c.listing.pages) if not c.started else max(1, MAX_COMMANDS // len(active))
+        for c in active
+    ]
     total = sum(wanted)
     if total > MAX_COMMANDS:
         wanted = [max(1, w * MAX_COMMANDS // total) for w in wanted]
@@ -216,8 +222,14 @@ class Extras:
 class LeadStream:
     """The selected leads, read lazily in keyset pages and handed out in chunks."""
 
-    def __init__(self, portal: Portal, listings: Iterator[Listing], *, chunk_size: int = CHUNK,
-                 total: int | None = None) -> None:
+    def __init__(
+        self,
+        portal: Portal,
+        listings: Iterator[Listing],
+        *,
+        chunk_size: int = CHUNK,
+        total: int | None = None,
+    ) -> None:
         self._portal = portal
         self._listings = listings
         self._chunk_size = chunk_size
@@ -235,8 +247,8 @@ class LeadStream:
                 if lists.errors:
                     raise lists.errors[listing.name]
                 while len(buffer) >= self._chunk_size:
-                    yield buffer[:self._chunk_size]
-                    buffer = buffer[self._chunk_size:]
+                    yield buffer[: self._chunk_size]
+                    buffer = buffer[self._chunk_size :]
         if buffer:
             yield buffer
 
@@ -259,66 +271,108 @@ class Reader:
         """Every active lead the selection picks (ids in the selection are ignored here)."""
         selection_filter = selection.lead_filter(facts)
         selection_filter.pop("@ID", None)
-        listing = Listing("l", "crm.lead.list", selection_filter, tuple(mapping.LEAD_SELECT),
-                          pages=MAX_COMMANDS, count=True)
+        listing = Listing(
+            "l",
+            "crm.lead.list",
+            selection_filter,
+            tuple(mapping.LEAD_SELECT),
+            pages=MAX_COMMANDS,
+            count=True,
+        )
         return LeadStream(self.portal, iter([listing]), chunk_size=self.chunk_size)
 
     def leads_by_id(self, lead_ids: Sequence[int]) -> LeadStream:
         """These leads, whatever their stage (ids that do not exist are simply not returned)."""
         ids = sorted(set(int(i) for i in lead_ids))
-        listings = (Listing("l", "crm.lead.list", {"@ID": ids[start:start + self.chunk_size]},
-                            tuple(mapping.LEAD_SELECT),
-                            pages=_estimate(len(ids[start:start + self.chunk_size]), 1 / 1.5))
-                    for start in range(0, len(ids), self.chunk_size))
+        listings = (
+            Listing(
+                "l",
+                "crm.lead.list",
+                {"@ID": ids[start : start + self.chunk_size]},
+                tuple(mapping.LEAD_SELECT),
+                pages=_estimate(len(ids[start : start + self.chunk_size]), 1 / 1.5),
+            )
+            for start in range(0, len(ids), self.chunk_size)
+        )
         return LeadStream(self.portal, listings, chunk_size=self.chunk_size, total=len(ids))
 
-    def extras(self, leads: Sequence[Mapping[str, Any]], policy: Policy, *,
-               origins: Collection[int] = ()) -> Extras:
+    def extras(
+        self, leads: Sequence[Mapping[str, Any]], policy: Policy, *, origins: Collection[int] = ()
+    ) -> Extras:
         """Activities, product rows and matches of `leads`; created entities of `origins`."""
         ids = [i for i in (mapping.link_id(lead.get("ID")) for lead in leads) if i]
         if not ids:
             return Extras()
-        listings = [Listing("a", "crm.activity.list",
-                            {"OWNER_TYPE_ID": mapping.LEAD_TYPE_ID, "@OWNER_ID": ids,
-                             "COMPLETED": "N"}, _ACTIVITY_SELECT, pages=_estimate(len(ids), 1))]
+        listings = [
+            Listing(
+                "a",
+                "crm.activity.list",
+                {"OWNER_TYPE_ID": mapping.LEAD_TYPE_ID, "@OWNER_ID": ids, "COMPLETED": "N"},
+                _ACTIVITY_SELECT,
+                pages=_estimate(len(ids), 1),
+            )
+        ]
         if not self.rows_per_lead:
-            listings.append(Listing("r", "crm.item.productrow.list",
-                                    {"=ownerType": "L", "=ownerId": ids},
-                                    pages=_estimate(len(ids), 0.5)))
+            listings.append(
+                Listing(
+                    "r",
+                    "crm.item.productrow.list",
+                    {"=ownerType": "L", "=ownerId": ids},
+                    pages=_estimate(len(ids), 0.5),
+                )
+            )
         origin_ids = sorted(set(origins) & set(ids))
         if origin_ids:
             for name in _wanted(policy):
-                listings.append(Listing(f"o{name}", _LISTS[name], {
-                    "ORIGINATOR_ID": mapping.ORIGINATOR_ID,
-                    "@ORIGIN_ID": [mapping.origin_id(i) for i in origin_ids]}, _ORIGIN_SELECT))
+                listings.append(
+                    Listing(
+                        f"o{name}",
+                        _LISTS[name],
+                        {
+                            "ORIGINATOR_ID": mapping.ORIGINATOR_ID,
+                            "@ORIGIN_ID": [mapping.origin_id(i) for i in origin_ids],
+                        },
+                        _ORIGIN_SELECT,
+                    )
+                )
         lists = Listings(self.portal, listings)
         found = lists.read()
         errors = lists.errors
         if "r" in errors:
-            log.info("crm.item.productrow.list refused a list of owners (%s); reading product "
-                     "rows one lead per command", errors.pop("r").code or "error")
+            log.info(
+                "crm.item.productrow.list refused a list of owners (%s); reading product "
+                "rows one lead per command",
+                errors.pop("r").code or "error",
+            )
             self.rows_per_lead = True
         if errors:
             raise next(iter(errors.values()))
         rows = found.get("r") if "r" in found and not self.rows_per_lead else None
         if rows is None:
             rows = self._rows_one_by_one(ids)
-        return Extras(activities=_activities(found["a"], ids),
-                      product_rows=_product_rows(rows, ids),
-                      matches=self._matches(leads, policy),
-                      created=_created(found, origin_ids))
+        return Extras(
+            activities=_activities(found["a"], ids),
+            product_rows=_product_rows(rows, ids),
+            matches=self._matches(leads, policy),
+            created=_created(found, origin_ids),
+        )
 
     def _rows_one_by_one(self, ids: Sequence[int]) -> list[dict[str, Any]]:
-        lists = Listings(self.portal, [
-            Listing(f"r{i}", "crm.item.productrow.list", {"=ownerType": "L", "=ownerId": i})
-            for i in ids])
+        lists = Listings(
+            self.portal,
+            [
+                Listing(f"r{i}", "crm.item.productrow.list", {"=ownerType": "L", "=ownerId": i})
+                for i in ids
+            ],
+        )
         found = lists.read()
         if lists.errors:
             raise next(iter(lists.errors.values()))
         return [row for rows in found.values() for row in rows]
 
-    def _matches(self, leads: Sequence[Mapping[str, Any]], policy: Policy
-                 ) -> dict[int, ClientMatch]:
+    def _matches(
+        self, leads: Sequence[Mapping[str, Any]], policy: Policy
+    ) -> dict[int, ClientMatch]:
         commands = [command for lead in leads for command in match_commands(lead, policy)]
         if not commands:
             return {}
@@ -343,8 +397,9 @@ def _wanted(policy: Policy) -> list[str]:
     return names
 
 
-def _activities(rows: Sequence[Mapping[str, Any]], ids: Collection[int]
-                ) -> dict[int, tuple[int, ...]]:
+def _activities(
+    rows: Sequence[Mapping[str, Any]], ids: Collection[int]
+) -> dict[int, tuple[int, ...]]:
     wanted = set(ids)
     found: dict[int, list[int]] = {}
     for row in rows:
@@ -357,8 +412,9 @@ def _activities(rows: Sequence[Mapping[str, Any]], ids: Collection[int]
     return {owner: tuple(sorted(set(activities))) for owner, activities in found.items()}
 
 
-def _product_rows(rows: Sequence[Mapping[str, Any]], ids: Collection[int]
-                  ) -> dict[int, tuple[Mapping[str, Any], ...]]:
+def _product_rows(
+    rows: Sequence[Mapping[str, Any]], ids: Collection[int]
+) -> dict[int, tuple[Mapping[str, Any], ...]]:
     wanted = set(ids)
     found: dict[int, list[Mapping[str, Any]]] = {}
     for row in rows:
@@ -372,16 +428,20 @@ def _row_order(row: Mapping[str, Any]) -> tuple[int, int]:
     return (mapping.link_id(row.get("sort")) or 0, mapping.link_id(row.get("id")) or 0)
 
 
-def _created(found: Mapping[str, Sequence[Mapping[str, Any]]], ids: Collection[int]
-             ) -> dict[int, dict[str, int]]:
+def _created(
+    found: Mapping[str, Sequence[Mapping[str, Any]]], ids: Collection[int]
+) -> dict[int, dict[str, int]]:
     wanted = set(ids)
     created: dict[int, dict[str, int]] = {}
     for name in _LISTS:
         for row in found.get(f"o{name}", ()):
             lead_id = mapping.lead_id_of(row.get("ORIGIN_ID"))
             entity_id = mapping.link_id(row.get("ID"))
-            if (lead_id not in wanted or not entity_id
-                    or str(row.get("ORIGINATOR_ID")) != mapping.ORIGINATOR_ID):
+            if (
+                lead_id not in wanted
+                or not entity_id
+                or str(row.get("ORIGINATOR_ID")) != mapping.ORIGINATOR_ID
+            ):
                 continue
             known = created.setdefault(lead_id, {})
             known[name] = min(entity_id, known.get(name, entity_id))  # the oldest one wins

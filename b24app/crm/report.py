@@ -42,9 +42,14 @@ class LeadOutcome:
     @classmethod
     def from_entry(cls, entry: LeadEntry) -> LeadOutcome:
         """The report line of a journal outcome row."""
-        return cls(lead_id=entry.lead_id, status=_UNFINISHED.get(entry.status, entry.status),
-                   deal_id=entry.deal_id, contact_id=entry.contact_id,
-                   company_id=entry.company_id, error=entry.error)
+        return cls(
+            lead_id=entry.lead_id,
+            status=_UNFINISHED.get(entry.status, entry.status),
+            deal_id=entry.deal_id,
+            contact_id=entry.contact_id,
+            company_id=entry.company_id,
+            error=entry.error,
+        )
 
 
 @dataclass(frozen=True)
@@ -69,9 +74,16 @@ class JobReport:
 
     def to_dict(self) -> dict[str, Any]:
         """The CLI's JSON: counts, requests, job id, status, error, and the leads."""
-        return {"converted": self.converted, "failed": self.failed, "skipped": self.skipped,
-                "requests": self.requests, "job_id": self.job_id, "status": self.status,
-                "error": self.error, "leads": [lead.to_dict() for lead in self.leads]}
+        return {
+            "converted": self.converted,
+            "failed": self.failed,
+            "skipped": self.skipped,
+            "requests": self.requests,
+            "job_id": self.job_id,
+            "status": self.status,
+            "error": self.error,
+            "leads": [lead.to_dict() for lead in self.leads],
+        }
 
     def to_csv(self) -> str:
         """One line per lead: lead_id,status,deal_id,contact_id,company_id,error."""
@@ -79,23 +91,39 @@ class JobReport:
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(CSV_COLUMNS)
         for lead in self.leads:
-            writer.writerow(["" if value is None else value for value in
-                             (getattr(lead, name) for name in CSV_COLUMNS)])
+            writer.writerow(
+                [
+                    "" if value is None else value
+                    for value in (getattr(lead, name) for name in CSV_COLUMNS)
+                ]
+            )
         return out.getvalue()
 
 
-def build_report(job: JobRow, outcomes: Iterable[LeadEntry], *, requests: int | None = None,
-                 status: str | None = None, error: str | None = None) -> JobReport:
+def build_report(
+    job: JobRow,
+    outcomes: Iterable[LeadEntry],
+    *,
+    requests: int | None = None,
+    status: str | None = None,
+    error: str | None = None,
+) -> JobReport:
     """A report from a job row and its outcome rows; counts are taken from the outcomes."""
     leads = tuple(LeadOutcome.from_entry(entry) for entry in outcomes)
     counts = {"converted": 0, "failed": 0, "skipped": 0}
     for lead in leads:
         if lead.status in counts:
             counts[lead.status] += 1
-    return JobReport(job_id=job.id, status=status or job.status, converted=counts["converted"],
-                     failed=counts["failed"], skipped=counts["skipped"],
-                     requests=job.requests if requests is None else requests, leads=leads,
-                     error=job.error if error is None else error)
+    return JobReport(
+        job_id=job.id,
+        status=status or job.status,
+        converted=counts["converted"],
+        failed=counts["failed"],
+        skipped=counts["skipped"],
+        requests=job.requests if requests is None else requests,
+        leads=leads,
+        error=job.error if error is None else error,
+    )
 
 
 def load_report(journal: Journal, job_id: int) -> JobReport:

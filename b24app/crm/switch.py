@@ -38,16 +38,27 @@ class SwitchReport:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
-        return {"target": self.target.label, "verified": self.verified,
-                "mode_after": self.mode_after.label, "guide": self.guide_text,
-                "conversion": self.conversion.to_dict() if self.conversion else None}
+        return {
+            "target": self.target.label,
+            "verified": self.verified,
+            "mode_after": self.mode_after.label,
+            "guide": self.guide_text,
+            "conversion": self.conversion.to_dict() if self.conversion else None,
+        }
 
 
-def switch(portal: Portal, journal: Journal, target: Mode, policy: Policy, *,
-           on_progress: ProgressCallback | None = None,
-           wait: Callable[[float], None] = time.sleep,
-           poll_timeout: float = 600.0, poll_interval: float = 5.0,
-           on_step: Callable[[str], None] | None = None) -> SwitchReport:
+def switch(
+    portal: Portal,
+    journal: Journal,
+    target: Mode,
+    policy: Policy,
+    *,
+    on_progress: ProgressCallback | None = None,
+    wait: Callable[[float], None] = time.sleep,
+    poll_timeout: float = 600.0,
+    poll_interval: float = 5.0,
+    on_step: Callable[[str], None] | None = None,
+) -> SwitchReport:
     """To Simple: convert every active lead, then tell the admin where the toggle is and poll
     crm.settings.mode.get until it reads Simple (or the timeout). To Classic: convert nothing.
 
@@ -66,35 +77,47 @@ def switch(portal: Portal, journal: Journal, target: Mode, policy: Policy, *,
     conversion = None
     notes: list[str] = []
     if target is Mode.SIMPLE:
-        say(f"Converting the active leads first (policy: client {policy.client.value}, "
-            f"pipeline {policy.pipeline}, activities {policy.activities.value}).")
+        say(
+            f"Converting the active leads first (policy: client {policy.client.value}, "
+            f"pipeline {policy.pipeline}, activities {policy.activities.value})."
+        )
         conversion = convert(portal, journal, policy, on_progress=on_progress, kind=KIND)
         if conversion.status == INTERRUPTED:
-            text = (f"The conversion (job {conversion.job_id}) was interrupted: "
-                    f"{conversion.error}. Resume it, then run the switch again; do not flip the "
-                    "mode yet.")
+            text = (
+                f"The conversion (job {conversion.job_id}) was interrupted: "
+                f"{conversion.error}. Resume it, then run the switch again; do not flip the "
+                "mode yet."
+            )
             say(text)
             return SwitchReport(target, conversion, False, current, text)
-        say(f"Converted {conversion.converted} lead(s); {conversion.failed} failed, "
-            f"{conversion.skipped} skipped (job {conversion.job_id}).")
+        say(
+            f"Converted {conversion.converted} lead(s); {conversion.failed} failed, "
+            f"{conversion.skipped} skipped (job {conversion.job_id})."
+        )
         if conversion.status != DONE:
-            notes.append(f"Note: {conversion.failed} lead(s) could not be converted (see job "
-                         f"{conversion.job_id}); if you switch now, Bitrix24 converts them with "
-                         "its own default options.")
-    guide = guide_switch(current, target,
-                         active_leads=conversion.converted if conversion else None)
+            notes.append(
+                f"Note: {conversion.failed} lead(s) could not be converted (see job "
+                f"{conversion.job_id}); if you switch now, Bitrix24 converts them with "
+                "its own default options."
+            )
+    guide = guide_switch(current, target, active_leads=conversion.converted if conversion else None)
     text = "\n".join([guide.text(), *notes])
     say(text)
-    verified, mode_after = _poll(portal, target, wait=wait, timeout=poll_timeout,
-                                 interval=poll_interval)
-    say(f"The portal now reports {mode_after.title}." if verified else
-        f"The portal still reports {mode_after.title} after {poll_timeout:.0f} s; run the "
-        "switch again once the toggle is flipped.")
+    verified, mode_after = _poll(
+        portal, target, wait=wait, timeout=poll_timeout, interval=poll_interval
+    )
+    say(
+        f"The portal now reports {mode_after.title}."
+        if verified
+        else f"The portal still reports {mode_after.title} after {poll_timeout:.0f} s; run the "
+        "switch again once the toggle is flipped."
+    )
     return SwitchReport(target, conversion, verified, mode_after, text)
 
 
-def _poll(portal: Portal, target: Mode, *, wait: Callable[[float], None], timeout: float,
-          interval: float) -> tuple[bool, Mode]:
+def _poll(
+    portal: Portal, target: Mode, *, wait: Callable[[float], None], timeout: float, interval: float
+) -> tuple[bool, Mode]:
     """Read the mode every `interval` s until it is `target` or `timeout` s have been waited."""
     waited = 0.0
     while True:

@@ -224,7 +224,7 @@ def _pid_alive(pid: int) -> bool:
 
 def _chunks(ids: Sequence[int]) -> Iterator[list[int]]:
     for start in range(0, len(ids), _IN_CHUNK):
-        yield list(ids[start:start + _IN_CHUNK])
+        yield list(ids[start : start + _IN_CHUNK])
 
 
 class Journal:
@@ -260,8 +260,9 @@ class Journal:
 
     def jobs(self, limit: int = 20) -> list[JobRow]:
         """This portal's jobs, newest first."""
-        query = (select(jobs).where(jobs.c.portal == self.portal)
-                 .order_by(jobs.c.id.desc()).limit(limit))
+        query = (
+            select(jobs).where(jobs.c.portal == self.portal).order_by(jobs.c.id.desc()).limit(limit)
+        )
         with self.engine.connect() as conn:
             return [_job(row) for row in conn.execute(query)]
 
@@ -271,24 +272,29 @@ class Journal:
             return self._job(conn, job_id)
 
     def _job(self, conn: Connection, job_id: int) -> JobRow | None:
-        row = conn.execute(select(jobs).where(jobs.c.id == job_id,
-                                              jobs.c.portal == self.portal)).first()
+        row = conn.execute(
+            select(jobs).where(jobs.c.id == job_id, jobs.c.portal == self.portal)
+        ).first()
         return _job(row) if row else None
 
-    def create_job(self, *, kind: str, policy: Mapping[str, Any],
-                   lead_ids: Sequence[int] | None = None) -> JobRow:
+    def create_job(
+        self, *, kind: str, policy: Mapping[str, Any], lead_ids: Sequence[int] | None = None
+    ) -> JobRow:
         """Record a job to run later (status pending); `claim_job` starts it."""
         with write_lock(self.engine) as conn:
-            return self._insert_job(conn, kind=kind, policy=policy, lead_ids=lead_ids,
-                                    status=PENDING)
+            return self._insert_job(
+                conn, kind=kind, policy=policy, lead_ids=lead_ids, status=PENDING
+            )
 
-    def start_job(self, *, kind: str, policy: Mapping[str, Any],
-                  lead_ids: Sequence[int] | None = None) -> JobRow:
+    def start_job(
+        self, *, kind: str, policy: Mapping[str, Any], lead_ids: Sequence[int] | None = None
+    ) -> JobRow:
         """Record a job and start it in this process; JobBusy if another job is live."""
         with write_lock(self.engine) as conn:
             self._take_portal(conn)
-            return self._insert_job(conn, kind=kind, policy=policy, lead_ids=lead_ids,
-                                    status=RUNNING)
+            return self._insert_job(
+                conn, kind=kind, policy=policy, lead_ids=lead_ids, status=RUNNING
+            )
 
     def claim_job(self, job_id: int) -> JobRow:
         """Make a pending or interrupted job (or one whose process died) run in this process.
@@ -303,9 +309,18 @@ class Journal:
                 raise UsageError(f"job {job_id} is already {found.status}; start a new one")
             self._take_portal(conn)
             now = _now()
-            conn.execute(update(jobs).where(jobs.c.id == job_id).values(
-                status=RUNNING, owner=self.owner, heartbeat_at=now, finished_at=None,
-                started_at=found.started_at or now, error=None))
+            conn.execute(
+                update(jobs)
+                .where(jobs.c.id == job_id)
+                .values(
+                    status=RUNNING,
+                    owner=self.owner,
+                    heartbeat_at=now,
+                    finished_at=None,
+                    started_at=found.started_at or now,
+                    error=None,
+                )
+            )
             claimed = self._job(conn, job_id)
         assert claimed is not None
         return claimed
@@ -314,18 +329,29 @@ class Journal:
         """Inside a write transaction: fail if a live job runs; mark dead ones interrupted."""
         if not is_sqlite(self.engine):
             # BEGIN IMMEDIATE serializes SQLite writers; PostgreSQL needs a lock to do the same.
-            conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
-                         {"key": f"b24app-journal:{self.portal}"})
-        running = conn.execute(select(jobs).where(jobs.c.portal == self.portal,
-                                                  jobs.c.status == RUNNING)).all()
+            conn.execute(
+                text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+                {"key": f"b24app-journal:{self.portal}"},
+            )
+        running = conn.execute(
+            select(jobs).where(jobs.c.portal == self.portal, jobs.c.status == RUNNING)
+        ).all()
         for row in running:
             job = _job(row)
             if self._alive(job):
-                raise JobBusy(f"conversion job {job.id} is running for this portal "
-                              f"(process {job.owner}); wait for it to finish")
-            conn.execute(update(jobs).where(jobs.c.id == job.id).values(
-                status=INTERRUPTED, finished_at=_now(),
-                error=f"its process ({job.owner}) stopped before the job finished"))
+                raise JobBusy(
+                    f"conversion job {job.id} is running for this portal "
+                    f"(process {job.owner}); wait for it to finish"
+                )
+            conn.execute(
+                update(jobs)
+                .where(jobs.c.id == job.id)
+                .values(
+                    status=INTERRUPTED,
+                    finished_at=_now(),
+                    error=f"its process ({job.owner}) stopped before the job finished",
+                )
+            )
 
     def _alive(self, job: JobRow) -> bool:
         pid, _, host = (job.owner or "").partition("@")
@@ -334,32 +360,58 @@ class Journal:
         beat = job.heartbeat_at or job.started_at or job.created_at
         return (_now() - beat).total_seconds() < self.stale_after
 
-    def _insert_job(self, conn: Connection, *, kind: str, policy: Mapping[str, Any],
-                    lead_ids: Sequence[int] | None, status: str) -> JobRow:
+    def _insert_job(
+        self,
+        conn: Connection,
+        *,
+        kind: str,
+        policy: Mapping[str, Any],
+        lead_ids: Sequence[int] | None,
+        status: str,
+    ) -> JobRow:
         now = _now()
         running = status == RUNNING
-        job_id = conn.execute(insert(jobs).values(
-            portal=self.portal, kind=kind, policy=json.dumps(dict(policy), sort_keys=True),
-            lead_ids=None if lead_ids is None else json.dumps([int(i) for i in lead_ids]),
-            status=status, created_at=now, started_at=now if running else None,
-            heartbeat_at=now if running else None, requests=0, converted=0, failed=0,
-            skipped=0, owner=self.owner if running else None)).inserted_primary_key[0]
+        job_id = conn.execute(
+            insert(jobs).values(
+                portal=self.portal,
+                kind=kind,
+                policy=json.dumps(dict(policy), sort_keys=True),
+                lead_ids=None if lead_ids is None else json.dumps([int(i) for i in lead_ids]),
+                status=status,
+                created_at=now,
+                started_at=now if running else None,
+                heartbeat_at=now if running else None,
+                requests=0,
+                converted=0,
+                failed=0,
+                skipped=0,
+                owner=self.owner if running else None,
+            )
+        ).inserted_primary_key[0]
         found = self._job(conn, int(job_id))
         assert found is not None
         return found
 
-    def finish_job(self, job_id: int, *, status: str, error: str | None = None,
-                   counts: JobCounts | None = None) -> None:
+    def finish_job(
+        self, job_id: int, *, status: str, error: str | None = None, counts: JobCounts | None = None
+    ) -> None:
         """Close a job: done | failed | interrupted, with its final counts and error."""
         if status not in JOB_STATUSES:
             raise UsageError(f"unknown job status {status!r}")
-        values: dict[str, Any] = {"status": status, "error": error, "finished_at": _now(),
-                                  "heartbeat_at": _now()}
+        values: dict[str, Any] = {
+            "status": status,
+            "error": error,
+            "finished_at": _now(),
+            "heartbeat_at": _now(),
+        }
         if counts is not None:
             values |= _counts(counts)
         with write_lock(self.engine) as conn:
-            conn.execute(update(jobs).where(jobs.c.id == job_id, jobs.c.portal == self.portal)
-                         .values(**values))
+            conn.execute(
+                update(jobs)
+                .where(jobs.c.id == job_id, jobs.c.portal == self.portal)
+                .values(**values)
+            )
 
     # -- leads ---------------------------------------------------------------------------------
 
@@ -368,69 +420,110 @@ class Journal:
         found: dict[int, LeadRecord] = {}
         with self.engine.connect() as conn:
             for chunk in _chunks(list(dict.fromkeys(int(i) for i in lead_ids))):
-                query = select(lead_states).where(lead_states.c.portal == self.portal,
-                                                  lead_states.c.lead_id.in_(chunk))
+                query = select(lead_states).where(
+                    lead_states.c.portal == self.portal, lead_states.c.lead_id.in_(chunk)
+                )
                 found.update((r.lead_id, _record(r)) for r in conn.execute(query))
         return found
 
     def unfinished(self, lead_ids: Sequence[int] | None = None) -> list[LeadRecord]:
         """Leads whose conversion is underway (status creating), optionally among `lead_ids`."""
-        query = select(lead_states).where(lead_states.c.portal == self.portal,
-                                          lead_states.c.status == "creating")
+        query = select(lead_states).where(
+            lead_states.c.portal == self.portal, lead_states.c.status == "creating"
+        )
         with self.engine.connect() as conn:
             if lead_ids is None:
                 return [_record(r) for r in conn.execute(query.order_by(lead_states.c.lead_id))]
             found = []
             for chunk in _chunks(sorted(set(int(i) for i in lead_ids))):
-                found += [_record(r) for r in conn.execute(
-                    query.where(lead_states.c.lead_id.in_(chunk)).order_by(lead_states.c.lead_id))]
+                found += [
+                    _record(r)
+                    for r in conn.execute(
+                        query.where(lead_states.c.lead_id.in_(chunk)).order_by(
+                            lead_states.c.lead_id
+                        )
+                    )
+                ]
             return found
 
     def outcomes(self, job_id: int) -> Iterator[LeadEntry]:
         """What job `job_id` reported for each of its leads, by lead id."""
-        query = (select(job_leads).join(jobs, jobs.c.id == job_leads.c.job_id)
-                 .where(job_leads.c.job_id == job_id, jobs.c.portal == self.portal)
-                 .order_by(job_leads.c.lead_id))
+        query = (
+            select(job_leads)
+            .join(jobs, jobs.c.id == job_leads.c.job_id)
+            .where(job_leads.c.job_id == job_id, jobs.c.portal == self.portal)
+            .order_by(job_leads.c.lead_id)
+        )
         with self.engine.connect() as conn:
             for row in conn.execute(query):
-                yield LeadEntry(lead_id=row.lead_id, status=row.status, deal_id=row.deal_id,
-                                contact_id=row.contact_id, company_id=row.company_id,
-                                error=row.error)
+                yield LeadEntry(
+                    lead_id=row.lead_id,
+                    status=row.status,
+                    deal_id=row.deal_id,
+                    contact_id=row.contact_id,
+                    company_id=row.company_id,
+                    error=row.error,
+                )
 
     def outcome_statuses(self, job_id: int) -> dict[int, str]:
         """Lead id -> the status job `job_id` last recorded for it."""
-        query = select(job_leads.c.lead_id, job_leads.c.status).where(
-            job_leads.c.job_id == job_id)
+        query = select(job_leads.c.lead_id, job_leads.c.status).where(job_leads.c.job_id == job_id)
         with self.engine.connect() as conn:
             return {row.lead_id: row.status for row in conn.execute(query)}
 
     def status_counts(self, job_id: int) -> dict[str, int]:
         """How many of job `job_id`'s leads are in each status."""
-        query = (select(job_leads.c.status, func.count()).where(job_leads.c.job_id == job_id)
-                 .group_by(job_leads.c.status))
+        query = (
+            select(job_leads.c.status, func.count())
+            .where(job_leads.c.job_id == job_id)
+            .group_by(job_leads.c.status)
+        )
         with self.engine.connect() as conn:
             return {status: int(count) for status, count in conn.execute(query)}
 
-    def save(self, job_id: int, leads: Sequence[LeadEntry], *, counts: JobCounts | None = None,
-             taken: bool = False) -> None:
+    def save(
+        self,
+        job_id: int,
+        leads: Sequence[LeadEntry],
+        *,
+        counts: JobCounts | None = None,
+        taken: bool = False,
+    ) -> None:
         """One transaction: the leads' states and job outcomes, the job's counts and heartbeat.
 
         Skipped leads get only a job outcome (their conversion state, if any, is left alone).
         `taken`: the job takes these leads up now (their `attempts` go up by one).
         """
         now = _now()
-        states = [{"portal": self.portal, "lead_id": e.lead_id, "status": e.status,
-                   "state": None if e.state is None else json.dumps(e.state, sort_keys=True),
-                   **{name: getattr(e, name) for name in _IDS}, "error": e.error,
-                   "attempts": int(taken), "job_id": job_id, "updated_at": now}
-                  for e in leads if e.status != "skipped"]
-        outcomes = [{"job_id": job_id, "lead_id": e.lead_id, "status": e.status,
-                     **{name: getattr(e, name) for name in _IDS}, "error": e.error,
-                     "updated_at": now} for e in leads]
+        states = [
+            {
+                "portal": self.portal,
+                "lead_id": e.lead_id,
+                "status": e.status,
+                "state": None if e.state is None else json.dumps(e.state, sort_keys=True),
+                **{name: getattr(e, name) for name in _IDS},
+                "error": e.error,
+                "attempts": int(taken),
+                "job_id": job_id,
+                "updated_at": now,
+            }
+            for e in leads
+            if e.status != "skipped"
+        ]
+        outcomes = [
+            {
+                "job_id": job_id,
+                "lead_id": e.lead_id,
+                "status": e.status,
+                **{name: getattr(e, name) for name in _IDS},
+                "error": e.error,
+                "updated_at": now,
+            }
+            for e in leads
+        ]
         with write_lock(self.engine) as conn:
             if states:
-                self._upsert(conn, lead_states, states, ("portal", "lead_id"),
-                             increment="attempts")
+                self._upsert(conn, lead_states, states, ("portal", "lead_id"), increment="attempts")
             if outcomes:
                 self._upsert(conn, job_leads, outcomes, ("job_id", "lead_id"))
             values: dict[str, Any] = {"heartbeat_at": now}
@@ -438,8 +531,15 @@ class Journal:
                 values |= _counts(counts)
             conn.execute(update(jobs).where(jobs.c.id == job_id).values(**values))
 
-    def _upsert(self, conn: Connection, table: Table, rows: list[dict[str, Any]],
-                keys: tuple[str, ...], *, increment: str | None = None) -> None:
+    def _upsert(
+        self,
+        conn: Connection,
+        table: Table,
+        rows: list[dict[str, Any]],
+        keys: tuple[str, ...],
+        *,
+        increment: str | None = None,
+    ) -> None:
         if is_sqlite(self.engine):
             from sqlalchemy.dialects.sqlite import insert as dialect_insert
         else:
@@ -448,13 +548,16 @@ class Journal:
         changed = {name: statement.excluded[name] for name in rows[0] if name not in keys}
         if increment:
             changed[increment] = table.c[increment] + statement.excluded[increment]
-        conn.execute(statement.on_conflict_do_update(index_elements=list(keys), set_=changed),
-                     rows)
+        conn.execute(statement.on_conflict_do_update(index_elements=list(keys), set_=changed), rows)
 
 
 def _counts(counts: JobCounts) -> dict[str, Any]:
-    values: dict[str, Any] = {"requests": counts.requests, "converted": counts.converted,
-                              "failed": counts.failed, "skipped": counts.skipped}
+    values: dict[str, Any] = {
+        "requests": counts.requests,
+        "converted": counts.converted,
+        "failed": counts.failed,
+        "skipped": counts.skipped,
+    }
     if counts.total is not None:
         values["total"] = counts.total
     return values
@@ -463,13 +566,24 @@ def _counts(counts: JobCounts) -> dict[str, Any]:
 def _job(row: Any) -> JobRow:
     lead_ids = json.loads(row.lead_ids) if row.lead_ids else None
     return JobRow(
-        id=row.id, portal=row.portal, kind=row.kind, policy=json.loads(row.policy),
+        id=row.id,
+        portal=row.portal,
+        kind=row.kind,
+        policy=json.loads(row.policy),
         lead_ids=tuple(int(i) for i in lead_ids) if lead_ids is not None else None,
-        status=row.status, created_at=_utc(row.created_at) or _now(),
-        started_at=_utc(row.started_at), finished_at=_utc(row.finished_at),
-        heartbeat_at=_utc(row.heartbeat_at), requests=row.requests, total=row.total,
-        converted=row.converted, failed=row.failed, skipped=row.skipped, owner=row.owner,
-        error=row.error)
+        status=row.status,
+        created_at=_utc(row.created_at) or _now(),
+        started_at=_utc(row.started_at),
+        finished_at=_utc(row.finished_at),
+        heartbeat_at=_utc(row.heartbeat_at),
+        requests=row.requests,
+        total=row.total,
+        converted=row.converted,
+        failed=row.failed,
+        skipped=row.skipped,
+        owner=row.owner,
+        error=row.error,
+    )
 
 
 def _record(row: Any) -> LeadRecord:
@@ -477,7 +591,15 @@ def _record(row: Any) -> LeadRecord:
         state = json.loads(row.state) if row.state else None
     except ValueError:
         state = None  # unreadable: treated like a lead the journal does not know
-    return LeadRecord(lead_id=row.lead_id, status=row.status, state=state, deal_id=row.deal_id,
-                      contact_id=row.contact_id, company_id=row.company_id, error=row.error,
-                      attempts=row.attempts, job_id=row.job_id,
-                      updated_at=_utc(row.updated_at) or _now())
+    return LeadRecord(
+        lead_id=row.lead_id,
+        status=row.status,
+        state=state,
+        deal_id=row.deal_id,
+        contact_id=row.contact_id,
+        company_id=row.company_id,
+        error=row.error,
+        attempts=row.attempts,
+        job_id=row.job_id,
+        updated_at=_utc(row.updated_at) or _now(),
+    )

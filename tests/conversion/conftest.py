@@ -20,8 +20,9 @@ FAST_RETRY = RetryPolicy(attempts=6, base=0.01, cap=0.05)
 
 def client_for(sandbox: Any, *, plan: str = "fast", url: str | None = None) -> PortalClient:
     """A webhook client for the sandbox, its throttle set to the sandbox's plan."""
-    return PortalClient.from_webhook(url or sandbox.webhook_url, rate=RateLimit(*PLANS[plan]),
-                                     retry=FAST_RETRY, timeout=10.0)
+    return PortalClient.from_webhook(
+        url or sandbox.webhook_url, rate=RateLimit(*PLANS[plan]), retry=FAST_RETRY, timeout=10.0
+    )
 
 
 @pytest.fixture

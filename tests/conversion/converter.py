@@ -35,8 +35,9 @@ from b24app.store.journal import Journal
 
 
 def _client(webhook: str, plan: str) -> PortalClient:
-    return PortalClient.from_webhook(webhook, rate=RateLimit(*PLANS[plan]),
-                                     retry=RetryPolicy(base=0.01, cap=0.05), timeout=10.0)
+    return PortalClient.from_webhook(
+        webhook, rate=RateLimit(*PLANS[plan]), retry=RetryPolicy(base=0.01, cap=0.05), timeout=10.0
+    )
 
 
 def run_convert(args: argparse.Namespace) -> int:
@@ -46,8 +47,12 @@ def run_convert(args: argparse.Namespace) -> int:
     def narrate(progress: Progress) -> None:
         print(f"progress {progress.converted}", flush=True)
 
-    report = convert(_client(args.webhook, args.plan), journal, Policy.from_json(args.policy),
-                     on_progress=narrate)
+    report = convert(
+        _client(args.webhook, args.plan),
+        journal,
+        Policy.from_json(args.policy),
+        on_progress=narrate,
+    )
     print(f"status {report.status}", flush=True)
     return 0
 
@@ -94,8 +99,10 @@ def run_measure(args: argparse.Namespace) -> int:
 
     policy = Policy.from_dict({"client": args.client, "activities": args.activities})
     rate, burst = PLANS[args.plan]
-    with tempfile.TemporaryDirectory() as tmp, \
-            Sandbox(seed_leads=args.leads, seed=1, plan=args.plan) as sandbox:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        Sandbox(seed_leads=args.leads, seed=1, plan=args.plan) as sandbox,
+    ):
         journal = Journal.open(f"sqlite:///{Path(tmp) / 'app.db'}", portal="measure")
         portal = CountingPortal(_client(sandbox.webhook_url, args.plan))
         started = time.monotonic()
@@ -104,16 +111,28 @@ def run_measure(args: argparse.Namespace) -> int:
         stats = sandbox.stats()
     floor = math.ceil(portal.write_commands / 50) + portal.read_requests
     time_floor = max(0.0, (report.requests - burst) / rate)
-    print(json.dumps({
-        "leads": args.leads, "plan": args.plan, "policy": policy.to_dict(),
-        "status": report.status, "converted": report.converted, "failed": report.failed,
-        "requests": report.requests, "write_commands": portal.write_commands,
-        "read_requests": portal.read_requests, "request_floor": floor,
-        "requests_over_floor": round(report.requests / floor, 3),
-        "wall_seconds": round(wall, 1), "wall_floor_seconds": round(time_floor, 1),
-        "wall_over_floor": round(wall / time_floor, 3) if time_floor else None,
-        "http_503": stats["query_limit_exceeded"],
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "leads": args.leads,
+                "plan": args.plan,
+                "policy": policy.to_dict(),
+                "status": report.status,
+                "converted": report.converted,
+                "failed": report.failed,
+                "requests": report.requests,
+                "write_commands": portal.write_commands,
+                "read_requests": portal.read_requests,
+                "request_floor": floor,
+                "requests_over_floor": round(report.requests / floor, 3),
+                "wall_seconds": round(wall, 1),
+                "wall_floor_seconds": round(time_floor, 1),
+                "wall_over_floor": round(wall / time_floor, 3) if time_floor else None,
+                "http_503": stats["query_limit_exceeded"],
+            },
+            indent=2,
+        )
+    )
     return 0
 
 

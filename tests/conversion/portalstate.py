@@ -22,14 +22,23 @@ def call(core: Any, method: str, params: Mapping[str, Any] | None = None) -> Any
     return core.dispatch(method, dict(params or {}), ADMIN).result
 
 
-def rows(core: Any, method: str, flt: Mapping[str, Any] | None = None,
-         select: list[str] | None = None) -> list[dict[str, Any]]:
+def rows(
+    core: Any, method: str, flt: Mapping[str, Any] | None = None, select: list[str] | None = None
+) -> list[dict[str, Any]]:
     """Every row of a legacy list method (keyset by ID)."""
     found: list[dict[str, Any]] = []
     last = 0
     while True:
-        page = call(core, method, {"filter": {**(flt or {}), ">ID": last}, "order": {"ID": "ASC"},
-                                   "start": -1, "select": select or ["*"]})
+        page = call(
+            core,
+            method,
+            {
+                "filter": {**(flt or {}), ">ID": last},
+                "order": {"ID": "ASC"},
+                "start": -1,
+                "select": select or ["*"],
+            },
+        )
         found += page
         if len(page) < 50:
             return found
@@ -81,8 +90,10 @@ def duplicates(core: Any) -> dict[str, list[str]]:
     """ORIGIN_IDs carried by more than one deal, contact or company (should be none)."""
     found = {}
     for kind in KINDS:
-        origins = Counter(str(r.get("ORIGIN_ID")) for r in
-                          rows(core, f"crm.{kind}.list", {"ORIGINATOR_ID": ORIGINATOR_ID}))
+        origins = Counter(
+            str(r.get("ORIGIN_ID"))
+            for r in rows(core, f"crm.{kind}.list", {"ORIGINATOR_ID": ORIGINATOR_ID})
+        )
         found[kind] = sorted(origin for origin, n in origins.items() if n > 1)
     return {kind: dups for kind, dups in found.items() if dups}
 
@@ -95,8 +106,9 @@ def _id(value: Any) -> int | None:
     return number if number > 0 else None
 
 
-def assert_converted(core: Any, before: Snapshot, policy: Policy, *,
-                     success: str = "CONVERTED") -> None:
+def assert_converted(
+    core: Any, before: Snapshot, policy: Policy, *, success: str = "CONVERTED"
+) -> None:
     """Every active lead of `before` converted exactly once as the policy says; others untouched."""
     assert not duplicates(core)
     leads = {int(r["ID"]): r for r in rows(core, "crm.lead.list")}
@@ -109,9 +121,15 @@ def assert_converted(core: Any, before: Snapshot, policy: Policy, *,
         _assert_lead(core, before, policy, lead_id, leads[lead_id], made, success)
 
 
-def _assert_lead(core: Any, before: Snapshot, policy: Policy, lead_id: int,
-                 after: Mapping[str, Any], made: Mapping[str, Mapping[int, list[dict[str, Any]]]],
-                 success: str) -> None:
+def _assert_lead(
+    core: Any,
+    before: Snapshot,
+    policy: Policy,
+    lead_id: int,
+    after: Mapping[str, Any],
+    made: Mapping[str, Mapping[int, list[dict[str, Any]]]],
+    success: str,
+) -> None:
     lead = before.leads[lead_id]
     assert after["STATUS_ID"] == success, (lead_id, after["STATUS_ID"])
     deals = made["deal"].get(lead_id, [])
@@ -121,10 +139,15 @@ def _assert_lead(core: Any, before: Snapshot, policy: Policy, lead_id: int,
     assert deal["TITLE"] == lead["TITLE"]
     assert float(deal["OPPORTUNITY"]) == float(lead["OPPORTUNITY"])
     assert (deal["CURRENCY_ID"], deal["SOURCE_ID"], deal["ASSIGNED_BY_ID"]) == (
-        lead["CURRENCY_ID"], lead["SOURCE_ID"], lead["ASSIGNED_BY_ID"])
+        lead["CURRENCY_ID"],
+        lead["SOURCE_ID"],
+        lead["ASSIGNED_BY_ID"],
+    )
     clients = {}
-    for kind, wanted in (("contact", policy.client.wants_contact),
-                         ("company", policy.client.wants_company)):
+    for kind, wanted in (
+        ("contact", policy.client.wants_contact),
+        ("company", policy.client.wants_company),
+    ):
         repeat = _id(lead.get(f"{kind.upper()}_ID"))
         mine = made[kind].get(lead_id, [])
         if repeat:
@@ -149,15 +172,19 @@ def _assert_lead(core: Any, before: Snapshot, policy: Policy, lead_id: int,
     deal_id = int(deal["ID"])
     for activity_id in before.open_activities.get(lead_id, ()):
         activity = call(core, "crm.activity.get", {"id": activity_id})
-        bound = {(b["entityTypeId"], b["entityId"]) for b in
-                 call(core, "crm.activity.binding.list", {"activityId": activity_id})}
+        bound = {
+            (b["entityTypeId"], b["entityId"])
+            for b in call(core, "crm.activity.binding.list", {"activityId": activity_id})
+        }
         if policy.activities is Activities.MOVE:
             assert bound == {(DEAL, deal_id)} and activity["COMPLETED"] == "N", activity_id
         else:
             assert (LEAD, lead_id) in bound and activity["COMPLETED"] == "Y", activity_id
-    assert len(call(core, "crm.deal.productrows.get", {"id": deal_id})) == \
-        before.product_rows[lead_id]
-    comments = call(core, "crm.timeline.comment.list",
-                    {"filter": {"ENTITY_ID": deal_id, "ENTITY_TYPE": "deal"}})
+    assert (
+        len(call(core, "crm.deal.productrows.get", {"id": deal_id})) == before.product_rows[lead_id]
+    )
+    comments = call(
+        core, "crm.timeline.comment.list", {"filter": {"ENTITY_ID": deal_id, "ENTITY_TYPE": "deal"}}
+    )
     assert [c["COMMENT"] for c in comments] == [deal_comment(lead_id)]
     assert deal["ORIGIN_ID"] == origin_id(lead_id)

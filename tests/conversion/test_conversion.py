@@ -31,15 +31,18 @@ def _make_repeat_leads(core: Any) -> None:
     active = snapshot(core).active
     contact = int(rows(core, "crm.contact.list")[0]["ID"])
     company = int(rows(core, "crm.company.list")[0]["ID"])
-    for lead_id, fields in ((active[1], {"CONTACT_ID": contact}),
-                            (active[2], {"COMPANY_ID": company}),
-                            (active[3], {"CONTACT_ID": contact, "COMPANY_ID": company})):
+    for lead_id, fields in (
+        (active[1], {"CONTACT_ID": contact}),
+        (active[2], {"COMPANY_ID": company}),
+        (active[3], {"CONTACT_ID": contact, "COMPANY_ID": company}),
+    ):
         call(core, "crm.lead.update", {"id": lead_id, "fields": fields})
 
 
 @pytest.mark.parametrize("raw", POLICIES, ids=lambda p: "-".join(map(str, p.values())))
 def test_every_policy_converts_each_active_lead_once_and_a_rerun_creates_nothing(
-        make_sandbox: Any, journal: Journal, raw: dict[str, Any]) -> None:
+    make_sandbox: Any, journal: Journal, raw: dict[str, Any]
+) -> None:
     sandbox = make_sandbox(seed_leads=80)
     core = sandbox.portal
     policy = Policy.from_dict(raw)
@@ -69,22 +72,43 @@ def test_report_json_and_csv_follow_the_cli_contract(make_sandbox: Any, journal:
     report = convert(client_for(sandbox), journal, Policy())
 
     data = report.to_dict()
-    assert list(data) == ["converted", "failed", "skipped", "requests", "job_id", "status",
-                          "error", "leads"]
+    assert list(data) == [
+        "converted",
+        "failed",
+        "skipped",
+        "requests",
+        "job_id",
+        "status",
+        "error",
+        "leads",
+    ]
     assert data["job_id"] == report.job_id and data["status"] == "done"
-    assert list(data["leads"][0]) == ["lead_id", "status", "deal_id", "contact_id",
-                                      "company_id", "error"]
+    assert list(data["leads"][0]) == [
+        "lead_id",
+        "status",
+        "deal_id",
+        "contact_id",
+        "company_id",
+        "error",
+    ]
     lines = list(csv.reader(io.StringIO(report.to_csv())))
     assert lines[0] == ["lead_id", "status", "deal_id", "contact_id", "company_id", "error"]
     assert len(lines) == 1 + report.converted
     first = report.leads[0]
-    assert lines[1] == [str(first.lead_id), "converted", str(first.deal_id),
-                        str(first.contact_id or ""), str(first.company_id or ""), ""]
+    assert lines[1] == [
+        str(first.lead_id),
+        "converted",
+        str(first.deal_id),
+        str(first.contact_id or ""),
+        str(first.company_id or ""),
+        "",
+    ]
     assert journal.job(report.job_id).converted == report.converted  # type: ignore[union-attr]
 
 
 def test_explicit_ids_report_skips_and_a_rerun_skips_without_reading(
-        make_sandbox: Any, journal: Journal) -> None:
+    make_sandbox: Any, journal: Journal
+) -> None:
     sandbox = make_sandbox(seed_leads=40)
     before = snapshot(sandbox.portal)
     active = before.active[:3]
@@ -134,7 +158,8 @@ def test_read_mode(make_sandbox: Any) -> None:
 
 
 def test_a_policy_that_does_not_fit_the_portal_is_refused_before_any_job(
-        make_sandbox: Any, journal: Journal) -> None:
+    make_sandbox: Any, journal: Journal
+) -> None:
     sandbox = make_sandbox(seed_leads=5)
     with pytest.raises(PolicyError, match="pipeline 42 does not exist"):
         convert(client_for(sandbox), journal, Policy(pipeline=42))
@@ -172,7 +197,8 @@ def test_one_lead_failing_does_not_stop_the_others(make_sandbox: Any, journal: J
 
 
 def test_a_portal_wide_failure_interrupts_and_resume_finishes(
-        make_sandbox: Any, journal: Journal) -> None:
+    make_sandbox: Any, journal: Journal
+) -> None:
     sandbox = make_sandbox(seed_leads=80)
     core = sandbox.portal
     before = snapshot(core)
@@ -203,7 +229,8 @@ def test_a_portal_wide_failure_interrupts_and_resume_finishes(
 
 
 def test_a_stopped_run_resumes_and_a_lost_journal_creates_no_duplicates(
-        make_sandbox: Any, journal: Journal, tmp_path: Any) -> None:
+    make_sandbox: Any, journal: Journal, tmp_path: Any
+) -> None:
     sandbox = make_sandbox(seed_leads=80)
     core = sandbox.portal
     before = snapshot(core)
@@ -221,8 +248,11 @@ def test_a_stopped_run_resumes_and_a_lost_journal_creates_no_duplicates(
     assert (job.status, job.error) == (INTERRUPTED, "stopped by KeyboardInterrupt")
     partly = {kind: len(created(core, kind)) for kind in ("deal", "contact", "company")}
     assert 0 < partly["deal"] < len(before.active)
-    closed = sum(1 for r in rows(core, "crm.lead.list", {"STATUS_ID": "CONVERTED"})
-                 if int(r["ID"]) in before.active)
+    closed = sum(
+        1
+        for r in rows(core, "crm.lead.list", {"STATUS_ID": "CONVERTED"})
+        if int(r["ID"]) in before.active
+    )
 
     # A new database: the journal knows nothing, the portal still has what was created.
     fresh = Journal.open(f"sqlite:///{tmp_path / 'other.db'}", portal=PORTAL)
@@ -246,7 +276,8 @@ def test_only_one_live_job_per_portal(make_sandbox: Any, journal: Journal) -> No
 
 
 def test_faults_500_and_dropped_connections_complete_without_duplicates(
-        make_sandbox: Any, journal: Journal) -> None:
+    make_sandbox: Any, journal: Journal
+) -> None:
     sandbox = make_sandbox(seed_leads=400)
     core = sandbox.portal
     before = snapshot(core)
@@ -269,7 +300,8 @@ def test_faults_500_and_dropped_connections_complete_without_duplicates(
 
 
 def test_the_policys_lead_selection_narrows_what_is_converted(
-        make_sandbox: Any, journal: Journal) -> None:
+    make_sandbox: Any, journal: Journal
+) -> None:
     sandbox = make_sandbox(seed_leads=60)
     core = sandbox.portal
     before = snapshot(core)
@@ -284,8 +316,9 @@ def test_the_policys_lead_selection_narrows_what_is_converted(
     assert by_id[other[0]].error == "not picked by the policy's lead selection"
     assert len(by_id) == 2  # the lead_ids argument wins over the policy's ids
 
-    by_stage = convert(client_for(sandbox), journal, replace(policy, leads=replace(
-        policy.leads, ids=())))
+    by_stage = convert(
+        client_for(sandbox), journal, replace(policy, leads=replace(policy.leads, ids=()))
+    )
 
     assert sorted(lead.lead_id for lead in by_stage.leads) == sorted(new[1:])
     untouched = rows(core, "crm.lead.list", {"@ID": other})
@@ -294,7 +327,8 @@ def test_the_policys_lead_selection_narrows_what_is_converted(
 
 @pytest.mark.services
 def test_a_postgresql_journal_survives_an_interruption(
-        make_sandbox: Any, fresh_postgres_url: str) -> None:
+    make_sandbox: Any, fresh_postgres_url: str
+) -> None:
     sandbox = make_sandbox(seed_leads=80)
     before = snapshot(sandbox.portal)
     policy = Policy.from_dict({"client": "both", "activities": "move"})

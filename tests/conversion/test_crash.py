@@ -24,13 +24,29 @@ KILLS = 20
 
 def _start(sandbox: Any, database_url: str, policy: Policy) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, str(HELPER), "convert", "--webhook", sandbox.webhook_url,
-         "--db", database_url, "--portal", PORTAL, "--policy", json.dumps(policy.to_dict())],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1)
+        [
+            sys.executable,
+            str(HELPER),
+            "convert",
+            "--webhook",
+            sandbox.webhook_url,
+            "--db",
+            database_url,
+            "--portal",
+            PORTAL,
+            "--policy",
+            json.dumps(policy.to_dict()),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        bufsize=1,
+    )
 
 
 def test_twenty_kill_9s_then_a_rerun_convert_every_lead_exactly_once(
-        make_sandbox: Any, database_url: str, journal: Journal) -> None:
+    make_sandbox: Any, database_url: str, journal: Journal
+) -> None:
     sandbox = make_sandbox(seed_leads=300)
     core = sandbox.portal
     before = snapshot(core)
@@ -59,5 +75,8 @@ def test_twenty_kill_9s_then_a_rerun_convert_every_lead_exactly_once(
     jobs = journal.jobs(limit=100)
     assert len(jobs) >= KILLS  # a kill during start-up may come before the job exists
     assert all(job.status == INTERRUPTED for job in jobs[1:] if job.status != "done")
-    assert all("stopped before the job finished" in (job.error or "")
-               for job in jobs[1:] if job.status == INTERRUPTED)
+    assert all(
+        "stopped before the job finished" in (job.error or "")
+        for job in jobs[1:]
+        if job.status == INTERRUPTED
+    )

@@ -58,7 +58,11 @@ def test_jobs_are_per_portal_newest_first(url: str) -> None:
     assert [job.id for job in mine.jobs()] == [second.id, first.id]
     assert mine.job(other.id) is None and theirs.job(first.id) is None
     assert (first.status, first.policy, first.lead_ids, first.kind) == (
-        PENDING, {"client": "both"}, (3, 1), "convert")
+        PENDING,
+        {"client": "both"},
+        (3, 1),
+        "convert",
+    )
     assert second.lead_ids is None and second.started_at is None
     assert first.to_dict()["created_at"] == first.created_at.isoformat()
     assert mine.jobs(limit=1) == [mine.job(second.id)]
@@ -74,8 +78,12 @@ def test_one_live_job_per_portal_and_dead_ones_are_taken_over(url: str) -> None:
         journal.start_job(kind="convert", policy={})
     assert neighbour.start_job(kind="convert", policy={}).status == RUNNING  # other portal
 
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     _set_owner(journal, live.id, f"{dead}@{socket.gethostname()}")
     taken = journal.start_job(kind="convert", policy={})
 
@@ -116,30 +124,51 @@ def test_save_keeps_states_per_portal_and_outcomes_per_job(url: str) -> None:
     journal = Journal.open(url, portal="p")
     neighbour = Journal(journal.engine, portal="q")
     one = journal.start_job(kind="convert", policy={})
-    journal.save(one.id, [_entry(1), _entry(2), _entry(3, "skipped", error="JUNK")],
-                 counts=JobCounts(requests=3, skipped=1), taken=True)
-    journal.save(one.id, [_entry(1, "converted", deal_id=10, contact_id=11),
-                          _entry(2, "failed", error="boom")],
-                 counts=JobCounts(requests=5, converted=1, failed=1, skipped=1))
+    journal.save(
+        one.id,
+        [_entry(1), _entry(2), _entry(3, "skipped", error="JUNK")],
+        counts=JobCounts(requests=3, skipped=1),
+        taken=True,
+    )
+    journal.save(
+        one.id,
+        [_entry(1, "converted", deal_id=10, contact_id=11), _entry(2, "failed", error="boom")],
+        counts=JobCounts(requests=5, converted=1, failed=1, skipped=1),
+    )
     neighbour.save(neighbour.start_job(kind="convert", policy={}).id, [_entry(1)], taken=True)
 
     states = journal.states([1, 2, 3, 4])
     assert sorted(states) == [1, 2]  # skipped leads leave no conversion state
     assert (states[1].status, states[1].state, states[1].deal_id, states[1].attempts) == (
-        "converted", None, 10, 1)
+        "converted",
+        None,
+        10,
+        1,
+    )
     assert (states[2].status, states[2].error, states[2].state) == (
-        "failed", "boom", {"plan": {"lead_id": 2}})
+        "failed",
+        "boom",
+        {"plan": {"lead_id": 2}},
+    )
     assert journal.unfinished() == [] and [r.lead_id for r in neighbour.unfinished()] == [1]
 
     journal.finish_job(one.id, status=DONE)
     two = journal.start_job(kind="convert", policy={})
-    journal.save(two.id, [_entry(1, "skipped", error="already converted by job 1", deal_id=10),
-                          _entry(2)], taken=True)
+    journal.save(
+        two.id,
+        [_entry(1, "skipped", error="already converted by job 1", deal_id=10), _entry(2)],
+        taken=True,
+    )
 
     assert [(e.lead_id, e.status) for e in journal.outcomes(one.id)] == [
-        (1, "converted"), (2, "failed"), (3, "skipped")]
+        (1, "converted"),
+        (2, "failed"),
+        (3, "skipped"),
+    ]
     assert [(e.lead_id, e.status, e.deal_id) for e in journal.outcomes(two.id)] == [
-        (1, "skipped", 10), (2, "creating", None)]
+        (1, "skipped", 10),
+        (2, "creating", None),
+    ]
     assert journal.outcome_statuses(two.id) == {1: "skipped", 2: "creating"}
     assert journal.status_counts(one.id) == {"converted": 1, "failed": 1, "skipped": 1}
     again = journal.states([1, 2])

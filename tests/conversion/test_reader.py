@@ -34,7 +34,8 @@ class RefusingRowLists:
         for command in commands:
             flt = dict(command.params.get("filter") or {})
             if command.method == "crm.item.productrow.list" and isinstance(
-                    flt.get("=ownerId"), list):
+                flt.get("=ownerId"), list
+            ):
                 refused = True
                 flt.pop("=ownerId")  # the portal ignores the array: the key is missing
                 command = Command(command.key, command.method, {**command.params, "filter": flt})
@@ -49,18 +50,21 @@ class RefusingRowLists:
 def test_listings_share_requests_and_chain_pages(make_sandbox: Any) -> None:
     sandbox = make_sandbox(seed_leads=300)
     client = client_for(sandbox)
-    lists = Listings(client, [
-        Listing("l", "crm.lead.list", {}, ("ID", "TITLE"), pages=3, count=True),
-        Listing("a", "crm.activity.list", {"OWNER_TYPE_ID": 1}, ("ID",), pages=2),
-        Listing("e", "crm.deal.list", {"ORIGINATOR_ID": "nobody"}, ("ID",)),
-    ])
+    lists = Listings(
+        client,
+        [
+            Listing("l", "crm.lead.list", {}, ("ID", "TITLE"), pages=3, count=True),
+            Listing("a", "crm.activity.list", {"OWNER_TYPE_ID": 1}, ("ID",), pages=2),
+            Listing("e", "crm.deal.list", {"ORIGINATOR_ID": "nobody"}, ("ID",)),
+        ],
+    )
 
     found = lists.read()
 
-    assert [int(r["ID"]) for r in found["l"]] == [int(r["ID"]) for r in
-                                                 rows(sandbox.portal, "crm.lead.list")]
-    assert len(found["a"]) == len(rows(sandbox.portal, "crm.activity.list",
-                                       {"OWNER_TYPE_ID": 1}))
+    assert [int(r["ID"]) for r in found["l"]] == [
+        int(r["ID"]) for r in rows(sandbox.portal, "crm.lead.list")
+    ]
+    assert len(found["a"]) == len(rows(sandbox.portal, "crm.activity.list", {"OWNER_TYPE_ID": 1}))
     assert found["e"] == [] and lists.totals == {"l": 300} and lists.errors == {}
     # 6 + 9-ish pages of leads and activities at 50 pages per request after the first
     assert client.requests_made == 2
@@ -68,8 +72,13 @@ def test_listings_share_requests_and_chain_pages(make_sandbox: Any) -> None:
 
 def test_listing_errors_are_kept_per_listing(make_sandbox: Any) -> None:
     client = client_for(make_sandbox(seed_leads=5))
-    lists = Listings(client, [Listing("r", "crm.item.productrow.list", {"=ownerType": "L"}),
-                              Listing("l", "crm.lead.list", {}, ("ID",))])
+    lists = Listings(
+        client,
+        [
+            Listing("r", "crm.item.productrow.list", {"=ownerType": "L"}),
+            Listing("l", "crm.lead.list", {}, ("ID",)),
+        ],
+    )
     found = lists.read()
     assert len(found["l"]) == 5 and found["r"] == []
     assert lists.errors["r"].code == "REQUIRED_ARG_MISSING"
@@ -81,21 +90,49 @@ def test_extras_hold_each_leads_activities_rows_and_created_entities(make_sandbo
     before = snapshot(core)
     leads = [before.leads[i] for i in before.active]
     target = before.active[0]
-    older = call(core, "crm.deal.add", {"fields": {"TITLE": "made before",
-                                                   "ORIGINATOR_ID": ORIGINATOR_ID,
-                                                   "ORIGIN_ID": origin_id(target)}})
-    call(core, "crm.deal.add", {"fields": {"TITLE": "a duplicate", "ORIGINATOR_ID": ORIGINATOR_ID,
-                                           "ORIGIN_ID": origin_id(target)}})
-    call(core, "crm.contact.add", {"fields": {"NAME": "not ours", "ORIGINATOR_ID": "someone",
-                                              "ORIGIN_ID": origin_id(target)}})
+    older = call(
+        core,
+        "crm.deal.add",
+        {
+            "fields": {
+                "TITLE": "made before",
+                "ORIGINATOR_ID": ORIGINATOR_ID,
+                "ORIGIN_ID": origin_id(target),
+            }
+        },
+    )
+    call(
+        core,
+        "crm.deal.add",
+        {
+            "fields": {
+                "TITLE": "a duplicate",
+                "ORIGINATOR_ID": ORIGINATOR_ID,
+                "ORIGIN_ID": origin_id(target),
+            }
+        },
+    )
+    call(
+        core,
+        "crm.contact.add",
+        {
+            "fields": {
+                "NAME": "not ours",
+                "ORIGINATOR_ID": "someone",
+                "ORIGIN_ID": origin_id(target),
+            }
+        },
+    )
     client = client_for(sandbox)
 
     extras = Reader(client).extras(leads, Policy(client=Client.BOTH), origins=before.active)
 
     assert {i: set(a) for i, a in extras.activities.items()} == {
-        i: a for i, a in before.open_activities.items() if i in before.active}
+        i: a for i, a in before.open_activities.items() if i in before.active
+    }
     assert {i: len(r) for i, r in extras.product_rows.items()} == {
-        i: n for i, n in before.product_rows.items() if n and i in before.active}
+        i: n for i, n in before.product_rows.items() if n and i in before.active
+    }
     assert extras.created == {target: {"deal": older}}
     assert extras.matches == {}
     assert client.requests_made == 1
@@ -115,7 +152,8 @@ def test_product_rows_fall_back_to_one_lead_per_command(make_sandbox: Any) -> No
     assert {i: len(r) for i, r in extras.product_rows.items()} == expected
     assert reader.rows_per_lead and portal.refused == 1  # asked once, then one lead at a time
     assert {i: len(r) for i, r in again.product_rows.items()} == {
-        i: n for i, n in expected.items() if i in before.active[:10]}
+        i: n for i, n in expected.items() if i in before.active[:10]
+    }
 
 
 def test_matches_find_existing_clients_by_phone(make_sandbox: Any) -> None:
@@ -123,8 +161,9 @@ def test_matches_find_existing_clients_by_phone(make_sandbox: Any) -> None:
     core = sandbox.portal
     lead = snapshot(core).leads[snapshot(core).active[0]]
     phone = lead["PHONE"][0]["VALUE"]
-    contact = call(core, "crm.contact.add", {"fields": {"NAME": "Known",
-                                                        "PHONE": [{"VALUE": phone}]}})
+    contact = call(
+        core, "crm.contact.add", {"fields": {"NAME": "Known", "PHONE": [{"VALUE": phone}]}}
+    )
     policy = Policy(match_clients=(MatchBy.PHONE,))
 
     extras = Reader(client_for(sandbox)).extras([lead], policy)

@@ -17,7 +17,8 @@ from .portalstate import assert_converted, snapshot
 
 
 def test_to_simple_converts_first_then_waits_for_the_admin(
-        make_sandbox: Any, journal: Journal) -> None:
+    make_sandbox: Any, journal: Journal
+) -> None:
     sandbox = make_sandbox(seed_leads=60)
     before = snapshot(sandbox.portal)
     policy = Policy.from_dict({"client": "both", "activities": "move", "pipeline": 7})
@@ -28,8 +29,16 @@ def test_to_simple_converts_first_then_waits_for_the_admin(
         waits.append(seconds)
         if len(waits) == 2:
             assert sandbox.set_mode("simple")["converted"] == 0  # nothing left for Bitrix24
-    report = switch(client_for(sandbox), journal, Mode.SIMPLE, policy,
-                    wait=admin_flips_after_two_polls, poll_interval=5, on_step=steps.append)
+
+    report = switch(
+        client_for(sandbox),
+        journal,
+        Mode.SIMPLE,
+        policy,
+        wait=admin_flips_after_two_polls,
+        poll_interval=5,
+        on_step=steps.append,
+    )
 
     assert report.verified and report.mode_after is Mode.SIMPLE and waits == [5, 5]
     assert report.conversion is not None and report.conversion.status == "done"
@@ -43,13 +52,21 @@ def test_to_simple_converts_first_then_waits_for_the_admin(
 
 
 def test_to_classic_converts_nothing_and_reports_a_timeout(
-        make_sandbox: Any, journal: Journal) -> None:
+    make_sandbox: Any, journal: Journal
+) -> None:
     sandbox = make_sandbox(seed_leads=10, mode="simple")
     counts = sandbox.portal.counts()
     waits: list[float] = []
 
-    report = switch(client_for(sandbox), journal, Mode.CLASSIC, Policy(), wait=waits.append,
-                    poll_timeout=12, poll_interval=5)
+    report = switch(
+        client_for(sandbox),
+        journal,
+        Mode.CLASSIC,
+        Policy(),
+        wait=waits.append,
+        poll_timeout=12,
+        poll_interval=5,
+    )
 
     assert report.conversion is None and not report.verified
     assert report.mode_after is Mode.SIMPLE and waits == [5, 5, 2]
@@ -59,8 +76,13 @@ def test_to_classic_converts_nothing_and_reports_a_timeout(
 
 def test_already_in_the_target_mode_does_nothing(make_sandbox: Any, journal: Journal) -> None:
     sandbox = make_sandbox(seed_leads=10)
-    report = switch(client_for(sandbox), journal, Mode.CLASSIC, Policy(),
-                    wait=lambda s: pytest.fail("no polling expected"))
+    report = switch(
+        client_for(sandbox),
+        journal,
+        Mode.CLASSIC,
+        Policy(),
+        wait=lambda s: pytest.fail("no polling expected"),
+    )
     assert report.verified and report.conversion is None
     assert report.guide_text == "The portal already uses Classic CRM; nothing to switch."
     with pytest.raises(UsageError):
@@ -68,7 +90,8 @@ def test_already_in_the_target_mode_does_nothing(make_sandbox: Any, journal: Jou
 
 
 def test_an_interrupted_conversion_stops_the_switch_before_the_guide(
-        make_sandbox: Any, journal: Journal) -> None:
+    make_sandbox: Any, journal: Journal
+) -> None:
     sandbox = make_sandbox(seed_leads=60)
     progress: list[Any] = []
 
@@ -77,8 +100,14 @@ def test_an_interrupted_conversion_stops_the_switch_before_the_guide(
         if len(progress) == 3:
             sandbox.set_portal_state("deleted")
 
-    report = switch(client_for(sandbox), journal, Mode.SIMPLE, Policy(),
-                    on_progress=portal_deleted, wait=lambda s: pytest.fail("no polling"))
+    report = switch(
+        client_for(sandbox),
+        journal,
+        Mode.SIMPLE,
+        Policy(),
+        on_progress=portal_deleted,
+        wait=lambda s: pytest.fail("no polling"),
+    )
 
     assert report.conversion is not None and report.conversion.status == "interrupted"
     assert not report.verified and report.mode_after is Mode.CLASSIC

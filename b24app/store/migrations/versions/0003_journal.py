@@ -66,8 +66,9 @@ def upgrade() -> None:
         sa.Column("error", sa.Text, nullable=True),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("job_id", "lead_id", name="pk_job_leads"),
-        sa.ForeignKeyConstraint(["job_id"], ["jobs.id"], name="fk_job_leads_job_id_jobs",
-                                ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["job_id"], ["jobs.id"], name="fk_job_leads_job_id_jobs", ondelete="CASCADE"
+        ),
     )
 
 
