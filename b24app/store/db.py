@@ -7,13 +7,16 @@ itself is created only by the Alembic migrations in `migrations/versions/`.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, MetaData, create_engine, event
+from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy.types import TypeDecorator
 
 metadata = MetaData(
     naming_convention={
@@ -26,6 +29,27 @@ metadata = MetaData(
 )
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def utc_now() -> dt.datetime:
+    """The current time, zone-aware UTC: every stored time is UTC."""
+    return dt.datetime.now(dt.UTC)
+
+
+class UtcDateTime(TypeDecorator[dt.datetime]):
+    """A timestamp column that always reads back zone-aware UTC.
+
+    SQLite hands datetimes back without their zone; PostgreSQL keeps it.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_result_value(self, value: Any, dialect: Any) -> dt.datetime | None:
+        """Attach UTC to the naive datetimes SQLite returns."""
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value
 
 
 def normalize_url(url: str) -> str:

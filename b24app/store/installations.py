@@ -21,7 +21,6 @@ from sqlalchemy import (
     BigInteger,
     Column,
     Connection,
-    DateTime,
     Engine,
     Integer,
     String,
@@ -35,7 +34,7 @@ from sqlalchemy import (
 
 from b24app.errors import UsageError
 from b24app.store.crypto import Cipher
-from b24app.store.db import is_sqlite, metadata, write_lock
+from b24app.store.db import UtcDateTime, is_sqlite, metadata, utc_now, write_lock
 
 ACTIVE = "active"
 REINSTALL_NEEDED = "reinstall_needed"
@@ -57,9 +56,9 @@ installations = Table(
     Column("expires_at", BigInteger, nullable=True),
     Column("scope", String(1024), nullable=False, default=""),
     Column("status", String(32), nullable=False, default=ACTIVE),
-    Column("installed_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
-    Column("refreshed_at", DateTime(timezone=True), nullable=True),
+    Column("installed_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Column("refreshed_at", UtcDateTime(), nullable=True),
 )
 
 installation_history = Table(
@@ -69,7 +68,7 @@ installation_history = Table(
     Column("member_id", String(64), nullable=False, index=True),
     Column("event", String(32), nullable=False),
     Column("detail", String(512), nullable=False, default=""),
-    Column("at", DateTime(timezone=True), nullable=False),
+    Column("at", UtcDateTime(), nullable=False),
 )
 
 _SECRETS = ("access_token", "refresh_token", "application_token")
@@ -114,17 +113,6 @@ def domain_of(endpoint: str) -> str:
     return urlsplit(endpoint).netloc
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-def _utc(value: dt.datetime | None) -> dt.datetime | None:
-    # SQLite hands datetimes back without their zone; every stored time is UTC.
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=dt.UTC)
-    return value
-
-
 class InstallationStore:
     """Installations in the database at `engine`, secrets encrypted with `cipher`.
 
@@ -154,14 +142,12 @@ class InstallationStore:
         data = dict(row._mapping)
         for name in _SECRETS:
             data[name] = self._cipher.decrypt(data[name]) if data[name] else ""
-        for name in ("installed_at", "updated_at", "refreshed_at"):
-            data[name] = _utc(data[name])
         return Installation(**data)
 
     def _record(self, conn: Connection, member_id: str, event: str, detail: str = "") -> None:
         conn.execute(
             insert(installation_history).values(
-                member_id=member_id, event=event, detail=detail[:512], at=_now()
+                member_id=member_id, event=event, detail=detail[:512], at=utc_now()
             )
         )
 
@@ -170,7 +156,7 @@ class InstallationStore:
 
         Secrets left empty keep their stored values (an installer request may lack some).
         """
-        now = _now()
+        now = utc_now()
         with self._writing(None) as conn:
             old = self._select(conn, installation.member_id, lock=True)
             values: dict[str, Any] = {
@@ -267,7 +253,7 @@ class InstallationStore:
             c.execute(
                 update(installations)
                 .where(installations.c.member_id == member_id)
-                .values(status=status, updated_at=_now())
+                .values(status=status, updated_at=utc_now())
             )
             self._record(
                 c, member_id, "status", f"{old} -> {status}" + (f": {reason}" if reason else "")
@@ -286,7 +272,7 @@ class InstallationStore:
         conn: Connection | None = None,
     ) -> Installation:
         """Store a refreshed token pair (and the endpoints the OAuth server sent with it)."""
-        now = _now()
+        now = utc_now()
         values: dict[str, Any] = {
             "access_token": self._seal(access_token),
             "refresh_token": self._seal(refresh_token),
@@ -319,7 +305,7 @@ class InstallationStore:
             .values(
                 client_endpoint=client_endpoint,
                 domain=domain_of(client_endpoint),
-                updated_at=_now(),
+                updated_at=utc_now(),
             )
         )
         self._record(conn, old.member_id, "moved", f"{old.domain} -> {domain_of(client_endpoint)}")
@@ -340,7 +326,7 @@ class InstallationStore:
                 update(installations)
                 .where(installations.c.member_id == member_id)
                 .values(
-                    status=UNINSTALLED, access_token=None, refresh_token=None, updated_at=_now()
+                    status=UNINSTALLED, access_token=None, refresh_token=None, updated_at=utc_now()
                 )
             ).rowcount
             if found:
@@ -367,9 +353,7 @@ class InstallationStore:
         )
         with self.engine.connect() as conn:
             return [
-                HistoryEntry(
-                    member_id=r.member_id, event=r.event, detail=r.detail, at=_utc(r.at) or _now()
-                )
+                HistoryEntry(member_id=r.member_id, event=r.event, detail=r.detail, at=r.at)
                 for r in conn.execute(query)
             ]
 

@@ -31,7 +31,6 @@ from sqlalchemy import (
     BigInteger,
     Column,
     Connection,
-    DateTime,
     Engine,
     ForeignKey,
     Index,
@@ -49,7 +48,16 @@ from sqlalchemy import (
 from sqlalchemy.exc import SQLAlchemyError
 
 from b24app.errors import B24AppError, ConfigError, UsageError
-from b24app.store.db import is_sqlite, make_engine, metadata, migrate, normalize_url, write_lock
+from b24app.store.db import (
+    UtcDateTime,
+    is_sqlite,
+    make_engine,
+    metadata,
+    migrate,
+    normalize_url,
+    utc_now,
+    write_lock,
+)
 
 PENDING, RUNNING, DONE, FAILED, INTERRUPTED = "pending", "running", "done", "failed", "interrupted"
 JOB_STATUSES = (PENDING, RUNNING, DONE, FAILED, INTERRUPTED)
@@ -68,10 +76,10 @@ jobs = Table(
     Column("policy", Text, nullable=False),
     Column("lead_ids", Text, nullable=True),
     Column("status", String(16), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("started_at", DateTime(timezone=True), nullable=True),
-    Column("finished_at", DateTime(timezone=True), nullable=True),
-    Column("heartbeat_at", DateTime(timezone=True), nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("started_at", UtcDateTime(), nullable=True),
+    Column("finished_at", UtcDateTime(), nullable=True),
+    Column("heartbeat_at", UtcDateTime(), nullable=True),
     Column("requests", Integer, nullable=False, default=0),
     Column("total", Integer, nullable=True),
     Column("converted", Integer, nullable=False, default=0),
@@ -95,7 +103,7 @@ lead_states = Table(
     Column("error", Text, nullable=True),
     Column("attempts", Integer, nullable=False, default=0),
     Column("job_id", Integer, nullable=True),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
     Index("ix_lead_states_portal_status", "portal", "status"),
 )
 
@@ -109,7 +117,7 @@ job_leads = Table(
     Column("contact_id", BigInteger, nullable=True),
     Column("company_id", BigInteger, nullable=True),
     Column("error", Text, nullable=True),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
 )
 
 _IDS = ("deal_id", "contact_id", "company_id")
@@ -190,17 +198,6 @@ class JobCounts:
     failed: int = 0
     skipped: int = 0
     total: int | None = None
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-def _utc(value: dt.datetime | None) -> dt.datetime | None:
-    # SQLite hands datetimes back without their zone; every stored time is UTC.
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=dt.UTC)
-    return value
 
 
 def this_process() -> str:
@@ -308,7 +305,7 @@ class Journal:
             if found.status in FINISHED:
                 raise UsageError(f"job {job_id} is already {found.status}; start a new one")
             self._take_portal(conn)
-            now = _now()
+            now = utc_now()
             conn.execute(
                 update(jobs)
                 .where(jobs.c.id == job_id)
@@ -348,7 +345,7 @@ class Journal:
                 .where(jobs.c.id == job.id)
                 .values(
                     status=INTERRUPTED,
-                    finished_at=_now(),
+                    finished_at=utc_now(),
                     error=f"its process ({job.owner}) stopped before the job finished",
                 )
             )
@@ -358,7 +355,7 @@ class Journal:
         if host == socket.gethostname() and pid.isdigit():
             return _pid_alive(int(pid))
         beat = job.heartbeat_at or job.started_at or job.created_at
-        return (_now() - beat).total_seconds() < self.stale_after
+        return (utc_now() - beat).total_seconds() < self.stale_after
 
     def _insert_job(
         self,
@@ -369,7 +366,7 @@ class Journal:
         lead_ids: Sequence[int] | None,
         status: str,
     ) -> JobRow:
-        now = _now()
+        now = utc_now()
         running = status == RUNNING
         job_id = conn.execute(
             insert(jobs).values(
@@ -401,8 +398,8 @@ class Journal:
         values: dict[str, Any] = {
             "status": status,
             "error": error,
-            "finished_at": _now(),
-            "heartbeat_at": _now(),
+            "finished_at": utc_now(),
+            "heartbeat_at": utc_now(),
         }
         if counts is not None:
             values |= _counts(counts)
@@ -494,7 +491,7 @@ class Journal:
         Skipped leads get only a job outcome (their conversion state, if any, is left alone).
         `taken`: the job takes these leads up now (their `attempts` go up by one).
         """
-        now = _now()
+        now = utc_now()
         states = [
             {
                 "portal": self.portal,
@@ -572,10 +569,10 @@ def _job(row: Any) -> JobRow:
         policy=json.loads(row.policy),
         lead_ids=tuple(int(i) for i in lead_ids) if lead_ids is not None else None,
         status=row.status,
-        created_at=_utc(row.created_at) or _now(),
-        started_at=_utc(row.started_at),
-        finished_at=_utc(row.finished_at),
-        heartbeat_at=_utc(row.heartbeat_at),
+        created_at=row.created_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        heartbeat_at=row.heartbeat_at,
         requests=row.requests,
         total=row.total,
         converted=row.converted,
@@ -601,5 +598,5 @@ def _record(row: Any) -> LeadRecord:
         error=row.error,
         attempts=row.attempts,
         job_id=row.job_id,
-        updated_at=_utc(row.updated_at) or _now(),
+        updated_at=row.updated_at,
     )
