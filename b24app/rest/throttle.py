@@ -158,6 +158,9 @@ class OperatingBudget:
     WINDOW = 600.0
     # Bitrix24 keeps ten one-minute buckets: a blocked method frees budget within a minute.
     BUCKET = 60.0
+    # Durations seen within this many seconds share one entry, so the memory per method stays
+    # bounded (<= WINDOW / GRAIN entries) however many sub-calls a batch-heavy run makes.
+    GRAIN = 1.0
 
     def __init__(
         self, *, limit: float = 480.0, soft: float = 0.9, clock: Clock = SYSTEM_CLOCK
@@ -165,7 +168,8 @@ class OperatingBudget:
         self._soft_limit = limit * soft
         self._clock = clock
         self._lock = threading.Lock()
-        self._spent: dict[str, deque[tuple[float, float]]] = {}
+        self._spent: dict[str, deque[list[float]]] = {}  # [first seen, seconds] per grain
+        self._totals: dict[str, float] = {}
         self._reported: dict[str, tuple[float, float | None, float]] = {}
         self._blocked: dict[str, float] = {}
 
@@ -176,7 +180,12 @@ class OperatingBudget:
         now = self._clock.now()
         with self._lock:
             if time.duration:
-                self._spent.setdefault(method, deque()).append((now, time.duration))
+                spent = self._spent.setdefault(method, deque())
+                if spent and now - spent[-1][0] < self.GRAIN:
+                    spent[-1][1] += time.duration
+                else:
+                    spent.append([now, time.duration])
+                self._totals[method] = self._totals.get(method, 0.0) + time.duration
             if time.operating is not None:
                 self._reported[method] = (time.operating, time.operating_reset_at, now)
 
@@ -203,8 +212,10 @@ class OperatingBudget:
                 return blocked - now
             spent = self._spent.get(method, deque())
             while spent and spent[0][0] <= now - self.WINDOW:
-                spent.popleft()
-            local = sum(d for _, d in spent)
+                self._totals[method] -= spent.popleft()[1]
+            if not spent:  # no float drift left behind
+                self._totals[method] = 0.0
+            local = self._totals.get(method, 0.0)
             if local >= self._soft_limit:
                 return self._until_local_below(spent, local, now)
             operating, reset_at, seen = self._reported.get(method, (0.0, None, 0.0))
@@ -215,9 +226,7 @@ class OperatingBudget:
                 return seen + self.BUCKET - now
             return max(0.0, reset_at - now)
 
-    def _until_local_below(
-        self, spent: deque[tuple[float, float]], local: float, now: float
-    ) -> float:
+    def _until_local_below(self, spent: deque[list[float]], local: float, now: float) -> float:
         for at, duration in spent:
             local -= duration
             if local < self._soft_limit:

@@ -65,3 +65,13 @@ def test_operating_budget_counts_durations_per_method_in_the_window(clock):
     assert budget.delay(["crm.deal.add"]) == 0.0
     clock.advance(520)
     assert budget.delay(["crm.lead.update"]) == 0.0
+
+
+def test_operating_budget_memory_stays_bounded_under_many_sub_calls(clock):
+    budget = OperatingBudget(limit=480, clock=clock)
+    for _ in range(10_000):  # a batch-heavy run: many sub-calls within each second
+        budget.observe("crm.lead.update", Time(duration=0.001))
+        clock.advance(0.01)
+    assert len(budget._spent["crm.lead.update"]) <= 101  # one entry per second seen
+    assert budget._totals["crm.lead.update"] == pytest.approx(10.0)
+    assert budget.delay(["crm.lead.update"]) == 0.0
