@@ -94,7 +94,7 @@ class Portal:
                 raise ApiError("ERROR_METHOD_NOT_FOUND", "Method not found!", 404)
             _check_access(entry, ctx)
             try:
-                out = entry.handler(self._crm, _normalized(params or {}), ctx)
+                out = entry.handler(self._crm, _normalized(_either_case(params or {})), ctx)
             finally:
                 self._commit()
         if isinstance(out, Page):
@@ -152,6 +152,16 @@ def _check_access(entry: Method, ctx: CallContext) -> None:
     if entry.style == D7:
         raise ApiError("ACCESS_DENIED", "Access denied", 400)
     raise ApiError("", "Access denied.", 400)
+
+
+def _either_case(params: dict) -> dict:
+    """Top-level `ID`/`FIELDS`/`FILTER`... are read like `id`/`fields`/`filter`.
+
+    Bitrix24's legacy CRM methods look a parameter up by its lower-case name, then upper-case
+    (the docs' own examples send `ID` and `FIELDS`); the lower-case key wins when both are sent.
+    """
+    extra = {k.lower(): v for k, v in params.items() if k.isupper() and k.lower() not in params}
+    return {**params, **extra} if extra else params
 
 
 def _normalized(value: Any) -> Any:

@@ -220,13 +220,18 @@ def test_invalid_id(call, bad):
     assert error.description == "ID is not defined or invalid."
 
 
-def test_uppercase_parameter_names_are_not_accepted(call):
-    """The contract: keys are case-sensitive (`id`, `fields`), `ID`/`FIELDS` are not read."""
+def test_uppercase_parameter_names_are_read_like_lowercase_ones(call):
+    """Bitrix24's legacy methods accept `ID`/`FIELDS` as well as `id`/`fields` (the docs send both);
+    the lower-case key wins when both are present."""
     lead_id = call.lead()
 
-    assert call.error("crm.lead.get", ID=lead_id).description == "ID is not defined or invalid."
-    error = call.error("crm.lead.add", FIELDS={"TITLE": "x"})
-    assert error.description == "Parameter 'fields' must be array."
+    assert call("crm.lead.get", ID=lead_id)["ID"] == str(lead_id)
+    new_id = call("crm.lead.add", FIELDS={"TITLE": "upper"})
+    assert call("crm.lead.get", id=new_id)["TITLE"] == "upper"
+    assert call("crm.lead.get", id=lead_id, ID=new_id)["ID"] == str(lead_id)
+    assert call.error("crm.lead.add", fields="x", FIELDS={"TITLE": "y"}).description == (
+        "Parameter 'fields' must be array."
+    )
 
 
 def test_delete_removes_the_lead_its_rows_and_its_own_activities(call, portal):
