@@ -13,8 +13,9 @@ from cli_support import ROOT, SECRET, active_leads, child_env, run_cli, run_pyth
 
 from b24app.store.crypto import Cipher
 from b24app.store.db import make_engine, migrate
-from b24app.store.installations import Installation, InstallationStore
+from b24app.store.installations import InstallationStore
 from sandbox.server import Sandbox
+from tests.rest.sandbox_app import install_into
 
 CLI = ("-c", "from b24app.cli import main; main()")
 
@@ -63,20 +64,7 @@ def test_an_installed_portal_by_member_id_or_domain(env: dict[str, str], portal:
     url = env["B24APP_DATABASE_URL"]
     migrate(url)
     store = InstallationStore(make_engine(url), Cipher(key))
-    grant = portal.install_app()
-    store.save_installation(
-        Installation(
-            member_id=grant["member_id"],
-            domain=grant["domain"],
-            client_endpoint=grant["client_endpoint"],
-            server_endpoint=grant["server_endpoint"],
-            access_token=grant["access_token"],
-            refresh_token=grant["refresh_token"],
-            application_token=grant["application_token"],
-            expires_at=grant["expires"],
-            scope=grant["scope"],
-        )
-    )
+    grant = install_into(store, portal)
     app = {
         "B24APP_DATABASE_URL": url,
         "B24APP_PLAN": "fast",

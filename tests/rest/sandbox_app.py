@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import multiprocessing
+
 from b24app.config import PLANS, RateLimit, Settings
 from b24app.rest import Command, PortalClient
 from b24app.store import installations as inst
@@ -29,6 +31,49 @@ def lead_adds(n: int, tag: str = "L") -> list[Command]:
     ]
 
 
+def install_into(store: inst.InstallationStore, portal: Sandbox) -> dict:
+    """Install the app on the sandbox and save the installation in `store`; return the grant."""
+    grant = portal.install_app()
+    store.save_installation(
+        inst.Installation(
+            member_id=grant["member_id"],
+            domain=grant["domain"],
+            client_endpoint=grant["client_endpoint"],
+            server_endpoint=grant["server_endpoint"],
+            access_token=grant["access_token"],
+            refresh_token=grant["refresh_token"],
+            application_token=grant["application_token"],
+            expires_at=grant["expires"],
+            scope=grant["scope"],
+        )
+    )
+    return grant
+
+
+def race_refresh(portal: Sandbox, app: Installed) -> tuple[list, dict]:
+    """2 processes x 8 threads call at once right after every token expired; (outcomes, stats)."""
+    from tests.rest import workers
+
+    ctx = multiprocessing.get_context("spawn")
+    ready, results, go = ctx.Queue(), ctx.Queue(), ctx.Event()
+    procs = [
+        ctx.Process(
+            target=workers.refresh_race,
+            args=(app.db_url, app.key, app.settings, app.member_id, 8, ready, go, results),
+        )
+        for _ in range(2)
+    ]
+    for proc in procs:
+        proc.start()
+    assert [ready.get(timeout=60) for _ in procs] == [True, True]
+    portal.expire_tokens()
+    go.set()
+    outcomes = [results.get(timeout=60) for _ in range(16)]
+    for proc in procs:
+        proc.join(30)
+    return outcomes, portal.stats()
+
+
 class Installed:
     """A sandbox app installation saved in a SQLite store, and the settings to reach it."""
 
@@ -37,21 +82,7 @@ class Installed:
         self.db_url = db_url
         self.key = Cipher.generate_key()
         self.store = inst.InstallationStore(make_engine(db_url), Cipher(self.key))
-        details = portal.install_app()
-        self.member_id = details["member_id"]
-        self.store.save_installation(
-            inst.Installation(
-                member_id=details["member_id"],
-                domain=details["domain"],
-                client_endpoint=details["client_endpoint"],
-                server_endpoint=details["server_endpoint"],
-                access_token=details["access_token"],
-                refresh_token=details["refresh_token"],
-                application_token=details["application_token"],
-                expires_at=details["expires"],
-                scope=details["scope"],
-            )
-        )
+        self.member_id = install_into(self.store, portal)["member_id"]
         self.settings = dict(
             client_id=portal.client_id,
             client_secret=portal.client_secret,

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import multiprocessing
 import secrets
-from collections.abc import Iterator
 
-import psycopg
 import pytest
 import redis
 
@@ -19,46 +17,16 @@ from b24app.rest import RedisBucket
 from sandbox import Sandbox
 from sandbox.limits import Plan
 from tests.rest import workers
-from tests.rest.sandbox_app import Installed
+from tests.rest.sandbox_app import Installed, race_refresh
 
 pytestmark = pytest.mark.services
 
 
-@pytest.fixture
-def pg_database(postgres_url: str) -> Iterator[str]:
-    """A throwaway database on the machine's PostgreSQL, dropped afterwards."""
-    name = f"b24rest_{secrets.token_hex(4)}"
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    try:
-        yield postgres_url.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with psycopg.connect(postgres_url, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-
-
-def test_postgres_row_lock_refreshes_once_for_two_processes_of_eight_threads(pg_database):
-    ctx = multiprocessing.get_context("spawn")
+def test_postgres_row_lock_refreshes_once_for_two_processes_of_eight_threads(fresh_postgres_url):
     with Sandbox(seed_leads=60, seed=1, plan="fast") as portal:
-        app = Installed(portal, pg_database)
+        app = Installed(portal, fresh_postgres_url)
         assert app.store.engine.dialect.name == "postgresql"
-        ready, results, go = ctx.Queue(), ctx.Queue(), ctx.Event()
-        procs = [
-            ctx.Process(
-                target=workers.refresh_race,
-                args=(app.db_url, app.key, app.settings, app.member_id, 8, ready, go, results),
-            )
-            for _ in range(2)
-        ]
-        for proc in procs:
-            proc.start()
-        assert [ready.get(timeout=60) for _ in procs] == [True, True]
-        portal.expire_tokens()
-        go.set()
-        outcomes = [results.get(timeout=60) for _ in range(16)]
-        for proc in procs:
-            proc.join(30)
-        stats = portal.stats()
+        outcomes, stats = race_refresh(portal, app)
     app.store.engine.dispose()
     assert outcomes == [("ok", 50)] * 16, outcomes
     assert stats["refreshes"] == 1
