@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from dataclasses import dataclass, field
 
 from b24app.errors import ConfigError
 
@@ -100,18 +99,6 @@ class Settings:
         missing = [name for name in names if not getattr(self, _ATTR[name])]
         if missing:
             raise ConfigError(f"missing setting(s): {', '.join(missing)}")
-
-    def with_(self, **changes: object) -> Settings:
-        """A copy with some fields replaced (tests and entry points)."""
-        return replace(self, **changes)
-
-    @property
-    def queue_path(self) -> Path | None:
-        """Where SqliteHuey keeps its queue when no B24APP_QUEUE_URL is set: beside the database."""
-        if self.queue_url or not self.database_url.startswith("sqlite:///"):
-            return None
-        db = Path(self.database_url.removeprefix("sqlite:///") or "b24app.db")
-        return db.with_name(db.stem + ".queue.db")
 
 
 _ATTR = {

@@ -68,12 +68,6 @@ def test_require_names_the_missing_variables() -> None:
         Settings.from_env({}).require("B24_CLIENT_ID", "B24APP_SECRET_KEY")
 
 
-def test_queue_file_sits_beside_the_sqlite_database() -> None:
-    s = Settings.from_env({"B24APP_DATABASE_URL": "sqlite:////tmp/x/app.db"})
-    assert str(s.queue_path) == "/tmp/x/app.queue.db"
-    assert Settings.from_env({"B24APP_QUEUE_URL": "redis://h/1"}).queue_path is None
-
-
 def test_env_example_documents_every_variable() -> None:
     from pathlib import Path
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from b24app.config import RateLimit, Settings
@@ -27,7 +29,7 @@ def test_redis_url_selects_the_shared_bucket():
     settings = Settings(webhook_url=WEBHOOK, redis_url="redis://127.0.0.1:6379/0")
     assert isinstance(PortalClient.from_settings(settings).bucket, RedisBucket)
     with pytest.raises(ConfigError, match="B24APP_REDIS_URL"):
-        PortalClient.from_settings(settings.with_(redis_url="nonsense://x"))
+        PortalClient.from_settings(dataclasses.replace(settings, redis_url="nonsense://x"))
 
 
 @pytest.mark.parametrize(
