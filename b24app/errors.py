@@ -31,8 +31,6 @@ class B24Error(B24AppError):
     https://apidocs.bitrix24.com/api-reference/common/system/error-codes.html
     """
 
-    exit_code = 1
-
     def __init__(
         self,
         description: str = "",
