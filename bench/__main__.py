@@ -3,8 +3,7 @@
 A bench is a module of this package that defines
 `rows(*, quick: bool = False) -> list[dict[str, str]]` (its default run, or a small fast-plan
 one); the rows of all benches are printed as one table whose columns are the union of their keys.
-A module without `rows` but with a known adapter below (list_leads) is run through the adapter;
-other modules (floors, peers, table) are helpers. Each bench also runs alone:
+Modules without `rows` (floors, peers, table) are helpers. Each bench also runs alone:
 `python -m bench.<name> --help`.
 """
 
@@ -16,44 +15,11 @@ import pkgutil
 import sys
 import time
 from collections.abc import Callable, Sequence
-from types import ModuleType
 
 import bench
-from bench.floors import ratio
 from bench.table import print_table
 
 Rows = list[dict[str, str]]
-
-
-def _list_leads_rows(module: ModuleType, *, quick: bool) -> Rows:
-    """bench/list_leads.py through its public functions (it prints its own table alone)."""
-    leads, plan = (2_000, "fast") if quick else (20_000, "standard")
-    runs = [
-        module.measure("b24app", leads, plan, 1, module.b24app_listing(plan)),
-        module.measure("fast-bitrix24 get_all", leads, plan, 1, module.fast_bitrix24_listing(plan)),
-    ]
-    floor = module.floor(leads)
-    base = runs[0]
-    return [
-        {
-            "contender": run.name,
-            "leads": f"{leads} ({plan})",
-            "requests": str(run.requests),
-            "req floor": str(floor),
-            "req/floor": ratio(run.requests, floor),
-            "req vs b24app": ratio(run.requests, base.requests),
-            "time s": f"{run.seconds:.1f}",
-            "time vs b24app": ratio(run.seconds, base.seconds),
-            "503s": str(run.rejected),
-            "result": "ok"
-            if run.rows == leads and run.ids == base.ids
-            else f"BROKEN: {run.rows} rows of {leads}",
-        }
-        for run in runs
-    ]
-
-
-ADAPTERS: dict[str, Callable[..., Rows]] = {"list_leads": _list_leads_rows}
 
 
 def benches() -> dict[str, Callable[..., Rows]]:
@@ -66,9 +32,6 @@ def benches() -> dict[str, Callable[..., Rows]]:
         rows = getattr(module, "rows", None)
         if callable(rows):
             found[info.name] = rows
-        elif info.name in ADAPTERS:
-            adapter = ADAPTERS[info.name]
-            found[info.name] = lambda *, quick=False, m=module, a=adapter: a(m, quick=quick)
     return found
 
 

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 from b24app.config import PLANS, RateLimit
 from b24app.rest import PortalClient
+from bench.floors import ratio
+from bench.table import print_table
 from sandbox import Sandbox
 
 ROWS_PER_REQUEST = 2_500
@@ -85,24 +87,34 @@ def floor(leads: int) -> int:
     return leads // ROWS_PER_REQUEST + 1
 
 
-def table(runs: list[Run], leads: int) -> str:
-    """The runs as a small text table, ratios against the first run and the floor."""
-    base = runs[0]
-    lines = [
-        f"{'client':<16} {'rows':>7} {'requests':>8} {'503s':>5} {'seconds':>8} "
-        f"{'req/floor':>9} {'req ratio':>9} {'time ratio':>10}"
+def rows(
+    *, quick: bool = False, leads: int | None = None, plan: str | None = None, seed: int = 1
+) -> list[dict[str, str]]:
+    """Both listings side by side: the bench's rows (`quick`: 2,000 leads on the fast plan)."""
+    leads = leads if leads is not None else (2_000 if quick else 20_000)
+    plan = plan or ("fast" if quick else "standard")
+    runs = [
+        measure("b24app", leads, plan, seed, b24app_listing(plan)),
+        measure("fast-bitrix24 get_all", leads, plan, seed, fast_bitrix24_listing(plan)),
     ]
-    for run in runs:
-        lines.append(
-            f"{run.name:<16} {run.rows:>7} {run.requests:>8} {run.rejected:>5} "
-            f"{run.seconds:>8.2f} {run.requests / floor(leads):>9.2f} "
-            f"{run.requests / base.requests:>9.2f} {run.seconds / base.seconds:>10.2f}"
-        )
-    lines.append(
-        f"floor: {floor(leads)} requests for {leads} leads "
-        f"({ROWS_PER_REQUEST} rows per request, no COUNT)"
-    )
-    return "\n".join(lines)
+    base = runs[0]
+    return [
+        {
+            "contender": run.name,
+            "leads": f"{leads} ({plan})",
+            "requests": str(run.requests),
+            "req floor": str(floor(leads)),
+            "req/floor": ratio(run.requests, floor(leads)),
+            "req vs b24app": ratio(run.requests, base.requests),
+            "time s": f"{run.seconds:.1f}",
+            "time vs b24app": ratio(run.seconds, base.seconds),
+            "503s": str(run.rejected),
+            "result": "ok"
+            if run.rows == leads and run.ids == base.ids
+            else f"BROKEN: {run.rows} rows of {leads}",
+        }
+        for run in runs
+    ]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -119,19 +131,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.leads < 0:
         parser.error("--leads must be >= 0")
-    runs = [
-        measure("b24app", args.leads, args.plan, args.seed, b24app_listing(args.plan)),
-        measure(
-            "fast-bitrix24", args.leads, args.plan, args.seed, fast_bitrix24_listing(args.plan)
-        ),
-    ]
-    print(f"crm.lead.list, {args.leads} leads, {args.plan} plan")
-    print(table(runs, args.leads))
-    if runs[0].ids != runs[1].ids:
-        print(
-            f"WARNING: the clients returned different rows "
-            f"({len(runs[0].ids ^ runs[1].ids)} differ)"
-        )
+    print_table(
+        rows(leads=args.leads, plan=args.plan, seed=args.seed),
+        title=f"crm.lead.list, {args.leads} leads, {args.plan} plan "
+        f"(floor: {ROWS_PER_REQUEST} rows per request, no COUNT)",
+    )
 
 
 if __name__ == "__main__":
