@@ -1,0 +1,5 @@
+"""events views (being written)."""
+
+from flask import Blueprint
+
+blueprint = Blueprint("events", __name__)
