@@ -468,6 +468,34 @@ class Sandbox:
             return {"install_status": None, "install_error": type(exc).__name__}
         return {"install_status": response.status_code}
 
+    def app_page_form(self, user_id: int = users.ADMIN_ID, *, lang: str = "en") -> dict[str, Any]:
+        """What Bitrix24 sends when `user_id` opens the installed app's page: `{"query": {DOMAIN,
+        PROTOCOL, LANG, APP_SID}, "form": {AUTH_ID, AUTH_EXPIRES, REFRESH_ID, member_id, ...}}`,
+        with a fresh token pair issued to that user for this opening.
+        https://apidocs.bitrix24.com/settings/oauth/simple-way.html
+        """
+        inst = self.authority.installation
+        if not inst.active:
+            raise RuntimeError("the app is not installed on this sandbox")
+        pair = self.authority.issue(user_id)
+        query = {
+            "DOMAIN": self.domain,
+            "PROTOCOL": "0",
+            "LANG": lang,
+            "APP_SID": secrets.token_hex(16),
+        }
+        form = {
+            "AUTH_ID": pair.access_token,
+            "AUTH_EXPIRES": str(pair.expires_in),
+            "REFRESH_ID": pair.refresh_token,
+            "SERVER_ENDPOINT": self.server_endpoint,
+            "member_id": self.member_id,
+            "status": inst.status,
+            "PLACEMENT": "DEFAULT",
+            "PLACEMENT_OPTIONS": "{}",
+        }
+        return {"query": query, "form": form}
+
     def finish_install(self) -> None:
         """BX24.installFinish(): INSTALLED becomes true, events flow, ONAPPINSTALL is sent."""
         inst = self.authority.installation

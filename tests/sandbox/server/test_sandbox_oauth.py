@@ -181,3 +181,14 @@ def test_unfinished_install_reports_installed_false(portal: Sandbox) -> None:
 def test_ordinary_user_token_is_not_admin(portal: Sandbox) -> None:
     token = portal.install_app(user_id=2)["access_token"]
     assert oauth_call(portal, "user.admin", token).json()["result"] is False
+
+
+def test_app_page_form_carries_a_token_of_the_opening_user(portal: Sandbox) -> None:
+    portal.install_app(scope="crm,user")
+    opened = portal.app_page_form(2, lang="br")
+    assert opened["query"]["LANG"] == "br" and opened["query"]["DOMAIN"] == portal.domain
+    form = opened["form"]
+    assert form["PLACEMENT"] == "DEFAULT" and form["member_id"] == portal.member_id
+    me = oauth_call(portal, "user.current", form["AUTH_ID"]).json()["result"]
+    assert me["ID"] == "2"
+    assert oauth_call(portal, "user.admin", form["AUTH_ID"]).json()["result"] is False
