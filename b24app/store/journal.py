@@ -38,6 +38,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    delete,
     func,
     insert,
     make_url,
@@ -409,6 +410,15 @@ class Journal:
                 .where(jobs.c.id == job_id, jobs.c.portal == self.portal)
                 .values(**values)
             )
+
+    def purge(self) -> int:
+        """Delete every job, per-job outcome and lead state of this portal (an uninstall with
+        CLEAN=1); how many jobs were deleted."""
+        with write_lock(self.engine) as conn:
+            ids = select(jobs.c.id).where(jobs.c.portal == self.portal)
+            conn.execute(delete(job_leads).where(job_leads.c.job_id.in_(ids)))
+            conn.execute(delete(lead_states).where(lead_states.c.portal == self.portal))
+            return conn.execute(delete(jobs).where(jobs.c.portal == self.portal)).rowcount
 
     # -- leads ---------------------------------------------------------------------------------
 
