@@ -50,6 +50,10 @@ class Settings:
     rate_limit: RateLimit = field(default_factory=lambda: RateLimit(*PLANS["standard"]))
     timeout: float = 30.0
     log_level: str = "INFO"
+    sweep_minutes: float = 10.0
+    workers: int = 2
+    slice_leads: int = 500
+    keepalive_days: float = 20.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -71,6 +75,12 @@ class Settings:
         )
         burst = int(_number(get("B24APP_BURST"), burst, "B24APP_BURST", problems))
         timeout = _number(get("B24APP_TIMEOUT"), 30.0, "B24APP_TIMEOUT", problems)
+        sweep_minutes = _number(get("B24APP_SWEEP_MINUTES"), 10.0, "B24APP_SWEEP_MINUTES", problems)
+        workers = int(_number(get("B24APP_WORKERS"), 2, "B24APP_WORKERS", problems))
+        slice_leads = int(_number(get("B24APP_SLICE_LEADS"), 500, "B24APP_SLICE_LEADS", problems))
+        keepalive_days = _number(
+            get("B24APP_KEEPALIVE_DAYS"), 20.0, "B24APP_KEEPALIVE_DAYS", problems
+        )
 
         webhook_url = get("B24_WEBHOOK_URL")
         if webhook_url and not webhook_url.startswith(("http://", "https://")):
@@ -92,6 +102,10 @@ class Settings:
             rate_limit=RateLimit(per_second, burst),
             timeout=timeout,
             log_level=(get("B24APP_LOG_LEVEL") or "INFO").upper(),
+            sweep_minutes=sweep_minutes,
+            workers=max(1, workers),
+            slice_leads=max(1, slice_leads),
+            keepalive_days=keepalive_days,
         )
 
     def require(self, *names: str) -> None:
