@@ -33,7 +33,8 @@ job as `interrupted` with the reason; `resume(job_id)` (or a new `convert`) cont
 live job runs per portal (the journal refuses a second).
 
 Job status at the end: done (no lead failed), failed (some leads failed; a new `convert` retries
-them), interrupted (resumable).
+them), interrupted (resumable), or pending when `max_leads` paused it after that many leads (a
+worker's fair share; `resume` continues it).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ from b24app.crm.mode import MODE_METHOD, Mode, parse_mode
 from b24app.crm.planner import COMPANY, CONTACT, DEAL, LeadPlan, LeadPreview, PlanError, plan_lead
 from b24app.crm.planner import preview as preview_plan
 from b24app.crm.policy import Policy
-from b24app.crm.reader import Reader
+from b24app.crm.reader import CHUNK, Reader
 from b24app.crm.report import JobReport, LeadOutcome, build_report, load_report
 from b24app.crm.scheduler import BatchOutcome, LeadState, Status
 from b24app.errors import (
@@ -76,6 +77,7 @@ from b24app.store.journal import (
     FINISHED,
     INTERRUPTED,
     LEAD_FINAL,
+    PENDING,
     JobCounts,
     JobRow,
     Journal,
@@ -201,8 +203,11 @@ def convert(
     lead_ids: Sequence[int] | None = None,
     on_progress: ProgressCallback | None = None,
     kind: str = KIND,
+    max_leads: int | None = None,
 ) -> JobReport:
     """Convert every active lead selected by the policy (or only `lead_ids`), exactly once.
+
+    `max_leads` pauses the job (status pending) once this run has taken up that many leads.
 
     Raises PolicyError (the policy does not fit the portal), JobBusy (another job of this portal
     is running) or a B24Error when the portal cannot be read at all; once the job exists, every
@@ -210,7 +215,7 @@ def convert(
     """
     explicit = _explicit(policy, lead_ids)
     first_request = portal.requests_made
-    reader = Reader(portal)
+    reader = _reader(portal, max_leads)
     facts = _facts(reader, policy)
     job = journal.start_job(kind=kind, policy=policy.to_dict(), lead_ids=explicit)
     log.info(
@@ -228,13 +233,24 @@ def convert(
         explicit=explicit,
         on_progress=on_progress,
         first_request=first_request,
+        max_leads=max_leads,
     ).run()
 
 
+def _reader(portal: Portal, max_leads: int | None) -> Reader:
+    return Reader(portal, chunk_size=min(CHUNK, max_leads) if max_leads else CHUNK)
+
+
 def resume(
-    portal: Portal, journal: Journal, job_id: int, *, on_progress: ProgressCallback | None = None
+    portal: Portal,
+    journal: Journal,
+    job_id: int,
+    *,
+    on_progress: ProgressCallback | None = None,
+    max_leads: int | None = None,
 ) -> JobReport:
-    """Continue an interrupted (or pending) job with its own policy and leads.
+    """Continue an interrupted (or pending) job with its own policy and leads; `max_leads` as
+    for `convert`.
 
     A finished job is not run again: its stored report comes back (requests 0).
     """
@@ -245,7 +261,7 @@ def resume(
         return replace(load_report(journal, job_id), requests=0)
     first_request = portal.requests_made
     policy = Policy.from_dict(job.policy)
-    reader = Reader(portal)
+    reader = _reader(portal, max_leads)
     facts = _facts(reader, policy)
     job = journal.claim_job(job_id)
     log.info("conversion job %d resumed", job.id)
@@ -259,6 +275,7 @@ def resume(
         explicit=job.lead_ids or None,
         on_progress=on_progress,
         first_request=first_request,
+        max_leads=max_leads,
     ).run()
 
 
@@ -349,6 +366,7 @@ class _Run:
         explicit: tuple[int, ...] | None,
         on_progress: ProgressCallback | None,
         first_request: int,
+        max_leads: int | None = None,
     ) -> None:
         self.portal = portal
         self.journal = journal
@@ -372,6 +390,9 @@ class _Run:
         self.listed = 0
         self.stream_total: int | None = None
         self.lost = 0
+        self.max_leads = max_leads
+        self.taken = 0  # leads this run took up (the slice `max_leads` bounds)
+        self.paused = False
 
     # -- the run -------------------------------------------------------------------------------
 
@@ -383,7 +404,8 @@ class _Run:
                 self._execute(self._by_id(self.explicit))
             else:
                 self._execute(self._active())
-            self._execute(self._by_id(self._left_over()))
+            if not self.paused:
+                self._execute(self._by_id(self._left_over()))
         except _Stop as stop:
             message = str(stop)
             log.warning("conversion job %d interrupted: %s", self.job.id, message)
@@ -395,7 +417,7 @@ class _Run:
             with contextlib.suppress(Exception):
                 self._finish(INTERRUPTED, f"stopped by {type(exc).__name__}")
             raise
-        status = FAILED if self._counts().failed else DONE
+        status = PENDING if self.paused else FAILED if self._counts().failed else DONE
         log.info("conversion job %d %s: %s", self.job.id, status, self._counts())
         return self._finish(status, None)
 
@@ -452,6 +474,9 @@ class _Run:
         exhausted = False
         while True:
             if not exhausted and self._waiting() < REFILL:
+                if self.max_leads and self.taken >= self.max_leads:
+                    exhausted = self.paused = True  # this run's share is taken: finish it
+                    continue
                 exhausted = not self._admit_next(chunks)
                 continue
             batch = scheduler.next_batch(self.working.values())
@@ -556,6 +581,7 @@ class _Run:
 
     def _take(self, states: Iterable[LeadState], entries: Sequence[LeadEntry]) -> None:
         states = list(states)
+        self.taken += len(states)
         for state in states:
             self.working[state.lead_id] = state
         for entry in entries:
