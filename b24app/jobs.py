@@ -1,0 +1,309 @@
+"""Background work on Huey: conversion jobs, event-triggered conversions, sweeps, token keep-alive
+and the recovery of jobs a crash left behind.
+
+The queue is a SQLite file beside the database by default (no broker to run), Redis when
+B24APP_QUEUE_URL=redis://... (many worker machines), in memory and synchronous with
+`immediate=True` (unit tests). `Jobs` binds the app's tasks to one Huey instance - no module
+globals - so the web (which only enqueues) and `b24app worker` (which runs them) build the same
+task names from the same settings.
+
+Rules every task keeps:
+
+* One conversion per portal at a time: a per-portal lock (`b24app.locks`) around every run, and
+  the journal's own one-live-job rule behind it. A task that finds its portal busy is scheduled
+  again a little later (never dropped silently, at most `BUSY_ATTEMPTS` times; after that the
+  sweep and the recovery pass still find its work).
+* Fair scheduling: a conversion task converts at most B24APP_SLICE_LEADS leads, then re-enqueues
+  its job at the back of the queue, so one huge portal does not hold a worker for hours.
+* Progress lives in the journal (status_counts, job()); Huey stores no results.
+* A periodic tick (every minute by default; `b24app worker --tick`) recovers stuck jobs, enqueues
+  the sweeps that are due (B24APP_SWEEP_MINUTES) and the token keep-alives (B24APP_KEEPALIVE_DAYS).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from pathlib import Path
+from typing import Any
+
+from huey import Huey, MemoryHuey, RedisHuey, SqliteHuey
+from sqlalchemy import or_, select
+
+from b24app.config import Settings
+from b24app.errors import ConfigError
+from b24app.locks import FileLocks, MemoryLocks, PortalLocks, RedisLocks
+from b24app.services import Services
+from b24app.store import installations as inst
+from b24app.store.db import utc_now
+from b24app.store.journal import FINISHED, INTERRUPTED, PENDING, RUNNING, JobBusy
+from b24app.store.journal import jobs as jobs_table
+
+log = logging.getLogger("b24app.jobs")
+
+QUEUE_NAME = "b24app"
+# A task whose portal is busy tries again after this many seconds, at most this many times.
+BUSY_DELAY = 10.0
+BUSY_ATTEMPTS = 180
+# Job kinds the app runs (the CLI's `convert` jobs are resumed by `b24app jobs resume`).
+APP_KINDS = ("app", "event", "sweep")
+# A pending job untouched this long lost its queue entry (e.g. the web could not enqueue).
+PENDING_STALE = dt.timedelta(minutes=10)
+# An interrupted app job is tried again after this long (a crash, an unreachable portal).
+INTERRUPTED_RETRY = dt.timedelta(minutes=5)
+
+
+def queue_path(settings: Settings) -> Path:
+    """The default SQLite queue file: beside a SQLite database, else in the working directory."""
+    url = settings.database_url
+    if url.startswith("sqlite:///") and url not in ("sqlite:///", "sqlite:///:memory:"):
+        database = Path(url.removeprefix("sqlite:///"))
+        return database.with_name(f"{database.stem}-queue.db")
+    return Path.cwd() / "b24app-queue.db"
+
+
+def make_huey(settings: Settings, *, immediate: bool = False) -> Huey:
+    """The Huey for `settings`: SQLite file by default, Redis for B24APP_QUEUE_URL=redis://...,
+    a SQLite file for sqlite:///path, memory and synchronous when `immediate`."""
+    if immediate:
+        return MemoryHuey(QUEUE_NAME, immediate=True, results=False)
+    url = settings.queue_url
+    if not url:
+        return SqliteHuey(QUEUE_NAME, filename=str(queue_path(settings)), results=False)
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        return RedisHuey(QUEUE_NAME, url=url, results=False)
+    if url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
+        return SqliteHuey(QUEUE_NAME, filename=url.removeprefix("sqlite:///"), results=False)
+    raise ConfigError("B24APP_QUEUE_URL must be redis://host:6379/1 or sqlite:///path/queue.db")
+
+
+def make_locks(settings: Settings, huey: Huey) -> PortalLocks:
+    """Per-portal locks all workers share: Redis when one is configured, else files beside the
+    SQLite queue (one machine), else in memory (immediate mode)."""
+    if huey.immediate:
+        return MemoryLocks()
+    queue = settings.queue_url or ""
+    redis_url = settings.redis_url or (queue if queue.startswith(("redis", "unix")) else None)
+    if redis_url:
+        return RedisLocks.from_url(redis_url)
+    filename = getattr(huey.storage, "filename", None) or str(queue_path(settings))
+    return FileLocks(Path(f"{filename}.locks"))
+
+
+def portal_lock(member_id: str) -> str:
+    """The name of a portal's conversion lock."""
+    return f"portal:{member_id}"
+
+
+def _always(_timestamp: dt.datetime) -> bool:
+    return True
+
+
+class Jobs:
+    """The app's tasks bound to one Huey instance, and the enqueue API the web uses."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        huey: Huey | None = None,
+        immediate: bool = False,
+        services: Services | None = None,
+        locks: PortalLocks | None = None,
+    ) -> None:
+        self.settings = settings
+        self.huey = huey if huey is not None else make_huey(settings, immediate=immediate)
+        self.services = services or Services(settings)
+        self.locks = locks or make_locks(settings, self.huey)
+        task = self.huey.task
+        self._convert = task(name="convert_job")(self._convert_job)
+        self._event = task(name="lead_event")(self._lead_event)
+        self._sweep_all = task(name="sweep_all")(self._sweep_every_portal)
+        self._sweep = task(name="sweep_portal")(self._sweep_portal)
+        self._keep_alive = task(name="keep_alive")(self._keep_alive_portal)
+        self._recover = task(name="recover")(self.recover)
+        self._tick = self.huey.periodic_task(_always, name="tick")(self.tick)
+
+    def __repr__(self) -> str:
+        return f"Jobs({type(self.huey.storage).__name__})"
+
+    # -- enqueue API (the web) -----------------------------------------------------------------
+
+    def lead_event(self, member_id: str, lead_id: int, event: str) -> None:
+        """Enqueue the auto-conversion check of a lead a verified event named."""
+        self._event(member_id, int(lead_id), str(event))
+
+    def run_job(self, member_id: str, job_id: int) -> None:
+        """Enqueue a conversion job the caller created as pending in the journal."""
+        self._convert(member_id, int(job_id))
+
+    def sweep(self, member_id: str | None = None) -> None:
+        """Enqueue a sweep of one portal now, or of every active portal."""
+        if member_id is None:
+            self._sweep_all()
+        else:
+            self._sweep(member_id, force=True)
+
+    # -- tasks ---------------------------------------------------------------------------------
+
+    def _later(self, task: Any, *args: Any, attempt: int, **kwargs: Any) -> None:
+        if attempt < 0:  # a recovery offer: the next tick offers it again
+            return
+        if attempt >= BUSY_ATTEMPTS:
+            log.warning("%s%r: portal busy %d times; left to the sweep", task.name, args, attempt)
+            return
+        task.schedule(args=args, kwargs={**kwargs, "attempt": attempt + 1}, delay=BUSY_DELAY)
+
+    def _active(self, member_id: str) -> bool:
+        found = self.services.installations.get_installation(member_id)
+        if found is None or not found.active:
+            log.info("portal %s is not an active installation; task skipped", member_id)
+            return False
+        return True
+
+    def _convert_job(self, member_id: str, job_id: int, *, attempt: int = 0) -> None:
+        """Run (a slice of) a pending, paused or interrupted conversion job."""
+        from b24app.crm import conversion
+
+        journal = self.services.journal(member_id)
+        job = journal.job(job_id)
+        if job is None or job.status in FINISHED or not self._active(member_id):
+            return
+        with self.locks.hold(portal_lock(member_id)) as got:
+            if not got:
+                if job.status != RUNNING:  # a running job holds the lock itself
+                    self._later(self._convert, member_id, job_id, attempt=attempt)
+                return
+            client = self.services.client(member_id)
+            try:
+                report = conversion.resume(
+                    client, journal, job_id, max_leads=self.settings.slice_leads
+                )
+            except JobBusy:
+                current = journal.job(job_id)
+                if current is not None and current.status != RUNNING:
+                    self._later(self._convert, member_id, job_id, attempt=attempt)
+                return
+            finally:
+                client.close()
+        if report.status == PENDING:  # paused after its slice: back of the queue
+            self._convert(member_id, job_id)
+
+    def _lead_event(self, member_id: str, lead_id: int, event: str, *, attempt: int = 0) -> None:
+        """Convert the lead an event named if the portal's auto-convert rule says so."""
+        from b24app import listeners
+
+        with self.locks.hold(portal_lock(member_id)) as got:
+            if not got:
+                self._later(self._event, member_id, lead_id, event, attempt=attempt)
+                return
+            try:
+                outcome = listeners.convert_from_event(
+                    self.services, member_id, lead_id=lead_id, event=event
+                )
+            except JobBusy:
+                self._later(self._event, member_id, lead_id, event, attempt=attempt)
+                return
+        self._continue(member_id, outcome.job_id, outcome.status)
+
+    def _continue(self, member_id: str, job_id: int | None, status: str | None) -> None:
+        if job_id is not None and status == PENDING:
+            self._convert(member_id, job_id)
+
+    def _sweep_every_portal(self) -> None:
+        """Enqueue a sweep of every active portal."""
+        for found in self.services.installations.list_installations(status=inst.ACTIVE):
+            self._sweep(found.member_id, force=True)
+
+    def _sweep_portal(self, member_id: str, *, force: bool = False, attempt: int = 0) -> None:
+        """Sweep one portal if due (or `force`): record its mode, convert what events missed."""
+        from b24app import listeners
+
+        if not self._active(member_id):
+            return
+        with self.locks.hold(portal_lock(member_id)) as got:
+            if not got:
+                self._later(self._sweep, member_id, force=force, attempt=attempt)
+                return
+            if not force and not self._sweep_due(member_id, utc_now()):
+                return
+            try:
+                outcome = listeners.sweep_portal(self.services, member_id)
+            except JobBusy:
+                self._later(self._sweep, member_id, force=force, attempt=attempt)
+                return
+        self._continue(member_id, outcome.job_id, outcome.status)
+
+    def _keep_alive_portal(self, member_id: str) -> None:
+        """Refresh a portal's tokens if they were last rotated B24APP_KEEPALIVE_DAYS ago."""
+        from b24app import listeners
+
+        listeners.keep_alive(self.services, member_id, max_age=self._keepalive_age)
+
+    # -- periodic ------------------------------------------------------------------------------
+
+    @property
+    def _keepalive_age(self) -> dt.timedelta:
+        return dt.timedelta(days=self.settings.keepalive_days)
+
+    def _sweep_due(self, member_id: str, now: dt.datetime) -> bool:
+        last = self.services.portal_settings.last_swept(member_id)
+        return last is None or now - last >= dt.timedelta(minutes=self.settings.sweep_minutes)
+
+    def tick(self) -> None:
+        """The periodic pass: recover stuck jobs, enqueue due sweeps and token keep-alives."""
+        now = utc_now()
+        self.recover()
+        for found in self.services.installations.list_installations(status=inst.ACTIVE):
+            if self._sweep_due(found.member_id, now):
+                self._sweep(found.member_id)
+            rotated = found.refreshed_at or found.installed_at
+            if rotated is not None and now - rotated >= self._keepalive_age:
+                self._keep_alive(found.member_id)
+
+    def recover(self) -> list[tuple[str, int]]:
+        """Enqueue the app jobs a crash or a lost queue entry left behind; (portal, job) pairs.
+
+        Running jobs are simply offered again: the portal lock turns the offer away while their
+        worker lives, the journal takes a dead worker's job over. Pending jobs are offered once
+        untouched for PENDING_STALE, interrupted ones after INTERRUPTED_RETRY.
+        """
+        now = utc_now()
+        query = select(
+            jobs_table.c.id,
+            jobs_table.c.portal,
+            jobs_table.c.status,
+            jobs_table.c.created_at,
+            jobs_table.c.heartbeat_at,
+            jobs_table.c.finished_at,
+        ).where(
+            jobs_table.c.kind.in_(APP_KINDS),
+            or_(
+                jobs_table.c.status == RUNNING,
+                jobs_table.c.status == PENDING,
+                jobs_table.c.status == INTERRUPTED,
+            ),
+        )
+        with self.services.engine.connect() as conn:
+            rows = conn.execute(query.order_by(jobs_table.c.id)).all()
+        due: list[tuple[str, int]] = []
+        for row in rows:
+            touched = row.heartbeat_at or row.created_at
+            if (
+                row.status == RUNNING
+                or (row.status == PENDING and now - touched >= PENDING_STALE)
+                or (
+                    row.status == INTERRUPTED
+                    and now - (row.finished_at or touched) >= INTERRUPTED_RETRY
+                )
+            ):
+                due.append((row.portal, row.id))
+        for member_id, job_id in due:
+            self._convert(member_id, job_id, attempt=-1)  # not rescheduled when busy
+        if due:
+            log.info("recovery offered %d job(s) again", len(due))
+        return due
+
+    def task_names(self) -> list[str]:
+        """The names of the registered tasks (for `b24app worker` and tests)."""
+        return sorted(self.huey._registry._registry)

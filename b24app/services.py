@@ -1,0 +1,90 @@
+"""What background work needs, built once per process from the settings: the database, the
+installations, the per-portal settings, and clients for installed portals.
+
+Clients are made per task, but each portal keeps one rate bucket and one operating-time budget
+per process (or in Redis, shared by every process, when B24APP_REDIS_URL is set), so a task that
+starts right after another does not assume the portal's bucket is empty.
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import cached_property
+from typing import Any
+
+from sqlalchemy import Engine
+
+from b24app.config import Settings
+from b24app.rest import PortalClient
+from b24app.rest.oauth import OAuthServer
+from b24app.rest.throttle import OperatingBudget, RateBucket, make_bucket
+from b24app.store.crypto import Cipher
+from b24app.store.db import make_engine, migrate
+from b24app.store.installations import InstallationStore
+from b24app.store.journal import Journal
+from b24app.store.portal_settings import PortalSettings
+
+
+class Services:
+    """Lazily built shared objects for `settings`; thread-safe."""
+
+    def __init__(self, settings: Settings, *, oauth: OAuthServer | None = None) -> None:
+        self.settings = settings
+        self._oauth = oauth
+        self._lock = threading.Lock()
+        self._buckets: dict[str, RateBucket] = {}
+        self._budgets: dict[str, OperatingBudget] = {}
+        self._migrated = False
+
+    def __repr__(self) -> str:
+        return "Services()"
+
+    @cached_property
+    def engine(self) -> Engine:
+        """The app database (migrated on first use)."""
+        with self._lock:
+            if not self._migrated:
+                migrate(self.settings.database_url)
+                self._migrated = True
+        return make_engine(self.settings.database_url)
+
+    @cached_property
+    def installations(self) -> InstallationStore:
+        """Installed portals (B24APP_SECRET_KEY decrypts their tokens)."""
+        return InstallationStore(self.engine, Cipher.from_settings(self.settings))
+
+    @cached_property
+    def portal_settings(self) -> PortalSettings:
+        """Saved policies, observed modes, sweep times."""
+        return PortalSettings(self.engine)
+
+    @cached_property
+    def oauth(self) -> OAuthServer:
+        """The OAuth server that refreshes installation tokens."""
+        return self._oauth or OAuthServer.from_settings(self.settings)
+
+    def journal(self, member_id: str, **kwargs: Any) -> Journal:
+        """The conversion journal of a portal."""
+        return Journal(self.engine, portal=member_id, **kwargs)
+
+    def client(self, member_id: str) -> PortalClient:
+        """A client for the installed portal `member_id` (close it when done)."""
+        with self._lock:
+            bucket = self._buckets.get(member_id)
+            if bucket is None:
+                bucket = make_bucket(
+                    self.settings.rate_limit, key=member_id, redis_url=self.settings.redis_url
+                )
+                self._buckets[member_id] = bucket
+            budget = self._budgets.get(member_id)
+            if budget is None:
+                budget = OperatingBudget()
+                self._budgets[member_id] = budget
+        return PortalClient.for_installation(
+            self.installations,
+            member_id,
+            settings=self.settings,
+            oauth=self.oauth,
+            bucket=bucket,
+            operating=budget,
+        )

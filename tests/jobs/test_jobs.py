@@ -1,0 +1,103 @@
+"""Jobs in Huey's immediate mode: the enqueue API the web uses runs the tasks synchronously."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from huey import MemoryHuey, RedisHuey, SqliteHuey
+
+from b24app.config import Settings
+from b24app.crm.policy import Policy
+from b24app.errors import ConfigError
+from b24app.jobs import Jobs, make_huey, queue_path
+from b24app.store.journal import PENDING, Journal
+from tests.conversion.portalstate import assert_converted, duplicates, snapshot
+
+
+def test_the_default_queue_is_a_sqlite_file_beside_the_database(tmp_path: Path) -> None:
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'app.db'}")
+    huey = make_huey(settings)
+    assert isinstance(huey, SqliteHuey)
+    assert queue_path(settings) == tmp_path / "app-queue.db"
+    assert huey.storage.filename == str(tmp_path / "app-queue.db")
+
+
+def test_a_postgres_database_puts_the_default_queue_in_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    settings = Settings(database_url="postgresql://u@h/db")
+    assert queue_path(settings) == tmp_path / "b24app-queue.db"
+
+
+def test_queue_urls_pick_redis_or_a_sqlite_file_and_bad_ones_are_one_error(
+    tmp_path: Path,
+) -> None:
+    assert isinstance(make_huey(Settings(queue_url="redis://127.0.0.1:6379/3")), RedisHuey)
+    path = tmp_path / "q.db"
+    huey = make_huey(Settings(queue_url=f"sqlite:///{path}"))
+    assert isinstance(huey, SqliteHuey)
+    assert huey.storage.filename == str(path)
+    with pytest.raises(ConfigError, match="B24APP_QUEUE_URL"):
+        make_huey(Settings(queue_url="amqp://h/"))
+
+
+def test_immediate_mode_keeps_the_queue_in_memory() -> None:
+    huey = make_huey(Settings(), immediate=True)
+    assert isinstance(huey, MemoryHuey)
+    assert huey.immediate
+
+
+def test_two_jobs_objects_build_the_same_task_names(tmp_path: Path) -> None:
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'app.db'}")
+    web, worker = Jobs(settings), Jobs(settings)
+    assert web.task_names() == worker.task_names()
+    assert {"b24app.jobs.convert_job", "b24app.jobs.lead_event", "b24app.jobs.tick"} <= set(
+        web.task_names()
+    )
+
+
+def test_run_job_converts_a_pending_job_slice_by_slice(installed: Any) -> None:
+    app = installed(seed_leads=60, slice_leads=15)
+    before = snapshot(app.sandbox.portal)
+    jobs = Jobs(app.settings, immediate=True)
+    journal = Journal(jobs.services.engine, portal=app.member_id)
+    job = journal.create_job(kind="app", policy=Policy().to_dict())
+
+    jobs.run_job(app.member_id, job.id)
+
+    done = journal.job(job.id)
+    assert done is not None
+    assert (done.status, done.converted) == ("done", len(before.active))
+    assert journal.status_counts(job.id)["converted"] == len(before.active)
+    assert_converted(app.sandbox.portal, before, Policy())
+
+
+def test_a_finished_job_run_again_changes_nothing(installed: Any) -> None:
+    app = installed(seed_leads=20)
+    jobs = Jobs(app.settings, immediate=True)
+    journal = Journal(jobs.services.engine, portal=app.member_id)
+    job = journal.create_job(kind="app", policy=Policy().to_dict())
+    jobs.run_job(app.member_id, job.id)
+    requests = app.sandbox.stats()["http_requests"]
+
+    jobs.run_job(app.member_id, job.id)
+
+    assert app.sandbox.stats()["http_requests"] == requests
+    assert not duplicates(app.sandbox.portal)
+
+
+def test_a_busy_portal_schedules_the_job_again_instead_of_dropping_it(installed: Any) -> None:
+    app = installed(seed_leads=10)
+    jobs = Jobs(app.settings, immediate=True)
+    journal = Journal(jobs.services.engine, portal=app.member_id)
+    job = journal.create_job(kind="app", policy=Policy().to_dict())
+
+    with jobs.locks.hold(f"portal:{app.member_id}") as got:
+        assert got
+        jobs.run_job(app.member_id, job.id)
+
+    assert journal.job(job.id).status == PENDING
+    assert jobs.huey.scheduled_count() == 1
