@@ -1,4 +1,9 @@
-"""One table for every bench's rows (dicts with the same or overlapping keys)."""
+"""One table for every bench's rows, and the shape of a summary row.
+
+`python -m bench` prints rows made by `figure`: what was measured, the figure, what it is held
+against (the platform floor, a goal or a peer), the ratio, the verdict and the command that
+reproduces it. A bench run alone may print wider tables of its own.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,15 @@ from collections.abc import Mapping, Sequence
 
 from rich.console import Console
 from rich.table import Table
+
+COLUMNS = ("what", "measured", "floor / peer", "ratio", "result", "reproduce")
+
+
+def figure(
+    *, what: str, measured: str, versus: str, ratio: str, result: str, reproduce: str
+) -> dict[str, str]:
+    """One summary row: a measured figure held against a floor, goal or peer."""
+    return dict(zip(COLUMNS, (what, measured, versus, ratio, result, reproduce), strict=True))
 
 
 def columns_of(rows: Sequence[Mapping[str, str]]) -> list[str]:
