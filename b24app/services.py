@@ -35,6 +35,7 @@ class Services:
         self._buckets: dict[str, RateBucket] = {}
         self._budgets: dict[str, OperatingBudget] = {}
         self._migrated = False
+        self.offline_ready: set[str] = set()  # portals whose offline lead events are bound
 
     def __repr__(self) -> str:
         return "Services()"
