@@ -1,5 +1,518 @@
-"""page views (being written)."""
+"""The app page inside the Bitrix24 iframe: overview, policy, preview, conversion, switch.
 
-from flask import Blueprint
+Bitrix24 opens `/app` with a POST (form `AUTH_ID`, `REFRESH_ID`, `member_id`, `PLACEMENT`;
+query `DOMAIN`, `PROTOCOL`, `LANG`, `APP_SID`; https://apidocs.bitrix24.com/settings/oauth/simple-way.html).
+The opening user is asked of the portal (`b24app.rest.user`) at the *stored* endpoint of the
+installation, then carried by a signed page token (`b24app.pagetoken`): in the query string of
+read-only GETs (`t`), in a form field (`page_token`) or the `X-Page-Token` header of every POST,
+never in a cookie (iframes lose third-party cookies), so a cross-site form cannot post here.
+Only administrators may save the policy, convert or record the mode; others read.
+"""
 
-blueprint = Blueprint("page", __name__)
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, redirect, render_template, request, url_for
+
+from b24app.crm.conversion import preview as preview_leads
+from b24app.crm.conversion import read_mode
+from b24app.crm.mode import MODE_HELP_URL, SWITCH_HELP_URL, Mode, ModeError, guide_switch
+from b24app.crm.overview import read_overview
+from b24app.crm.policy import Policy, PolicyError
+from b24app.crm.reader import Reader
+from b24app.crm.report import load_report
+from b24app.errors import AuthError, B24Error
+from b24app.pagetoken import PageTokenError, PageTokens, PageUser
+from b24app.rest.user import read_viewer, viewer_client
+from b24app.store.journal import DONE, FAILED, INTERRUPTED, PENDING, RUNNING, JobBusy, JobRow
+from handlers import i18n
+from handlers.context import AppContext, app_context
+
+log = logging.getLogger(__name__)
+
+blueprint = Blueprint("page", __name__, static_folder="static", static_url_path="/app/static")
+
+# Names of where the page token travels, not secrets.
+TOKEN_FIELD = "page_token"  # noqa: S105
+TOKEN_HEADER = "X-Page-Token"  # noqa: S105
+TOKEN_QUERY = "t"  # noqa: S105
+PREVIEW_ROWS = 200
+JOB_KINDS = ("app", "switch")
+_IDS = re.compile(r"[\s,;]+")
+_FINAL = (DONE, FAILED, INTERRUPTED)
+
+
+class PageRefused(Exception):
+    """A request the page answers with an error page: HTTP status, catalog key, values."""
+
+    def __init__(self, status: int, key: str, **values: Any) -> None:
+        self.status, self.key, self.values = status, key, values
+        super().__init__(key)
+
+
+@dataclass(frozen=True)
+class Page:
+    """One request's verified user, its token and the app context."""
+
+    user: PageUser
+    token: str
+    ctx: AppContext
+
+    @property
+    def member_id(self) -> str:
+        """The portal the page shows."""
+        return self.user.member_id
+
+    def url(self, endpoint: str, **values: Any) -> str:
+        """A link carrying the page token."""
+        return url_for(endpoint, **{TOKEN_QUERY: self.token}, **values)
+
+
+# -- authentication ------------------------------------------------------------------------------
+
+
+def _tokens(ctx: AppContext) -> PageTokens:
+    return PageTokens.from_settings(ctx.settings)
+
+
+def _lang_hint() -> str:
+    return i18n.language(request.args.get("LANG"))
+
+
+def _page(*, write: bool = False) -> Page:
+    """The verified page user; POSTs read the token from the form or header only (CSRF)."""
+    ctx = app_context()
+    if request.method == "POST":
+        token = request.form.get(TOKEN_FIELD) or request.headers.get(TOKEN_HEADER)
+    else:
+        token = request.args.get(TOKEN_QUERY) or request.headers.get(TOKEN_HEADER)
+    try:
+        user = _tokens(ctx).verify(token)
+    except PageTokenError as exc:
+        raise PageRefused(403, "err_expired" if exc.expired else "err_token") from None
+    installation = ctx.installations.get_installation(user.member_id)
+    if installation is None or not installation.active:
+        raise PageRefused(403, "err_not_installed")
+    if write and not user.is_admin:
+        log.info("page: user %s of %s refused a change (not admin)", user.user_id, user.member_id)
+        raise PageRefused(403, "err_admin")
+    return Page(user=user, token=str(token), ctx=ctx)
+
+
+@blueprint.post("/app")
+def open_page() -> Any:
+    """Bitrix24 opens the app: check the user with the portal, issue a page token, render."""
+    ctx = app_context()
+    lang = _lang_hint()
+    member_id = (request.form.get("member_id") or "").strip()
+    auth_id = (request.form.get("AUTH_ID") or "").strip()
+    if not member_id or not auth_id:
+        raise PageRefused(400, "err_no_form")
+    installation = ctx.installations.get_installation(member_id)
+    if installation is None or not installation.active:
+        log.info("page: opened for a portal that is not installed")
+        raise PageRefused(403, "err_not_installed")
+    client = viewer_client(
+        auth_id,
+        client_endpoint=installation.client_endpoint,  # the stored one, never DOMAIN
+        member_id=member_id,
+        settings=ctx.settings,
+    )
+    try:
+        viewer = read_viewer(client)
+    except AuthError as exc:
+        log.info("page: %s did not accept the opening user's token (%s)", member_id, exc.code)
+        raise PageRefused(403, "err_auth") from None
+    finally:
+        client.close()
+    user = PageUser(
+        member_id=member_id, user_id=viewer.user_id, is_admin=viewer.is_admin, lang=lang
+    )
+    page = Page(user=user, token=_tokens(ctx).issue(user), ctx=ctx)
+    return _overview_page(page)
+
+
+@blueprint.get("/app")
+def view() -> Any:
+    """The overview again (links inside the page carry the token)."""
+    page = _page()
+    return _overview_page(
+        page,
+        saved=request.args.get("saved") == "1",
+        verified=request.args.get("verified"),
+        changed_from=request.args.get("from"),
+    )
+
+
+# -- the overview --------------------------------------------------------------------------------
+
+
+def _saved_policy(page: Page) -> tuple[Policy, list[str]]:
+    try:
+        return Policy.from_dict(page.ctx.portal_settings.policy_data(page.member_id)), []
+    except PolicyError as exc:
+        return Policy(), list(exc.problems)
+
+
+def _live_job(page: Page) -> JobRow | None:
+    return next(
+        (
+            job
+            for job in page.ctx.journal(page.member_id).jobs(10)
+            if job.status in (PENDING, RUNNING)
+        ),
+        None,
+    )
+
+
+def _overview_page(
+    page: Page,
+    *,
+    status: int = 200,
+    form: Mapping[str, Any] | None = None,
+    problems: list[str] | None = None,
+    convert_problem: str | None = None,
+    saved: bool = False,
+    verified: str | None = None,
+    changed_from: str | None = None,
+) -> Any:
+    """Render the overview: mode, leads by stage, policy form, conversion, jobs, switch."""
+    overview = read_overview(page.ctx.client(page.member_id))
+    policy, stored_problems = _saved_policy(page)
+    warnings = stored_problems or policy.problems(overview.facts)
+    shown = dict(form) if form is not None else _form_values(policy)
+    target = Mode.SIMPLE if overview.mode is Mode.CLASSIC else Mode.CLASSIC
+    guide = guide_switch(overview.mode, target, active_leads=overview.active_leads)
+    by, at = page.ctx.portal_settings.policy_saved_by(page.member_id)
+    html = _render(
+        "page.html",
+        page,
+        overview=overview,
+        form=shown,
+        problems=problems or [],
+        warnings=warnings if problems is None else [],
+        convert_problem=convert_problem,
+        saved=saved,
+        saved_by=by,
+        saved_at=at,
+        jobs=page.ctx.journal(page.member_id).jobs(10),
+        guide=guide,
+        target=target,
+        verified=_mode_or_none(verified),
+        changed_from=_mode_or_none(changed_from),
+        mode_help=MODE_HELP_URL,
+        switch_help=SWITCH_HELP_URL,
+    )
+    return html, status
+
+
+def _mode_or_none(label: str | None) -> Mode | None:
+    try:
+        return Mode.from_label(label) if label else None
+    except ModeError:
+        return None
+
+
+def _form_values(policy: Policy) -> dict[str, Any]:
+    """The policy as the form shows it."""
+    return {
+        "client": policy.client.value,
+        "pipeline": policy.pipeline,
+        "activities": policy.activities.value,
+        "match_clients": [m.value for m in policy.match_clients],
+        "auto_enabled": policy.auto.enabled,
+        "auto_stages": list(policy.auto.stages),
+        "auto_sources": list(policy.auto.sources),
+    }
+
+
+# -- policy --------------------------------------------------------------------------------------
+
+
+@blueprint.post("/app/policy")
+def save_policy() -> Any:
+    """Save the policy form (admins): checked by Policy.from_dict and against the portal."""
+    page = _page(write=True)
+    form = {
+        "client": request.form.get("client", ""),
+        "pipeline": request.form.get("pipeline", ""),
+        "activities": request.form.get("activities", ""),
+        "match_clients": request.form.getlist("match_clients"),
+        "auto_enabled": request.form.get("auto_enabled") == "on",
+        "auto_stages": request.form.getlist("auto_stages"),
+        "auto_sources": request.form.getlist("auto_sources"),
+    }
+    stored = page.ctx.portal_settings.policy_data(page.member_id) or {}
+    data = {
+        "client": form["client"] or None,
+        "pipeline": form["pipeline"] or None,
+        "activities": form["activities"] or None,
+        "match_clients": form["match_clients"],
+        "auto": {
+            "enabled": form["auto_enabled"],
+            "stages": form["auto_stages"],
+            "sources": form["auto_sources"],
+        },
+        # The page does not edit the lead selection; keep whatever was saved.
+        "leads": stored.get("leads") if isinstance(stored, Mapping) else None,
+    }
+    try:
+        policy = Policy.from_dict(data)
+        facts = Reader(page.ctx.client(page.member_id)).facts((policy.pipeline,))
+        policy.check(facts)
+    except PolicyError as exc:
+        return _overview_page(page, status=422, form=form, problems=list(exc.problems))
+    page.ctx.portal_settings.save_policy(
+        page.member_id, policy.to_dict(), by=str(page.user.user_id)
+    )
+    log.info("page: user %s saved the policy of %s", page.user.user_id, page.member_id)
+    return redirect(page.url("page.view", saved="1") + "#policy", code=303)
+
+
+# -- preview and conversion ----------------------------------------------------------------------
+
+
+@blueprint.get("/app/preview")
+def preview() -> Any:
+    """What converting the active leads under the saved policy would do (changes nothing)."""
+    page = _page()
+    policy, problems = _saved_policy(page)
+    if problems:
+        return _overview_page(page, status=422, problems=problems)
+    try:
+        rows = preview_leads(page.ctx.client(page.member_id), policy)
+    except PolicyError as exc:
+        return _overview_page(page, status=422, problems=list(exc.problems))
+    html = _render(
+        "page_preview.html",
+        page,
+        rows=rows[:PREVIEW_ROWS],
+        total=len(rows),
+        policy=policy,
+    )
+    return html
+
+
+def parse_lead_ids(values: list[str]) -> tuple[int, ...]:
+    """Lead ids from form values (checkboxes and/or one text field); ValueError on a bad one."""
+    ids: list[int] = []
+    for value in values:
+        for part in _IDS.split(value.strip()):
+            if not part:
+                continue
+            if not part.isdigit() or int(part) <= 0:
+                raise ValueError(part)
+            ids.append(int(part))
+    return tuple(dict.fromkeys(ids))
+
+
+@blueprint.post("/app/convert")
+def convert() -> Any:
+    """Start a conversion job (admins): all active leads, or the chosen ids; then show it."""
+    page = _page(write=True)
+    kind = request.form.get("kind", "app")
+    if kind not in JOB_KINDS:
+        kind = "app"
+    lead_ids: tuple[int, ...] | None = None
+    if request.form.get("leads", "all") == "chosen":
+        try:
+            lead_ids = parse_lead_ids(
+                [*request.form.getlist("lead_id"), request.form.get("lead_ids", "")]
+            )
+        except ValueError:
+            return _overview_page(page, status=422, convert_problem=_t(page)("bad_ids"))
+        if not lead_ids:
+            return _overview_page(page, status=422, convert_problem=_t(page)("no_ids"))
+    live = _live_job(page)
+    if live is not None:
+        return _overview_page(
+            page, status=409, convert_problem=_t(page)("convert_busy", job=live.id)
+        )
+    policy, problems = _saved_policy(page)
+    try:
+        if problems:
+            raise PolicyError(problems)
+        policy.check(Reader(page.ctx.client(page.member_id)).facts((policy.pipeline,)))
+    except PolicyError as exc:
+        return _overview_page(page, status=422, problems=list(exc.problems))
+    journal = page.ctx.journal(page.member_id)
+    job = journal.create_job(kind=kind, policy=policy.to_dict(), lead_ids=lead_ids)
+    log.info(
+        "page: user %s started job %s on %s (%s)",
+        page.user.user_id,
+        job.id,
+        page.member_id,
+        "all active leads" if lead_ids is None else f"{len(lead_ids)} lead(s)",
+    )
+    page.ctx.jobs.run_job(page.member_id, job.id)
+    return redirect(page.url("page.job", job_id=job.id), code=303)
+
+
+# -- jobs ----------------------------------------------------------------------------------------
+
+
+def _job_or_404(page: Page, job_id: int) -> JobRow:
+    job = page.ctx.journal(page.member_id).job(job_id)
+    if job is None:
+        raise PageRefused(404, "err_not_found")
+    return job
+
+
+def progress_of(job: JobRow, counts: Mapping[str, int]) -> dict[str, Any]:
+    """The progress JSON of a job: counts from its per-lead outcomes, percent of its total."""
+    converted, failed, skipped = (counts.get(k, 0) for k in ("converted", "failed", "skipped"))
+    done = converted + failed + skipped
+    total = job.total
+    finished = job.status in (DONE, FAILED)
+    if finished:
+        percent = 100
+    elif total:
+        percent = min(99, done * 100 // total)
+    else:
+        percent = 0
+    return {
+        "job_id": job.id,
+        "status": job.status,
+        "finished": job.status in _FINAL,
+        "total": total,
+        "done": done,
+        "converted": converted,
+        "failed": failed,
+        "skipped": skipped,
+        "percent": percent,
+        "error": job.error,
+    }
+
+
+@blueprint.get("/app/jobs/<int:job_id>")
+def job(job_id: int) -> Any:
+    """A job's progress, and its per-lead report once it has stopped."""
+    page = _page()
+    found = _job_or_404(page, job_id)
+    journal = page.ctx.journal(page.member_id)
+    progress = progress_of(found, journal.status_counts(job_id))
+    report = load_report(journal, job_id) if progress["finished"] else None
+    return _render("page_job.html", page, job=found, progress=progress, report=report)
+
+
+@blueprint.get("/app/jobs/<int:job_id>/progress")
+def job_progress(job_id: int) -> Any:
+    """The job's progress as JSON, for the page's polling script."""
+    page = _page()
+    found = _job_or_404(page, job_id)
+    response = jsonify(progress_of(found, page.ctx.journal(page.member_id).status_counts(job_id)))
+    return response
+
+
+@blueprint.get("/app/jobs/<int:job_id>/report.csv")
+def job_csv(job_id: int) -> Any:
+    """The job's per-lead report as CSV."""
+    page = _page()
+    _job_or_404(page, job_id)
+    report = load_report(page.ctx.journal(page.member_id), job_id)
+    return Response(
+        report.to_csv(),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="b24app-job-{job_id}.csv"'},
+    )
+
+
+# -- the guided switch ---------------------------------------------------------------------------
+
+
+@blueprint.post("/app/mode/verify")
+def verify_mode() -> Any:
+    """Re-read the CRM mode (admins) and record it; the overview says what Bitrix24 reports."""
+    page = _page(write=True)
+    mode = read_mode(page.ctx.client(page.member_id))
+    before = page.ctx.portal_settings.record_mode(page.member_id, mode.label)
+    values = {"verified": mode.label}
+    if before:
+        values["from"] = before
+    return redirect(page.url("page.view", **values) + "#switch", code=303)
+
+
+# -- rendering and errors ------------------------------------------------------------------------
+
+
+def _t(page: Page) -> Callable[..., str]:
+    return i18n.translator(page.user.lang)
+
+
+def _render(template: str, page: Page, **values: Any) -> str:
+    lang = i18n.language(page.user.lang)
+    return render_template(
+        template,
+        _=i18n.translator(lang),
+        known=i18n.known,
+        html_lang=i18n.HTML_LANG[lang],
+        user=page.user,
+        token=page.token,
+        token_field=TOKEN_FIELD,
+        token_query=TOKEN_QUERY,
+        page_url=page.url,
+        **values,
+    )
+
+
+def _error_page(status: int, key: str, lang: str, **values: Any) -> tuple[str, int]:
+    translate = i18n.translator(lang)
+    html = render_template(
+        "page_error.html",
+        _=translate,
+        html_lang=i18n.HTML_LANG[i18n.language(lang)],
+        token=None,
+        user=None,
+        message=translate(key, **values),
+        reopen=status in (401, 403),
+    )
+    return html, status
+
+
+def _wants_json() -> bool:
+    return request.path.endswith("/progress")
+
+
+def _lang_of_request() -> str:
+    token = request.form.get(TOKEN_FIELD) if request.method == "POST" else None
+    token = token or request.args.get(TOKEN_QUERY) or request.headers.get(TOKEN_HEADER)
+    if token:
+        try:
+            return _tokens(app_context()).verify(token).lang
+        except PageTokenError:
+            pass
+    return _lang_hint()
+
+
+@blueprint.errorhandler(PageRefused)
+def _refused(exc: PageRefused) -> Any:
+    if _wants_json():
+        return jsonify(error=exc.key), exc.status
+    return _error_page(exc.status, exc.key, _lang_of_request(), **exc.values)
+
+
+@blueprint.errorhandler(B24Error)
+def _portal_failed(exc: B24Error) -> Any:
+    log.warning("page: the portal failed (%s %s)", exc.method or "", exc.code or type(exc).__name__)
+    if _wants_json():
+        return jsonify(error="portal", code=exc.code), 502
+    return _error_page(502, "err_portal", _lang_of_request(), code=exc.code or "error")
+
+
+@blueprint.errorhandler(JobBusy)
+def _busy(exc: JobBusy) -> Any:
+    return _error_page(409, "convert_busy", _lang_of_request(), job="?")
+
+
+@blueprint.after_request
+def _no_leaks(response: Response) -> Response:
+    """Pages carry a bearer token in links: never cache them nor send them as a referrer."""
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
