@@ -39,6 +39,7 @@ from b24app.output import (
 )
 from b24app.portals import PortalTarget, open_portal
 from b24app.rest.redact import redact
+from b24app.worker import worker as worker_command
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 INTERRUPTED = "interrupted"  # the job status of a run stopped by a portal-wide failure
@@ -553,6 +554,11 @@ def _job_report(journal: Any, job_id: int) -> Any:
     from b24app.crm.report import load_report
 
     return load_report(journal, job_id)
+
+
+# -- worker ---------------------------------------------------------------------------------
+
+main.add_command(worker_command, "worker")
 
 
 def _load_plugins() -> None:
