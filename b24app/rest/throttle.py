@@ -6,6 +6,7 @@ https://apidocs.bitrix24.com/limits.html
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import threading
@@ -232,3 +233,139 @@ class OperatingBudget:
             if local < self._soft_limit:
                 return max(0.0, at + self.WINDOW - now)
         return self.BUCKET
+
+
+class RedisBudget(OperatingBudget):
+    """The operating-time budget of portal `key` shared in Redis by every process and machine:
+    durations summed in ten one-minute buckets (Bitrix24 keeps ten too), the portal's last
+    reported `time.operating`, and 429 blocks. It also keeps the local budget, and falls back to
+    it alone when Redis fails.
+
+    Observations are buffered and written with the reads of the next `delay()` in one pipeline,
+    so a 50-call batch costs one Redis round trip, not fifty.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        key: str,
+        *,
+        limit: float = 480.0,
+        soft: float = 0.9,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        super().__init__(limit=limit, soft=soft, clock=clock)
+        self._redis = client
+        self._prefix = f"b24app:budget:{key}:"
+        self._buffer_lock = threading.Lock()
+        self._durations: dict[str, float] = {}
+        self._reports: dict[str, tuple[float, float | None]] = {}
+        self._warned = False
+
+    def observe(self, method: str, time: Time | None) -> None:
+        """Account a finished call locally and buffer it for Redis."""
+        super().observe(method, time)
+        if time is None:
+            return
+        with self._buffer_lock:
+            if time.duration:
+                self._durations[method] = self._durations.get(method, 0.0) + time.duration
+            if time.operating is not None:
+                self._reports[method] = (time.operating, time.operating_reset_at)
+
+    def block(self, method: str, reset_at: float | None) -> float:
+        """Record a 429 for `method` here and for every other process."""
+        until = super().block(method, reset_at)
+        millis = int((until - self._clock.now()) * 1000)
+        if millis > 0:
+            self._shared(
+                lambda pipe: pipe.set(self._prefix + f"{method}:blocked", until, px=millis)
+            )
+        return until
+
+    def delay(self, methods: Iterable[str]) -> float:
+        """Seconds to wait before calling all of `methods`, by the local and the shared budget."""
+        wanted = sorted(set(methods))
+        local = super().delay(wanted)
+        now = self._clock.now()
+        minute = int(now // self.BUCKET)
+        buckets = int(self.WINDOW // self.BUCKET)
+        with self._buffer_lock:
+            durations, self._durations = self._durations, {}
+            reports, self._reports = self._reports, {}
+
+        def pipeline(pipe: Any) -> None:
+            for method, seconds in durations.items():
+                name = self._prefix + f"{method}:m{minute}"
+                pipe.incrbyfloat(name, seconds)
+                pipe.expire(name, int(self.WINDOW + 2 * self.BUCKET))
+            for method, (operating, reset_at) in reports.items():
+                pipe.set(
+                    self._prefix + f"{method}:reported",
+                    json.dumps([operating, reset_at, now]),
+                    ex=int(self.BUCKET),
+                )
+            for method in wanted:
+                pipe.get(self._prefix + f"{method}:blocked")
+                pipe.get(self._prefix + f"{method}:reported")
+                pipe.mget([self._prefix + f"{method}:m{minute - i}" for i in range(buckets)])
+
+        answers = self._shared(pipeline)
+        if answers is None:
+            return local
+        shared = 0.0
+        for index in range(len(wanted)):
+            blocked, reported, spent = answers[len(answers) - 3 * len(wanted) + 3 * index :][:3]
+            shared = max(shared, self._shared_delay(now, minute, blocked, reported, spent))
+        return max(local, shared)
+
+    def _shared_delay(
+        self, now: float, minute: int, blocked: Any, reported: Any, spent: list[Any]
+    ) -> float:
+        if blocked is not None and float(blocked) > now:
+            return float(blocked) - now
+        seconds = [float(value) if value is not None else 0.0 for value in spent]
+        total = sum(seconds)
+        if total >= self._soft_limit:
+            for age in range(len(seconds) - 1, -1, -1):  # oldest bucket first
+                total -= seconds[age]
+                if total < self._soft_limit:
+                    leaves = (minute - age) * self.BUCKET + self.WINDOW
+                    return max(0.0, leaves - now)
+            return self.BUCKET
+        if reported is not None:
+            operating, reset_at, seen = json.loads(reported)
+            if operating >= self._soft_limit:
+                return max(0.0, reset_at - now) if reset_at else max(0.0, seen + self.BUCKET - now)
+        return 0.0
+
+    def _shared(self, build: Any) -> list[Any] | None:
+        import redis
+
+        try:
+            pipe = self._redis.pipeline(transaction=False)
+            build(pipe)
+            return list(pipe.execute())
+        except redis.RedisError as exc:
+            if not self._warned:
+                log.warning(
+                    "Redis operating budget unavailable (%s); budgeting this process only",
+                    type(exc).__name__,
+                )
+                self._warned = True
+            return None
+
+
+def make_budget(
+    *, key: str, redis_url: str | None = None, clock: Clock = SYSTEM_CLOCK
+) -> OperatingBudget:
+    """A RedisBudget for portal `key` when `redis_url` is set, else a per-process budget."""
+    if not redis_url:
+        return OperatingBudget(clock=clock)
+    import redis
+
+    try:
+        client = redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
+    except ValueError:
+        raise ConfigError("B24APP_REDIS_URL must look like redis://host:6379/0") from None
+    return RedisBudget(client, key, clock=clock)
