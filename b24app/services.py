@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 from b24app.config import Settings
 from b24app.rest import PortalClient
 from b24app.rest.oauth import OAuthServer
-from b24app.rest.throttle import OperatingBudget, RateBucket, make_bucket
+from b24app.rest.throttle import OperatingBudget, RateBucket, make_bucket, make_budget
 from b24app.store.crypto import Cipher
 from b24app.store.db import make_engine, migrate
 from b24app.store.installations import InstallationStore
@@ -79,7 +79,7 @@ class Services:
                 self._buckets[member_id] = bucket
             budget = self._budgets.get(member_id)
             if budget is None:
-                budget = OperatingBudget()
+                budget = make_budget(key=member_id, redis_url=self.settings.redis_url)
                 self._budgets[member_id] = budget
         return PortalClient.for_installation(
             self.installations,
