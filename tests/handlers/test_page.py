@@ -232,3 +232,14 @@ def test_the_guided_switch_names_the_toggle_path(page: PageApp) -> None:
     assert "CRM &gt; Leads (or CRM &gt; Deals)" in html and "&#34;Simple CRM&#34;" in html
     br = text(page.open(1, lang="br"))
     assert "CRM &gt; Leads (ou CRM &gt; Negócios)" in br and "&#34;CRM Simples&#34;" in br
+
+
+def test_a_portal_that_stops_answering_gives_an_error_page_not_a_500(page: PageApp) -> None:
+    token = page.token(1)
+    page.sandbox.uninstall_app()  # removed on the portal; its uninstall event never came
+    client = page.client()
+    failed = client.get("/app", query_string={"t": token})
+    assert failed.status_code == 502
+    assert "Bitrix24 did not answer as expected (invalid_token)" in text(failed)
+    verify = client.post("/app/mode/verify", data={"page_token": token})
+    assert verify.status_code == 502
