@@ -101,3 +101,46 @@ def test_a_busy_portal_schedules_the_job_again_instead_of_dropping_it(installed:
 
     assert journal.job(job.id).status == PENDING
     assert jobs.huey.scheduled_count() == 1
+
+
+def test_recovery_takes_over_a_job_whose_worker_died(installed: Any) -> None:
+    import socket
+    import subprocess
+
+    from sqlalchemy import update
+
+    from b24app.store.journal import jobs as jobs_table
+
+    app = installed(seed_leads=30, slice_leads=10)
+    before = snapshot(app.sandbox.portal)
+    jobs = Jobs(app.settings, immediate=True)
+    journal = Journal(jobs.services.engine, portal=app.member_id)
+    job = journal.create_job(kind="app", policy=Policy().to_dict())
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    with jobs.services.engine.begin() as conn:
+        conn.execute(
+            update(jobs_table)
+            .where(jobs_table.c.id == job.id)
+            .values(status="running", owner=f"{dead.pid}@{socket.gethostname()}")
+        )
+
+    assert jobs.recover() == [(app.member_id, job.id)]
+
+    assert journal.job(job.id).status == "done"
+    assert_converted(app.sandbox.portal, before, Policy())
+    assert jobs.recover() == []
+
+
+def test_recovery_leaves_a_job_whose_worker_is_alive(installed: Any) -> None:
+    app = installed(seed_leads=5)
+    jobs = Jobs(app.settings, immediate=True)
+    journal = Journal(jobs.services.engine, portal=app.member_id)
+    job = journal.create_job(kind="app", policy=Policy().to_dict())
+    journal.claim_job(job.id)  # running in this (live) process
+
+    with jobs.locks.hold(f"portal:{app.member_id}"):
+        assert jobs.recover() == [(app.member_id, job.id)]  # offered, turned away by the lock
+
+    assert journal.job(job.id).status == "running"
+    assert jobs.huey.scheduled_count() == 0
