@@ -65,6 +65,10 @@ class InstallRejected(InstallError):
     status = 403
 
 
+class RefreshRefused(InstallRejected):
+    """The OAuth server refused the claimed refresh token (forged, or already used) (403)."""
+
+
 class InstallUnavailable(InstallError):
     """The OAuth server or the portal could not be asked; nothing was stored, try again (503)."""
 
@@ -183,19 +187,24 @@ def install(
 ) -> InstallResult:
     """Prove `claim` with the OAuth server, store the installation, bind the app's events.
 
-    A claim whose application token equals the one stored for an active installation repeats
-    an install already proven (ONAPPINSTALL after the installer page, a duplicate delivery): it
-    only re-checks the bindings. Raises BadInstallRequest, InstallRejected, InstallUnavailable
+    When the OAuth server refuses the refresh token but the claim's application token equals
+    the one stored for an active installation, the request repeats an install already proven
+    (ONAPPINSTALL after the installer page, a duplicate delivery: the first one used the
+    single-use refresh token): only the bindings are checked again. Fresh tokens always win, so
+    an app update re-stores them. Raises BadInstallRequest, InstallRejected, InstallUnavailable
     (nothing stored) or BindFailed (stored, handlers missing).
     """
     handler = events_url(settings)
     oauth = oauth or OAuthServer.from_settings(settings)
-    stored = _already_installed(store, claim)
-    if stored is not None:
+    try:
+        grant = _prove(oauth, claim)
+    except RefreshRefused:
+        stored = _already_installed(store, claim)
+        if stored is None:
+            raise
         log.info("portal %s: install request repeats the stored installation", claim.member_id)
         bindings = _bind(store, claim.member_id, handler, settings, oauth)
         return InstallResult(stored, bindings, duplicate=True)
-    grant = _prove(oauth, claim)
     tokens, installed = _confirm(grant, settings, oauth)
     installation = store.save_installation(
         inst.Installation(
@@ -244,7 +253,10 @@ def _prove(oauth: OAuthServer, claim: InstallClaim) -> TokenGrant:
             exc.code,
         )
         raise InstallRejected("the OAuth server did not accept these tokens") from None
-    except (AuthError, PortalDeleted, PaymentRequired) as exc:
+    except AuthError as exc:
+        log.warning("install for portal %s: refresh refused (%s)", claim.member_id, exc.code)
+        raise RefreshRefused("the OAuth server did not accept these tokens") from None
+    except (PortalDeleted, PaymentRequired) as exc:
         log.warning(
             "install for portal %s rejected: refresh failed (%s)", claim.member_id, exc.code
         )

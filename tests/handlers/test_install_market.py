@@ -178,6 +178,21 @@ def test_a_repeated_request_changes_nothing(app, portal) -> None:
     assert len(_bindings(ctx, grant["member_id"])) == 3
 
 
+def test_an_app_update_stores_the_fresh_tokens_and_binds_again(app, portal) -> None:
+    grant = portal.install_app()
+    post_install(app.test_client(), *market_request(portal, grant))
+    portal.hub.forget_bindings()  # Bitrix24 drops an app's handlers when it is updated
+    pair = portal.authority.issue(1)  # the installer of the new version gets fresh tokens
+    fresh = grant | {"access_token": pair.access_token, "refresh_token": pair.refresh_token}
+
+    response = post_install(app.test_client(), *market_request(portal, fresh))
+
+    assert response.status_code == 200
+    ctx = app.extensions["b24app"]
+    assert history_events(ctx.engine, grant["member_id"]) == ["installed", "reinstalled"]
+    assert len(_bindings(ctx, grant["member_id"])) == 3
+
+
 def test_a_reinstall_replaces_the_tokens_and_binds_again(app, portal) -> None:
     first = portal.install_app()
     post_install(app.test_client(), *market_request(portal, first))

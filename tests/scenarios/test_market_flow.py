@@ -46,11 +46,17 @@ def test_install_bind_deliver_convert_uninstall(tmp_path) -> None:
         served.mount(app)
         ctx = app.extensions["b24app"]
 
-        # The Market POSTs the installer page; the app proves, stores and binds.
-        grant = portal.install_app(app_url=f"{served.url}/install")
+        # The Market POSTs the installer page; the app proves, stores and binds. ONAPPINSTALL
+        # follows with the same (now used) refresh token: a repeat, answered 200, nothing new.
+        grant = portal.install_app(
+            app_url=f"{served.url}/install", event_handler_url=f"{served.url}/events"
+        )
         member_id = grant["member_id"]
         assert grant["install_status"] == 200
+        assert portal.wait_events(30)
+        assert [(d.event, d.status) for d in portal.deliveries] == [("ONAPPINSTALL", 200)]
         assert ctx.installations.get_installation(member_id).status == inst.ACTIVE
+        assert history_events(ctx.engine, member_id) == ["installed"]
         with ctx.client(member_id) as client:
             rows = client.call("event.get").result
         assert {(r["event"], r["handler"]) for r in rows} == {
