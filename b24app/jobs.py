@@ -47,8 +47,9 @@ BUSY_DELAY = 10.0
 BUSY_ATTEMPTS = 180
 # Job kinds the app runs (the CLI's `convert` jobs are resumed by `b24app jobs resume`).
 APP_KINDS = ("app", "event", "sweep")
-# A pending job untouched this long lost its queue entry (e.g. the web could not enqueue).
-PENDING_STALE = dt.timedelta(minutes=10)
+# A pending job untouched this long with no task in the queue lost its task (a worker killed
+# between taking the task and starting the job, or the web could not enqueue).
+PENDING_STALE = dt.timedelta(seconds=30)
 # An interrupted app job is tried again after this long (a crash, an unreachable portal).
 INTERRUPTED_RETRY = dt.timedelta(minutes=5)
 
@@ -193,6 +194,9 @@ class Jobs:
         """Convert the lead an event named if the portal's auto-convert rule says so."""
         from b24app import listeners
 
+        early = listeners.event_precheck(self.services, member_id, lead_id=lead_id, event=event)
+        if isinstance(early, listeners.Outcome):  # decided without the portal (and the lock)
+            return
         with self.locks.hold(portal_lock(member_id)) as got:
             if not got:
                 self._later(self._event, member_id, lead_id, event, attempt=attempt)
@@ -265,8 +269,10 @@ class Jobs:
         """Enqueue the app jobs a crash or a lost queue entry left behind; (portal, job) pairs.
 
         Running jobs are simply offered again: the portal lock turns the offer away while their
-        worker lives, the journal takes a dead worker's job over. Pending jobs are offered once
-        untouched for PENDING_STALE, interrupted ones after INTERRUPTED_RETRY.
+        worker lives, the journal takes a dead worker's job over. A pending job is offered when
+        no task for it waits in the queue and it has been untouched for PENDING_STALE (a worker
+        killed between taking its task and starting the job); interrupted ones after
+        INTERRUPTED_RETRY.
         """
         now = utc_now()
         query = select(
@@ -287,11 +293,16 @@ class Jobs:
         with self.services.engine.connect() as conn:
             rows = conn.execute(query.order_by(jobs_table.c.id)).all()
         due: list[tuple[str, int]] = []
+        queued = self._queued_jobs() if any(r.status == PENDING for r in rows) else set()
         for row in rows:
             touched = row.heartbeat_at or row.created_at
             if (
                 row.status == RUNNING
-                or (row.status == PENDING and now - touched >= PENDING_STALE)
+                or (
+                    row.status == PENDING
+                    and now - touched >= PENDING_STALE
+                    and (row.portal, row.id) not in queued
+                )
                 or (
                     row.status == INTERRUPTED
                     and now - (row.finished_at or touched) >= INTERRUPTED_RETRY
@@ -303,6 +314,15 @@ class Jobs:
         if due:
             log.info("recovery offered %d job(s) again", len(due))
         return due
+
+    def _queued_jobs(self) -> set[tuple[str, int]]:
+        """(portal, job) of every conversion task waiting in the queue or its schedule."""
+        name = self._convert.task_class.__name__
+        found = set()
+        for task in [*self.huey.pending(), *self.huey.scheduled()]:
+            if type(task).__name__ == name and len(task.args) >= 2:
+                found.add((str(task.args[0]), int(task.args[1])))
+        return found
 
     def task_names(self) -> list[str]:
         """The names of the registered tasks (for `b24app worker` and tests)."""

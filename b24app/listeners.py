@@ -90,12 +90,12 @@ def _mode(services: Services, member_id: str, client: Any) -> Mode:
     return mode
 
 
-def convert_from_event(services: Services, member_id: str, *, lead_id: int, event: str) -> Outcome:
-    """Apply the auto-convert rule to the lead a verified ONCRMLEADADD/UPDATE named.
-
-    Raises JobBusy when another conversion of the portal is running (retry later); portal errors
-    propagate (the task fails, the sweep catches the lead later).
-    """
+def event_precheck(
+    services: Services, member_id: str, *, lead_id: int, event: str
+) -> Outcome | Policy:
+    """What can be decided about an event without calling the portal: the Outcome when nothing
+    is to be done, else the portal's policy. Bitrix24 also sends ONCRMLEADUPDATE for the app's
+    own conversions; the journal answers those without a request."""
     if event.upper() not in LEAD_EVENTS:
         return Outcome(member_id, "skipped", f"{event} is not a lead add/update event")
     if not _active(services, member_id):
@@ -107,6 +107,23 @@ def convert_from_event(services: Services, member_id: str, *, lead_id: int, even
         return Outcome(member_id, "failed", "the saved policy is unreadable")
     if not policy.auto.enabled:
         return Outcome(member_id, "skipped", "auto-convert is off")
+    known = services.journal(member_id).states([lead_id]).get(lead_id)
+    if known is not None and known.status == "converted":
+        return Outcome(
+            member_id, "skipped", f"already converted by job {known.job_id}", leads=(lead_id,)
+        )
+    return policy
+
+
+def convert_from_event(services: Services, member_id: str, *, lead_id: int, event: str) -> Outcome:
+    """Apply the auto-convert rule to the lead a verified ONCRMLEADADD/UPDATE named.
+
+    Raises JobBusy when another conversion of the portal is running (retry later); portal errors
+    propagate (the task fails, the sweep catches the lead later).
+    """
+    policy = event_precheck(services, member_id, lead_id=lead_id, event=event)
+    if isinstance(policy, Outcome):
+        return policy
     client = services.client(member_id)
     try:
         mode = _mode(services, member_id, client)

@@ -144,3 +144,29 @@ def test_recovery_leaves_a_job_whose_worker_is_alive(installed: Any) -> None:
 
     assert journal.job(job.id).status == "running"
     assert jobs.huey.scheduled_count() == 0
+
+
+def test_recovery_offers_a_pending_job_only_when_its_task_is_gone(installed: Any) -> None:
+    import datetime as dt
+
+    from sqlalchemy import update
+
+    from b24app.store.db import utc_now
+    from b24app.store.journal import jobs as jobs_table
+
+    app = installed(seed_leads=5)
+    jobs = Jobs(app.settings, immediate=True)
+    journal = Journal(jobs.services.engine, portal=app.member_id)
+    job = journal.create_job(kind="app", policy=Policy().to_dict())
+    with jobs.services.engine.begin() as conn:
+        conn.execute(
+            update(jobs_table)
+            .where(jobs_table.c.id == job.id)
+            .values(created_at=utc_now() - dt.timedelta(minutes=5))
+        )
+    jobs._convert.schedule(args=(app.member_id, job.id), delay=600)  # its task, waiting
+
+    assert jobs.recover() == []
+    jobs.huey.flush()  # the task is lost (a worker killed right after taking it)
+    assert jobs.recover() == [(app.member_id, job.id)]
+    assert journal.job(job.id).status == "done"
