@@ -29,5 +29,8 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench $(ARGS)
 
+chaos: $(STAMP)
+	$(BIN)/python -m chaos $(ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
