@@ -312,7 +312,7 @@ class Jobs:
         for member_id, job_id in due:
             self._convert(member_id, job_id, attempt=-1)  # not rescheduled when busy
         if due:
-            log.info("recovery offered %d job(s) again", len(due))
+            log.debug("recovery offered %d job(s) again", len(due))
         return due
 
     def _queued_jobs(self) -> set[tuple[str, int]]:
