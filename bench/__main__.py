@@ -2,9 +2,16 @@
 
 A bench is a module of this package that defines
 `rows(*, quick: bool = False) -> list[dict[str, str]]` (its default run, or a small fast-plan
-one); the rows of all benches are printed as one table whose columns are the union of their keys.
-Modules without `rows` (floors, peers, table) are helpers. Each bench also runs alone:
-`python -m bench.<name> --help`.
+one), each row made by `bench.table.figure`: what was measured, the figure, the floor, goal or
+peer it is held against, the ratio, the verdict and the command that reproduces it. The rows of
+all benches are printed as one table. Modules without `rows` (floors, peers, table, loadgen) are
+helpers. Each bench also runs alone, often with a wider table: `python -m bench.<name> --help`.
+
+    convert     conversion requests and wall time vs the platform floors; naive and
+                fast-bitrix24 peers (2,000 leads, standard plan: about 10 minutes)
+    events      /events under gunicorn at 200 requests/s, p50/p99 vs an empty Flask view
+    list_leads  listing 100,000 leads vs the request floor and fast-bitrix24 get_all
+    memory      peak RSS of `b24app convert` on 100,000 leads vs the 300 MB goal (8 minutes)
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ from typing import Any
 from b24app.config import PLANS, Settings
 from b24app.crm.policy import Policy
 from bench.floors import Usage, ratio, time_floor, usage_between
+from bench.table import figure
 from demo.checks import Check, Snapshot, core_query, snapshot, verify
 
 CLIENT, ACTIVITIES = "both", "move"
@@ -236,10 +237,64 @@ def _why(outcome: Outcome) -> str:
     return "; ".join(reasons)[:240]
 
 
+def figures(outcomes: Sequence[Outcome], options: Options) -> list[dict[str, str]]:
+    """Summary rows for `python -m bench`: the first contender against the platform floors
+    (requests, wall time), then each peer against it."""
+    base = outcomes[0]
+    leads = f"{options.leads:,} leads ({options.plan} plan, client {CLIENT}, {ACTIVITIES})"
+    requests = base.usage.requests
+    active = base.measured_leads or 1
+    time_floor_s = time_floor(requests, options.plan)
+    verdict = "ok" if base.ok else "BROKEN: " + _why(base)
+    found = [
+        figure(
+            what=f"convert {leads}: {base.name} HTTP requests",
+            measured=f"{requests} ({requests / active:.3f} per active lead)",
+            versus=f"floor {base.usage.request_floor} (ceil(writes/50) + ceil(reads/50))",
+            ratio=ratio(requests, base.usage.request_floor),
+            result=verdict,
+            reproduce=options.command(),
+        ),
+        figure(
+            what=f"convert {leads}: {base.name} wall time, 503s received",
+            measured=f"{base.seconds:.1f} s, {base.usage.rejected_503} x 503",
+            versus=f"leaky-bucket floor {time_floor_s:.1f} s, goal 0 x 503",
+            ratio=ratio(base.seconds, time_floor_s),
+            result=verdict,
+            reproduce=options.command(),
+        ),
+    ]
+    for peer in outcomes[1:]:
+        scaled = (
+            f" (measured on {peer.measured_leads} leads, x{peer.scale:.1f})"
+            if peer.scale != 1.0
+            else ""
+        )
+        peer_requests = peer.usage.requests * peer.scale
+        peer_seconds = peer.seconds * peer.scale
+        found.append(
+            figure(
+                what=f"convert {leads}: peer {peer.name}{scaled}",
+                measured=(
+                    f"{peer_requests:.0f} requests, {peer_seconds:.1f} s, "
+                    f"{peer.usage.rejected_503 * peer.scale:.0f} x 503"
+                ),
+                versus=f"{base.name}: {requests} requests, {base.seconds:.1f} s",
+                ratio=(
+                    f"req {ratio(peer_requests, requests)}, "
+                    f"time {ratio(peer_seconds, base.seconds)}"
+                ),
+                result="ok" if peer.ok else "BROKEN: " + _why(peer),
+                reproduce=options.command(),
+            )
+        )
+    return found
+
+
 def rows(*, quick: bool = False) -> list[dict[str, str]]:
     """The bench's rows for `python -m bench` (its default run, or the quick one)."""
     options = Options(**QUICK) if quick else Options()
-    return rows_of(run(options), options)
+    return figures(run(options), options)
 
 
 def parse(argv: Sequence[str] | None) -> Options:

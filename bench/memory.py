@@ -3,8 +3,8 @@
 The sandbox portal runs in its own process (`b24app sandbox`, fast plan), so its memory is not
 counted. The conversion is the CLI as a user runs it (`b24app convert --client both
 --activities move`, a SQLite journal) in a child process; its peak is the kernel's RSS
-high-water mark for that one child (`os.wait4` -> `ru_maxrss`), interpreter and imports
-included. Afterwards the journal must say every active lead converted and none failed.
+high-water mark of that process (`VmHWM`, read by the child as it exits), interpreter and
+imports included. Afterwards the journal must say every active lead converted and none failed.
 
     python -m bench.memory                  # 100,000 leads (about 8 minutes on 2 cores)
     python -m bench.memory --leads 2000     # the quick run (seconds)
@@ -31,7 +31,21 @@ GOAL_MB = 300.0
 LEADS, QUICK_LEADS = 100_000, 2_000
 PLAN = "fast"
 SANDBOX = ("-c", "from sandbox.cli import sandbox; sandbox()")
-CLI = ("-c", "from b24app.cli import main; main()")
+# The CLI, writing its own RSS high-water mark (VmHWM, kB) to $BENCH_PEAK_FILE at exit. VmHWM
+# belongs to the process image since exec; ru_maxrss would also count the bench process's pages
+# the child held between fork and exec.
+CLI = (
+    "-c",
+    "import atexit, os\n"
+    "def _peak():\n"
+    "    with open('/proc/self/status') as status:\n"
+    "        kb = next(line.split()[1] for line in status if line.startswith('VmHWM:'))\n"
+    "    with open(os.environ['BENCH_PEAK_FILE'], 'w') as out:\n"
+    "        out.write(kb)\n"
+    "atexit.register(_peak)\n"
+    "from b24app.cli import main\n"
+    "main()\n",
+)
 
 
 @dataclass(frozen=True)
@@ -99,14 +113,19 @@ def stop(process: subprocess.Popen) -> None:
 
 
 def run_child(argv: Sequence[str], *, env: dict[str, str], log: Path) -> tuple[int, float, float]:
-    """Run a child to its end; (exit code, its peak RSS in MB, seconds)."""
+    """Run the CLI child to its end; (exit code, its peak RSS in MB, seconds)."""
+    peak_file = log.with_suffix(".peak")
     started = time.monotonic()
     with log.open("w", encoding="utf-8") as out:
-        child = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(child.pid, 0)
-    child.returncode = os.waitstatus_to_exitcode(status)  # reaped here; Popen must not wait
-    # Linux reports ru_maxrss in KiB.
-    return child.returncode, usage.ru_maxrss / 1024, time.monotonic() - started
+        code = subprocess.call(
+            argv,
+            env={**env, "BENCH_PEAK_FILE": str(peak_file)},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    seconds = time.monotonic() - started
+    kb = float(peak_file.read_text()) if peak_file.exists() else float("nan")
+    return code, kb / 1024, seconds
 
 
 def measure(leads: int, *, seed: int = 1) -> Peak:
