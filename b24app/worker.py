@@ -48,11 +48,10 @@ def run_worker(settings: Settings, *, workers: int, periodic: bool, tick: float)
         backoff=1.15,
         max_delay=2.0,
     )
-    logging.getLogger("b24app.jobs").info(
-        "worker: %d thread(s), periodic %s, queue %s",
-        workers,
-        f"every {tick:g}s" if periodic else "off",
-        type(jobs.huey.storage).__name__,
+    click.echo(
+        f"b24app worker: {workers} thread(s), periodic "
+        f"{f'every {tick:g}s' if periodic else 'off'}, queue {type(jobs.huey.storage).__name__}",
+        err=True,
     )
     consumer.run()
 

@@ -209,7 +209,7 @@ def start_worker(
     def started() -> bool:
         if not worker.alive():
             raise AssertionError(f"{name} exited:\n{worker.output()[-2000:]}")
-        return "consumer started" in worker.output()
+        return "b24app worker:" in worker.output()
 
     wait_for(started, timeout=60, what=f"{name} to start")
     return worker
