@@ -157,10 +157,8 @@ def run_once(options: Options, workers: int) -> Outcome:
         members = [_install(services.installations, sandbox) for sandbox in sandboxes]
         before = [snapshot(sandbox.portal) for sandbox in sandboxes]
         stats = [sandbox.stats() for sandbox in sandboxes]
-        processes = [
-            start_worker(env, f"worker{i}", logs, threads=1, tick=5.0) for i in range(workers)
-        ]
-        stack.callback(lambda: [p.stop() for p in processes])
+        for i in range(workers):
+            stack.callback(start_worker(env, f"worker{i}", logs, threads=1, tick=5.0).stop)
         jobs = Jobs(settings)
         tick = time.monotonic()
         started = {}

@@ -190,7 +190,11 @@ def start_web(env: dict[str, str], port: int, logs: Path) -> Child:
             return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code < 500
         return False
 
-    wait_for(healthy, timeout=60, what="gunicorn to answer /healthz")
+    try:
+        wait_for(healthy, timeout=60, what="gunicorn to answer /healthz")
+    except BaseException:
+        web.stop()
+        raise
     return web
 
 
@@ -211,7 +215,11 @@ def start_worker(
             raise AssertionError(f"{name} exited:\n{worker.output()[-2000:]}")
         return "b24app worker:" in worker.output()
 
-    wait_for(started, timeout=60, what=f"{name} to start")
+    try:
+        wait_for(started, timeout=60, what=f"{name} to start")
+    except BaseException:
+        worker.stop()
+        raise
     return worker
 
 
