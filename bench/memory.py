@@ -7,7 +7,7 @@ high-water mark of that process (`VmHWM`, read by the child as it exits), interp
 imports included. Afterwards the journal must say every active lead converted and none failed.
 
     python -m bench.memory                  # 100,000 leads (about 8 minutes on 2 cores)
-    python -m bench.memory --leads 2000     # the quick run (seconds)
+    python -m bench.memory --leads 1000     # the quick run (seconds)
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from bench.floors import ratio
 from bench.table import figure, print_table
 
 GOAL_MB = 300.0
-LEADS, QUICK_LEADS = 100_000, 2_000
+LEADS, QUICK_LEADS = 100_000, 1_000
 PLAN = "fast"
 SANDBOX = ("-c", "from sandbox.cli import sandbox; sandbox()")
 # The CLI, writing its own RSS high-water mark (VmHWM, kB) to $BENCH_PEAK_FILE at exit. VmHWM
@@ -171,7 +171,7 @@ def command(leads: int) -> str:
 
 
 def rows(*, quick: bool = False, leads: int | None = None, seed: int = 1) -> list[dict[str, str]]:
-    """The bench's row: peak memory against the goal (`quick`: 2,000 leads)."""
+    """The bench's row: peak memory against the goal (`quick`: 1,000 leads)."""
     leads = leads if leads is not None else (QUICK_LEADS if quick else LEADS)
     peak = measure(leads, seed=seed)
     verdict = (
