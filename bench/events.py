@@ -311,7 +311,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=RUNS, help="runs (medians are reported)")
     parser.add_argument("--workers", type=int, default=WORKERS, help="gunicorn workers")
     parser.add_argument("--threads", type=int, default=THREADS, help="threads per worker")
-    parser.add_argument("--queue-url", default=None, help="redis://... (default: SQLite queue)")
+    parser.add_argument(
+        "--queue-url",
+        default=None,
+        help="redis://host:6379/15, a database of its own: the bench empties the app's queue "
+        "(default: the SQLite queue file)",
+    )
     args = parser.parse_args(argv)
     if min(args.rate, args.seconds, args.runs, args.workers, args.threads) <= 0:
         parser.error("--rate, --seconds, --runs, --workers and --threads must be positive")
