@@ -21,6 +21,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import urlencode
 
 import requests
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
@@ -31,6 +32,7 @@ from sandbox.batch import SubResult, run_batch
 from sandbox.errors import ApiError
 from sandbox.events import Endpoints, EventHub
 from sandbox.faults import FaultInjector
+from sandbox.launcher import launcher_page
 from sandbox.limits import (
     LeakyBucket,
     OperatingTime,
@@ -237,6 +239,7 @@ class Sandbox:
         )
         self._listeners: list[Listener] = []
         self._oauth_base = ""
+        self.page_url: str | None = None
         self._register_methods()
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -402,6 +405,7 @@ class Sandbox:
         user_id: int = users.ADMIN_ID,
         *,
         event_handler_url: str | None = None,
+        page_url: str | None = None,
         finish: bool = True,
     ) -> dict[str, Any]:
         """Install the app like the Market: tokens, application_token, installer POST, ONAPPINSTALL.
@@ -410,9 +414,11 @@ class Sandbox:
         REFRESH_ID, APPLICATION_TOKEN, ...); `event_handler_url` gets ONAPPINSTALL like a UI-less
         app's "installation event handler". `finish=False` leaves INSTALLED false (no events)
         until `finish_install()`, like a UI app that has not called BX24.installFinish().
+        `page_url` is the app's page (its "handler path"), opened by `GET /portal/app?user=N`.
         https://apidocs.bitrix24.com/settings/oauth/simple-way.html
         """
         self.hub.forget_bindings()
+        self.page_url = page_url
         pair = self.authority.install(
             scope=scope, user_id=user_id, finish=finish, handler_url=event_handler_url
         )
@@ -623,7 +629,27 @@ class Sandbox:
             return self._token(request)
         if path.startswith("/_sandbox/"):
             return admin.handle(self, request, path[len("/_sandbox/") :])
+        if path.rstrip("/") == "/portal/app":
+            return self._open_app(request)
         return json_response({"error": "NOT_FOUND", "error_description": "Not found"}, 404)
+
+    def _open_app(self, request: Request) -> Response:
+        """The portal UI opening the app page for `?user=N` (see sandbox.launcher)."""
+        if not self.page_url or not self.authority.installation.active:
+            return Response("no app page is installed on this sandbox", 404, mimetype="text/plain")
+        try:
+            user_id = int(request.args.get("user", users.ADMIN_ID))
+        except ValueError:
+            return Response("user must be a user id", 400, mimetype="text/plain")
+        lang = request.args.get("lang", "en")[:8]
+        opened = self.app_page_form(user_id, lang=lang)
+        page = launcher_page(
+            self.page_url,
+            opened,
+            user_id=user_id,
+            links=lambda uid: f"/portal/app?{urlencode({'user': uid, 'lang': lang})}",
+        )
+        return Response(page, mimetype="text/html")
 
     def _token(self, request: Request) -> Response:
         self.counters.add("oauth_requests")
