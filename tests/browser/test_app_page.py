@@ -1,6 +1,6 @@
 """The app page in headless Chromium, opened the way Bitrix24 opens it.
 
-A launcher page (served by this test, standing in for the portal) POSTs the form Bitrix24 sends
+The sandbox's portal page (`/portal/app`, on its own origin like Bitrix24) POSTs the form it sends
 (AUTH_ID, REFRESH_ID, member_id, PLACEMENT=DEFAULT; query DOMAIN, PROTOCOL, LANG, APP_SID) into
 an iframe. In the frame the admin changes the policy, previews, converts every active lead and
 watches the job reach 100% through the page's own polling, then reads the report. Every host but
@@ -13,7 +13,6 @@ the test is skipped, except under CI=true, where it fails.
 
 from __future__ import annotations
 
-import html
 import os
 import shutil
 import tempfile
@@ -21,15 +20,13 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import pytest
 import requests
-from werkzeug.serving import make_server
-from werkzeug.wrappers import Request, Response
 
 from b24app.jobs import Jobs
 from handlers import create_app
+from handlers.devserver import ThreadedServer
 from sandbox import Sandbox
 from tests.handlers.page_support import page_settings
 from tests.rest.sandbox_app import Installed
@@ -86,53 +83,6 @@ class HeldJobs:
         return getattr(self._jobs, name)
 
 
-class Server:
-    """The Flask app plus the launcher on one loopback port, served from a thread."""
-
-    def __init__(self, app: Any, sandbox: Sandbox) -> None:
-        self.app = app
-        self.sandbox = sandbox
-        self.launches = 0
-        self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True)
-        self.base = f"http://127.0.0.1:{self._server.socket.getsockname()[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def __enter__(self) -> Server:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._thread.join(10)
-
-    def _wsgi(self, environ: dict[str, Any], start_response: Any) -> Any:
-        request = Request(environ)
-        if request.path == "/launch":
-            response = Response(self._launcher(request.args.get("user", "1")), mimetype="text/html")
-            return response(environ, start_response)
-        return self.app(environ, start_response)
-
-    def _launcher(self, user: str) -> str:
-        """The portal's side: a form with a fresh token for `user`, posted into an iframe."""
-        self.launches += 1
-        opened = self.sandbox.app_page_form(int(user))
-        action = f"{self.base}/app?{urlencode(opened['query'])}"
-        fields = "".join(
-            f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">'
-            for k, v in opened["form"].items()
-        )
-        return (
-            "<!doctype html><html><head><title>Bitrix24 (launcher)</title></head>"
-            '<body style="margin:0">'
-            f'<form id="launch" method="post" target="app-frame" action="{html.escape(action)}">'
-            f"{fields}</form>"
-            '<iframe name="app-frame" id="app-frame" style="border:0;width:100%;height:2400px">'
-            "</iframe>"
-            "<script>document.getElementById('launch').submit();</script>"
-            "</body></html>"
-        )
-
-
 @pytest.fixture
 def browser() -> Iterator[Any]:
     if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
@@ -185,8 +135,9 @@ def test_an_admin_changes_the_policy_converts_to_100_percent_and_reads_the_repor
         jobs = HeldJobs(Jobs(settings, immediate=True))
         app = create_app(settings, jobs=jobs)  # type: ignore[arg-type]
         ctx = app.extensions["b24app"]
-        with Server(app, portal) as server:
-            browser.get(f"{server.base}/launch?user=1")
+        with ThreadedServer(app) as server:
+            portal.page_url = f"{server.url}/app"  # the app's registered handler path
+            browser.get(f"{portal.base_url}/portal/app?user=1")
             wait.until(ec.frame_to_be_available_and_switch_to_it("app-frame"))
             wait.until(ec.presence_of_element_located((By.ID, "policy-form")))
             active = int(browser.find_element(By.ID, "active-total").text)
@@ -249,5 +200,4 @@ def test_an_admin_changes_the_policy_converts_to_100_percent_and_reads_the_repor
             thread.join(WAIT)
         counts = portal.stats()["counts"]
         assert counts["deal"] == active and counts["company"] >= 1
-        assert server.launches == 1
     assert (shots / "app_page_report.png").stat().st_size > 0

@@ -14,11 +14,11 @@ from b24app.store import installations as inst
 from b24app.store.installations import installation_history
 from b24app.store.portal_settings import portal_settings
 from handlers import create_app
+from handlers.devserver import ThreadedServer
 from sandbox import Sandbox
 from tests.scenarios.market_app import (
     DOC_MEMBER,
     RecordingJobs,
-    ServedApp,
     event_form,
     market_request,
     post_install,
@@ -163,7 +163,7 @@ def test_events_never_make_the_app_call_the_address_they_name(app, portals, jobs
         start_response("200 OK", [("Content-Type", "application/json")])
         return [b"{}"]
 
-    with ServedApp() as attacker:
+    with ThreadedServer() as attacker:
         attacker.mount(trap)
         domain = attacker.url.removeprefix("http://")
         for event in ("ONCRMLEADADD", "ONAPPUNINSTALL"):
@@ -239,7 +239,7 @@ def test_install_tokens_never_go_where_the_request_says(app, portals) -> None:
         start_response("200 OK", [("Content-Type", "application/json")])
         return [b'{"result": {}}']
 
-    with ServedApp() as attacker:
+    with ThreadedServer() as attacker:
         attacker.mount(trap)
         grant = a.install_app()
         query, form = market_request(a, grant)

@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
 from sqlalchemy import Engine, select
-from werkzeug.serving import make_server
 
 from b24app.config import PLANS, RateLimit, Settings
 from b24app.store.crypto import Cipher
@@ -155,37 +153,6 @@ def history_events(engine: Engine, member_id: str) -> list[str]:
     )
     with engine.connect() as conn:
         return list(conn.execute(query).scalars())
-
-
-class ServedApp:
-    """A WSGI app on a real loopback port in a thread, so the sandbox can POST to it. The port is
-    bound first (its URL goes into the app's settings), the app is mounted afterwards."""
-
-    def __init__(self) -> None:
-        self.app: Any = None
-        self.server = make_server("127.0.0.1", 0, self._dispatch, threaded=True)
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-
-    def _dispatch(self, environ: dict[str, Any], start_response: Any) -> Any:
-        return self.app(environ, start_response)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_port}"
-
-    def mount(self, app: Any) -> None:
-        self.app = app
-
-    def __enter__(self) -> ServedApp:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
 
 
 def free_port() -> int:

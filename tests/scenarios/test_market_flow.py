@@ -9,8 +9,9 @@ from b24app.jobs import Jobs
 from b24app.rest import PortalClient
 from b24app.store import installations as inst
 from handlers import create_app
+from handlers.devserver import ThreadedServer
 from sandbox import Sandbox
-from tests.scenarios.market_app import ServedApp, history_events, settings_for
+from tests.scenarios.market_app import history_events, settings_for
 
 WANTED = {"ONCRMLEADADD", "ONCRMLEADUPDATE", "ONAPPUNINSTALL"}
 
@@ -40,7 +41,7 @@ def _stage(portal: Sandbox, lead_id: int) -> str:
 
 
 def test_install_bind_deliver_convert_uninstall(tmp_path) -> None:
-    with Sandbox(mode="classic") as portal, ServedApp() as served:
+    with Sandbox(mode="classic") as portal, ThreadedServer() as served:
         settings = settings_for(tmp_path, portal, public_url=served.url)
         app = create_app(settings, jobs=Jobs(settings, immediate=True))
         served.mount(app)
