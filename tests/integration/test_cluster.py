@@ -49,7 +49,7 @@ from tests.integration.cluster import (
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
 PORTALS = 3
-LEADS = 160
+LEADS = 200
 SLICE = 30
 SLOW = "slow:1@0.08"  # every REST answer 80 ms late: jobs last long enough to be caught running
 
@@ -157,7 +157,9 @@ def test_a_worker_killed_mid_job_leaves_its_job_to_the_other_without_duplicates(
                 return by_pid[pid], member_id, job_id
         return None
 
-    victim, member_id, job_id = wait_for(running_job, timeout=60, what="a job in mid-run")
+    victim, member_id, job_id = wait_for(
+        running_job, timeout=60, what="a job in mid-run", every=0.03
+    )
     victim.kill9()
     survivor = next(w for w in cluster.workers if w is not victim)
 
