@@ -30,6 +30,7 @@ from b24app.output import (
 from b24app.portals import PortalTarget, open_portal
 from bench.floors import ratio, time_floor, usage_between
 from demo.checks import Check, core_query, leads_by_stage, snapshot, stage_semantics, verify
+from demo.market import MarketStep
 
 PREVIEW_LINES = 5
 
@@ -44,6 +45,7 @@ class Options:
     client: str
     activities: str
     admin_delay: float
+    serve: bool = False
 
 
 class Demo:
@@ -105,6 +107,7 @@ class Demo:
 
             journal = Journal.open(settings.database_url, portal=target.key)
             self._run_steps(sandbox, target, journal)
+            MarketStep(self, tmp=Path(tmp), serve=o.serve).run()
         failed = [c for c in self.checks if not c.ok]
         elapsed = time.monotonic() - started
         if failed:
@@ -291,8 +294,13 @@ class Demo:
 @click.option(
     "--activities", type=click.Choice(["move", "complete"]), default="move", show_default=True
 )
-def cli(realistic: bool, leads: int, seed: int, client: str, activities: str) -> None:
-    """Run the narrated b24app demo against an in-process sandbox portal."""
+@click.option(
+    "--serve",
+    is_flag=True,
+    help="Keep the Market app's portal, web app and worker running to open the page in a browser.",
+)
+def cli(realistic: bool, leads: int, seed: int, client: str, activities: str, serve: bool) -> None:
+    """Run the narrated b24app demo against in-process sandbox portals."""
     options = Options(
         leads=leads,
         seed=seed,
@@ -300,6 +308,7 @@ def cli(realistic: bool, leads: int, seed: int, client: str, activities: str) ->
         client=client,
         activities=activities,
         admin_delay=1.0,
+        serve=serve,
     )
     try:
         code = Demo(options).run()

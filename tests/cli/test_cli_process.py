@@ -91,9 +91,10 @@ def test_demo_runs_with_a_few_leads(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "demo passed" in done.stdout
     assert "FAIL" not in done.stdout
-    for step in ("Preview", "Convert", "Check the portal", "guided switch"):
+    for step in ("Preview", "Convert", "Check the portal", "guided switch", "Market app"):
         assert step in done.stdout
     assert "The portal now reports Simple CRM" in done.stdout
+    assert "matching leads were converted once" in done.stdout
 
 
 def test_bench_quick_keeps_working() -> None:
