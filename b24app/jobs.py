@@ -50,6 +50,8 @@ APP_KINDS = ("app", "event", "sweep")
 # A pending job untouched this long with no task in the queue lost its task (a worker killed
 # between taking the task and starting the job, or the web could not enqueue).
 PENDING_STALE = dt.timedelta(seconds=30)
+# A due keep-alive is enqueued at most once per this many seconds.
+KEEPALIVE_CLAIM = 3600.0
 # An interrupted app job is tried again after this long (a crash, an unreachable portal).
 INTERRUPTED_RETRY = dt.timedelta(minutes=5)
 
@@ -223,20 +225,27 @@ class Jobs:
         """Sweep one portal if due (or `force`): record its mode, convert what events missed."""
         from b24app import listeners
 
-        if not self._active(member_id):
-            return
-        with self.locks.hold(portal_lock(member_id)) as got:
-            if not got:
-                self._later(self._sweep, member_id, force=force, attempt=attempt)
+        waiting = False  # rescheduled: the tick's claim on this sweep stays
+        try:
+            if not self._active(member_id):
                 return
-            if not force and not self._sweep_due(member_id, utc_now()):
-                return
-            try:
-                outcome = listeners.sweep_portal(self.services, member_id)
-            except JobBusy:
-                self._later(self._sweep, member_id, force=force, attempt=attempt)
-                return
-        self._continue(member_id, outcome.job_id, outcome.status)
+            with self.locks.hold(portal_lock(member_id)) as got:
+                if not got:
+                    waiting = True
+                    self._later(self._sweep, member_id, force=force, attempt=attempt)
+                    return
+                if not force and not self._sweep_due(member_id, utc_now()):
+                    return
+                try:
+                    outcome = listeners.sweep_portal(self.services, member_id)
+                except JobBusy:
+                    waiting = True
+                    self._later(self._sweep, member_id, force=force, attempt=attempt)
+                    return
+            self._continue(member_id, outcome.job_id, outcome.status)
+        finally:
+            if not waiting:
+                self.locks.unclaim(f"sweep:{member_id}")
 
     def _keep_alive_portal(self, member_id: str) -> None:
         """Refresh a portal's tokens if they were last rotated B24APP_KEEPALIVE_DAYS ago."""
@@ -258,12 +267,19 @@ class Jobs:
         """The periodic pass: recover stuck jobs, enqueue due sweeps and token keep-alives."""
         now = utc_now()
         self.recover()
+        interval = self.settings.sweep_minutes * 60
         for found in self.services.installations.list_installations(status=inst.ACTIVE):
-            if self._sweep_due(found.member_id, now):
-                self._sweep(found.member_id)
+            member_id = found.member_id
+            # A claim per interval keeps a long queue from filling up with the same sweep.
+            if self._sweep_due(member_id, now) and self.locks.claim(f"sweep:{member_id}", interval):
+                self._sweep(member_id)
             rotated = found.refreshed_at or found.installed_at
-            if rotated is not None and now - rotated >= self._keepalive_age:
-                self._keep_alive(found.member_id)
+            if (
+                rotated is not None
+                and now - rotated >= self._keepalive_age
+                and self.locks.claim(f"keep-alive:{member_id}", KEEPALIVE_CLAIM)
+            ):
+                self._keep_alive(member_id)
 
     def recover(self) -> list[tuple[str, int]]:
         """Enqueue the app jobs a crash or a lost queue entry left behind; (portal, job) pairs.

@@ -9,6 +9,9 @@ kinds, chosen by `make_locks`:
 * `FileLocks` (one machine, the default SQLite queue): `flock` on a file per portal beside the
   queue; the kernel releases it the moment the holding process dies.
 * `MemoryLocks` (immediate mode, tests): one process.
+
+Each kind also keeps *claims*: a name taken for a while and then lapsing by itself (or ended by
+`unclaim`), which the periodic tick uses so a due sweep is queued once, however long the queue.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import logging
 import os
 import secrets
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
@@ -43,10 +47,18 @@ return 0
 
 
 class PortalLocks(Protocol):
-    """Non-blocking per-portal locks."""
+    """Non-blocking per-portal locks, and claims that simply lapse."""
 
     def hold(self, name: str) -> contextlib.AbstractContextManager[bool]:
         """Context manager yielding True when this caller got the lock `name`, False if taken."""
+        ...
+
+    def claim(self, name: str, ttl: float) -> bool:
+        """True for the first caller in `ttl` seconds (e.g. "this sweep is already queued")."""
+        ...
+
+    def unclaim(self, name: str) -> None:
+        """End a claim early (the claimed work is done)."""
         ...
 
 
@@ -56,6 +68,21 @@ class MemoryLocks:
     def __init__(self) -> None:
         self._guard = threading.Lock()
         self._held: set[str] = set()
+        self._claims: dict[str, float] = {}
+
+    def claim(self, name: str, ttl: float) -> bool:
+        """True unless `name` was claimed less than `ttl` seconds ago."""
+        now = time.monotonic()
+        with self._guard:
+            if self._claims.get(name, 0.0) > now:
+                return False
+            self._claims[name] = now + ttl
+            return True
+
+    def unclaim(self, name: str) -> None:
+        """Forget the claim `name`."""
+        with self._guard:
+            self._claims.pop(name, None)
 
     @contextlib.contextmanager
     def hold(self, name: str) -> Iterator[bool]:
@@ -76,6 +103,26 @@ class FileLocks:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+
+    def claim(self, name: str, ttl: float) -> bool:
+        """True unless a claim on `name` is still running (its file holds when it lapses)."""
+        claims = self.directory / "claims"
+        claims.mkdir(parents=True, exist_ok=True)
+        path = claims / hashlib.sha256(name.encode()).hexdigest()[:32]
+        try:
+            lapses = float(path.read_text() or 0)
+        except (OSError, ValueError):
+            lapses = 0.0
+        now = time.time()
+        if lapses > now:
+            return False
+        path.write_text(f"{now + ttl:.6f}")  # two racing claimers may both win: claims are hints
+        return True
+
+    def unclaim(self, name: str) -> None:
+        """Remove the claim file of `name`."""
+        path = self.directory / "claims" / hashlib.sha256(name.encode()).hexdigest()[:32]
+        path.unlink(missing_ok=True)
 
     @contextlib.contextmanager
     def hold(self, name: str) -> Iterator[bool]:
@@ -114,6 +161,16 @@ class RedisLocks:
 
         client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
         return cls(client, ttl=ttl)
+
+    def claim(self, name: str, ttl: float) -> bool:
+        """True unless `name` was claimed less than `ttl` seconds ago (SET NX PX)."""
+        millis = max(1, int(ttl * 1000))
+        return bool(self._client.set(f"{self._prefix}claim:{name}", "1", nx=True, px=millis))
+
+    def unclaim(self, name: str) -> None:
+        """Delete the claim `name`."""
+        with contextlib.suppress(Exception):
+            self._client.delete(f"{self._prefix}claim:{name}")
 
     @contextlib.contextmanager
     def hold(self, name: str) -> Iterator[bool]:

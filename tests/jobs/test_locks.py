@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -63,8 +64,6 @@ def test_a_file_lock_of_a_killed_process_is_free_at_once(tmp_path: Path) -> None
 
 @pytest.mark.services
 def test_redis_locks_admit_one_holder_and_a_dead_holders_lock_expires(redis_url: str) -> None:
-    import time
-
     import redis
 
     name = f"portal:{uuid.uuid4().hex}"
@@ -82,3 +81,27 @@ def test_redis_locks_admit_one_holder_and_a_dead_holders_lock_expires(redis_url:
     time.sleep(0.4)
     with two.hold(name) as free:
         assert free
+
+
+def test_claims_lapse_or_end_early(tmp_path: Path) -> None:
+    for locks in (MemoryLocks(), FileLocks(tmp_path / "locks")):
+        assert locks.claim("sweep:a", 60)
+        assert not locks.claim("sweep:a", 60)
+        assert locks.claim("sweep:b", 60)
+        locks.unclaim("sweep:a")
+        assert locks.claim("sweep:a", 0.0001)
+        time.sleep(0.01)
+        assert locks.claim("sweep:a", 60)  # the short claim lapsed
+
+
+@pytest.mark.services
+def test_redis_claims_lapse_or_end_early(redis_url: str) -> None:
+    locks = RedisLocks.from_url(redis_url)
+    name = f"sweep:{uuid.uuid4().hex}"
+    assert locks.claim(name, 60)
+    assert not locks.claim(name, 60)
+    locks.unclaim(name)
+    assert locks.claim(name, 0.05)
+    time.sleep(0.1)
+    assert locks.claim(name, 60)
+    locks.unclaim(name)
