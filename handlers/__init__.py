@@ -14,10 +14,8 @@ from dotenv import load_dotenv
 from flask import Flask
 
 from b24app.config import Settings
+from b24app.services import Services
 from b24app.store.crypto import Cipher
-from b24app.store.db import make_engine, migrate
-from b24app.store.installations import InstallationStore
-from b24app.store.portal_settings import PortalSettings
 from handlers import events, health, install, page
 from handlers.context import EXTENSION, AppContext
 
@@ -35,22 +33,16 @@ def create_app(settings: Settings | None = None, *, jobs: Jobs | None = None) ->
     if settings is None:
         load_dotenv()
         settings = Settings.from_env()
-    cipher = Cipher.from_settings(settings)
-    migrate(settings.database_url)
-    engine = make_engine(settings.database_url)
+    Cipher.from_settings(settings)  # fail at start, not at the first install
     if jobs is None:
         from b24app.jobs import Jobs
 
         jobs = Jobs(settings)
+    services = getattr(jobs, "services", None) or Services(settings)
+    services.engine  # noqa: B018 - migrate now, before the first request
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024  # events and install forms are a few KB
-    app.extensions[EXTENSION] = AppContext(
-        settings=settings,
-        engine=engine,
-        installations=InstallationStore(engine, cipher),
-        portal_settings=PortalSettings(engine),
-        jobs=jobs,
-    )
+    app.extensions[EXTENSION] = AppContext(services=services, jobs=jobs)
     for module in (install, events, page, health):
         app.register_blueprint(module.blueprint)
     return app
