@@ -26,6 +26,20 @@ Which leads a run takes, and how:
   leads, usually empty), so it costs sub-calls, not requests. Found entities are reused, never
   re-created.
 
+The CRM mode switch. When an admin switches Classic -> Simple, Bitrix24 converts every lead still
+in work itself (https://helpdesk.bitrix24.com/open/17627868/); a lead b24app was converting then
+would end with two deals. So every conversion batch carries one `crm.settings.mode.get` as its
+last command (49 steps + the check: ~2% more requests). A batch whose check reads the mode the run
+started in vouches for every call in it and before it; only then does a lead's closing call count
+(otherwise that step stays unsure and is sent again, an idempotent update). A check reading Simple
+after Classic means the switch happened during this batch or just before: the run stops taking
+new leads, `reconcile` settles every lead it holds (those Bitrix24 converted are reported
+converted with Bitrix24's deal and clients, b24app's own deal/contact/company removed and the
+activities left as Bitrix24's converter leaves them), finishes the rest, and ends with a note
+saying what happened. Leads a run takes up from an earlier run's state (after kill -9, a lost
+answer, a failure) are always checked the same way before anything more is sent for them, so a
+switch while no process was running is caught too. See `b24app.crm.reconcile`.
+
 A lead's failure is recorded and the others go on. A portal-wide failure - credentials rejected,
 scope missing, the portal deleted or unpaid, the portal unreachable after the client's retries,
 answers lost batch after batch, or one error for every command of a many-lead batch - stops the
@@ -48,13 +62,14 @@ from typing import Any
 from b24app.crm import scheduler
 from b24app.crm.facts import PortalFacts
 from b24app.crm.mapping import link_id
-from b24app.crm.mode import MODE_METHOD, Mode, parse_mode
+from b24app.crm.mode import MODE_METHOD, Mode, mode_command, parse_mode
 from b24app.crm.planner import COMPANY, CONTACT, DEAL, LeadPlan, LeadPreview, PlanError, plan_lead
 from b24app.crm.planner import preview as preview_plan
 from b24app.crm.policy import Policy
-from b24app.crm.reader import CHUNK, Reader
+from b24app.crm.reader import CHUNK, MODE_KEY, Reader, read_mode_result
+from b24app.crm.reconcile import reconcile
 from b24app.crm.report import JobReport, LeadOutcome, build_report, load_report
-from b24app.crm.scheduler import BatchOutcome, LeadState, Status
+from b24app.crm.scheduler import MAX_COMMANDS, BatchOutcome, LeadState, Status
 from b24app.errors import (
     AccessDenied,
     AuthError,
@@ -111,6 +126,14 @@ _NOT_RUN = (
 # problem (a required field, a permission), not a per-lead one.
 _SAME_ERROR_LEADS = 5
 _ENTITY_COLUMNS = {DEAL: "deal_id", CONTACT: "contact_id", COMPANY: "company_id"}
+# Mode checks in a row that got no answer before the run stops checking (and trusting less).
+MAX_MODE_MISSES = 5
+# Errors of the mode check meaning it can never work on this portal: the run stops checking.
+_MODE_UNAVAILABLE = (AccessDenied, MethodNotFound, InsufficientScope)
+LEFT_TO_BITRIX = (
+    "left to Bitrix24: the CRM was switched to Simple mode during the job, and Bitrix24 "
+    "converts the leads in work itself"
+)
 
 
 @dataclass(frozen=True)
@@ -158,6 +181,13 @@ def _facts(reader: Reader, policy: Policy) -> PortalFacts:
     policy.check(facts)
     facts.success_stage  # noqa: B018 - raises FactsError now rather than mid-run
     return facts
+
+
+def _facts_mode(reader: Reader, policy: Policy) -> tuple[PortalFacts, Mode | None]:
+    facts, mode = reader.facts_and_mode((policy.pipeline,))
+    policy.check(facts)
+    facts.success_stage  # noqa: B018 - raises FactsError now rather than mid-run
+    return facts, mode
 
 
 def preview(
@@ -216,7 +246,7 @@ def convert(
     explicit = _explicit(policy, lead_ids)
     first_request = portal.requests_made
     reader = _reader(portal, max_leads)
-    facts = _facts(reader, policy)
+    facts, mode = _facts_mode(reader, policy)
     job = journal.start_job(kind=kind, policy=policy.to_dict(), lead_ids=explicit)
     log.info(
         "conversion job %d started (%s)",
@@ -234,6 +264,7 @@ def convert(
         on_progress=on_progress,
         first_request=first_request,
         max_leads=max_leads,
+        mode=mode,
     ).run()
 
 
@@ -262,7 +293,7 @@ def resume(
     first_request = portal.requests_made
     policy = Policy.from_dict(job.policy)
     reader = _reader(portal, max_leads)
-    facts = _facts(reader, policy)
+    facts, mode = _facts_mode(reader, policy)
     job = journal.claim_job(job_id)
     log.info("conversion job %d resumed", job.id)
     return _Run(
@@ -276,6 +307,7 @@ def resume(
         on_progress=on_progress,
         first_request=first_request,
         max_leads=max_leads,
+        mode=mode,
     ).run()
 
 
@@ -367,6 +399,7 @@ class _Run:
         on_progress: ProgressCallback | None,
         first_request: int,
         max_leads: int | None = None,
+        mode: Mode | None = None,
     ) -> None:
         self.portal = portal
         self.journal = journal
@@ -393,6 +426,11 @@ class _Run:
         self.max_leads = max_leads
         self.taken = 0  # leads this run took up (the slice `max_leads` bounds)
         self.paused = False
+        self.mode = mode  # the CRM mode as last seen (None: not known yet)
+        self.watch = True  # whether batches carry the mode check
+        self.mode_misses = 0
+        self.switched = False  # Bitrix24 took over: the CRM went Simple under this job
+        self.by_bitrix = 0  # leads of this job Bitrix24 converted itself
 
     # -- the run -------------------------------------------------------------------------------
 
@@ -400,12 +438,18 @@ class _Run:
         """Run the job to its end (or interruption) and return its report."""
         try:
             self._admit_unfinished()
+            if self.mode is Mode.SIMPLE:
+                self._recheck_failed()
             if self.explicit:
-                self._execute(self._by_id(self.explicit))
+                self._execute(self._by_id(self.explicit), stop_on_switch=True)
             else:
-                self._execute(self._active())
+                self._execute(self._active(), stop_on_switch=True)
+            if self.switched:
+                self.paused = False  # the job ends: nothing is left for another slice
             if not self.paused:
                 self._execute(self._by_id(self._left_over()))
+            if self.switched:
+                self._left_to_bitrix()
         except _Stop as stop:
             message = str(stop)
             log.warning("conversion job %d interrupted: %s", self.job.id, message)
@@ -419,7 +463,18 @@ class _Run:
             raise
         status = PENDING if self.paused else FAILED if self._counts().failed else DONE
         log.info("conversion job %d %s: %s", self.job.id, status, self._counts())
-        return self._finish(status, None)
+        return self._finish(status, self._switch_note())
+
+    def _switch_note(self) -> str | None:
+        """What the job's end says when Bitrix24 took over (None otherwise)."""
+        if not self.switched:
+            return None
+        return (
+            "the CRM was switched to Simple mode during this job, so Bitrix24 converted the "
+            f"leads still in work itself ({self.by_bitrix} of this job's leads are reported "
+            "with Bitrix24's deal, any duplicate b24app had begun removed); b24app took no new "
+            "leads after the switch"
+        )
 
     def _finish(self, status: str, error: str | None) -> JobReport:
         counts = self._counts()
@@ -470,16 +525,25 @@ class _Run:
             ],
         )
 
-    def _execute(self, chunks: Iterator[list[dict[str, Any]]]) -> None:
+    def _execute(
+        self, chunks: Iterator[list[dict[str, Any]]], *, stop_on_switch: bool = False
+    ) -> None:
+        """Send batches until these chunks' leads (and every lead underway) are settled.
+
+        `stop_on_switch`: take no more of these chunks once Bitrix24 has taken over.
+        """
         exhausted = False
         while True:
+            if not exhausted and stop_on_switch and self.switched:
+                exhausted = True
             if not exhausted and self._waiting() < REFILL:
-                if self.max_leads and self.taken >= self.max_leads:
+                if self.max_leads and self.taken >= self.max_leads and not self.switched:
                     exhausted = self.paused = True  # this run's share is taken: finish it
                     continue
                 exhausted = not self._admit_next(chunks)
                 continue
-            batch = scheduler.next_batch(self.working.values())
+            size = MAX_COMMANDS - 1 if self.watch else MAX_COMMANDS
+            batch = scheduler.next_batch(self.working.values(), size=size)
             if batch:
                 self._send(batch)
             elif exhausted:
@@ -500,7 +564,7 @@ class _Run:
     # -- taking leads up -----------------------------------------------------------------------
 
     def _admit_unfinished(self) -> None:
-        """Leads the journal has underway: finished first, from their stored state."""
+        """Leads the journal has underway: checked, then finished first from their stored state."""
         states = []
         for record in self.journal.unfinished(self.explicit):
             if record.lead_id in self.seen or record.state is None:
@@ -510,7 +574,87 @@ class _Run:
             except PlanError:
                 continue  # unreadable: planned afresh if listed, found by ORIGIN_ID then
             self.seen.add(record.lead_id)
-        self._take(states, [])
+        states, entries = self._recheck(states)
+        self._take(states, entries)
+
+    def _recheck(self, states: list[LeadState]) -> tuple[list[LeadState], list[LeadEntry]]:
+        """States from an earlier run, before anything more is sent for them: the leads
+        Bitrix24 converted meanwhile come back as entries (converted by Bitrix24, or failed
+        when b24app's duplicate could not be removed), the others as states to continue."""
+        if not states:
+            return states, []
+        outcome = reconcile(self.portal, states)
+        if outcome.taken:
+            self.by_bitrix += len(outcome.taken)
+            if self.mode is Mode.SIMPLE:
+                self.switched = True  # Bitrix24 took these over while no run was watching
+        entries = [taken.entry() for taken in outcome.taken.values()]
+        entries += [outcome.failed_entry(s) for s in states if s.lead_id in outcome.unresolved]
+        settled = {entry.lead_id for entry in entries}
+        return [s for s in states if s.lead_id not in settled], entries
+
+    def _failed_states(self, *, this_job: bool) -> list[LeadState]:
+        """The stored states of leads this job failed, with something sent for them."""
+        failed = [lead_id for lead_id, status in self.final.items() if status == FAILED]
+        states = []
+        for record in self.journal.states(failed).values():
+            if record.status != FAILED or record.state is None:
+                continue
+            if this_job and record.job_id != self.job.id:
+                continue
+            with contextlib.suppress(PlanError):
+                state = LeadState.from_dict(record.state)
+                if _has_progress(state):
+                    states.append(state)
+        return states
+
+    def _recheck_failed(self) -> None:
+        """In Simple mode: leads this job failed that Bitrix24 has converted since."""
+        states = self._failed_states(this_job=True)
+        if not states:
+            return
+        outcome = reconcile(self.portal, states)
+        if outcome.taken:
+            self.by_bitrix += len(outcome.taken)
+            self._take([], [taken.entry() for taken in outcome.taken.values()])
+
+    def _switch(self) -> None:
+        """The CRM went Simple under this run: settle every lead it holds (see the module doc)."""
+        log.warning(
+            "conversion job %d: the CRM was switched to Simple mode; Bitrix24 converts the "
+            "leads in work itself, b24app settles the %d lead(s) it holds and takes no more",
+            self.job.id,
+            len(self.working),
+        )
+        self.switched = True
+        self.stream_total = self.listed  # leads not read yet are Bitrix24's now
+        held = [*self.working.values(), *self._failed_states(this_job=True)]
+        outcome = reconcile(self.portal, held)
+        self.by_bitrix += len(outcome.taken)
+        entries = [taken.entry() for taken in outcome.taken.values()]
+        entries += [
+            outcome.failed_entry(state)
+            for state in held
+            if state.lead_id in outcome.unresolved and state.lead_id in self.working
+        ]
+        for entry in entries:
+            self.working.pop(entry.lead_id, None)
+            self._settle(entry.lead_id, entry.status)
+        if entries:
+            self.journal.save(self.job.id, entries, counts=self._counts())
+            self._report_progress()
+
+    def _left_to_bitrix(self) -> None:
+        """Explicit leads the run never got to after the switch: reported, not converted."""
+        unseen = [i for i in self.explicit or () if i not in self.seen]
+        self.seen.update(unseen)
+        self._take(
+            [],
+            [
+                LeadEntry(lead_id=i, status=Status.SKIPPED.value, error=LEFT_TO_BITRIX)
+                for i in unseen
+            ],
+        )
 
     def _skip_converted(self, lead_ids: Sequence[int]) -> None:
         """Explicit leads the journal says are converted: skipped, and not even read."""
@@ -545,6 +689,7 @@ class _Run:
         states: list[LeadState] = []
         entries: list[LeadEntry] = []
         fresh = []
+        stored_states = []
         for lead_id, lead in leads.items():
             record = records.get(lead_id)
             if record is not None and record.status == Status.CONVERTED.value:
@@ -552,9 +697,12 @@ class _Run:
                 continue
             stored = self._stored(record)
             if stored is not None:
-                states.append(stored)
+                stored_states.append(stored)
             else:
                 fresh.append(lead)
+        stored_states, settled = self._recheck(stored_states)
+        states += stored_states
+        entries += settled
         for item in _plan_chunk(self.reader, fresh, policy=self.policy, facts=self.facts):
             if isinstance(item, LeadEntry):
                 entries.append(item)
@@ -600,8 +748,12 @@ class _Run:
         marked = scheduler.mark_sent(before, batch)
         self._save(marked)  # committed before sending: a crash after this cannot duplicate
         fatal: B24Error | None = None
+        commands = batch.commands
+        if self.watch:
+            commands = (*commands, mode_command(MODE_KEY))  # last: it vouches for the others
+        switched = False
         try:
-            result = self.portal.batch(batch.commands, halt=False)
+            result = self.portal.batch(commands, halt=False)
         except OutcomeUnknown:
             self.lost += 1
             if self.lost >= MAX_LOST:
@@ -616,15 +768,49 @@ class _Run:
             raise _Stop(f"the portal refused the batch: {exc}") from None
         else:
             self.lost = 0
-            fatal, dropped = _portal_wide(batch, result.errors)
+            results = dict(result.results)
+            lead_errors = {k: e for k, e in result.errors.items() if k != MODE_KEY}
+            fatal, dropped = _portal_wide(batch, lead_errors)
             # Commands refused that way did not run: left "sent", they are verified on resume.
-            errors = {k: e for k, e in result.errors.items() if k not in dropped}
-            outcome = BatchOutcome.from_result(_Result(result.results, errors))
+            errors = {k: e for k, e in lead_errors.items() if k not in dropped}
+            vouched, switched = self._observe(result)
+            if not vouched:
+                # The switch may have come before a closing call: it counts once vouched for.
+                for key, slot in batch.slots.items():
+                    if slot.step == "f":
+                        results.pop(key, None)
+            outcome = BatchOutcome.from_result(_Result(results, errors))
         recorded = scheduler.record(marked, batch, outcome)
         self._save(recorded)
         if fatal is not None:
             raise _Stop(f"the portal refused every call: {fatal}")
+        if switched:
+            self._switch()
         self._report_progress()
+
+    def _observe(self, result: Any) -> tuple[bool, bool]:
+        """Read the batch's mode check: (its calls are vouched for, the CRM just went Simple)."""
+        if not self.watch:
+            return True, False
+        mode = read_mode_result(result.results)
+        if mode is None:
+            error = result.errors.get(MODE_KEY)
+            self.mode_misses += 1
+            if isinstance(error, _MODE_UNAVAILABLE) or self.mode_misses >= MAX_MODE_MISSES:
+                self.watch = False
+                log.warning(
+                    "conversion job %d: the CRM mode cannot be read (%s); a switch to Simple "
+                    "mode during the job will not be noticed",
+                    self.job.id,
+                    error or "no answer",
+                )
+                return True, False
+            return False, False
+        self.mode_misses = 0
+        previous, self.mode = self.mode, mode
+        if previous is None or previous is mode:
+            return True, False
+        return False, previous is Mode.CLASSIC and mode is Mode.SIMPLE
 
     def _save(self, states: Sequence[LeadState]) -> None:
         for state in states:

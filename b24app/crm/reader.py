@@ -36,6 +36,7 @@ from typing import Any
 from b24app.crm import mapping
 from b24app.crm.facts import PortalFacts, facts_commands
 from b24app.crm.matching import ClientMatch, match_commands, read_match
+from b24app.crm.mode import Mode, ModeError, mode_command, parse_mode
 from b24app.crm.planner import COMPANY, CONTACT, DEAL
 from b24app.crm.policy import LeadSelection, Policy
 from b24app.errors import B24Error, ListingError, OperationTimeLimit, QueryLimitExceeded
@@ -46,6 +47,7 @@ from b24app.rest.portal import Portal
 log = logging.getLogger("b24app.crm")
 
 CHUNK = 500
+MODE_KEY = "crm_mode"  # the key of the mode check riding in a batch
 MAX_COMMANDS = 50
 PAGE_SIZE = 50
 _RETRY_LIMITED = 5  # times a page refused by a limit is asked again before giving up
@@ -267,6 +269,16 @@ class Reader:
         result.raise_first()
         return PortalFacts.from_batch(result.results)
 
+    def facts_and_mode(self, pipelines: Collection[int] = (0,)) -> tuple[PortalFacts, Mode | None]:
+        """The facts and the CRM mode (`crm.settings.mode.get`), in one request; the mode is
+        None when that one command failed."""
+        commands = (*facts_commands(pipelines), mode_command(MODE_KEY))
+        result = self.portal.batch(commands, halt=False, idempotent=True)
+        for command in commands[:-1]:
+            if command.key in result.errors:
+                raise result.errors[command.key]
+        return PortalFacts.from_batch(result.results), read_mode_result(result.results)
+
     def active_leads(self, facts: PortalFacts, selection: LeadSelection) -> LeadStream:
         """Every active lead the selection picks (ids in the selection are ignored here)."""
         selection_filter = selection.lead_filter(facts)
@@ -386,6 +398,16 @@ class Reader:
                 if match != ClientMatch():
                     matches[lead_id] = match
         return matches
+
+
+def read_mode_result(results: Mapping[str, Any], key: str = MODE_KEY) -> Mode | None:
+    """The mode a batch's `mode_command(key)` returned, or None (no answer, or not a mode)."""
+    if key not in results:
+        return None
+    try:
+        return parse_mode(results[key])
+    except ModeError:
+        return None
 
 
 def _wanted(policy: Policy) -> list[str]:
