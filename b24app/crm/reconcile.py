@@ -13,8 +13,9 @@ part of those:
 1. Read, a few requests for hundreds of leads (keyset listings sharing batches): the leads, the
    deals with `LEAD_ID` among them, and the deals/contacts/companies carrying b24app's
    `ORIGIN_ID` for them (what b24app created, whatever the journal recorded - an answer may have
-   been lost). A lead is taken when a deal with its `LEAD_ID` exists that b24app did not create
-   (`ORIGINATOR_ID` is not b24app's): Bitrix24's deal.
+   been lost). A lead is taken when it is closed as a success and a deal with its `LEAD_ID`
+   exists that b24app did not create (`ORIGINATOR_ID` is not b24app's): Bitrix24's deal (the
+   newest, if an earlier conversion left one too). A lead still in work is never taken.
 2. For taken leads with something of b24app's to undo: the activities involved (the lead's, and
    any bound to b24app's deal) and their bindings (`crm.activity.binding.list`); who else uses
    b24app's contact/company (deals and contacts of other leads: a matched client is never
@@ -154,6 +155,18 @@ class _Lead:
         return self.state.lead_id
 
     @property
+    def closed(self) -> bool:
+        """Whether the lead is at a success stage (Bitrix24's conversion closes it)."""
+        row = self.row or {}
+        semantic = str(row.get("STATUS_SEMANTIC_ID") or "").upper()
+        return semantic == "S" if semantic else str(row.get("STATUS_ID")) == "CONVERTED"
+
+    @property
+    def taken(self) -> bool:
+        """Whether Bitrix24 converted the lead: closed, with a deal of its own."""
+        return bool(self.platform_deal) and self.closed
+
+    @property
     def platform_deal(self) -> int:
         return mapping.link_id((self.platform or {}).get("ID")) or 0
 
@@ -202,7 +215,7 @@ def reconcile(
         if not todo:
             break
         leads = _read(portal, todo.values())
-        mine = {lead_id: lead for lead_id, lead in leads.items() if lead.platform_deal}
+        mine = {lead_id: lead for lead_id, lead in leads.items() if lead.taken}
         for lead_id in set(todo) - set(mine):
             todo.pop(lead_id)  # not converted by Bitrix24: the caller carries on
             reasons.pop(lead_id, None)
@@ -283,13 +296,8 @@ def _read(portal: Portal, states: Iterable[LeadState]) -> dict[int, _Lead]:
                 lead = leads.get(mapping.link_id(row.get("LEAD_ID")) or 0)
                 ours = str(row.get("ORIGINATOR_ID") or "") == mapping.ORIGINATOR_ID
                 deal_id = mapping.link_id(row.get("ID")) or 0
-                if (
-                    lead is not None
-                    and not ours
-                    and deal_id
-                    and (not lead.platform_deal or deal_id < lead.platform_deal)
-                ):
-                    lead.platform = row  # the oldest of Bitrix24's deals
+                if lead is not None and not ours and deal_id > lead.platform_deal:
+                    lead.platform = row  # the newest of Bitrix24's deals
             else:
                 kind = next(k for k in KINDS if name.startswith(f"o{k}"))
                 lead = leads.get(mapping.lead_id_of(row.get("ORIGIN_ID")) or 0)
@@ -450,6 +458,7 @@ def _plan_undo(
     unread: set[int],
     users: Mapping[str, set[int]],
     choice: str,
+    doomed: set[int],
 ) -> _Undo:
     undo = _Undo(lead)
     lead_id, target = lead.lead_id, lead.platform_deal
@@ -510,10 +519,9 @@ def _plan_undo(
     for deal_id in ours[DEAL]:
         undo.second.append(command(_DELETE[DEAL], {"id": deal_id}))
         undo.removed.append((DEAL, deal_id))
-    own_deals, own_contacts = set(ours[DEAL]), {-c for c in ours[CONTACT]}
-    for name, mine in ((CONTACT, own_deals), (COMPANY, own_deals | own_contacts)):
+    for name in (CONTACT, COMPANY):
         for entity_id in ours[name]:
-            if users.get(f"{name}:{entity_id}", set()) - mine:
+            if users.get(f"{name}:{entity_id}", set()) - doomed:
                 undo.kept.append((name, entity_id))
                 continue
             undo.third.append(command(_DELETE[name], {"id": entity_id}))
@@ -570,7 +578,10 @@ def _undo(
     activities, unread, users = _activities(portal, work, evidence)
     if choice is None:
         choice = _infer(leads, activities)
-    undos = [_plan_undo(lead, activities, unread, users, choice) for lead in work.values()]
+    # b24app's deals and contacts of these leads go: they do not keep a client in use.
+    doomed = {d for lead in work.values() for d in lead.ours[DEAL]}
+    doomed |= {-c for lead in work.values() for c in lead.ours[CONTACT]}
+    undos = [_plan_undo(lead, activities, unread, users, choice, doomed) for lead in work.values()]
     failed = {u.lead.lead_id: u.blocked for u in undos if u.blocked is not None}
     for phase in ("first", "second", "third"):
         _send(portal, undos, phase, failed)
