@@ -225,8 +225,32 @@ def verify(
             else f"leads whose deal lacks a client: {_sample(lacking)}",
         )
     )
+    checks.append(_dangling(query, made))
     checks.append(_activities(query, before, deal_of, activities, platform_completes))
     return checks
+
+
+def _dangling(query: Query, made: Sequence[Made]) -> Check:
+    """Every client a new deal names still exists (a clean-up must not remove a used client)."""
+    existing = {
+        name: {int(row["ID"]) for row in rows(query, method, select=("ID",))}
+        for name, method in (("CONTACT_ID", "crm.contact.list"), ("COMPANY_ID", "crm.company.list"))
+    }
+    dangling = [
+        item.id
+        for item in made
+        if item.kind == "deal"
+        for name, ids in existing.items()
+        if _link(item.row.get(name)) and int(item.row[name]) not in ids
+    ]
+    deals = sum(1 for item in made if item.kind == "deal")
+    return Check(
+        "no deal names a deleted client",
+        not dangling,
+        f"the clients of all {deals} new deals exist"
+        if not dangling
+        else f"deals whose contact or company is gone: {_sample(dangling)}",
+    )
 
 
 def _activities(
