@@ -2,7 +2,7 @@
 
 10% of REST requests fail (500s, connections dropped before and after the call, slow answers),
 tokens expire every 50 requests and three `b24app worker` processes are killed with SIGKILL; the
-verdict reads the portal's own records. About 30 s each on 2 cores.
+verdict reads the portal's own records. 15-30 s each on 2 cores.
 """
 
 from __future__ import annotations
