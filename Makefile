@@ -23,8 +23,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check b24app handlers sandbox tests bench demo
-	$(BIN)/ruff format --check b24app handlers sandbox tests bench demo
+	$(BIN)/ruff check b24app handlers sandbox tests bench demo chaos
+	$(BIN)/ruff format --check b24app handlers sandbox tests bench demo chaos
 
 bench: $(STAMP)
 	$(BIN)/python -m bench $(ARGS)

@@ -15,7 +15,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event, text
 from sqlalchemy.types import TypeDecorator
 
 metadata = MetaData(
@@ -116,6 +116,24 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
+MIGRATION_LOCK = 0x62323461  # "b24a": PostgreSQL advisory lock key serialising migrations
+
+
 def migrate(url: str) -> None:
-    """Bring the schema at `url` up to date (every head)."""
-    command.upgrade(alembic_config(url), "heads")
+    """Bring the schema at `url` up to date (every head), one process at a time.
+
+    Several web and worker processes starting together each call this. The upgrade runs inside
+    one transaction that first takes the database's write lock (SQLite: BEGIN IMMEDIATE;
+    PostgreSQL: an advisory lock), so the first process migrates and the others wait, then find
+    nothing left to do.
+    """
+    cfg = alembic_config(url)
+    engine = make_engine(url)
+    try:
+        with write_lock(engine) as conn:
+            if not is_sqlite(engine):
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "heads")
+    finally:
+        engine.dispose()

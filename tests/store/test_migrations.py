@@ -40,3 +40,28 @@ def test_postgres_schema_matches_the_metadata(fresh_postgres_url: str) -> None:
     migrate(fresh_postgres_url)
     migrate(fresh_postgres_url)
     assert _tables(fresh_postgres_url) == _expected()
+
+
+def _migrate_together(url: str, processes: int = 4) -> list[int]:
+    """Start `processes` interpreters that migrate `url` at the same moment; their exit codes."""
+    import subprocess
+    import sys
+
+    code = "import sys; from b24app.store.db import migrate; migrate(sys.argv[1])"
+    procs = [subprocess.Popen([sys.executable, "-c", code, url]) for _ in range(processes)]
+    return [proc.wait(timeout=120) for proc in procs]
+
+
+def test_processes_starting_together_on_a_fresh_sqlite_file_migrate_once(tmp_path) -> None:
+    # gunicorn workers and `b24app worker` processes all migrate as they start
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    assert _migrate_together(url) == [0, 0, 0, 0]
+    assert _tables(url) == _expected()
+
+
+@pytest.mark.services
+def test_processes_starting_together_on_a_fresh_postgres_database_migrate_once(
+    fresh_postgres_url: str,
+) -> None:
+    assert _migrate_together(fresh_postgres_url) == [0, 0, 0, 0]
+    assert _tables(fresh_postgres_url) == _expected()
