@@ -10,12 +10,12 @@ duplicate whoever made them.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from b24app.crm.mapping import DEAL_TYPE_ID, LEAD_TYPE_ID, ORIGINATOR_ID, lead_id_of
-from demo.checks import PAGE, Check, Query, rows, stage_semantics
+from demo.checks import ACTIVITY_FIELDS, Check, Query, rows, rows_by_id, stage_semantics
 
 ENTITIES = (
     ("deal", "crm.deal.list"),
@@ -51,28 +51,6 @@ class Made:
     row: Mapping[str, Any]
 
 
-def _after(query: Query, method: str, after_id: int, select: Sequence[str]) -> Iterator[dict]:
-    """Every row of a list method with ID > after_id, by ID keyset."""
-    last = after_id
-    while True:
-        page = list(
-            query(
-                method,
-                {
-                    "filter": {">ID": last},
-                    "order": {"ID": "ASC"},
-                    "select": list(select),
-                    "start": -1,
-                },
-            )
-            or []
-        )
-        yield from page
-        if len(page) < PAGE:
-            return
-        last = int(page[-1]["ID"])
-
-
 def _max_id(query: Query, method: str) -> int:
     found = query(method, {"order": {"ID": "DESC"}, "select": ["ID"], "start": -1}) or []
     return int(found[0]["ID"]) if found else 0
@@ -92,7 +70,7 @@ def capture(query: Query) -> Before:
         query,
         "crm.activity.list",
         filter={"OWNER_TYPE_ID": LEAD_TYPE_ID, "COMPLETED": "N"},
-        select=("ID", "OWNER_TYPE_ID", "OWNER_ID", "COMPLETED"),
+        select=ACTIVITY_FIELDS,
     ):
         owner = int(activity["OWNER_ID"])
         if int(activity["OWNER_TYPE_ID"]) == LEAD_TYPE_ID and owner in wanted:
@@ -114,7 +92,7 @@ def made_since(query: Query, before: Before) -> list[Made]:
         select = ["ID", "ORIGINATOR_ID", "ORIGIN_ID", "LEAD_ID"]
         if kind == "deal":
             select += ["CONTACT_ID", "COMPANY_ID"]
-        for row in _after(query, method, before.max_ids[kind], select):
+        for row in rows(query, method, select=select, after_id=before.max_ids[kind]):
             ours = (
                 lead_id_of(row.get("ORIGIN_ID"))
                 if row.get("ORIGINATOR_ID") == ORIGINATOR_ID
@@ -264,20 +242,7 @@ def _activities(
     owner_of = {a: lead for lead, acts in before.open_activities.items() for a in acts}
     ids = sorted(owner_of)
     wrong: list[int] = []
-    for start in range(0, len(ids), PAGE):
-        chunk = ids[start : start + PAGE]
-        found = {
-            int(r["ID"]): r
-            for r in query(
-                "crm.activity.list",
-                {
-                    "filter": {"@ID": chunk},
-                    "select": ["ID", "OWNER_TYPE_ID", "OWNER_ID", "COMPLETED"],
-                    "start": -1,
-                },
-            )
-            or []
-        }
+    for chunk, found in rows_by_id(query, "crm.activity.list", ids, ACTIVITY_FIELDS):
         for activity_id in chunk:
             row = found.get(activity_id)
             deal = deal_of.get(owner_of[activity_id])

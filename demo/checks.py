@@ -7,7 +7,7 @@ client), so they judge b24app's work with a reader that shares none of its code.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +16,7 @@ from b24app.crm.mapping import DEAL_TYPE_ID, LEAD_TYPE_ID, ORIGINATOR_ID, lead_i
 # (method, params) -> (result, next): one REST call as the sandbox core answers it.
 Query = Callable[[str, dict[str, Any]], Any]
 PAGE = 50
+ACTIVITY_FIELDS = ("ID", "OWNER_TYPE_ID", "OWNER_ID", "COMPLETED")
 
 
 def core_query(sandbox: Any) -> Query:
@@ -33,10 +34,11 @@ def rows(
     method: str,
     *,
     filter: Mapping[str, Any] | None = None,
-    select: tuple[str, ...] = ("*",),
+    select: Sequence[str] = ("*",),
+    after_id: int = 0,
 ) -> Iterator[dict[str, Any]]:
-    """Every row of a list method, by ID keyset (`>ID`, `start=-1`)."""
-    last = 0
+    """Every row of a list method with ID > `after_id`, by ID keyset (`>ID`, `start=-1`)."""
+    last = after_id
     while True:
         page = query(
             method,
@@ -52,6 +54,16 @@ def rows(
         if len(page) < PAGE:
             return
         last = int(page[-1]["ID"])
+
+
+def rows_by_id(
+    query: Query, method: str, ids: Sequence[int], select: Sequence[str]
+) -> Iterator[tuple[list[int], dict[int, dict[str, Any]]]]:
+    """`ids` in chunks of 50, each with the rows found for it (`@ID`, `start=-1`)."""
+    for start in range(0, len(ids), PAGE):
+        chunk = list(ids[start : start + PAGE])
+        found = query(method, {"filter": {"@ID": chunk}, "select": list(select), "start": -1})
+        yield chunk, {int(row["ID"]): row for row in found or []}
 
 
 @dataclass(frozen=True)
@@ -213,20 +225,7 @@ def _activities_check(
     ids = [a for acts in before.open_activities.values() for a in acts]
     owner_of = {a: lead for lead, acts in before.open_activities.items() for a in acts}
     wrong: list[int] = []
-    for start in range(0, len(ids), PAGE):
-        chunk = ids[start : start + PAGE]
-        found = {
-            int(r["ID"]): r
-            for r in query(
-                "crm.activity.list",
-                {
-                    "filter": {"@ID": chunk},
-                    "select": ["ID", "OWNER_TYPE_ID", "OWNER_ID", "COMPLETED"],
-                    "start": -1,
-                },
-            )
-            or []
-        }
+    for chunk, found in rows_by_id(query, "crm.activity.list", ids, ACTIVITY_FIELDS):
         for activity_id in chunk:
             row = found.get(activity_id)
             if row is None:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, Response, g, jsonify, redirect, render_template, request, url_for
 
 from b24app.crm.conversion import preview as preview_leads
 from b24app.crm.conversion import read_mode
@@ -28,6 +28,7 @@ from b24app.crm.reader import Reader
 from b24app.crm.report import load_report
 from b24app.errors import AuthError, B24Error
 from b24app.pagetoken import PageTokenError, PageTokens, PageUser
+from b24app.rest import PortalClient
 from b24app.rest.user import read_viewer, viewer_client
 from b24app.store.journal import DONE, FAILED, INTERRUPTED, PENDING, RUNNING, JobBusy, JobRow
 from handlers import i18n
@@ -71,6 +72,20 @@ class Page:
     def url(self, endpoint: str, **values: Any) -> str:
         """A link carrying the page token."""
         return url_for(endpoint, **{TOKEN_QUERY: self.token}, **values)
+
+    def portal(self) -> PortalClient:
+        """The portal's client, with the app's stored tokens: one per request, closed after it."""
+        client = g.get("portal_client")
+        if client is None:
+            client = g.portal_client = self.ctx.client(self.member_id)
+        return client
+
+
+@blueprint.teardown_request
+def _close_portal(_exc: BaseException | None) -> None:
+    client = g.pop("portal_client", None)
+    if client is not None:
+        client.close()
 
 
 # -- authentication ------------------------------------------------------------------------------
@@ -182,7 +197,7 @@ def _overview_page(
     changed_from: str | None = None,
 ) -> Any:
     """Render the overview: mode, leads by stage, policy form, conversion, jobs, switch."""
-    overview = read_overview(page.ctx.client(page.member_id))
+    overview = read_overview(page.portal())
     policy, stored_problems = _saved_policy(page)
     warnings = stored_problems or policy.problems(overview.facts)
     shown = dict(form) if form is not None else _form_values(policy)
@@ -263,7 +278,7 @@ def save_policy() -> Any:
     }
     try:
         policy = Policy.from_dict(data)
-        facts = Reader(page.ctx.client(page.member_id)).facts((policy.pipeline,))
+        facts = Reader(page.portal()).facts((policy.pipeline,))
         policy.check(facts)
     except PolicyError as exc:
         return _overview_page(page, status=422, form=form, problems=list(exc.problems))
@@ -285,7 +300,7 @@ def preview() -> Any:
     if problems:
         return _overview_page(page, status=422, problems=problems)
     try:
-        rows = preview_leads(page.ctx.client(page.member_id), policy)
+        rows = preview_leads(page.portal(), policy)
     except PolicyError as exc:
         return _overview_page(page, status=422, problems=list(exc.problems))
     html = _render(
@@ -337,7 +352,7 @@ def convert() -> Any:
     try:
         if problems:
             raise PolicyError(problems)
-        policy.check(Reader(page.ctx.client(page.member_id)).facts((policy.pipeline,)))
+        policy.check(Reader(page.portal()).facts((policy.pipeline,)))
     except PolicyError as exc:
         return _overview_page(page, status=422, problems=list(exc.problems))
     journal = page.ctx.journal(page.member_id)
@@ -429,7 +444,7 @@ def job_csv(job_id: int) -> Any:
 def verify_mode() -> Any:
     """Re-read the CRM mode (admins) and record it; the overview says what Bitrix24 reports."""
     page = _page(write=True)
-    mode = read_mode(page.ctx.client(page.member_id))
+    mode = read_mode(page.portal())
     before = page.ctx.portal_settings.record_mode(page.member_id, mode.label)
     values = {"verified": mode.label}
     if before:

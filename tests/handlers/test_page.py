@@ -243,3 +243,24 @@ def test_a_portal_that_stops_answering_gives_an_error_page_not_a_500(page: PageA
     assert "Bitrix24 did not answer as expected (invalid_token)" in text(failed)
     verify = client.post("/app/mode/verify", data={"page_token": token})
     assert verify.status_code == 502
+
+
+def test_each_request_asks_the_portal_through_one_client_closed_after_it(
+    page: PageApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = page.token(1)
+    made, closed = [], []
+    real = page.ctx.services.client
+
+    def spy(member_id: str):
+        client = real(member_id)
+        close = client.close
+        client.close = lambda: (closed.append(client), close())
+        made.append(client)
+        return client
+
+    monkeypatch.setattr(page.ctx.services, "client", spy)
+    client = page.client()
+    assert client.get("/app", query_string={"t": token}).status_code == 200
+    assert client.get("/app/preview", query_string={"t": token}).status_code == 200
+    assert len(made) == 2 and closed == made

@@ -16,6 +16,7 @@ from b24app.store.portal_settings import portal_settings
 from handlers import create_app
 from handlers.devserver import ThreadedServer
 from sandbox import Sandbox
+from tests.rest.sandbox_app import install_into
 from tests.scenarios.market_app import (
     DOC_MEMBER,
     RecordingJobs,
@@ -57,18 +58,7 @@ def _install_a(app, a: Sandbox) -> dict[str, Any]:
 
 def _install_b_directly(app, b: Sandbox) -> dict[str, Any]:
     """Portal b's installation, stored as if b had installed the app too."""
-    grant = b.install_app()
-    _store(app).save_installation(
-        inst.Installation(
-            member_id=grant["member_id"],
-            domain=grant["domain"],
-            client_endpoint=grant["client_endpoint"],
-            access_token=grant["access_token"],
-            refresh_token=grant["refresh_token"],
-            application_token=grant["application_token"],
-        )
-    )
-    return grant
+    return install_into(_store(app), b)
 
 
 def _snapshot(app) -> dict[str, list]:
