@@ -23,6 +23,11 @@ class UsageError(B24AppError):
     """The caller asked for something that cannot be done (bad flag value, unknown pipeline)."""
 
 
+class PortalBusy(B24AppError):
+    """Another run holds this portal's conversion lock and this run was told not to wait
+    (CLI exit code 4)."""
+
+
 class B24Error(B24AppError):
     """A Bitrix24 portal or OAuth server said no, or could not be reached.
 
