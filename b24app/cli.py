@@ -2,7 +2,8 @@
 
 Scripts depend on it: `mode`, `convert`, `switch` and `jobs` keep their names, flags, JSON shapes
 and exit codes (0 done, 1 some leads failed or the switch was not confirmed, 2 bad input, bad
-settings or a portal that refused or could not be reached). Every expected error is one line on
+settings or a portal that refused or could not be reached, 4 another run holds the portal and
+--no-wait was given). Every expected error is one line on
 stderr, never a traceback, never a token or webhook code.
 
 Commands that live outside the framework-free core (`sandbox`, `serve`) are plugged in through the
@@ -11,10 +12,11 @@ Commands that live outside the framework-free core (`sandbox`, `serve`) are plug
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -24,7 +26,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from b24app.config import Settings
 from b24app.crm.mode import Mode
 from b24app.crm.policy import Policy
-from b24app.errors import B24AppError, TransportError, UsageError
+from b24app.errors import B24AppError, PortalBusy, TransportError, UsageError
+from b24app.locks import conversion_turn
 from b24app.output import (
     ProgressBar,
     echo_json,
@@ -41,7 +44,7 @@ from b24app.portals import PortalTarget, open_portal
 from b24app.rest.redact import redact
 from b24app.worker import worker as worker_command
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUSY, EXIT_INTERRUPTED = 0, 1, 2, 4, 130
 INTERRUPTED = "interrupted"  # the job status of a run stopped by a portal-wide failure
 _ERRNO = re.compile(r"\[Errno -?\d+\] ([^\"')]+)")
 
@@ -67,6 +70,8 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except PortalBusy as exc:
+            _fail(str(exc), EXIT_BUSY)
         except B24AppError as exc:
             target = ctx.meta.get("b24app.portal")
             where = f" [portal {target.display}]" if isinstance(target, PortalTarget) else ""
@@ -277,6 +282,43 @@ def _configure_logging(settings: Settings, *, verbose: bool) -> None:
     logger.addHandler(handler)
 
 
+_wait_option = click.option(
+    "--wait/--no-wait",
+    default=True,
+    show_default=True,
+    help="When another b24app run is converting this portal, wait for it to finish "
+    "(--no-wait: exit 4 at once).",
+)
+
+
+@contextlib.contextmanager
+def _portal_turn(settings: Settings, target: PortalTarget, *, wait: bool) -> Iterator[bool]:
+    """Hold the portal's conversion lock for the block (waiting for another run, or PortalBusy);
+    yields whether conversions must settle (no lock reaches beyond this machine)."""
+    from b24app.locks import conversion_locks
+    from b24app.store.db import make_engine
+
+    engine = None
+    if settings.database_url.startswith("postgres"):
+        engine = make_engine(settings.database_url)
+    locks = conversion_locks(redis_url=settings.redis_url, engine=engine)
+
+    def waiting(who: str | None) -> None:
+        by = f" (process {who})" if who else ""
+        click.echo(
+            f"b24app: another b24app run is converting this portal{by}; waiting for it to "
+            "finish (Ctrl-C stops; --no-wait exits at once)",
+            err=True,
+        )
+
+    try:
+        with conversion_turn(locks, target.lock_name, wait=wait, on_wait=waiting):
+            yield not locks.shared
+    finally:
+        if engine is not None:
+            engine.dispose()
+
+
 def _journal(settings: Settings, target: PortalTarget) -> Any:
     from b24app.store.journal import Journal
 
@@ -338,14 +380,21 @@ def mode(portal: str | None, as_json: bool) -> None:
     help="Convert only this lead (repeatable or comma-separated).",
 )
 @click.option("--dry-run", is_flag=True, help="Show what would be created; change nothing.")
+@_wait_option
 @_portal_option
 @_json_option
 def convert(
-    leads: Sequence[str], dry_run: bool, portal: str | None, as_json: bool, **flags: Any
+    leads: Sequence[str],
+    dry_run: bool,
+    wait: bool,
+    portal: str | None,
+    as_json: bool,
+    **flags: Any,
 ) -> None:
     """Convert every active lead (or the --lead ones) exactly once.
 
-    Exit 0 when no lead failed, 1 when some failed, 2 on bad input or settings.
+    Exit 0 when no lead failed, 1 when some failed, 2 on bad input or settings, 4 when another
+    run holds the portal and --no-wait was given.
     """
     policy = policy_from_flags(**flags)
     lead_ids = lead_ids_from(leads)
@@ -357,9 +406,9 @@ def convert(
         _show_previews(previews, as_json=as_json, requests=target.client.requests_made)
         return
     journal = _journal(settings, target)
-    with ProgressBar() as bar:
+    with _portal_turn(settings, target, wait=wait) as settle, ProgressBar() as bar:
         report = conversion.convert(
-            target.client, journal, policy, lead_ids=lead_ids, on_progress=bar
+            target.client, journal, policy, lead_ids=lead_ids, on_progress=bar, settle=settle
         )
     _show_report(report.to_dict(), as_json=as_json)
     _exit_for(report)
@@ -408,6 +457,7 @@ def _show_previews(previews: Sequence[Any], *, as_json: bool, requests: int) -> 
     show_default=True,
     help="Seconds between mode checks.",
 )
+@_wait_option
 @_portal_option
 @_json_option
 def switch(
@@ -415,6 +465,7 @@ def switch(
     yes: bool,
     poll_timeout: float,
     poll_interval: float,
+    wait: bool,
     portal: str | None,
     as_json: bool,
     **flags: Any,
@@ -439,7 +490,7 @@ def switch(
     from b24app.crm.switch import switch as run_switch
 
     narrate = _narrator(as_json)
-    with ProgressBar() as bar:
+    with _portal_turn(settings, portal_target, wait=wait) as settle, ProgressBar() as bar:
         report = run_switch(
             portal_target.client,
             journal,
@@ -449,6 +500,7 @@ def switch(
             poll_timeout=poll_timeout,
             poll_interval=poll_interval,
             on_step=narrate,
+            settle=settle,
         )
     conversion = report.conversion.to_dict() if report.conversion is not None else None
     if as_json:
@@ -535,17 +587,17 @@ def jobs_show(job_id: int, as_csv: bool, portal: str | None, as_json: bool) -> N
 
 @jobs.command("resume")
 @click.argument("job_id", type=click.IntRange(min=1))
+@_wait_option
 @_portal_option
 @_json_option
-def jobs_resume(job_id: int, portal: str | None, as_json: bool) -> None:
+def jobs_resume(job_id: int, wait: bool, portal: str | None, as_json: bool) -> None:
     """Finish an interrupted job (leads already done are not touched again)."""
     settings, target = _connect(portal)
     from b24app.crm import conversion
 
-    with ProgressBar() as bar:
-        report = conversion.resume(
-            target.client, _journal(settings, target), job_id, on_progress=bar
-        )
+    journal = _journal(settings, target)
+    with _portal_turn(settings, target, wait=wait) as settle, ProgressBar() as bar:
+        report = conversion.resume(target.client, journal, job_id, on_progress=bar, settle=settle)
     _show_report(report.to_dict(), as_json=as_json, title=f"Job {job_id}")
     _exit_for(report)
 

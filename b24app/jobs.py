@@ -32,7 +32,14 @@ from sqlalchemy import or_, select
 
 from b24app.config import Settings
 from b24app.errors import ConfigError
-from b24app.locks import FileLocks, MemoryLocks, PortalLocks, RedisLocks
+from b24app.locks import (
+    FileLocks,
+    MemoryLocks,
+    PortalLocks,
+    RedisLocks,
+    conversion_locks,
+    portal_lock_name,
+)
 from b24app.services import Services
 from b24app.store import installations as inst
 from b24app.store.db import utc_now
@@ -80,22 +87,20 @@ def make_huey(settings: Settings, *, immediate: bool = False) -> Huey:
     raise ConfigError("B24APP_QUEUE_URL must be redis://host:6379/1 or sqlite:///path/queue.db")
 
 
-def make_locks(settings: Settings, huey: Huey) -> PortalLocks:
-    """Per-portal locks all workers share: Redis when one is configured, else files beside the
-    SQLite queue (one machine), else in memory (immediate mode)."""
+def make_locks(settings: Settings, huey: Huey, engine: Any = None) -> PortalLocks:
+    """Per-portal locks all workers share: the portal's conversion lock (`conversion_locks`: this
+    machine, plus Redis and PostgreSQL when configured, so a CLI run and the workers exclude each
+    other) and claims in Redis or in files beside the SQLite queue; in memory in immediate mode."""
     if huey.immediate:
         return MemoryLocks()
     queue = settings.queue_url or ""
     redis_url = settings.redis_url or (queue if queue.startswith(("redis", "unix")) else None)
     if redis_url:
-        return RedisLocks.from_url(redis_url)
-    filename = getattr(huey.storage, "filename", None) or str(queue_path(settings))
-    return FileLocks(Path(f"{filename}.locks"))
-
-
-def portal_lock(member_id: str) -> str:
-    """The name of a portal's conversion lock."""
-    return f"portal:{member_id}"
+        claims: PortalLocks = RedisLocks.from_url(redis_url)
+    else:
+        filename = getattr(huey.storage, "filename", None) or str(queue_path(settings))
+        claims = FileLocks(Path(f"{filename}.locks"))
+    return conversion_locks(redis_url=redis_url, engine=engine, claims=claims)
 
 
 def _always(_timestamp: dt.datetime) -> bool:
@@ -117,7 +122,7 @@ class Jobs:
         self.settings = settings
         self.huey = huey if huey is not None else make_huey(settings, immediate=immediate)
         self.services = services or Services(settings)
-        self.locks = locks or make_locks(settings, self.huey)
+        self.locks = locks or make_locks(settings, self.huey, engine=self._shared_engine())
         task = self.huey.task
         self._convert = task(name="convert_job")(self._convert_job)
         self._event = task(name="lead_event")(self._lead_event)
@@ -129,6 +134,12 @@ class Jobs:
 
     def __repr__(self) -> str:
         return f"Jobs({type(self.huey.storage).__name__})"
+
+    def _shared_engine(self) -> Any:
+        """The database engine when it is one other machines share (PostgreSQL), else None."""
+        if self.huey.immediate or not self.settings.database_url.startswith("postgres"):
+            return None
+        return self.services.engine
 
     # -- enqueue API (the web) -----------------------------------------------------------------
 
@@ -157,6 +168,11 @@ class Jobs:
             return
         task.schedule(args=args, kwargs={**kwargs, "attempt": attempt + 1}, delay=BUSY_DELAY)
 
+    def lock_name(self, member_id: str) -> str:
+        """The portal's conversion lock: by its host, the name a webhook CLI run uses too."""
+        found = self.services.installations.get_installation(member_id)
+        return portal_lock_name(found.client_endpoint if found else member_id)
+
     def _active(self, member_id: str) -> bool:
         found = self.services.installations.get_installation(member_id)
         if found is None or not found.active:
@@ -172,7 +188,7 @@ class Jobs:
         job = journal.job(job_id)
         if job is None or job.status in FINISHED or not self._active(member_id):
             return
-        with self.locks.hold(portal_lock(member_id)) as got:
+        with self.locks.hold(self.lock_name(member_id)) as got:
             if not got:
                 if job.status != RUNNING:  # a running job holds the lock itself
                     self._later(self._convert, member_id, job_id, attempt=attempt)
@@ -199,7 +215,7 @@ class Jobs:
         early = listeners.event_precheck(self.services, member_id, lead_id=lead_id, event=event)
         if isinstance(early, listeners.Outcome):  # decided without the portal (and the lock)
             return
-        with self.locks.hold(portal_lock(member_id)) as got:
+        with self.locks.hold(self.lock_name(member_id)) as got:
             if not got:
                 self._later(self._event, member_id, lead_id, event, attempt=attempt)
                 return
@@ -229,7 +245,7 @@ class Jobs:
         try:
             if not self._active(member_id):
                 return
-            with self.locks.hold(portal_lock(member_id)) as got:
+            with self.locks.hold(self.lock_name(member_id)) as got:
                 if not got:
                     waiting = True
                     self._later(self._sweep, member_id, force=force, attempt=attempt)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from b24app.config import Settings
 from b24app.errors import ConfigError, NotInstalled
+from b24app.locks import portal_lock_name
 from b24app.rest import PortalClient, WebhookAuth
 from b24app.store.crypto import Cipher
 from b24app.store.db import make_engine, migrate
@@ -21,11 +22,13 @@ from b24app.store.installations import InstallationStore
 
 @dataclass(frozen=True)
 class PortalTarget:
-    """A portal client plus its journal key (member_id or webhook host) and a printable name."""
+    """A portal client plus its journal key (member_id or webhook host), a printable name and
+    the name of its conversion lock (by host: a webhook run and the app's workers share it)."""
 
     client: PortalClient = field(repr=False)
     key: str
     display: str
+    lock_name: str = ""
 
 
 def open_portal(settings: Settings, portal: str | None = None) -> PortalTarget:
@@ -39,7 +42,12 @@ def open_portal(settings: Settings, portal: str | None = None) -> PortalTarget:
     if settings.webhook_url:
         auth = WebhookAuth(settings.webhook_url)
         client = PortalClient.from_webhook(settings.webhook_url, settings=settings)
-        return PortalTarget(client=client, key=auth.key, display=auth.display)
+        return PortalTarget(
+            client=client,
+            key=auth.key,
+            display=auth.display,
+            lock_name=portal_lock_name(settings.webhook_url),
+        )
     raise ConfigError(
         "missing setting(s): B24_WEBHOOK_URL (or pass --portal MEMBER_ID|DOMAIN "
         "of an installed portal)"
@@ -64,4 +72,9 @@ def _installed(settings: Settings, portal: str) -> PortalTarget:
             code="NOT_INSTALLED",
         )
     client = PortalClient.for_installation(store, installation.member_id, settings=settings)
-    return PortalTarget(client=client, key=installation.member_id, display=installation.domain)
+    return PortalTarget(
+        client=client,
+        key=installation.member_id,
+        display=installation.domain,
+        lock_name=portal_lock_name(installation.client_endpoint),
+    )

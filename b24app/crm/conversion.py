@@ -234,10 +234,13 @@ def convert(
     on_progress: ProgressCallback | None = None,
     kind: str = KIND,
     max_leads: int | None = None,
+    settle: bool = False,
 ) -> JobReport:
     """Convert every active lead selected by the policy (or only `lead_ids`), exactly once.
 
     `max_leads` pauses the job (status pending) once this run has taken up that many leads.
+    `settle`: no lock keeps other b24app runs off this portal (see `b24app.locks`), so each deal
+    is read back and settled with theirs before anything is bound to it (see the planner).
 
     Raises PolicyError (the policy does not fit the portal), JobBusy (another job of this portal
     is running) or a B24Error when the portal cannot be read at all; once the job exists, every
@@ -265,6 +268,7 @@ def convert(
         first_request=first_request,
         max_leads=max_leads,
         mode=mode,
+        settle=settle,
     ).run()
 
 
@@ -279,9 +283,10 @@ def resume(
     *,
     on_progress: ProgressCallback | None = None,
     max_leads: int | None = None,
+    settle: bool = False,
 ) -> JobReport:
-    """Continue an interrupted (or pending) job with its own policy and leads; `max_leads` as
-    for `convert`.
+    """Continue an interrupted (or pending) job with its own policy and leads; `max_leads` and
+    `settle` as for `convert` (leads planned before keep the plan they were given).
 
     A finished job is not run again: its stored report comes back (requests 0).
     """
@@ -308,6 +313,7 @@ def resume(
         first_request=first_request,
         max_leads=max_leads,
         mode=mode,
+        settle=settle,
     ).run()
 
 
@@ -368,6 +374,8 @@ def _entry(state: LeadState) -> LeadEntry:
     status = state.status
     ids = state.ids
     error = state.progress.error if status is Status.FAILED else state.plan.skip
+    if status is Status.CONVERTED:
+        error = state.settle_note
     keep = status not in (Status.CONVERTED, Status.SKIPPED)
     return LeadEntry(
         lead_id=state.lead_id,
@@ -400,7 +408,9 @@ class _Run:
         first_request: int,
         max_leads: int | None = None,
         mode: Mode | None = None,
+        settle: bool = False,
     ) -> None:
+        self.settle = settle
         self.portal = portal
         self.journal = journal
         self.job = job
@@ -711,7 +721,7 @@ class _Run:
                     LeadEntry(lead_id=item.lead_id, status=Status.SKIPPED.value, error=item.skip)
                 )
             else:
-                states.append(LeadState.start(item))
+                states.append(LeadState.start(replace(item, settle=self.settle)))
         self._take(states, entries)
 
     @staticmethod
@@ -743,7 +753,10 @@ class _Run:
     # -- sending -------------------------------------------------------------------------------
 
     def _send(self, batch: scheduler.Batch) -> None:
-        involved = list(dict.fromkeys(slot.lead_id for slot in batch.slots.values()))
+        settling = [lead_id for group in batch.settles.values() for lead_id in group]
+        involved = list(
+            dict.fromkeys([*(slot.lead_id for slot in batch.slots.values()), *settling])
+        )
         before = [self.working[lead_id] for lead_id in involved]
         marked = scheduler.mark_sent(before, batch)
         self._save(marked)  # committed before sending: a crash after this cannot duplicate
@@ -780,13 +793,22 @@ class _Run:
                     if slot.step == "f":
                         results.pop(key, None)
             outcome = BatchOutcome.from_result(_Result(results, errors))
-        recorded = scheduler.record(marked, batch, outcome)
+        recorded = scheduler.record(marked, batch, outcome, in_use=self._clients_in_use())
         self._save(recorded)
         if fatal is not None:
             raise _Stop(f"the portal refused every call: {fatal}")
         if switched:
             self._switch()
         self._report_progress()
+
+    def _clients_in_use(self) -> dict[tuple[str, int], set[int]]:
+        """Which leads the run holds use each contact and company (settling keeps those)."""
+        used: dict[tuple[str, int], set[int]] = {}
+        for state in self.working.values():
+            for name in (CONTACT, COMPANY):
+                if entity_id := state.ids.get(name):
+                    used.setdefault((name, entity_id), set()).add(state.lead_id)
+        return used
 
     def _observe(self, result: Any) -> tuple[bool, bool]:
         """Read the batch's mode check: (its calls are vouched for, the CRM just went Simple)."""

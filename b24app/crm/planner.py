@@ -21,6 +21,16 @@ Why these steps, in this order:
 * Finally `crm.lead.update`: `STATUS_ID` = the portal's success stage (read from the facts), and
   the lead's `CONTACT_ID`/`COMPANY_ID` = its clients, as Bitrix24's finalization does. It waits
   for every other step, so a lead never closes unless its deal exists and everything else is done.
+* Settling (`LeadPlan.settle`, when no lock keeps other b24app runs away: two machines, each with
+  its own journal and no Redis). Right after the deal exists, and before anything is bound to it,
+  what b24app made from this lead is read back (deals, contacts, companies by `ORIGIN_ID`; three
+  listings for SETTLE_GROUP leads). Deal ids only grow, so every run that reads them agrees on the
+  winner: the lowest deal id, and the clients it names. Every other deal, contact and company
+  b24app made from the lead is a duplicate (a later run's, or a dead run's leftover) and is
+  deleted (`discard` steps; a client another lead of this run uses is kept). Nothing is ever bound
+  to a deal before its run settles, so deleting a losing deal loses nothing. A loser finishes the
+  lead on the winner's deal and clients: the later steps are idempotent, so two runs doing them
+  both end in the same place, and a winner that died midway is finished by the loser.
 
 Reuse, never re-create: a client the journal recorded, a repeat lead's own `CONTACT_ID` /
 `COMPANY_ID` (always attached to the deal, whatever the policy), or a matched client.
@@ -45,6 +55,10 @@ COMPANY, CONTACT, DEAL = "company", "contact", "deal"
 ENTITIES = (COMPANY, CONTACT, DEAL)
 _ADD = {COMPANY: "crm.company.add", CONTACT: "crm.contact.add", DEAL: "crm.deal.add"}
 _LIST = {COMPANY: "crm.company.list", CONTACT: "crm.contact.list", DEAL: "crm.deal.list"}
+_DELETE = {COMPANY: "crm.company.delete", CONTACT: "crm.contact.delete", DEAL: "crm.deal.delete"}
+# Leads one settle listing reads: a page holds 50 rows, so even five runs racing on every lead of
+# the group fit in it.
+SETTLE_GROUP = 10
 
 
 class PlanError(B24AppError):
@@ -85,10 +99,13 @@ class StepKind(StrEnum):
     COMPLETE = "a"
     PRODUCTS = "p"
     COMMENT = "m"
+    SETTLE = "s"
+    DISCARD = "x"
     FINISH = "f"
 
 
 _CREATES = {StepKind.COMPANY: COMPANY, StepKind.CONTACT: CONTACT, StepKind.DEAL: DEAL}
+STEP_OF = {entity: kind.value for kind, entity in _CREATES.items()}  # "deal" -> "d"
 
 
 @dataclass(frozen=True)
@@ -99,6 +116,7 @@ class Step:
     kind: StepKind
     after: tuple[str, ...] = ()
     activity_id: int | None = None
+    discard: tuple[str, int] | None = None  # DISCARD: ("deal" | "contact" | "company", id)
 
     @property
     def creates(self) -> str | None:
@@ -109,10 +127,11 @@ class Step:
     def verifiable(self) -> bool:
         """Whether a lost answer must be checked before resending (the call is not idempotent).
 
-        Creations and the comment: resending would make a second one. Every other step is
-        idempotent and is simply sent again.
+        Creations and the comment: resending would make a second one. The lead's closing call:
+        resent after it took effect, a refusal (e.g. the lead's rights changed once it closed)
+        would fail a lead that is converted. Every other step is idempotent and sent again.
         """
-        return self.creates is not None or self.kind is StepKind.COMMENT
+        return self.creates is not None or self.kind in (StepKind.COMMENT, StepKind.FINISH)
 
 
 @dataclass(frozen=True)
@@ -129,6 +148,7 @@ class LeadPlan:
     activity_mode: Activities = Activities.COMPLETE
     product_rows: tuple[Mapping[str, Any], ...] = field(default=(), repr=False)
     success_stage: str = ""
+    settle: bool = False
 
     def entity(self, name: str) -> EntityPlan | None:
         """The plan of "company", "contact" or "deal"."""
@@ -159,6 +179,9 @@ class LeadPlan:
         if DEAL in created:
             steps.append(Step("d", StepKind.DEAL, tuple(s.id for s in steps)))
         on_deal = ("d",) if DEAL in created else ()
+        if self.settles:
+            steps.append(Step("s", StepKind.SETTLE, tuple(s.id for s in steps)))
+            on_deal = ("s",)
         for activity in self.activities:
             if self.activity_mode is Activities.MOVE:
                 steps.append(Step(f"b{activity}", StepKind.BIND, on_deal, activity))
@@ -170,6 +193,15 @@ class LeadPlan:
         steps.append(Step("m", StepKind.COMMENT, on_deal))
         steps.append(Step("f", StepKind.FINISH, tuple(s.id for s in steps)))
         return tuple(steps)
+
+    @property
+    def settles(self) -> bool:
+        """Whether this lead's deal is read back and settled before anything is bound to it."""
+        return (
+            self.settle
+            and self.deal is not None
+            and self.deal.source in (Source.CREATE, Source.JOURNAL)
+        )
 
     def key(self, step: Step, *, verify: bool = False) -> str:
         """The batch key of a step: `L<lead><step>` (e.g. `L123c`, `L123b77`), `+v` to verify."""
@@ -221,6 +253,11 @@ class LeadPlan:
             return Command(
                 key, "crm.deal.productrows.set", {"id": self._need(deal_id), "rows": rows}
             )
+        if step.kind is StepKind.DISCARD and step.discard is not None:
+            name, entity_id = step.discard
+            return Command(key, _DELETE[name], {"id": entity_id})
+        if step.kind is StepKind.SETTLE:
+            raise PlanError("settle steps are read many leads at a time: see settle_commands")
         if step.kind is StepKind.COMMENT:
             return Command(
                 key,
@@ -257,6 +294,12 @@ class LeadPlan:
                     "select": ["ID", "ORIGINATOR_ID", "ORIGIN_ID"],
                 },
             )
+        if step.kind is StepKind.FINISH:
+            return Command(
+                key,
+                "crm.lead.list",
+                {"filter": {"ID": self.lead_id}, "select": ["ID", "STATUS_ID"]},
+            )
         if step.kind is StepKind.COMMENT:
             return Command(
                 key,
@@ -269,8 +312,14 @@ class LeadPlan:
         raise PlanError(f"step {step.id} is idempotent and is resent, not verified")
 
     def read_verification(self, step: Step, result: Any) -> int | bool:
-        """Interpret a `verify_command` result: the found id (0: not created) or comment found."""
+        """Interpret a `verify_command` result: the found id (0: not created), the comment found,
+        or the lead closed."""
         rows = result if isinstance(result, list) else []
+        if step.kind is StepKind.FINISH:
+            return any(
+                isinstance(r, Mapping) and str(r.get("STATUS_ID", "")) == self.success_stage
+                for r in rows
+            )
         if step.kind is StepKind.COMMENT:
             text = mapping.deal_comment(self.lead_id)
             return any(
@@ -316,6 +365,7 @@ class LeadPlan:
             "activity_mode": self.activity_mode.value,
             "product_rows": [dict(r) for r in self.product_rows],
             "success_stage": self.success_stage,
+            "settle": self.settle,
         }
 
     @classmethod
@@ -339,9 +389,98 @@ class LeadPlan:
                 activity_mode=Activities(data.get("activity_mode", "complete")),
                 product_rows=tuple(dict(r) for r in data.get("product_rows", ())),
                 success_stage=str(data.get("success_stage", "")),
+                settle=bool(data.get("settle", False)),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise PlanError(f"not a stored lead plan ({exc.__class__.__name__}: {exc})") from None
+
+
+def settle_commands(group: Sequence[int]) -> dict[str, Command]:
+    """The listings that settle these leads (at most SETTLE_GROUP): per entity kind, everything
+    b24app made from them, oldest first; deals with the clients each one names. By key."""
+    first = group[0]
+    commands = {}
+    for name, select in (
+        (DEAL, ["ID", "ORIGIN_ID", "CONTACT_ID", "COMPANY_ID"]),
+        (CONTACT, ["ID", "ORIGIN_ID"]),
+        (COMPANY, ["ID", "ORIGIN_ID"]),
+    ):
+        key = f"S{first}{STEP_OF[name]}"
+        commands[key] = Command(
+            key,
+            _LIST[name],
+            {
+                "filter": {
+                    "ORIGINATOR_ID": mapping.ORIGINATOR_ID,
+                    "@ORIGIN_ID": [mapping.origin_id(i) for i in group],
+                },
+                "order": {"ID": "ASC"},
+                "select": select,
+            },
+        )
+    return commands
+
+
+@dataclass(frozen=True)
+class Found:
+    """What every b24app run made from one lead, as a settle listing read it.
+
+    The winner is the lowest deal id (ids only grow, so every run that reads agrees) and the
+    clients it names; everything else b24app made from the lead is a duplicate.
+    """
+
+    deals: Mapping[int, tuple[int | None, int | None]] = field(default_factory=dict)
+    contacts: tuple[int, ...] = ()
+    companies: tuple[int, ...] = ()
+
+    @property
+    def winner(self) -> dict[str, int | None] | None:
+        """{"deal", "contact", "company"} of the winning deal; None when no deal was found."""
+        if not self.deals:
+            return None
+        deal_id = min(self.deals)
+        contact_id, company_id = self.deals[deal_id]
+        return {DEAL: deal_id, CONTACT: contact_id, COMPANY: company_id}
+
+    def made(self, name: str) -> tuple[int, ...]:
+        """Every id of this kind b24app made from the lead."""
+        return {DEAL: tuple(self.deals), CONTACT: self.contacts, COMPANY: self.companies}[name]
+
+
+def settle_findings(results: Mapping[str, Any], group: Sequence[int]) -> dict[int, Found] | None:
+    """Each lead's `Found` from the answers to `settle_commands(group)`; None when an answer is
+    missing or may be incomplete (a full page): read them again."""
+    keys = settle_commands(group)
+    rows: dict[str, list[Mapping[str, Any]]] = {}
+    for name, key in zip((DEAL, CONTACT, COMPANY), keys, strict=True):
+        answer = results.get(key)
+        if not isinstance(answer, list) or len(answer) >= 50:
+            return None
+        rows[name] = [row for row in answer if isinstance(row, Mapping)]
+    wanted = set(group)
+    deals: dict[int, dict[int, tuple[int | None, int | None]]] = {i: {} for i in group}
+    clients: dict[str, dict[int, list[int]]] = {CONTACT: {}, COMPANY: {}}
+    for name, found in rows.items():
+        for row in found:
+            lead_id = mapping.lead_id_of(row.get("ORIGIN_ID"))
+            entity_id = mapping.link_id(row.get("ID"))
+            if lead_id not in wanted or entity_id is None:
+                continue
+            if name == DEAL:
+                deals[lead_id][entity_id] = (
+                    mapping.link_id(row.get("CONTACT_ID")),
+                    mapping.link_id(row.get("COMPANY_ID")),
+                )
+            else:
+                clients[name].setdefault(lead_id, []).append(entity_id)
+    return {
+        lead_id: Found(
+            deals[lead_id],
+            tuple(clients[CONTACT].get(lead_id, ())),
+            tuple(clients[COMPANY].get(lead_id, ())),
+        )
+        for lead_id in group
+    }
 
 
 def _client(

@@ -51,13 +51,27 @@ QUERY_LIMIT_EXCEEDED), it may just send the same batch again; recording `unknown
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
 from b24app.crm.mapping import link_id
-from b24app.crm.planner import LeadPlan, PlanError, Source, Step, StepKind
+from b24app.crm.planner import (
+    DEAL,
+    ENTITIES,
+    SETTLE_GROUP,
+    STEP_OF,
+    Found,
+    LeadPlan,
+    PlanError,
+    Source,
+    Step,
+    StepKind,
+    settle_commands,
+    settle_findings,
+)
 from b24app.errors import OutcomeUnknown
 from b24app.rest.command import Command
 
@@ -74,6 +88,7 @@ _ALREADY_DONE = {
     StepKind.BIND: frozenset({"ACTIVITY_IS_ALREADY_BOUND", "NOT_FOUND"}),
     StepKind.UNBIND: frozenset({"BINDING_NOT_FOUND", "NOT_FOUND"}),
     StepKind.COMPLETE: frozenset({"NOT_FOUND"}),
+    StepKind.DISCARD: frozenset({"NOT_FOUND"}),
 }
 
 
@@ -93,7 +108,8 @@ class Progress:
 
     `ids`: entities created (or found created) by this run; `done`: finished step ids; `unsure`:
     steps sent whose outcome is not known; `tries`: transient errors per step; `error`: why the
-    lead failed.
+    lead failed; `discard`: this run's own entities to delete because another run's deal won the
+    settling (see the planner), and `kept` those left because another lead uses them.
     """
 
     ids: Mapping[str, int] = field(default_factory=dict)
@@ -101,16 +117,21 @@ class Progress:
     unsure: frozenset[str] = frozenset()
     tries: Mapping[str, int] = field(default_factory=dict)
     error: str | None = None
+    discard: Mapping[str, int] = field(default_factory=dict)
+    kept: Mapping[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
-        return {
+        data: dict[str, Any] = {
             "ids": dict(self.ids),
             "done": sorted(self.done),
             "unsure": sorted(self.unsure),
             "tries": dict(self.tries),
             "error": self.error,
         }
+        if self.discard or self.kept:
+            data |= {"discard": dict(self.discard), "kept": dict(self.kept)}
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Progress:
@@ -122,6 +143,8 @@ class Progress:
                 unsure=frozenset(map(str, data.get("unsure") or ())),
                 tries={str(k): int(v) for k, v in (data.get("tries") or {}).items()},
                 error=data.get("error"),
+                discard={str(k): int(v) for k, v in (data.get("discard") or {}).items()},
+                kept={str(k): int(v) for k, v in (data.get("kept") or {}).items()},
             )
         except (TypeError, ValueError, AttributeError) as exc:
             raise PlanError(f"not a stored progress ({exc.__class__.__name__}: {exc})") from None
@@ -166,6 +189,52 @@ class LeadState:
         }
 
     @property
+    def steps(self) -> tuple[Step, ...]:
+        """The plan's steps, plus the deletions settling asked for (the lead closes after them)."""
+        extra = tuple(
+            Step(
+                f"x{STEP_OF[name]}{entity_id}",
+                StepKind.DISCARD,
+                ("s",),
+                discard=(name, entity_id),
+            )
+            for name, entity_id in (
+                (key.split(":")[0], entity_id) for key, entity_id in self.progress.discard.items()
+            )
+        )
+        if not extra:
+            return self.plan.steps
+        waits = tuple(step.id for step in extra)
+        steps = [s for s in self.plan.steps if s.kind is not StepKind.FINISH]
+        steps += extra
+        steps += [
+            replace(s, after=(*s.after, *waits))
+            for s in self.plan.steps
+            if s.kind is StepKind.FINISH
+        ]
+        return tuple(steps)
+
+    @property
+    def settle_note(self) -> str | None:
+        """What settling found, for the report (None when no other run converted the lead)."""
+        progress = self.progress
+        if not progress.discard and not progress.kept:
+            return None
+        text = (
+            f"another b24app run converted this lead at the same time; deal "
+            f"{self.ids.get(DEAL)} (the lowest id) was kept"
+        )
+        if progress.discard:
+            text += "; duplicates removed: " + ", ".join(
+                key.replace(":", " ") for key in progress.discard
+            )
+        if progress.kept:
+            text += "; duplicates kept (another lead uses them): " + ", ".join(
+                key.replace(":", " ") for key in progress.kept
+            )
+        return text
+
+    @property
     def status(self) -> Status:
         """pending | creating | converted | failed | skipped."""
         progress = self.progress
@@ -186,7 +255,7 @@ class LeadState:
         done, unsure = self.progress.done, self.progress.unsure
         return [
             (step, step.id in unsure and step.verifiable)
-            for step in self.plan.steps
+            for step in self.steps
             if step.id not in done and all(a in done for a in step.after)
         ]
 
@@ -222,6 +291,12 @@ class Batch:
     commands: tuple[Command, ...] = ()
     slots: Mapping[str, Slot] = field(default_factory=dict)
     halt: bool = False
+    settles: Mapping[str, tuple[int, ...]] = field(default_factory=dict)  # key -> leads it reads
+
+    @property
+    def settle_groups(self) -> list[tuple[int, ...]]:
+        """The groups of leads this batch's settle listings read (three listings a group)."""
+        return list(dict.fromkeys(self.settles.values()))
 
     def __len__(self) -> int:
         return len(self.commands)
@@ -298,19 +373,36 @@ def next_batch(states: Iterable[LeadState], *, size: int = MAX_COMMANDS) -> Batc
         raise PlanError("a lead appears twice among the states; batch keys would collide")
     commands: list[Command] = []
     slots: dict[str, Slot] = {}
+    settling: list[int] = []  # leads whose settle step is ready: read SETTLE_GROUP per command
+
+    def room() -> int:
+        return size - len(commands) - 3 * math.ceil(len(settling) / SETTLE_GROUP)
+
     for wanted in (Status.CREATING, Status.PENDING):
         for state in states:
-            if len(commands) >= size:
+            if room() <= 0:
                 break
             if state.status is not wanted:
                 continue
             ids = state.ids
-            for step, verify in state.ready()[: size - len(commands)]:
+            for step, verify in state.ready():
+                if step.kind is StepKind.SETTLE:
+                    if len(settling) % SETTLE_GROUP or room() >= 3:
+                        settling.append(state.lead_id)
+                    continue
+                if room() <= 0:
+                    break
                 plan = state.plan
                 command = plan.verify_command(step, ids) if verify else plan.command(step, ids)
                 commands.append(command)
                 slots[command.key] = Slot(state.lead_id, step.id, verify)
-    return Batch(tuple(commands), slots)
+    settles: dict[str, tuple[int, ...]] = {}
+    for start in range(0, len(settling), SETTLE_GROUP):
+        group = tuple(settling[start : start + SETTLE_GROUP])
+        for key, command in settle_commands(group).items():
+            commands.append(command)
+            settles[key] = group
+    return Batch(tuple(commands), slots, settles=settles)
 
 
 def mark_sent(states: Sequence[LeadState], batch: Batch) -> list[LeadState]:
@@ -324,14 +416,33 @@ def mark_sent(states: Sequence[LeadState], batch: Batch) -> list[LeadState]:
     return _per_lead(states, batch, mark)
 
 
-def record(states: Sequence[LeadState], batch: Batch, outcome: BatchOutcome) -> list[LeadState]:
-    """The states after `batch` returned `outcome` (persist them): ids learned, steps settled."""
+def record(
+    states: Sequence[LeadState],
+    batch: Batch,
+    outcome: BatchOutcome,
+    *,
+    in_use: Mapping[tuple[str, int], set[int]] | None = None,
+) -> list[LeadState]:
+    """The states after `batch` returned `outcome` (persist them): ids learned, steps settled.
+
+    `in_use`: which leads use each (client, id) among every lead the run holds; a client another
+    lead uses is kept, not discarded, when settling hands a lead over to another run's deal.
+    """
     methods = {command.key: command.method for command in batch.commands}
+    found: dict[int, Found] = {}
+    for group in batch.settle_groups:
+        found |= settle_findings(outcome.results, group) or {}
+    states = [
+        settle(state, found[state.lead_id], in_use=in_use or {})
+        if state.lead_id in found
+        else state
+        for state in states
+    ]
 
     def apply(state: LeadState, pairs: list[tuple[str, Slot]]) -> LeadState:
         change = _Change(state)
         for key, slot in pairs:
-            step = next(s for s in state.plan.steps if s.id == slot.step)
+            step = next(s for s in state.steps if s.id == slot.step)
             if key in outcome.errors:
                 change.error(step, slot, methods.get(key, "?"), outcome.errors[key])
             elif key in outcome.results:
@@ -339,6 +450,48 @@ def record(states: Sequence[LeadState], batch: Batch, outcome: BatchOutcome) -> 
         return change.state()
 
     return _per_lead(states, batch, apply)
+
+
+def settle(
+    state: LeadState, found: Found, *, in_use: Mapping[tuple[str, int], set[int]]
+) -> LeadState:
+    """`state` once its settle listing `found` what b24app made from the lead (see the planner).
+
+    The winner's deal and clients become the lead's; every other deal, contact and company b24app
+    made from it is to be discarded - this run's and another's alike - except a client another
+    lead of this run uses, which is kept.
+    """
+    progress = state.progress
+    if "s" in progress.done or state.plan.deal is None:
+        return state
+    done = progress.done | {"s"}
+    winner = found.winner
+    if winner is None:  # not even our own deal is listed yet: nothing to settle against
+        return replace(state, progress=replace(progress, done=done))
+    ids = dict(progress.ids)
+    mine = state.ids
+    discard: dict[str, int] = {}
+    kept: dict[str, int] = {}
+    for name in ENTITIES:
+        for entity_id in found.made(name):
+            if entity_id == winner[name]:
+                continue
+            users = in_use.get((name, entity_id), set()) - {state.lead_id}
+            if name != DEAL and users:
+                kept[f"{name}:{entity_id}"] = entity_id
+            else:
+                discard[f"{name}:{entity_id}"] = entity_id
+        if mine.get(name) is not None and winner[name] != mine.get(name):
+            if winner[name]:
+                ids[name] = winner[name]  # type: ignore[assignment]
+            elif f"{name}:{mine[name]}" in discard:
+                ids.pop(name, None)
+    if mine.get(DEAL) != winner[DEAL]:
+        # The comment naming the lead is the winner's to add: never two on one deal.
+        done |= {step.id for step in state.plan.steps if step.kind is StepKind.COMMENT}
+    return replace(
+        state, progress=replace(progress, ids=ids, done=done, discard=discard, kept=kept)
+    )
 
 
 def tally(states: Iterable[LeadState]) -> dict[Status, int]:
@@ -384,6 +537,9 @@ class _Change:
             if step.creates is not None and found:
                 self.ids[step.creates] = int(found)
                 self._finish(step)
+                if step.kind is StepKind.DEAL and plan.settles:
+                    # Found by ORIGIN_ID, the deal may be another run's, commented already.
+                    self.unsure.update(s.id for s in plan.steps if s.kind is StepKind.COMMENT)
             elif found:
                 self._finish(step)
             else:

@@ -114,15 +114,28 @@ class FakePortal:
             return new_id
         if method.endswith(".list") and entity in self.entities:
             wanted = params["filter"]
+
+            def matches(f: Mapping[str, Any]) -> bool:
+                return all(
+                    f.get(k[1:]) in v if k.startswith("@") else f.get(k) == v
+                    for k, v in wanted.items()
+                )
+
             return [
                 {
                     "ID": str(i),
                     "ORIGINATOR_ID": f.get("ORIGINATOR_ID"),
                     "ORIGIN_ID": f.get("ORIGIN_ID"),
+                    "CONTACT_ID": str(f.get("CONTACT_ID") or ""),
+                    "COMPANY_ID": str(f.get("COMPANY_ID") or ""),
                 }
                 for i, f in sorted(self.entities[entity].items())
-                if all(f.get(k) == v for k, v in wanted.items())
+                if matches(f)
             ]
+        if method.endswith(".delete") and entity in self.entities:
+            if self.entities[entity].pop(int(params["id"]), None) is None:
+                raise PortalError("", "Not found")
+            return True
         handler = getattr(self, "_" + method.replace(".", "_"))
         return handler(params)
 
@@ -174,6 +187,11 @@ class FakePortal:
     def _crm_timeline_comment_list(self, p: Mapping[str, Any]) -> list[dict[str, Any]]:
         texts = self.comments.get(p["filter"]["ENTITY_ID"], [])
         return [{"ID": str(n), "COMMENT": text} for n, text in enumerate(texts, 1)]
+
+    def _crm_lead_list(self, p: Mapping[str, Any]) -> list[dict[str, Any]]:
+        wanted = int(p["filter"]["ID"])
+        lead = self.leads.get(wanted)
+        return [] if lead is None else [{"ID": str(wanted), "STATUS_ID": lead["STATUS_ID"]}]
 
     def _crm_lead_update(self, p: Mapping[str, Any]) -> bool:
         lead = self.leads[p["id"]]

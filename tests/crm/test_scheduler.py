@@ -507,7 +507,11 @@ def test_no_fault_makes_a_duplicate_or_closes_a_lead_early(
         for entity in ("company", "contact", "deal"):
             assert len(portal.created_for(lead_id, entity)) <= 1
         closed = portal.leads[lead_id]["STATUS_ID"] == "CONVERTED"
-        assert closed == (state.status is Status.CONVERTED)
+        # A closing call whose answer was lost and whose check then failed stays unsure (the
+        # lead failed, to be checked by a retry): never reported converted while open.
+        assert closed == (state.status is Status.CONVERTED) or (
+            closed and "f" in state.progress.unsure
+        )
         if state.status is Status.SKIPPED:
             assert not any(
                 c.key.startswith(f"L{lead_id}") and not c.key[len(f"L{lead_id}")].isdigit()

@@ -95,7 +95,7 @@ def test_a_busy_portal_schedules_the_job_again_instead_of_dropping_it(installed:
     journal = Journal(jobs.services.engine, portal=app.member_id)
     job = journal.create_job(kind="app", policy=Policy().to_dict())
 
-    with jobs.locks.hold(f"portal:{app.member_id}") as got:
+    with jobs.locks.hold(jobs.lock_name(app.member_id)) as got:
         assert got
         jobs.run_job(app.member_id, job.id)
 
@@ -139,7 +139,7 @@ def test_recovery_leaves_a_job_whose_worker_is_alive(installed: Any) -> None:
     job = journal.create_job(kind="app", policy=Policy().to_dict())
     journal.claim_job(job.id)  # running in this (live) process
 
-    with jobs.locks.hold(f"portal:{app.member_id}"):
+    with jobs.locks.hold(jobs.lock_name(app.member_id)):
         assert jobs.recover() == [(app.member_id, job.id)]  # offered, turned away by the lock
 
     assert journal.job(job.id).status == "running"
