@@ -24,7 +24,7 @@ from b24app.crm.scheduler import (
 )
 
 from .factories import facts, lead, product_row
-from .fakeportal import LEAD, AnswerLost, FakePortal
+from .fakeportal import AnswerLost, FakePortal
 
 DEAL = 2
 
