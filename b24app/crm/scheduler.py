@@ -162,10 +162,13 @@ class LeadState:
         """The state before anything is sent.
 
         A deal an earlier run created may already carry its comment, so that step starts unsure
-        (checked before it is added).
+        (checked before it is added). When runs may race (settling), such a deal may be another
+        live run's, which adds the comment itself: this run adds none (see `_adopted`).
         """
-        unsure = frozenset()
+        unsure: frozenset[str] = frozenset()
         if plan.deal is not None and plan.deal.source is Source.JOURNAL and plan.steps:
+            if plan.settles:
+                return cls(plan, Progress(done=_adopted(plan)))
             unsure = frozenset({"m"})
         return cls(plan, Progress(unsure=unsure))
 
@@ -487,11 +490,17 @@ def settle(
             elif f"{name}:{mine[name]}" in discard:
                 ids.pop(name, None)
     if mine.get(DEAL) != winner[DEAL]:
-        # The comment naming the lead is the winner's to add: never two on one deal.
-        done |= {step.id for step in state.plan.steps if step.kind is StepKind.COMMENT}
+        done |= _adopted(state.plan)
     return replace(
         state, progress=replace(progress, ids=ids, done=done, discard=discard, kept=kept)
     )
+
+
+def _adopted(plan: LeadPlan) -> frozenset[str]:
+    """Steps a run leaves to the run that created the deal it finishes: the comment naming the
+    lead (the only step that is not idempotent; never two on one deal). A deal whose creation
+    answer this run did not see itself is treated as adopted: at worst it goes uncommented."""
+    return frozenset(step.id for step in plan.steps if step.kind is StepKind.COMMENT)
 
 
 def tally(states: Iterable[LeadState]) -> dict[Status, int]:
@@ -538,8 +547,7 @@ class _Change:
                 self.ids[step.creates] = int(found)
                 self._finish(step)
                 if step.kind is StepKind.DEAL and plan.settles:
-                    # Found by ORIGIN_ID, the deal may be another run's, commented already.
-                    self.unsure.update(s.id for s in plan.steps if s.kind is StepKind.COMMENT)
+                    self.done.update(_adopted(plan))  # found by ORIGIN_ID: maybe another run's
             elif found:
                 self._finish(step)
             else:

@@ -107,9 +107,17 @@ def _id(value: Any) -> int | None:
 
 
 def assert_converted(
-    core: Any, before: Snapshot, policy: Policy, *, success: str = "CONVERTED"
+    core: Any,
+    before: Snapshot,
+    policy: Policy,
+    *,
+    success: str = "CONVERTED",
+    comment_optional: bool = False,
 ) -> None:
-    """Every active lead of `before` converted exactly once as the policy says; others untouched."""
+    """Every active lead of `before` converted exactly once as the policy says; others untouched.
+
+    `comment_optional`: runs raced and settled, so a deal whose creator died may go uncommented.
+    """
     assert not duplicates(core)
     leads = {int(r["ID"]): r for r in rows(core, "crm.lead.list")}
     made = {kind: created(core, kind) for kind in KINDS}
@@ -118,7 +126,7 @@ def assert_converted(
         assert (new["STATUS_ID"], new["DATE_MODIFY"]) == (old["STATUS_ID"], old["DATE_MODIFY"])
         assert all(lead_id not in made[kind] for kind in KINDS), lead_id
     for lead_id in before.active:
-        _assert_lead(core, before, policy, lead_id, leads[lead_id], made, success)
+        _assert_lead(core, before, policy, lead_id, leads[lead_id], made, success, comment_optional)
 
 
 def _assert_lead(
@@ -129,6 +137,7 @@ def _assert_lead(
     after: Mapping[str, Any],
     made: Mapping[str, Mapping[int, list[dict[str, Any]]]],
     success: str,
+    comment_optional: bool = False,
 ) -> None:
     lead = before.leads[lead_id]
     assert after["STATUS_ID"] == success, (lead_id, after["STATUS_ID"])
@@ -186,5 +195,6 @@ def _assert_lead(
     comments = call(
         core, "crm.timeline.comment.list", {"filter": {"ENTITY_ID": deal_id, "ENTITY_TYPE": "deal"}}
     )
-    assert [c["COMMENT"] for c in comments] == [deal_comment(lead_id)]
+    texts = [c["COMMENT"] for c in comments]
+    assert texts == [deal_comment(lead_id)] or (comment_optional and not texts), texts
     assert deal["ORIGIN_ID"] == origin_id(lead_id)
