@@ -292,16 +292,16 @@ _wait_option = click.option(
 
 
 @contextlib.contextmanager
-def _portal_turn(settings: Settings, target: PortalTarget, *, wait: bool) -> Iterator[bool]:
-    """Hold the portal's conversion lock for the block (waiting for another run, or PortalBusy);
-    yields whether conversions must settle (no lock reaches beyond this machine)."""
-    from b24app.locks import conversion_locks
+def _portal_turn(settings: Settings, target: PortalTarget, *, wait: bool) -> Iterator[None]:
+    """Hold the portal's conversion lock for the block (waiting for another run, or PortalBusy)."""
+    from b24app.locks import conversion_locks, lock_redis_url
     from b24app.store.db import make_engine
 
     engine = None
     if settings.database_url.startswith("postgres"):
         engine = make_engine(settings.database_url)
-    locks = conversion_locks(redis_url=settings.redis_url, engine=engine)
+    redis_url = lock_redis_url(settings.redis_url, settings.queue_url)
+    locks = conversion_locks(redis_url=redis_url, engine=engine)
 
     def waiting(who: str | None) -> None:
         by = f" (process {who})" if who else ""
@@ -313,7 +313,7 @@ def _portal_turn(settings: Settings, target: PortalTarget, *, wait: bool) -> Ite
 
     try:
         with conversion_turn(locks, target.lock_name, wait=wait, on_wait=waiting):
-            yield not locks.shared
+            yield
     finally:
         if engine is not None:
             engine.dispose()
@@ -406,9 +406,9 @@ def convert(
         _show_previews(previews, as_json=as_json, requests=target.client.requests_made)
         return
     journal = _journal(settings, target)
-    with _portal_turn(settings, target, wait=wait) as settle, ProgressBar() as bar:
+    with _portal_turn(settings, target, wait=wait), ProgressBar() as bar:
         report = conversion.convert(
-            target.client, journal, policy, lead_ids=lead_ids, on_progress=bar, settle=settle
+            target.client, journal, policy, lead_ids=lead_ids, on_progress=bar
         )
     _show_report(report.to_dict(), as_json=as_json)
     _exit_for(report)
@@ -490,7 +490,7 @@ def switch(
     from b24app.crm.switch import switch as run_switch
 
     narrate = _narrator(as_json)
-    with _portal_turn(settings, portal_target, wait=wait) as settle, ProgressBar() as bar:
+    with _portal_turn(settings, portal_target, wait=wait), ProgressBar() as bar:
         report = run_switch(
             portal_target.client,
             journal,
@@ -500,7 +500,6 @@ def switch(
             poll_timeout=poll_timeout,
             poll_interval=poll_interval,
             on_step=narrate,
-            settle=settle,
         )
     conversion = report.conversion.to_dict() if report.conversion is not None else None
     if as_json:
@@ -596,8 +595,8 @@ def jobs_resume(job_id: int, wait: bool, portal: str | None, as_json: bool) -> N
     from b24app.crm import conversion
 
     journal = _journal(settings, target)
-    with _portal_turn(settings, target, wait=wait) as settle, ProgressBar() as bar:
-        report = conversion.resume(target.client, journal, job_id, on_progress=bar, settle=settle)
+    with _portal_turn(settings, target, wait=wait), ProgressBar() as bar:
+        report = conversion.resume(target.client, journal, job_id, on_progress=bar)
     _show_report(report.to_dict(), as_json=as_json, title=f"Job {job_id}")
     _exit_for(report)
 

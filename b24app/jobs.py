@@ -38,6 +38,7 @@ from b24app.locks import (
     PortalLocks,
     RedisLocks,
     conversion_locks,
+    lock_redis_url,
     portal_lock_name,
 )
 from b24app.services import Services
@@ -93,8 +94,7 @@ def make_locks(settings: Settings, huey: Huey, engine: Any = None) -> PortalLock
     other) and claims in Redis or in files beside the SQLite queue; in memory in immediate mode."""
     if huey.immediate:
         return MemoryLocks()
-    queue = settings.queue_url or ""
-    redis_url = settings.redis_url or (queue if queue.startswith(("redis", "unix")) else None)
+    redis_url = lock_redis_url(settings.redis_url, settings.queue_url)
     if redis_url:
         claims: PortalLocks = RedisLocks.from_url(redis_url)
     else:

@@ -13,9 +13,10 @@ thing the processes share (`conversion_locks`), every layer taken in the same or
   advisory lock, freed when its connection closes, so also when the holder dies).
 
 Processes that share none of these (two machines, each with its own SQLite journal and no Redis)
-cannot exclude each other: their conversions *settle* instead (see `b24app.crm.planner`, the
-settle step), which `LayeredLocks.shared` tells the caller to do. The conversion journal still
-refuses a second live job per portal (JobBusy) behind the locks.
+cannot exclude each other, nor can a run that does not take the lock at all (an older release, a
+misconfigured machine): behind the locks, every conversion *settles* each deal before binding to
+it (`b24app.crm.planner`, the settle step), so racing runs still leave one conversion per lead.
+The conversion journal refuses a second live job per portal (JobBusy) behind the locks too.
 
 `MemoryLocks` (immediate mode, tests) is one process. Each kind also keeps *claims*: a name taken
 for a while and then lapsing by itself (or ended by `unclaim`), which the periodic tick uses so a
@@ -329,7 +330,7 @@ class LayeredLocks:
     """A lock made of layers, taken in order, all or none: as wide as its widest layer.
 
     Claims go to `claims` (the workers' queue-wide locks). `shared` is True when a layer reaches
-    beyond this machine (Redis, PostgreSQL); without one, conversions must settle.
+    beyond this machine (Redis, PostgreSQL).
     """
 
     def __init__(self, layers: tuple[Any, ...], *, claims: PortalLocks | None = None) -> None:
@@ -373,6 +374,12 @@ class LayeredLocks:
     def unclaim(self, name: str) -> None:
         """End a claim in the claims layer."""
         self._claims.unclaim(name)
+
+
+def lock_redis_url(redis_url: str | None, queue_url: str | None) -> str | None:
+    """The Redis every process shares locks through: B24APP_REDIS_URL, else a Redis queue's."""
+    queue = queue_url or ""
+    return redis_url or (queue if queue.startswith(("redis", "unix")) else None)
 
 
 def conversion_locks(

@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import secrets
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -234,13 +235,10 @@ def convert(
     on_progress: ProgressCallback | None = None,
     kind: str = KIND,
     max_leads: int | None = None,
-    settle: bool = False,
 ) -> JobReport:
     """Convert every active lead selected by the policy (or only `lead_ids`), exactly once.
 
     `max_leads` pauses the job (status pending) once this run has taken up that many leads.
-    `settle`: no lock keeps other b24app runs off this portal (see `b24app.locks`), so each deal
-    is read back and settled with theirs before anything is bound to it (see the planner).
 
     Raises PolicyError (the policy does not fit the portal), JobBusy (another job of this portal
     is running) or a B24Error when the portal cannot be read at all; once the job exists, every
@@ -268,7 +266,6 @@ def convert(
         first_request=first_request,
         max_leads=max_leads,
         mode=mode,
-        settle=settle,
     ).run()
 
 
@@ -283,10 +280,9 @@ def resume(
     *,
     on_progress: ProgressCallback | None = None,
     max_leads: int | None = None,
-    settle: bool = False,
 ) -> JobReport:
-    """Continue an interrupted (or pending) job with its own policy and leads; `max_leads` and
-    `settle` as for `convert` (leads planned before keep the plan they were given).
+    """Continue an interrupted (or pending) job with its own policy and leads; `max_leads` as
+    for `convert`.
 
     A finished job is not run again: its stored report comes back (requests 0).
     """
@@ -313,7 +309,6 @@ def resume(
         first_request=first_request,
         max_leads=max_leads,
         mode=mode,
-        settle=settle,
     ).run()
 
 
@@ -408,9 +403,8 @@ class _Run:
         first_request: int,
         max_leads: int | None = None,
         mode: Mode | None = None,
-        settle: bool = False,
     ) -> None:
-        self.settle = settle
+        self.token = f"b24app-{secrets.token_hex(6)}"  # marks the clients this run creates
         self.portal = portal
         self.journal = journal
         self.job = job
@@ -721,7 +715,7 @@ class _Run:
                     LeadEntry(lead_id=item.lead_id, status=Status.SKIPPED.value, error=item.skip)
                 )
             else:
-                states.append(LeadState.start(replace(item, settle=self.settle)))
+                states.append(LeadState.start(replace(item, token=self.token)))
         self._take(states, entries)
 
     @staticmethod

@@ -21,16 +21,17 @@ Why these steps, in this order:
 * Finally `crm.lead.update`: `STATUS_ID` = the portal's success stage (read from the facts), and
   the lead's `CONTACT_ID`/`COMPANY_ID` = its clients, as Bitrix24's finalization does. It waits
   for every other step, so a lead never closes unless its deal exists and everything else is done.
-* Settling (`LeadPlan.settle`, when no lock keeps other b24app runs away: two machines, each with
-  its own journal and no Redis). Right after the deal exists, and before anything is bound to it,
-  what b24app made from this lead is read back (deals, contacts, companies by `ORIGIN_ID`; three
-  listings for SETTLE_GROUP leads). Deal ids only grow, so every run that reads them agrees on the
-  winner: the lowest deal id, and the clients it names. Every other deal, contact and company
-  b24app made from the lead is a duplicate (a later run's, or a dead run's leftover) and is
-  deleted (`discard` steps; a client another lead of this run uses is kept). Nothing is ever bound
-  to a deal before its run settles, so deleting a losing deal loses nothing. A loser finishes the
-  lead on the winner's deal and clients: the later steps are idempotent, so two runs doing them
-  both end in the same place, and a winner that died midway is finished by the loser.
+* Settling (`LeadPlan.settle`): the portal lock (`b24app.locks`) keeps other b24app runs away
+  only as far as the processes share it - two machines with their own journals and no Redis
+  share nothing. So right after the deal exists, and before anything is bound to it, the deals
+  b24app made from the lead are read back (by `ORIGIN_ID`: one listing for SETTLE_GROUP leads,
+  about 2% more commands). Deal ids only grow, so every run that reads them agrees on the winner:
+  the lowest deal id, and the clients it names. Every other deal is deleted (a later run's or a
+  dead run's; nothing is ever bound to a deal before its run settles, so that loses nothing), and
+  so are this run's own contact and company when the winner's differ (`discard` steps; one that
+  another lead of this run uses is kept). A loser finishes the lead on the winner's deal and
+  clients: the later steps are idempotent, so two runs doing them end in the same place, and a
+  winner that died midway is finished by the loser.
 
 Reuse, never re-create: a client the journal recorded, a repeat lead's own `CONTACT_ID` /
 `COMPANY_ID` (always attached to the deal, whatever the policy), or a matched client.
@@ -57,7 +58,7 @@ _ADD = {COMPANY: "crm.company.add", CONTACT: "crm.contact.add", DEAL: "crm.deal.
 _LIST = {COMPANY: "crm.company.list", CONTACT: "crm.contact.list", DEAL: "crm.deal.list"}
 _DELETE = {COMPANY: "crm.company.delete", CONTACT: "crm.contact.delete", DEAL: "crm.deal.delete"}
 # Leads one settle listing reads: a page holds 50 rows, so even five runs racing on every lead of
-# the group fit in it.
+# the group fit in it (a full page is read again, never trusted).
 SETTLE_GROUP = 10
 
 
@@ -149,6 +150,7 @@ class LeadPlan:
     product_rows: tuple[Mapping[str, Any], ...] = field(default=(), repr=False)
     success_stage: str = ""
     settle: bool = False
+    token: str = ""  # the run that planned it: ORIGIN_VERSION of the clients it creates
 
     def entity(self, name: str) -> EntityPlan | None:
         """The plan of "company", "contact" or "deal"."""
@@ -219,6 +221,8 @@ class LeadPlan:
             fields = dict(self._entity(step.creates).fields)
             if step.kind is StepKind.CONTACT and ids.get(COMPANY):
                 fields["COMPANY_ID"] = ids[COMPANY]
+            if self.token and step.kind in (StepKind.CONTACT, StepKind.COMPANY):
+                fields["ORIGIN_VERSION"] = self.token
             if step.kind is StepKind.DEAL:
                 fields |= mapping.deal_clients(
                     contact_id=ids.get(CONTACT), company_id=ids.get(COMPANY)
@@ -257,7 +261,7 @@ class LeadPlan:
             name, entity_id = step.discard
             return Command(key, _DELETE[name], {"id": entity_id})
         if step.kind is StepKind.SETTLE:
-            raise PlanError("settle steps are read many leads at a time: see settle_commands")
+            raise PlanError("settle steps are read many leads at a time: see settle_command")
         if step.kind is StepKind.COMMENT:
             return Command(
                 key,
@@ -285,11 +289,14 @@ class LeadPlan:
         """
         key = self.key(step, verify=True)
         if step.creates is not None:
+            mine = {}
+            if self.token and step.kind in (StepKind.CONTACT, StepKind.COMPANY):
+                mine = {"ORIGIN_VERSION": self.token}  # this run's, not a racing run's
             return Command(
                 key,
                 _LIST[step.creates],
                 {
-                    "filter": mapping.origin_fields(self.lead_id),
+                    "filter": {**mapping.origin_fields(self.lead_id), **mine},
                     "order": {"ID": "ASC"},
                     "select": ["ID", "ORIGINATOR_ID", "ORIGIN_ID"],
                 },
@@ -366,6 +373,7 @@ class LeadPlan:
             "product_rows": [dict(r) for r in self.product_rows],
             "success_stage": self.success_stage,
             "settle": self.settle,
+            "token": self.token,
         }
 
     @classmethod
@@ -390,48 +398,37 @@ class LeadPlan:
                 product_rows=tuple(dict(r) for r in data.get("product_rows", ())),
                 success_stage=str(data.get("success_stage", "")),
                 settle=bool(data.get("settle", False)),
+                token=str(data.get("token") or ""),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise PlanError(f"not a stored lead plan ({exc.__class__.__name__}: {exc})") from None
 
 
-def settle_commands(group: Sequence[int]) -> dict[str, Command]:
-    """The listings that settle these leads (at most SETTLE_GROUP): per entity kind, everything
-    b24app made from them, oldest first; deals with the clients each one names. By key."""
-    first = group[0]
-    commands = {}
-    for name, select in (
-        (DEAL, ["ID", "ORIGIN_ID", "CONTACT_ID", "COMPANY_ID"]),
-        (CONTACT, ["ID", "ORIGIN_ID"]),
-        (COMPANY, ["ID", "ORIGIN_ID"]),
-    ):
-        key = f"S{first}{STEP_OF[name]}"
-        commands[key] = Command(
-            key,
-            _LIST[name],
-            {
-                "filter": {
-                    "ORIGINATOR_ID": mapping.ORIGINATOR_ID,
-                    "@ORIGIN_ID": [mapping.origin_id(i) for i in group],
-                },
-                "order": {"ID": "ASC"},
-                "select": select,
+def settle_command(group: Sequence[int]) -> Command:
+    """The listing that settles these leads (at most SETTLE_GROUP): every deal b24app made from
+    them, oldest first, with the clients each one names."""
+    key = f"S{group[0]}"
+    return Command(
+        key,
+        _LIST[DEAL],
+        {
+            "filter": {
+                "ORIGINATOR_ID": mapping.ORIGINATOR_ID,
+                "@ORIGIN_ID": [mapping.origin_id(i) for i in group],
             },
-        )
-    return commands
+            "order": {"ID": "ASC"},
+            "select": ["ID", "ORIGIN_ID", "CONTACT_ID", "COMPANY_ID"],
+        },
+    )
 
 
 @dataclass(frozen=True)
 class Found:
-    """What every b24app run made from one lead, as a settle listing read it.
-
-    The winner is the lowest deal id (ids only grow, so every run that reads agrees) and the
-    clients it names; everything else b24app made from the lead is a duplicate.
-    """
+    """The deals every b24app run made from one lead, as a settle listing read them, each with
+    its (contact, company). The winner is the lowest deal id: ids only grow, so every run that
+    reads them agrees. Every other deal is a duplicate."""
 
     deals: Mapping[int, tuple[int | None, int | None]] = field(default_factory=dict)
-    contacts: tuple[int, ...] = ()
-    companies: tuple[int, ...] = ()
 
     @property
     def winner(self) -> dict[str, int | None] | None:
@@ -442,45 +439,24 @@ class Found:
         contact_id, company_id = self.deals[deal_id]
         return {DEAL: deal_id, CONTACT: contact_id, COMPANY: company_id}
 
-    def made(self, name: str) -> tuple[int, ...]:
-        """Every id of this kind b24app made from the lead."""
-        return {DEAL: tuple(self.deals), CONTACT: self.contacts, COMPANY: self.companies}[name]
 
-
-def settle_findings(results: Mapping[str, Any], group: Sequence[int]) -> dict[int, Found] | None:
-    """Each lead's `Found` from the answers to `settle_commands(group)`; None when an answer is
-    missing or may be incomplete (a full page): read them again."""
-    keys = settle_commands(group)
-    rows: dict[str, list[Mapping[str, Any]]] = {}
-    for name, key in zip((DEAL, CONTACT, COMPANY), keys, strict=True):
-        answer = results.get(key)
-        if not isinstance(answer, list) or len(answer) >= 50:
-            return None
-        rows[name] = [row for row in answer if isinstance(row, Mapping)]
-    wanted = set(group)
-    deals: dict[int, dict[int, tuple[int | None, int | None]]] = {i: {} for i in group}
-    clients: dict[str, dict[int, list[int]]] = {CONTACT: {}, COMPANY: {}}
-    for name, found in rows.items():
-        for row in found:
-            lead_id = mapping.lead_id_of(row.get("ORIGIN_ID"))
-            entity_id = mapping.link_id(row.get("ID"))
-            if lead_id not in wanted or entity_id is None:
-                continue
-            if name == DEAL:
-                deals[lead_id][entity_id] = (
-                    mapping.link_id(row.get("CONTACT_ID")),
-                    mapping.link_id(row.get("COMPANY_ID")),
-                )
-            else:
-                clients[name].setdefault(lead_id, []).append(entity_id)
-    return {
-        lead_id: Found(
-            deals[lead_id],
-            tuple(clients[CONTACT].get(lead_id, ())),
-            tuple(clients[COMPANY].get(lead_id, ())),
-        )
-        for lead_id in group
-    }
+def settle_findings(result: Any, group: Sequence[int]) -> dict[int, Found] | None:
+    """Each lead's `Found` from the answer to `settle_command(group)`; None when there is no
+    answer or it may be incomplete (a full page): read it again."""
+    if not isinstance(result, list) or len(result) >= 50:
+        return None
+    found: dict[int, dict[int, tuple[int | None, int | None]]] = {i: {} for i in group}
+    for row in result:
+        if not isinstance(row, Mapping):
+            continue
+        lead_id = mapping.lead_id_of(row.get("ORIGIN_ID"))
+        deal_id = mapping.link_id(row.get("ID"))
+        if lead_id in found and deal_id is not None:
+            found[lead_id][deal_id] = (
+                mapping.link_id(row.get("CONTACT_ID")),
+                mapping.link_id(row.get("COMPANY_ID")),
+            )
+    return {lead_id: Found(deals) for lead_id, deals in found.items()}
 
 
 def _client(
@@ -579,6 +555,7 @@ def plan_lead(
         activity_mode=policy.activities,
         product_rows=tuple(mapping.product_rows(product_rows)),
         success_stage=success,
+        settle=True,
     )
 
 

@@ -59,8 +59,9 @@ from typing import Any
 
 from b24app.crm.mapping import link_id
 from b24app.crm.planner import (
+    COMPANY,
+    CONTACT,
     DEAL,
-    ENTITIES,
     SETTLE_GROUP,
     STEP_OF,
     Found,
@@ -69,7 +70,7 @@ from b24app.crm.planner import (
     Source,
     Step,
     StepKind,
-    settle_commands,
+    settle_command,
     settle_findings,
 )
 from b24app.errors import OutcomeUnknown
@@ -162,14 +163,11 @@ class LeadState:
         """The state before anything is sent.
 
         A deal an earlier run created may already carry its comment, so that step starts unsure
-        (checked before it is added). When runs may race (settling), such a deal may be another
-        live run's, which adds the comment itself: this run adds none (see `_adopted`).
+        (checked before it is added).
         """
         unsure: frozenset[str] = frozenset()
         if plan.deal is not None and plan.deal.source is Source.JOURNAL and plan.steps:
-            if plan.settles:
-                return cls(plan, Progress(done=_adopted(plan)))
-            unsure = frozenset({"m"})
+            unsure = _commenting(plan)
         return cls(plan, Progress(unsure=unsure))
 
     @property
@@ -296,11 +294,6 @@ class Batch:
     halt: bool = False
     settles: Mapping[str, tuple[int, ...]] = field(default_factory=dict)  # key -> leads it reads
 
-    @property
-    def settle_groups(self) -> list[tuple[int, ...]]:
-        """The groups of leads this batch's settle listings read (three listings a group)."""
-        return list(dict.fromkeys(self.settles.values()))
-
     def __len__(self) -> int:
         return len(self.commands)
 
@@ -379,7 +372,7 @@ def next_batch(states: Iterable[LeadState], *, size: int = MAX_COMMANDS) -> Batc
     settling: list[int] = []  # leads whose settle step is ready: read SETTLE_GROUP per command
 
     def room() -> int:
-        return size - len(commands) - 3 * math.ceil(len(settling) / SETTLE_GROUP)
+        return size - len(commands) - math.ceil(len(settling) / SETTLE_GROUP)
 
     for wanted in (Status.CREATING, Status.PENDING):
         for state in states:
@@ -390,7 +383,7 @@ def next_batch(states: Iterable[LeadState], *, size: int = MAX_COMMANDS) -> Batc
             ids = state.ids
             for step, verify in state.ready():
                 if step.kind is StepKind.SETTLE:
-                    if len(settling) % SETTLE_GROUP or room() >= 3:
+                    if len(settling) % SETTLE_GROUP or room() >= 1:
                         settling.append(state.lead_id)
                     continue
                 if room() <= 0:
@@ -402,9 +395,9 @@ def next_batch(states: Iterable[LeadState], *, size: int = MAX_COMMANDS) -> Batc
     settles: dict[str, tuple[int, ...]] = {}
     for start in range(0, len(settling), SETTLE_GROUP):
         group = tuple(settling[start : start + SETTLE_GROUP])
-        for key, command in settle_commands(group).items():
-            commands.append(command)
-            settles[key] = group
+        command = settle_command(group)
+        commands.append(command)
+        settles[command.key] = group
     return Batch(tuple(commands), slots, settles=settles)
 
 
@@ -433,8 +426,8 @@ def record(
     """
     methods = {command.key: command.method for command in batch.commands}
     found: dict[int, Found] = {}
-    for group in batch.settle_groups:
-        found |= settle_findings(outcome.results, group) or {}
+    for key, group in batch.settles.items():
+        found |= settle_findings(outcome.results.get(key), group) or {}
     states = [
         settle(state, found[state.lead_id], in_use=in_use or {})
         if state.lead_id in found
@@ -458,48 +451,46 @@ def record(
 def settle(
     state: LeadState, found: Found, *, in_use: Mapping[tuple[str, int], set[int]]
 ) -> LeadState:
-    """`state` once its settle listing `found` what b24app made from the lead (see the planner).
-
-    The winner's deal and clients become the lead's; every other deal, contact and company b24app
-    made from it is to be discarded - this run's and another's alike - except a client another
-    lead of this run uses, which is kept.
-    """
+    """`state` once its settle listing `found` the deals b24app made from the lead (see the
+    planner): the winner's deal and clients become the lead's; every other deal is to be deleted,
+    and so are this run's own clients the winner does not use (unless another lead of this run
+    uses them: kept)."""
     progress = state.progress
     if "s" in progress.done or state.plan.deal is None:
         return state
     done = progress.done | {"s"}
     winner = found.winner
-    if winner is None:  # not even our own deal is listed yet: nothing to settle against
+    if winner is None:  # not even this run's deal is listed: nothing to settle against
         return replace(state, progress=replace(progress, done=done))
-    ids = dict(progress.ids)
     mine = state.ids
-    discard: dict[str, int] = {}
+    ids = dict(progress.ids)
+    discard = {f"{DEAL}:{i}": i for i in found.deals if i != winner[DEAL]}
     kept: dict[str, int] = {}
-    for name in ENTITIES:
-        for entity_id in found.made(name):
-            if entity_id == winner[name]:
-                continue
-            users = in_use.get((name, entity_id), set()) - {state.lead_id}
-            if name != DEAL and users:
-                kept[f"{name}:{entity_id}"] = entity_id
-            else:
-                discard[f"{name}:{entity_id}"] = entity_id
-        if mine.get(name) is not None and winner[name] != mine.get(name):
-            if winner[name]:
-                ids[name] = winner[name]  # type: ignore[assignment]
-            elif f"{name}:{mine[name]}" in discard:
-                ids.pop(name, None)
+    for name in (CONTACT, COMPANY):
+        entity, own = state.plan.entity(name), mine.get(name)
+        if entity is None or own is None or own == winner[name]:
+            continue
+        if winner[name]:
+            ids[name] = winner[name]  # type: ignore[assignment]
+        if entity.source not in (Source.CREATE, Source.JOURNAL):
+            continue  # a client the lead or a match brought: never this run's to delete
+        users = in_use.get((name, own), set()) - {state.lead_id}
+        (kept if users else discard)[f"{name}:{own}"] = own
+        if not users and not winner[name]:
+            ids.pop(name, None)
+    ids[DEAL] = winner[DEAL]  # type: ignore[assignment]
     if mine.get(DEAL) != winner[DEAL]:
-        done |= _adopted(state.plan)
+        done |= _commenting(state.plan)  # the winner's run comments on its own deal
     return replace(
         state, progress=replace(progress, ids=ids, done=done, discard=discard, kept=kept)
     )
 
 
-def _adopted(plan: LeadPlan) -> frozenset[str]:
-    """Steps a run leaves to the run that created the deal it finishes: the comment naming the
-    lead (the only step that is not idempotent; never two on one deal). A deal whose creation
-    answer this run did not see itself is treated as adopted: at worst it goes uncommented."""
+def _commenting(plan: LeadPlan) -> frozenset[str]:
+    """The comment step (the one step that is not idempotent). A run that lost the settling
+    leaves it to the winner's run; one that found its deal by ORIGIN_ID checks before adding it
+    (two runs racing without a shared lock may still both add it: the comment is informational).
+    """
     return frozenset(step.id for step in plan.steps if step.kind is StepKind.COMMENT)
 
 
@@ -546,8 +537,9 @@ class _Change:
             if step.creates is not None and found:
                 self.ids[step.creates] = int(found)
                 self._finish(step)
-                if step.kind is StepKind.DEAL and plan.settles:
-                    self.done.update(_adopted(plan))  # found by ORIGIN_ID: maybe another run's
+                if step.kind is StepKind.DEAL:
+                    # Found by ORIGIN_ID after a lost answer: look before adding the comment.
+                    self.unsure.update(_commenting(plan))
             elif found:
                 self._finish(step)
             else:

@@ -58,7 +58,6 @@ def switch(
     poll_timeout: float = 600.0,
     poll_interval: float = 5.0,
     on_step: Callable[[str], None] | None = None,
-    settle: bool = False,
 ) -> SwitchReport:
     """To Simple: convert every active lead, then tell the admin where the toggle is and poll
     crm.settings.mode.get until it reads Simple (or the timeout). To Classic: convert nothing.
@@ -82,9 +81,7 @@ def switch(
             f"Converting the active leads first (policy: client {policy.client.value}, "
             f"pipeline {policy.pipeline}, activities {policy.activities.value})."
         )
-        conversion = convert(
-            portal, journal, policy, on_progress=on_progress, kind=KIND, settle=settle
-        )
+        conversion = convert(portal, journal, policy, on_progress=on_progress, kind=KIND)
         if conversion.status == INTERRUPTED:
             text = (
                 f"The conversion (job {conversion.job_id}) was interrupted: "

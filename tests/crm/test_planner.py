@@ -26,7 +26,8 @@ def plan(lead_fields: dict[str, Any] | None = None, **kwargs: Any) -> LeadPlan:
 
 def commands(p: LeadPlan, ids: dict[str, int] | None = None) -> list[Command]:
     known = {**ALL_IDS, **(ids or {})}
-    return [p.command(step, known) for step in p.steps]
+    # Settle steps are read SETTLE_GROUP leads a call (planner.settle_command), not per lead.
+    return [p.command(step, known) for step in p.steps if step.kind is not StepKind.SETTLE]
 
 
 COMBINATIONS = list(itertools.product(Client, Activities, (0, 7)))
@@ -41,12 +42,13 @@ def test_steps_follow_bitrix24s_order_for_every_policy(
     ids = [s.id for s in p.steps]
     creations = {Client.CONTACT: ["c"], Client.COMPANY: ["co"], Client.BOTH: ["co", "c"]}[client]
     moves = ["b8", "u8", "b9", "u9"] if activities is Activities.MOVE else ["a8", "a9"]
-    assert ids == [*creations, "d", *moves, "p", "m", "f"]
+    assert ids == [*creations, "d", "s", *moves, "p", "m", "f"]
     after = {s.id: s.after for s in p.steps}
     assert after["d"] == tuple(creations)
     if client is Client.BOTH:
         assert after["c"] == ("co",)
-    assert all(after[m][0] in ("d", "b8", "b9") for m in moves)
+    assert after["s"] == (*creations, "d")  # settled before anything is bound to the deal
+    assert all(after[m][0] in ("s", "b8", "b9") for m in moves)
     assert set(after["f"]) == set(ids) - {"f"}
 
     sent = commands(p)
@@ -142,7 +144,7 @@ def test_a_repeat_lead_reuses_its_clients_whatever_the_policy() -> None:
     p = plan({"CONTACT_ID": "77", "COMPANY_ID": "88"}, policy=Policy(client=Client.CONTACT))
     assert (p.contact.source, p.contact.id) == (Source.LEAD, 77)
     assert (p.company.source, p.company.id) == (Source.LEAD, 88)
-    assert [s.id for s in p.steps] == ["d", "m", "f"]
+    assert [s.id for s in p.steps] == ["d", "s", "m", "f"]
     deal = p.command(p.steps[0], p.known_ids).params["fields"]
     assert (deal["CONTACT_ID"], deal["COMPANY_ID"]) == (77, 88)
 
@@ -151,7 +153,7 @@ def test_a_repeat_lead_with_a_contact_gets_a_new_company_bound_to_nothing_else()
     p = plan({"CONTACT_ID": "77"}, policy=Policy(client=Client.COMPANY))
     assert p.contact.source is Source.LEAD and p.company.created
     assert "PHONE" in p.company.fields  # the company is the only client created
-    assert [s.id for s in p.steps] == ["co", "d", "m", "f"]
+    assert [s.id for s in p.steps] == ["co", "d", "s", "m", "f"]
 
 
 def test_matched_clients_are_reused() -> None:
@@ -162,7 +164,7 @@ def test_matched_clients_are_reused() -> None:
         Source.MATCH,
         62,
     )
-    assert [s.id for s in p.steps] == ["d", "m", "f"]
+    assert [s.id for s in p.steps] == ["d", "s", "m", "f"]
 
 
 def test_a_match_for_an_unwanted_role_is_ignored() -> None:
@@ -173,8 +175,9 @@ def test_a_match_for_an_unwanted_role_is_ignored() -> None:
 def test_ids_the_journal_recorded_are_never_created_again() -> None:
     p = plan(policy=Policy(client=Client.BOTH), known={"company": 41, "deal": 21}, activities=[8])
     assert p.company.source is Source.JOURNAL and p.deal.source is Source.JOURNAL
-    assert [s.id for s in p.steps] == ["c", "a8", "m", "f"]
-    assert p.steps[1].after == ()
+    assert [s.id for s in p.steps] == ["c", "s", "a8", "m", "f"]
+    assert p.steps[1].after == ("c",)  # settled once this run's contact exists
+    assert p.steps[2].after == ("s",)
     assert p.known_ids == {"company": 41, "deal": 21}
 
 

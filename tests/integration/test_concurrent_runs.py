@@ -103,7 +103,7 @@ def _assert_once(
         assert code == 0, err
         assert report["failed"] == 0, report
     assert not duplicates(portal.portal)
-    assert_converted(portal.portal, before, POLICY, comment_optional=settled)
+    assert_converted(portal.portal, before, POLICY, raced=settled)
     assert portal.stats()["query_limit_exceeded"] == 0
 
 
