@@ -375,8 +375,9 @@ class _Watch:
             beat = f"{job.heartbeat_at:%H:%M:%S}" if job.heartbeat_at else "none"
             self.timeline.note(
                 f"no progress for {quiet:.0f} s: job {job.id} {job.status}, "
-                f"owner {job.owner}, heartbeat {beat}"
+                f"owner {job.owner}, heartbeat {beat}; worker stacks written to their logs"
             )
+            self.workers.dump_stacks()
         if quiet >= self.options.give_up_after:
             self.timeline.note(f"gave up: no progress for {quiet:.0f} s")
             return True
