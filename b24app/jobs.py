@@ -18,12 +18,20 @@ Rules every task keeps:
 * Progress lives in the journal (status_counts, job()); Huey stores no results.
 * A periodic tick (every minute by default; `b24app worker --tick`) recovers stuck jobs, enqueues
   the sweeps that are due (B24APP_SWEEP_MINUTES) and the token keep-alives (B24APP_KEEPALIVE_DAYS).
+* A job is alive while its worker holds the lease: the thread running it renews the job's
+  heartbeat every LEASE_BEAT seconds and stops when the run ends, however it ends. Under the portal
+  lock (so never against a live worker run) the recovery takes a job over once its process is
+  gone or its lease is LEASE_STALE old, and retries an abandoned job at once: a worker that dies
+  at any moment has its job running again within LEASE_STALE + one tick (docs/deploy.md).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +52,15 @@ from b24app.locks import (
 from b24app.services import Services
 from b24app.store import installations as inst
 from b24app.store.db import utc_now
-from b24app.store.journal import FINISHED, INTERRUPTED, PENDING, RUNNING, JobBusy
+from b24app.store.journal import (
+    ABANDONED,
+    FINISHED,
+    INTERRUPTED,
+    PENDING,
+    RUNNING,
+    JobBusy,
+    Journal,
+)
 from b24app.store.journal import jobs as jobs_table
 
 log = logging.getLogger("b24app.jobs")
@@ -60,8 +76,14 @@ APP_KINDS = ("app", "event", "sweep")
 PENDING_STALE = dt.timedelta(seconds=30)
 # A due keep-alive is enqueued at most once per this many seconds.
 KEEPALIVE_CLAIM = 3600.0
-# An interrupted app job is tried again after this long (a crash, an unreachable portal).
+# An interrupted app job is tried again after this long (an unreachable portal, a refused
+# batch); one whose process died (ABANDONED) at the next tick.
 INTERRUPTED_RETRY = dt.timedelta(minutes=5)
+# A worker running a job renews its lease (the heartbeat) this often; a lease this old is lapsed.
+# Five missed beats: a live worker starved of CPU or waiting on the database keeps its job.
+LEASE_BEAT = 10.0
+LEASE_STALE = 60.0
+_ABANDONED_PREFIX = ABANDONED.split("{", 1)[0]
 
 
 def queue_path(settings: Settings) -> Path:
@@ -105,6 +127,28 @@ def make_locks(settings: Settings, huey: Huey, engine: Any = None) -> PortalLock
 
 def _always(_timestamp: dt.datetime) -> bool:
     return True
+
+
+@contextlib.contextmanager
+def lease(journal: Journal, job_id: int, every: float = LEASE_BEAT) -> Iterator[None]:
+    """Renew job `job_id`'s lease every `every` seconds while the block runs (once the job is
+    claimed by this process); the renewals end with the block, however it ends."""
+    stop = threading.Event()
+
+    def keep() -> None:
+        while not stop.wait(every):
+            try:
+                journal.beat(job_id)
+            except Exception as exc:  # the database is away: the lease may lapse, the lock holds
+                log.warning("job %d: cannot renew its lease (%s)", job_id, type(exc).__name__)
+
+    keeper = threading.Thread(target=keep, name=f"lease-{job_id}", daemon=True)
+    keeper.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        keeper.join(timeout=every)
 
 
 class Jobs:
@@ -184,7 +228,7 @@ class Jobs:
         """Run (a slice of) a pending, paused or interrupted conversion job."""
         from b24app.crm import conversion
 
-        journal = self.services.journal(member_id)
+        journal = self._journal(member_id)
         job = journal.job(job_id)
         if job is None or job.status in FINISHED or not self._active(member_id):
             return
@@ -195,9 +239,10 @@ class Jobs:
                 return
             client = self.services.client(member_id)
             try:
-                report = conversion.resume(
-                    client, journal, job_id, max_leads=self.settings.slice_leads
-                )
+                with lease(journal, job_id):
+                    report = conversion.resume(
+                        client, journal, job_id, max_leads=self.settings.slice_leads
+                    )
             except JobBusy:
                 current = journal.job(job_id)
                 if current is not None and current.status != RUNNING:
@@ -207,6 +252,10 @@ class Jobs:
                 client.close()
         if report.status == PENDING:  # paused after its slice: back of the queue
             self._convert(member_id, job_id)
+
+    def _journal(self, member_id: str) -> Journal:
+        """The portal's journal as workers judge it: app jobs live by their lease."""
+        return self.services.journal(member_id, leases=dict.fromkeys(APP_KINDS, LEASE_STALE))
 
     def _lead_event(self, member_id: str, lead_id: int, event: str, *, attempt: int = 0) -> None:
         """Convert the lead an event named if the portal's auto-convert rule says so."""
@@ -301,10 +350,10 @@ class Jobs:
         """Enqueue the app jobs a crash or a lost queue entry left behind; (portal, job) pairs.
 
         Running jobs are simply offered again: the portal lock turns the offer away while their
-        worker lives, the journal takes a dead worker's job over. A pending job is offered when
-        no task for it waits in the queue and it has been untouched for PENDING_STALE (a worker
-        killed between taking its task and starting the job); interrupted ones after
-        INTERRUPTED_RETRY.
+        worker lives, the journal takes the job over once its process is gone or its lease has
+        lapsed. A pending job is offered when no task for it waits in the queue and it has been
+        untouched for PENDING_STALE (a worker killed between taking its task and starting the
+        job); interrupted ones at once when their process died, else after INTERRUPTED_RETRY.
         """
         now = utc_now()
         query = select(
@@ -314,6 +363,7 @@ class Jobs:
             jobs_table.c.created_at,
             jobs_table.c.heartbeat_at,
             jobs_table.c.finished_at,
+            jobs_table.c.error,
         ).where(
             jobs_table.c.kind.in_(APP_KINDS),
             or_(
@@ -337,7 +387,10 @@ class Jobs:
                 )
                 or (
                     row.status == INTERRUPTED
-                    and now - (row.finished_at or touched) >= INTERRUPTED_RETRY
+                    and (
+                        (row.error or "").startswith(_ABANDONED_PREFIX)
+                        or now - (row.finished_at or touched) >= INTERRUPTED_RETRY
+                    )
                 )
             ):
                 due.append((row.portal, row.id))

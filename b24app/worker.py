@@ -9,7 +9,9 @@ the others saves a few queries a minute).
 
 from __future__ import annotations
 
+import faulthandler
 import logging
+import signal
 import sys
 from typing import Any
 
@@ -36,6 +38,8 @@ def run_worker(settings: Settings, *, workers: int, periodic: bool, tick: float)
             return scheduler
 
     install_log_redaction()
+    # `kill -USR1 PID` writes every thread's stack to the log: what a stuck worker is waiting on.
+    faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
     settings.require("B24_CLIENT_ID", "B24_CLIENT_SECRET", "B24APP_SECRET_KEY")
     jobs = Jobs(settings)
     jobs.services.installations  # noqa: B018 - open (and migrate) the database now, not in a task

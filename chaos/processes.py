@@ -132,6 +132,12 @@ class Workers:
         os.kill(pid, signal.SIGKILL)
         process.wait()
 
+    def dump_stacks(self) -> None:
+        """Have every worker write its threads' stacks to its log (SIGUSR1, `b24app worker`)."""
+        for pid in list(self.running):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGUSR1)
+
     def died(self) -> list[tuple[int, int | None]]:
         """Workers that exited on their own: (pid, exit code); they are forgotten."""
         gone = [(pid, p.returncode) for pid, p in self.running.items() if p.poll() is not None]

@@ -67,6 +67,9 @@ FINISHED = frozenset({DONE, FAILED})
 LEAD_FINAL = frozenset({"converted", "failed", "skipped"})
 # A job on another machine that has not beaten its heart for this long is taken for dead.
 STALE_AFTER = 900.0
+# How `_take_portal` explains a job it found abandoned (its process gone, or its lease lapsed):
+# the recovery retries such a job at once rather than after a back-off.
+ABANDONED = "its process ({owner}) stopped before the job finished"
 
 jobs = Table(
     "jobs",
@@ -228,12 +231,23 @@ def _chunks(ids: Sequence[int]) -> Iterator[list[int]]:
 class Journal:
     """The conversion journal of one portal (jobs + per-lead states) in the app database."""
 
-    def __init__(self, engine: Engine, *, portal: str, stale_after: float = STALE_AFTER) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        portal: str,
+        stale_after: float = STALE_AFTER,
+        leases: Mapping[str, float] | None = None,
+    ) -> None:
+        """`leases`: job kind -> seconds; jobs of these kinds are run by processes that `beat`
+        while they run them, so such a job is dead once its heartbeat is older than that, even
+        if its process lives on (b24app worker judges its own jobs so, under the portal lock)."""
         if not portal:
             raise UsageError("the journal needs a portal key (member_id or webhook host)")
         self.engine = engine
         self.portal = portal
         self.stale_after = stale_after
+        self.leases = dict(leases or {})
         self.owner = this_process()
 
     def __repr__(self) -> str:
@@ -347,16 +361,38 @@ class Journal:
                 .values(
                     status=INTERRUPTED,
                     finished_at=utc_now(),
-                    error=f"its process ({job.owner}) stopped before the job finished",
+                    error=ABANDONED.format(owner=job.owner),
                 )
             )
 
     def _alive(self, job: JobRow) -> bool:
         pid, _, host = (job.owner or "").partition("@")
+        lease = self.leases.get(job.kind)
         if host == socket.gethostname() and pid.isdigit():
-            return _pid_alive(int(pid))
+            if not _pid_alive(int(pid)):
+                return False
+            if lease is None:
+                return True
         beat = job.heartbeat_at or job.started_at or job.created_at
-        return (utc_now() - beat).total_seconds() < self.stale_after
+        return (utc_now() - beat).total_seconds() < (self.stale_after if lease is None else lease)
+
+    def beat(self, job_id: int) -> bool:
+        """Renew the lease of a job this process runs (its heartbeat); False if it is not ours
+        or not running any more."""
+        with write_lock(self.engine) as conn:
+            return (
+                conn.execute(
+                    update(jobs)
+                    .where(
+                        jobs.c.id == job_id,
+                        jobs.c.portal == self.portal,
+                        jobs.c.status == RUNNING,
+                        jobs.c.owner == self.owner,
+                    )
+                    .values(heartbeat_at=utc_now())
+                ).rowcount
+                == 1
+            )
 
     def _insert_job(
         self,

@@ -7,6 +7,8 @@ verdict reads the portal's own records. 15-30 s each on 2 cores.
 
 from __future__ import annotations
 
+import pytest
+
 from chaos.scenario import Options, Result, run
 
 
@@ -32,3 +34,20 @@ def test_a_mode_switch_mid_run_loses_and_duplicates_nothing() -> None:
 
     assert result.flipped and result.kills == 3
     assert result.ok, _failures(result)
+
+
+def test_repeat_under_cpu_load_prints_each_run_and_a_summary(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from chaos.__main__ import main
+
+    code = main(["--quick", "--no-flip", "--repeat", "2", "--cpu-load", "1"])
+    out = capsys.readouterr().out
+
+    runs = [line for line in out.splitlines() if line.startswith("run ")]
+    assert [line.split(":")[0] for line in runs] == ["run 1/2", "run 2/2"]
+    assert all("longest stall" in line for line in runs)
+    summary = [line for line in out.splitlines() if line.startswith("chaos summary: ")]
+    assert len(summary) == 1 and "cpu load 1" in summary[0]
+    assert summary[0].startswith("chaos summary: 2/2 passed"), out[-3000:]
+    assert code == 0

@@ -170,3 +170,113 @@ def test_recovery_offers_a_pending_job_only_when_its_task_is_gone(installed: Any
     jobs.huey.flush()  # the task is lost (a worker killed right after taking it)
     assert jobs.recover() == [(app.member_id, job.id)]
     assert journal.job(job.id).status == "done"
+
+
+def _set_job(jobs: Jobs, job_id: int, **values: Any) -> None:
+    from sqlalchemy import update
+
+    from b24app.store.journal import jobs as jobs_table
+
+    with jobs.services.engine.begin() as conn:
+        conn.execute(update(jobs_table).where(jobs_table.c.id == job_id).values(**values))
+
+
+def _ago(seconds: float) -> Any:
+    import datetime as dt
+
+    from b24app.store.db import utc_now
+
+    return utc_now() - dt.timedelta(seconds=seconds)
+
+
+def test_a_job_left_running_in_a_live_worker_is_taken_over_once_its_lease_lapses(
+    installed: Any,
+) -> None:
+    # The stall: the run that claimed the job ended without closing it (its thread moved on,
+    # its process lives), so "is its process alive?" said yes at every recovery, for ever.
+    from b24app.jobs import LEASE_STALE
+
+    app = installed(seed_leads=20, slice_leads=50)
+    before = snapshot(app.sandbox.portal)
+    jobs = Jobs(app.settings, immediate=True)
+    journal = Journal(jobs.services.engine, portal=app.member_id)
+    job = journal.create_job(kind="app", policy=Policy().to_dict())
+    journal.claim_job(job.id)  # owned by this live process, then abandoned
+    _set_job(jobs, job.id, heartbeat_at=_ago(LEASE_STALE / 2))
+
+    assert jobs.recover() == [(app.member_id, job.id)]
+    assert journal.job(job.id).status == "running"  # its lease is still fresh: left alone
+
+    _set_job(jobs, job.id, heartbeat_at=_ago(LEASE_STALE + 1))
+    assert jobs.recover() == [(app.member_id, job.id)]
+
+    assert journal.job(job.id).status == "done"
+    assert_converted(app.sandbox.portal, before, Policy())
+    assert duplicates(app.sandbox.portal) == {}
+
+
+def test_a_job_whose_worker_died_on_another_machine_is_taken_over_once_its_lease_lapses(
+    installed: Any,
+) -> None:
+    from b24app.jobs import LEASE_STALE
+
+    app = installed(seed_leads=10)
+    jobs = Jobs(app.settings, immediate=True)
+    journal = Journal(jobs.services.engine, portal=app.member_id)
+    job = journal.create_job(kind="app", policy=Policy().to_dict())
+    _set_job(jobs, job.id, status="running", owner="4242@elsewhere", heartbeat_at=_ago(5))
+
+    jobs.recover()
+    assert journal.job(job.id).status == "running"  # beating on its machine: alive
+
+    _set_job(jobs, job.id, heartbeat_at=_ago(LEASE_STALE + 1))  # not the 15 minutes of old
+    jobs.recover()
+    assert journal.job(job.id).status == "done"
+
+
+def test_a_job_interrupted_because_its_process_died_is_retried_at_once(installed: Any) -> None:
+    from b24app.store.journal import ABANDONED
+
+    app = installed(seed_leads=10)
+    jobs = Jobs(app.settings, immediate=True)
+    journal = Journal(jobs.services.engine, portal=app.member_id)
+    stopped = journal.create_job(kind="app", policy=Policy().to_dict())
+    _set_job(
+        jobs, stopped.id, status="interrupted", finished_at=_ago(1), error="the portal failed: 500"
+    )
+    assert jobs.recover() == []  # an unreachable portal: tried again after a back-off
+    journal.finish_job(stopped.id, status="done")
+
+    orphan = journal.create_job(kind="app", policy=Policy().to_dict())
+    _set_job(
+        jobs,
+        orphan.id,
+        status="interrupted",
+        finished_at=_ago(1),
+        error=ABANDONED.format(owner="4242@elsewhere"),
+    )
+    assert jobs.recover() == [(app.member_id, orphan.id)]
+    assert journal.job(orphan.id).status == "done"
+
+
+def test_the_lease_renews_only_a_running_job_of_this_process(installed: Any) -> None:
+    import threading
+
+    from b24app.jobs import lease
+
+    app = installed(seed_leads=5)
+    jobs = Jobs(app.settings, immediate=True)
+    journal = Journal(jobs.services.engine, portal=app.member_id)
+    job = journal.create_job(kind="app", policy=Policy().to_dict())
+    assert not journal.beat(job.id)  # pending: nobody's lease
+    journal.claim_job(job.id)
+    _set_job(jobs, job.id, heartbeat_at=_ago(120))
+    assert journal.beat(job.id)
+    assert journal.job(job.id).heartbeat_at > _ago(60)
+    _set_job(jobs, job.id, owner="4242@elsewhere")
+    assert not journal.beat(job.id)  # taken over: not ours to renew
+
+    with lease(journal, job.id, every=0.01):
+        keepers = [t for t in threading.enumerate() if t.name == f"lease-{job.id}"]
+        assert len(keepers) == 1
+    assert not keepers[0].is_alive()  # renewals end with the run
