@@ -248,10 +248,12 @@ class Live:
     def say(self, text: str, *, to_stdout: bool = False) -> None:
         """Print a message without disturbing the display; `to_stdout`: part of the result."""
         if to_stdout:
-            if self._display is not None and self.console.is_terminal and is_terminal(sys.stdout):
-                self._display.console.print(text, markup=False, highlight=False)
-            else:
+            if not is_terminal(sys.stdout):
                 click.echo(text)
+            elif self._display is not None and self.console.is_terminal:
+                self._display.console.print(text, markup=False, highlight=False)
+            else:  # words wrap at the terminal's width, not mid-word
+                stdout_console().print(text, markup=False, highlight=False)
             return
         if self._display is not None:
             self._display.console.print(text, markup=False, highlight=False)
