@@ -19,7 +19,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from importlib.metadata import entry_points
+from importlib.metadata import entry_points, version
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -205,12 +205,60 @@ class _Group(click.Group):
         sys.exit(result if isinstance(result, int) else EXIT_OK)
 
 
+def _info_lines() -> list[tuple[str, str]]:
+    """Version, settings file, journal database and data directory."""
+    from dotenv import find_dotenv, load_dotenv
+
+    from b24app.config import data_dir
+
+    dotenv = find_dotenv(usecwd=True)
+    load_dotenv(dotenv)
+    rows = [("b24app", version("b24app")), ("settings file", dotenv or "none (no .env found)")]
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        return [*rows, ("settings", f"error: {exc}")]
+    source = "B24APP_DATABASE_URL" if settings.database_url != _default_url() else "default"
+    rows += [
+        ("journal", f"{settings.database_shown} ({source})"),
+        ("data directory", str(data_dir())),
+    ]
+    if settings.webhook_url:
+        from b24app.rest import WebhookAuth
+
+        with contextlib.suppress(B24AppError):
+            rows.append(("portal (B24_WEBHOOK_URL)", WebhookAuth(settings.webhook_url).display))
+    rows.append(("plan", settings.plan))
+    return rows
+
+
+def _default_url() -> str:
+    from b24app.config import default_database_url
+
+    return default_database_url()
+
+
+def _print_version(ctx: click.Context) -> None:
+    rows = dict(_info_lines())
+    click.echo(f"b24app {rows['b24app']}")
+    if "journal" in rows:
+        click.echo(f"journal: {rows['journal']}")
+    ctx.exit()
+
+
 @click.group(
     cls=_Group,
     context_settings={"help_option_names": ["-h", "--help"]},
     epilog=_epilog(),
 )
-@click.version_option(package_name="b24app")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=lambda ctx, _param, value: _print_version(ctx) if value else None,
+    help="Show the version and where the journal is, then exit.",
+)
 @click.option(
     "-v",
     "--verbose",
@@ -742,6 +790,28 @@ def _narrator(live: Live, as_json: bool) -> Callable[[str], None]:
             live.say(text, to_stdout=True)
 
     return narrate
+
+
+# -- info -----------------------------------------------------------------------------------
+
+
+@main.command()
+@_json_option
+def info(as_json: bool) -> None:
+    """Where b24app keeps its journal, which settings file it read, and its version."""
+    rows = _info_lines()
+    if as_json:
+        echo_json({_INFO_KEYS.get(label, label): value for label, value in rows})
+        return
+    show(Sheet("", (Col("what"), Col("value", fold=True)), tuple(rows), header=False))
+
+
+_INFO_KEYS = {
+    "b24app": "version",
+    "settings file": "settings_file",
+    "data directory": "data_dir",
+    "portal (B24_WEBHOOK_URL)": "portal",
+}
 
 
 # -- portal ---------------------------------------------------------------------------------

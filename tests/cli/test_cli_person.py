@@ -3,6 +3,7 @@ before a big conversion, and the ids the flags take."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -198,3 +199,27 @@ def test_portal_lists_the_ids_the_flags_take(env: dict[str, str], portal: Sandbo
     sources = run_cli(["portal", "sources", "--json"], env).json()["sources"]
     assert sources and all(s["id"] for s in sources)
     assert sources[0]["id"] in run_cli(["portal", "sources"], env).out
+
+
+def test_the_journal_defaults_to_the_users_data_directory(
+    env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    default = {**env, "B24APP_DATABASE_URL": None}
+    journal = tmp_path / "data" / "b24app" / "b24app.db"
+    version = run_cli(["--version"], default)
+    assert version.code == 0
+    assert version.out.splitlines() == ["b24app 0.1.0", f"journal: sqlite:///{journal} (default)"]
+    converted = run_cli(["convert", "--json"], default).json()
+    assert journal.exists()
+    # A run started from another directory sees the same history.
+    monkeypatch.chdir(tmp_path / "data")
+    listed = run_cli(["jobs", "list", "--json"], default).json()["jobs"]
+    assert [job["id"] for job in listed] == [converted["job_id"]]
+    info = run_cli(["info", "--json"], default).json()
+    assert info["journal"] == f"sqlite:///{journal} (default)"
+    assert info["data_dir"] == str(tmp_path / "data" / "b24app")
+    # B24APP_DATABASE_URL still wins, and a password in it is never printed.
+    chosen = run_cli(["info", "--json"], {**env, "B24APP_DATABASE_URL": "postgresql://u:pw@h/db"})
+    assert chosen.json()["journal"] == "postgresql://u:***@h/db (B24APP_DATABASE_URL)"
+    assert "pw" not in chosen.out
