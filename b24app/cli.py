@@ -652,15 +652,9 @@ def _confirm_count(
     if lead_ids is not None:
         count = len(lead_ids)
     else:
-        from b24app.crm.reader import Reader
+        from b24app.crm.overview import count_selected
 
-        facts = Reader(target.client).facts((policy.pipeline,))
-        policy.check(facts)
-        found = target.client.call(
-            "crm.lead.list",
-            {"filter": policy.leads.lead_filter(facts), "select": ["ID"], "start": 0},
-        )
-        count = found.total if found.total is not None else len(found.result or [])
+        count = count_selected(target.client, policy)
     if count <= HANDFUL:
         return
     what = (
