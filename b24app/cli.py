@@ -1,10 +1,9 @@
 """The `b24app` command line: thin click commands, each parsing its flags and calling one function.
 
-Scripts depend on it: `mode`, `convert`, `switch` and `jobs` keep their names, flags, JSON shapes
-and exit codes (0 done, 1 some leads failed or the switch was not confirmed, 2 bad input, bad
-settings or a portal that refused or could not be reached, 4 another run holds the portal and
---no-wait was given). Every expected error is one line on
-stderr, never a traceback, never a token or webhook code.
+Scripts depend on it: `mode`, `convert`, `switch` and `jobs` keep their names, flags and JSON
+shapes, and exit with the codes of `EXIT_CODES` (one table, error class -> code, shown by
+`b24app --help`). Every expected error is one line on stderr, followed by at most one hint line,
+never a traceback, never a token or webhook code.
 
 Commands that live outside the framework-free core (`sandbox`, `serve`) are plugged in through the
 `b24app.commands` entry-point group, so this module never imports `sandbox` or `handlers`.
@@ -15,70 +14,173 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+import socket
 import sys
+import time
+import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from importlib.metadata import entry_points
+from importlib.metadata import entry_points, version
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
 from b24app.config import Settings
-from b24app.crm.mode import Mode
-from b24app.crm.policy import Policy
-from b24app.errors import B24AppError, PortalBusy, TransportError, UsageError
+from b24app.crm.facts import FactsError
+from b24app.crm.mode import Mode, ModeError
+from b24app.crm.planner import PlanError
+from b24app.crm.policy import Policy, PolicyError
+from b24app.errors import (
+    B24AppError,
+    B24Error,
+    ConfigError,
+    NotInstalled,
+    PortalBusy,
+    TransportError,
+    UsageError,
+    hint,
+)
 from b24app.locks import conversion_turn
 from b24app.output import (
-    ProgressBar,
+    Col,
+    Live,
+    Sheet,
     echo_json,
-    failed_lines,
     is_terminal,
-    jobs_table,
+    jobs_sheet,
+    leads_sheet,
     preview_lines,
     preview_totals,
-    report_table,
+    reason_lines,
+    report_sheet,
+    show,
     stdout_console,
-    totals_table,
+    summary_line,
+    totals_sheet,
 )
 from b24app.portals import PortalTarget, open_portal
 from b24app.rest.redact import redact
+from b24app.store.journal import INTERRUPTED, JobBusy
 from b24app.worker import worker as worker_command
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUSY, EXIT_INTERRUPTED = 0, 1, 2, 4, 130
-INTERRUPTED = "interrupted"  # the job status of a run stopped by a portal-wide failure
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PORTAL, EXIT_BUSY, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+
+# The one table: error class -> exit code; the first class an error is an instance of wins.
+EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
+    (PortalBusy, EXIT_BUSY),
+    (JobBusy, EXIT_BUSY),
+    (ConfigError, EXIT_USAGE),
+    (UsageError, EXIT_USAGE),  # PolicyError among them
+    (ModeError, EXIT_USAGE),
+    (NotInstalled, EXIT_USAGE),  # --portal names no installation in the database
+    (B24Error, EXIT_PORTAL),  # refused, unreachable, failed: every portal-side error
+    (FactsError, EXIT_PORTAL),
+    (PlanError, EXIT_PORTAL),
+    (SQLAlchemyError, EXIT_USAGE),  # the database in B24APP_DATABASE_URL
+    (B24AppError, EXIT_USAGE),
+)
+# What the exit codes mean, for --help and the README.
+EXIT_MEANINGS: tuple[tuple[int, str], ...] = (
+    (EXIT_OK, "done"),
+    (EXIT_FAILED, "some leads failed, or the switch was not confirmed, or you answered no"),
+    (EXIT_USAGE, "usage or configuration error (a flag, a setting, the database)"),
+    (EXIT_PORTAL, "portal or network error (refused, unreachable, a job interrupted by it)"),
+    (EXIT_BUSY, "another run holds this portal"),
+    (EXIT_INTERRUPTED, "interrupted (Ctrl-C); the job can be resumed"),
+)
+# Convert asks first on a terminal when it would take more leads than this.
+HANDFUL = 10
+# Connection attempts before an unreachable portal is reported, and the pause between them.
+PROBE_ATTEMPTS, PROBE_PAUSE, PROBE_TIMEOUT = 2, 0.5, 3.0
+
 _ERRNO = re.compile(r"\[Errno -?\d+\] ([^\"')]+)")
+# The policy's field names in errors, as the flags that set them.
+_FLAG_NAMES = (
+    ("leads.created_after", "--created-after"),
+    ("leads.created_before", "--created-before"),
+    ("leads.stages", "--stage"),
+    ("leads.sources", "--source"),
+    ("leads.ids", "--lead"),
+    ("match_clients", "--match-clients"),
+    ("activities", "--activities"),
+)
+
+log = logging.getLogger("b24app.cli")
 
 
-def _fail(message: str, code: int = EXIT_USAGE) -> None:
+def exit_code(error: BaseException) -> int:
+    """The exit code for an error, from EXIT_CODES."""
+    return next((code for cls, code in EXIT_CODES if isinstance(error, cls)), EXIT_USAGE)
+
+
+def _fail(message: str, code: int = EXIT_USAGE, *, tip: str | None = None) -> None:
     click.echo(f"b24app: error: {redact(message)}", err=True)
+    if tip:
+        click.echo(f"b24app: hint: {redact(tip)}", err=True)
     sys.exit(code)
 
 
-def _describe(exc: B24AppError) -> str:
+def _describe(exc: BaseException) -> str:
     """The one-line message for an error; a transport failure is named by its cause only."""
     if isinstance(exc, TransportError):
         found = _ERRNO.search(str(exc))
         reason = found.group(1).strip() if found else (exc.description or "no answer")
         return f"cannot reach the portal ({reason})"
+    if isinstance(exc, PolicyError):
+        return _flag_words(str(exc))
     return str(exc)
 
 
+def _flag_words(text: str) -> str:
+    for name, flag in _FLAG_NAMES:
+        text = re.sub(rf"(?<![\w.-]){re.escape(name)}\b", flag, text)
+    return text.replace("invalid conversion policy: ", "invalid options: ")
+
+
+def _policy_tip(exc: PolicyError, target: PortalTarget | None) -> str | None:
+    """For an unknown stage or source: the ids the portal has."""
+    text = str(exc)
+    if target is None or not any(w in text for w in ("stage", "sources")):
+        return None
+    with contextlib.suppress(B24AppError):
+        from b24app.crm.overview import read_overview
+
+        found = read_overview(target.client)
+        if "stage" in text:
+            ids = ", ".join(s.stage.id for s in found.stages)
+            return f"active lead stages: {ids or 'none'} ('b24app portal stages' names them)"
+        return f"lead sources: {', '.join(s.id for s in found.sources) or 'none'}"
+    return None
+
+
+def _epilog() -> str:
+    lines = ["\b", "Exit codes:"]
+    lines += [f"  {code:<4}{meaning}" for code, meaning in EXIT_MEANINGS]
+    return "\n".join(lines)
+
+
 class _Group(click.Group):
-    """A click group whose every failure is one line on stderr: B24AppError and click's usage
-    errors exit 2, a database failure exits 2, Ctrl-C exits 130."""
+    """A click group whose every failure is one line on stderr (plus a hint), with the exit
+    code of EXIT_CODES; Ctrl-C exits 130."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except PortalBusy as exc:
-            _fail(str(exc), EXIT_BUSY)
-        except B24AppError as exc:
+        except (B24AppError, SQLAlchemyError) as exc:
             target = ctx.meta.get("b24app.portal")
-            where = f" [portal {target.display}]" if isinstance(target, PortalTarget) else ""
-            _fail(f"{_describe(exc)}{where}")
-        except SQLAlchemyError as exc:
-            first = str(exc.orig if getattr(exc, "orig", None) else exc).splitlines()[0]
-            _fail(f"database (B24APP_DATABASE_URL): {type(exc).__name__}: {first}")
+            target = target if isinstance(target, PortalTarget) else None
+            if isinstance(exc, SQLAlchemyError):
+                first = str(exc.orig if getattr(exc, "orig", None) else exc).splitlines()[0]
+                message = f"database (B24APP_DATABASE_URL): {type(exc).__name__}: {first}"
+                tip = hint(ConfigError("B24APP_DATABASE_URL"))
+            else:
+                where = (
+                    f" [portal {target.display}]" if isinstance(exc, B24Error) and target else ""
+                )
+                message = f"{_describe(exc)}{where}"
+                tip = _policy_tip(exc, target) if isinstance(exc, PolicyError) else hint(exc)
+            _fail(message, exit_code(exc), tip=tip)
 
     def main(
         self,
@@ -92,29 +194,77 @@ class _Group(click.Group):
         try:
             result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.UsageError as exc:
-            hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
-            _fail(f"{exc.format_message()}{hint}")
+            tip = f"see '{exc.ctx.command_path} --help'" if exc.ctx is not None else None
+            _fail(_flag_words(exc.format_message()), tip=tip)
         except click.ClickException as exc:
             _fail(exc.format_message(), exc.exit_code)
         except click.Abort:
-            click.echo(
-                "b24app: interrupted; 'b24app jobs list' shows the job and "
-                "'b24app jobs resume ID' finishes it",
-                err=True,
-            )
+            click.echo("b24app: interrupted; nothing was started", err=True)
             sys.exit(EXIT_INTERRUPTED)
         if not standalone_mode:
             return result
         sys.exit(result if isinstance(result, int) else EXIT_OK)
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="b24app")
+def _info_lines() -> list[tuple[str, str]]:
+    """Version, settings file, journal database and data directory."""
+    from dotenv import find_dotenv, load_dotenv
+
+    from b24app.config import data_dir
+
+    dotenv = find_dotenv(usecwd=True)
+    load_dotenv(dotenv)
+    rows = [("b24app", version("b24app")), ("settings file", dotenv or "none (no .env found)")]
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        return [*rows, ("settings", f"error: {exc}")]
+    source = "B24APP_DATABASE_URL" if settings.database_url != _default_url() else "default"
+    rows += [
+        ("journal", f"{settings.database_shown} ({source})"),
+        ("data directory", str(data_dir())),
+    ]
+    if settings.webhook_url:
+        from b24app.rest import WebhookAuth
+
+        with contextlib.suppress(B24AppError):
+            rows.append(("portal (B24_WEBHOOK_URL)", WebhookAuth(settings.webhook_url).display))
+    rows.append(("plan", settings.plan))
+    return rows
+
+
+def _default_url() -> str:
+    from b24app.config import default_database_url
+
+    return default_database_url()
+
+
+def _print_version(ctx: click.Context) -> None:
+    rows = dict(_info_lines())
+    click.echo(f"b24app {rows['b24app']}")
+    if "journal" in rows:
+        click.echo(f"journal: {rows['journal']}")
+    ctx.exit()
+
+
+@click.group(
+    cls=_Group,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog=_epilog(),
+)
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=lambda ctx, _param, value: _print_version(ctx) if value else None,
+    help="Show the version and where the journal is, then exit.",
+)
 @click.option(
     "-v",
     "--verbose",
     is_flag=True,
-    help="Log to stderr at B24APP_LOG_LEVEL (retries, throttling, batches).",
+    help="Log to stderr at B24APP_LOG_LEVEL (connection attempts, retries, throttling).",
 )
 @click.pass_context
 def main(ctx: click.Context, verbose: bool) -> None:
@@ -261,7 +411,39 @@ def _connect(portal: str | None) -> tuple[Settings, PortalTarget]:
     _configure_logging(settings, verbose=bool(ctx.meta.get("b24app.verbose")))
     target = open_portal(settings, portal)
     ctx.meta["b24app.portal"] = target
+    ctx.meta["b24app.portal_flag"] = portal
+    if not portal and settings.webhook_url:
+        _probe(settings.webhook_url, target)
     return settings, target
+
+
+def _probe(url: str, target: PortalTarget) -> None:
+    """Fail fast, before the client's long retries, when the portal's host cannot be reached
+    at all (no such host, nothing listening): a TCP connect, at most PROBE_ATTEMPTS times."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    if urllib.request.getproxies() and not urllib.request.proxy_bypass(host):
+        return  # through a proxy the portal's host is the proxy's business
+    for attempt in range(1, PROBE_ATTEMPTS + 1):
+        try:
+            with socket.create_connection((host, port), timeout=PROBE_TIMEOUT):
+                return
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            if attempt == PROBE_ATTEMPTS:
+                raise TransportError(
+                    f"[Errno {exc.errno or 0}] {reason}", code="TRANSPORT"
+                ) from None
+            log.warning(
+                "%s: %s; attempt %d of %d, next in %.1f s",
+                target.display,
+                reason,
+                attempt,
+                PROBE_ATTEMPTS,
+                PROBE_PAUSE,
+            )
+            time.sleep(PROBE_PAUSE)
 
 
 def _configure_logging(settings: Settings, *, verbose: bool) -> None:
@@ -325,18 +507,50 @@ def _journal(settings: Settings, target: PortalTarget) -> Any:
     return Journal.open(settings.database_url, portal=target.key)
 
 
+def _portal_args() -> str:
+    """` --portal X` when the command was given one, so a printed command runs as is."""
+    flag = click.get_current_context().meta.get("b24app.portal_flag")
+    return f" --portal {flag}" if flag else ""
+
+
 def _exit_for(report: Any) -> None:
-    """Exit 2 when a portal-wide failure interrupted the job, 1 when leads failed."""
+    """Exit 3 when a portal-wide failure interrupted the job, 1 when leads failed."""
     if report.status == INTERRUPTED:
         click.echo(
             f"b24app: error: job {report.job_id} interrupted: "
-            f"{redact(report.error or 'unknown reason')}; finish it with "
-            f"'b24app jobs resume {report.job_id}'",
+            f"{redact(report.error or 'unknown reason')}",
             err=True,
         )
-        sys.exit(EXIT_USAGE)
+        click.echo(
+            f"b24app: hint: fix that, then finish the job with "
+            f"'b24app jobs resume {report.job_id}{_portal_args()}'",
+            err=True,
+        )
+        sys.exit(EXIT_PORTAL)
     if report.failed:
         sys.exit(EXIT_FAILED)
+
+
+@contextlib.contextmanager
+def _interruptible(journal: Any, job_id: int | None = None) -> Iterator[None]:
+    """On Ctrl-C: name the job that stopped and the exact command that finishes it; exit 130."""
+    newest = journal.jobs(1)
+    before = newest[0].id if newest else 0
+    try:
+        yield
+    except KeyboardInterrupt:
+        if job_id is None:
+            started = [job for job in journal.jobs(5) if job.id > before]
+            job_id = started[-1].id if started else None
+        if job_id is None:
+            click.echo("b24app: interrupted before a job started; nothing changed", err=True)
+        else:
+            click.echo(
+                f"b24app: interrupted: job {job_id} stopped; finish it with "
+                f"'b24app jobs resume {job_id}{_portal_args()}'",
+                err=True,
+            )
+        sys.exit(EXIT_INTERRUPTED)
 
 
 def _show_report(data: dict[str, Any], *, as_json: bool, title: str = "Conversion") -> None:
@@ -344,9 +558,20 @@ def _show_report(data: dict[str, Any], *, as_json: bool, title: str = "Conversio
         echo_json(data)
         return
     console = stdout_console()
-    console.print(report_table(data, title=title))
-    for line in failed_lines(data):
-        console.print(line, markup=False)
+    show(report_sheet(data, title=title), console)
+    for status in ("failed", "skipped"):
+        for line in reason_lines(data, status=status):
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
+    console.print(summary_line(data), markup=False, highlight=False, soft_wrap=True)
+
+
+def _ask(question: str, *, default: bool = False) -> bool:
+    return click.confirm(question, default=default, err=True)
+
+
+def _asking(yes: bool) -> bool:
+    """Whether to ask before acting: on a terminal, unless --yes."""
+    return not yes and is_terminal(sys.stdin) and is_terminal(sys.stderr)
 
 
 # -- mode -----------------------------------------------------------------------------------
@@ -381,20 +606,28 @@ def mode(portal: str | None, as_json: bool) -> None:
 )
 @click.option("--dry-run", is_flag=True, help="Show what would be created; change nothing.")
 @_wait_option
+@click.option(
+    "--yes",
+    "-y",
+    is_flag=True,
+    help=f"Do not ask (a terminal asks before converting more than {HANDFUL} leads, and "
+    "before resuming an interrupted job with the same options).",
+)
 @_portal_option
 @_json_option
 def convert(
     leads: Sequence[str],
     dry_run: bool,
     wait: bool,
+    yes: bool,
     portal: str | None,
     as_json: bool,
     **flags: Any,
 ) -> None:
     """Convert every active lead (or the --lead ones) exactly once.
 
-    Exit 0 when no lead failed, 1 when some failed, 2 on bad input or settings, 4 when another
-    run holds the portal and --no-wait was given.
+    Running the same convert after an interrupted one resumes that job (a terminal asks first).
+    Exit 0 when no lead failed, 1 when some failed; see 'b24app --help' for the rest.
     """
     policy = policy_from_flags(**flags)
     lead_ids = lead_ids_from(leads)
@@ -406,12 +639,75 @@ def convert(
         _show_previews(previews, as_json=as_json, requests=target.client.requests_made)
         return
     journal = _journal(settings, target)
-    with _portal_turn(settings, target, wait=wait), ProgressBar() as bar:
-        report = conversion.convert(
-            target.client, journal, policy, lead_ids=lead_ids, on_progress=bar
-        )
+    twin = _interrupted_twin(journal, policy, lead_ids, yes=yes)
+    if twin is None:
+        _confirm_count(target, policy, lead_ids, yes=yes)
+    with (
+        _portal_turn(settings, target, wait=wait),
+        _interruptible(journal, twin),
+        Live() as bar,
+    ):
+        if twin is not None:
+            report = conversion.resume(target.client, journal, twin, on_progress=bar)
+        else:
+            report = conversion.convert(
+                target.client, journal, policy, lead_ids=lead_ids, on_progress=bar
+            )
     _show_report(report.to_dict(), as_json=as_json)
     _exit_for(report)
+
+
+def _interrupted_twin(
+    journal: Any, policy: Policy, lead_ids: Sequence[int] | None, *, yes: bool
+) -> int | None:
+    """The newest interrupted convert job with these very options, if the user (or, off a
+    terminal, the rule) takes it up again instead of leaving it behind; else None."""
+    wanted = tuple(dict.fromkeys(lead_ids)) if lead_ids else None
+    for job in journal.jobs(20):
+        if job.kind != "convert":
+            continue
+        same = Policy.from_dict(job.policy) == policy and (job.lead_ids or None) == wanted
+        if not same:
+            continue
+        if job.status != INTERRUPTED:
+            return None  # a newer run with these options finished: nothing is left behind
+        reason = f" ({job.error})" if job.error else ""
+        if _asking(yes):
+            if not _ask(
+                f"Job {job.id} with these options was interrupted{reason}. Resume it?",
+                default=True,
+            ):
+                return None
+        else:
+            click.echo(
+                f"b24app: resuming job {job.id}, interrupted with these options{reason}",
+                err=True,
+            )
+        return job.id
+    return None
+
+
+def _confirm_count(
+    target: PortalTarget, policy: Policy, lead_ids: Sequence[int] | None, *, yes: bool
+) -> None:
+    """On a terminal, ask before converting more than HANDFUL leads (two read requests)."""
+    if not _asking(yes):
+        return
+    if lead_ids is not None:
+        count = len(lead_ids)
+    else:
+        from b24app.crm.overview import count_selected
+
+        count = count_selected(target.client, policy)
+    if count <= HANDFUL:
+        return
+    what = (
+        f"client {policy.client.value}, pipeline {policy.pipeline}, "
+        f"activities {policy.activities.value}"
+    )
+    if not _ask(f"Convert {count} leads on {target.display} ({what})?"):
+        click.echo("b24app: nothing was done", err=True)
+        sys.exit(EXIT_FAILED)
 
 
 def _show_previews(previews: Sequence[Any], *, as_json: bool, requests: int) -> None:
@@ -428,8 +724,8 @@ def _show_previews(previews: Sequence[Any], *, as_json: bool, requests: int) -> 
         return
     console = stdout_console()
     for line in preview_lines(previews):
-        console.print(line, markup=False)
-    console.print(totals_table(totals, title="Dry run: nothing was changed"))
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+    show(totals_sheet(totals, title="Dry run: nothing was changed"), console)
 
 
 # -- switch ---------------------------------------------------------------------------------
@@ -489,34 +785,32 @@ def switch(
     journal = _journal(settings, portal_target)
     from b24app.crm.switch import switch as run_switch
 
-    narrate = _narrator(as_json)
-    with _portal_turn(settings, portal_target, wait=wait), ProgressBar() as bar:
+    with (
+        _portal_turn(settings, portal_target, wait=wait),
+        _interruptible(journal),
+        Live() as live,
+    ):
         report = run_switch(
             portal_target.client,
             journal,
             target,
             policy,
-            on_progress=bar,
+            on_progress=live,
             poll_timeout=poll_timeout,
             poll_interval=poll_interval,
-            on_step=narrate,
+            on_step=_narrator(live, as_json),
+            wait=live.waiter(poll_timeout, f"waiting for the toggle in Bitrix24 ({target.title})"),
         )
     conversion = report.conversion.to_dict() if report.conversion is not None else None
     if as_json:
-        echo_json(
-            {
-                "target": report.target.label,
-                "verified": report.verified,
-                "mode_after": report.mode_after.label,
-                "guide": report.guide_text,
-                "conversion": conversion,
-            }
-        )
+        echo_json(report.to_dict())
     else:
         if conversion is not None:
             _show_report(conversion, as_json=False)
         state = "verified" if report.verified else "not confirmed yet"
         click.echo(f"mode: {report.mode_after.label} ({state})")
+    if report.conversion is not None and report.conversion.status == INTERRUPTED:
+        _exit_for(report.conversion)
     if report.conversion is not None and report.conversion.failed:
         sys.exit(EXIT_FAILED)
     if not report.verified:
@@ -528,15 +822,130 @@ def switch(
         sys.exit(EXIT_FAILED)
 
 
-def _narrator(as_json: bool) -> Callable[[str], None]:
+def _narrator(live: Live, as_json: bool) -> Callable[[str], None]:
+    """The switch's messages: part of the text result on stdout; with --json, on a terminal's
+    stderr only. Either way above any live display, never on its line."""
+
     def narrate(text: str) -> None:
+        live.stop()  # the step before is over: its bar stays drawn once
         if as_json:
-            if is_terminal(sys.stderr):
-                click.echo(text, err=True)
+            live.say(text)
         else:
-            click.echo(text)
+            live.say(text, to_stdout=True)
 
     return narrate
+
+
+# -- info -----------------------------------------------------------------------------------
+
+
+@main.command()
+@_json_option
+def info(as_json: bool) -> None:
+    """Where b24app keeps its journal, which settings file it read, and its version."""
+    rows = _info_lines()
+    if as_json:
+        echo_json({_INFO_KEYS.get(label, label): value for label, value in rows})
+        return
+    show(Sheet("", (Col("what"), Col("value", fold=True)), tuple(rows), header=False))
+
+
+_INFO_KEYS = {
+    "b24app": "version",
+    "settings file": "settings_file",
+    "data directory": "data_dir",
+    "portal (B24_WEBHOOK_URL)": "portal",
+}
+
+
+# -- portal ---------------------------------------------------------------------------------
+
+
+@main.group("portal")
+def portal_group() -> None:
+    """The ids the flags take: lead stages (--stage), pipelines (--pipeline), sources
+    (--source)."""
+
+
+def _overview(portal: str | None) -> Any:
+    _, target = _connect(portal)
+    from b24app.crm.overview import read_overview
+
+    return read_overview(target.client)
+
+
+@portal_group.command("stages")
+@_portal_option
+@_json_option
+def portal_stages(portal: str | None, as_json: bool) -> None:
+    """Lead stages: id, name, whether leads in it are converted, and how many there are."""
+    found = _overview(portal)
+    counts = {count.stage.id: count.leads for count in found.stages}
+    rows = [
+        {
+            "id": stage.id,
+            "name": stage.name,
+            "active": stage.id in counts,
+            "leads": counts.get(stage.id),
+        }
+        for stage in found.facts.lead_stages
+    ]
+    if as_json:
+        echo_json({"stages": rows})
+        return
+    show(
+        Sheet(
+            "Lead stages (--stage takes the active ones)",
+            (Col("id"), Col("name", fold=True), Col("active"), Col("leads", right=True)),
+            tuple(
+                (
+                    r["id"],
+                    r["name"],
+                    "yes" if r["active"] else "no",
+                    "" if r["leads"] is None else str(r["leads"]),
+                )
+                for r in rows
+            ),
+        )
+    )
+
+
+@portal_group.command("pipelines")
+@_portal_option
+@_json_option
+def portal_pipelines(portal: str | None, as_json: bool) -> None:
+    """Deal pipelines (--pipeline takes the id)."""
+    found = _overview(portal)
+    rows = [{"id": p.id, "name": p.name, "default": p.is_default} for p in found.facts.pipelines]
+    if as_json:
+        echo_json({"pipelines": rows})
+        return
+    show(
+        Sheet(
+            "Deal pipelines (--pipeline takes the id)",
+            (Col("id", right=True), Col("name", fold=True), Col("default")),
+            tuple((str(r["id"]), r["name"], "yes" if r["default"] else "") for r in rows),
+        )
+    )
+
+
+@portal_group.command("sources")
+@_portal_option
+@_json_option
+def portal_sources(portal: str | None, as_json: bool) -> None:
+    """Lead sources (--source takes the id)."""
+    found = _overview(portal)
+    rows = [{"id": s.id, "name": s.name} for s in found.sources]
+    if as_json:
+        echo_json({"sources": rows})
+        return
+    show(
+        Sheet(
+            "Lead sources (--source takes the id)",
+            (Col("id"), Col("name", fold=True)),
+            tuple((r["id"], r["name"]) for r in rows),
+        )
+    )
 
 
 # -- jobs -----------------------------------------------------------------------------------
@@ -564,7 +973,7 @@ def jobs_list(limit: int = 20, portal: str | None = None, as_json: bool = False)
     if not data:
         click.echo("no jobs yet")
         return
-    stdout_console().print(jobs_table(data, title=f"Jobs on {target.display}"))
+    show(jobs_sheet(data, title=f"Jobs on {target.display}"))
 
 
 @jobs.command("show")
@@ -573,7 +982,7 @@ def jobs_list(limit: int = 20, portal: str | None = None, as_json: bool = False)
 @_portal_option
 @_json_option
 def jobs_show(job_id: int, as_csv: bool, portal: str | None, as_json: bool) -> None:
-    """Print a job's report (per-lead outcomes)."""
+    """Print a job's report: totals, then every lead's outcome."""
     if as_csv and as_json:
         raise UsageError("--csv and --json cannot be combined")
     settings, target = _connect(portal)
@@ -581,7 +990,18 @@ def jobs_show(job_id: int, as_csv: bool, portal: str | None, as_json: bool) -> N
     if as_csv:
         click.echo(report.to_csv(), nl=False)
         return
-    _show_report(report.to_dict(), as_json=as_json, title=f"Job {job_id}")
+    data = report.to_dict()
+    if as_json:
+        echo_json(data)
+        return
+    console = stdout_console()
+    show(report_sheet(data, title=f"Job {job_id}"), console)
+    if data.get("error"):
+        console.print(f"note: {data['error']}", markup=False, highlight=False, soft_wrap=True)
+    if data["leads"]:
+        console.print("")
+        show(leads_sheet(data, title="Leads"), console)
+    console.print(summary_line(data), markup=False, highlight=False, soft_wrap=True)
 
 
 @jobs.command("resume")
@@ -595,7 +1015,7 @@ def jobs_resume(job_id: int, wait: bool, portal: str | None, as_json: bool) -> N
     from b24app.crm import conversion
 
     journal = _journal(settings, target)
-    with _portal_turn(settings, target, wait=wait), ProgressBar() as bar:
+    with _portal_turn(settings, target, wait=wait), _interruptible(journal, job_id), Live() as bar:
         report = conversion.resume(target.client, journal, job_id, on_progress=bar)
     _show_report(report.to_dict(), as_json=as_json, title=f"Job {job_id}")
     _exit_for(report)

@@ -9,6 +9,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
+
+from platformdirs import user_data_dir
 
 from b24app.errors import ConfigError
 
@@ -22,7 +25,23 @@ PLANS: dict[str, tuple[float, int]] = {
 }
 
 DEFAULT_OAUTH_SERVER = "https://oauth.bitrix.info"
-DEFAULT_DATABASE_URL = "sqlite:///b24app.db"
+
+
+def data_dir() -> Path:
+    """The user's data directory for b24app (platformdirs: ~/.local/share/b24app on Linux,
+    $XDG_DATA_HOME honoured), so every run of one user - cron included - sees one journal."""
+    return Path(user_data_dir("b24app", appauthor=False))
+
+
+def default_database_url() -> str:
+    """The SQLite journal in the data directory (created when missing)."""
+    path = data_dir() / "b24app.db"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"
+
+
+# The default as a value (no directory is made until `from_env` picks it).
+DEFAULT_DATABASE_URL = f"sqlite:///{data_dir() / 'b24app.db'}"
 
 
 @dataclass(frozen=True)
@@ -93,7 +112,7 @@ class Settings:
             client_id=get("B24_CLIENT_ID"),
             client_secret=get("B24_CLIENT_SECRET"),
             oauth_server=(get("B24_OAUTH_SERVER") or DEFAULT_OAUTH_SERVER).rstrip("/"),
-            database_url=get("B24APP_DATABASE_URL") or DEFAULT_DATABASE_URL,
+            database_url=get("B24APP_DATABASE_URL") or default_database_url(),
             queue_url=get("B24APP_QUEUE_URL"),
             redis_url=get("B24APP_REDIS_URL"),
             secret_key=get("B24APP_SECRET_KEY"),
@@ -107,6 +126,17 @@ class Settings:
             slice_leads=max(1, slice_leads),
             keepalive_days=keepalive_days,
         )
+
+    @property
+    def database_shown(self) -> str:
+        """The database URL safe to print (password hidden)."""
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            return make_url(self.database_url).render_as_string(hide_password=True)
+        except ArgumentError:
+            return self.database_url.split("@")[-1]
 
     def require(self, *names: str) -> None:
         """Raise one ConfigError naming every listed setting (env variable name) that is unset."""

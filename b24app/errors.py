@@ -268,3 +268,144 @@ def outcome_unknown(
     error = OutcomeUnknown(description, code="OUTCOME_UNKNOWN", method=method, status=status)
     error.commands = tuple(commands)
     return error
+
+
+# -- hints: what a person should check, for every error the CLI and the page can show -----------
+
+# Where Bitrix24 keeps inbound webhooks (https://apidocs.bitrix24.com/local-integrations/local-webhooks.html).
+_WEBHOOK_PLACE = "Bitrix24: Developer resources > Other > Inbound webhook"
+_NEW_KEY = (
+    'make one with: python -c "from cryptography.fernet import Fernet; '
+    'print(Fernet.generate_key().decode())"  and set B24APP_SECRET_KEY to it (environment or .env)'
+)
+
+# Bitrix24 `error` codes whose hint differs from their class's.
+_CODE_HINTS: dict[str, str] = {
+    "NO_AUTH_FOUND": "the webhook code in B24_WEBHOOK_URL is wrong or the webhook was deleted: "
+    f"copy the URL again from {_WEBHOOK_PLACE}",
+    "INVALID_CREDENTIALS": "the webhook's user is blocked or no longer has access: "
+    f"make a new webhook in {_WEBHOOK_PLACE}",
+    "WRONG_AUTH_TYPE": "this method does not take webhook calls: install b24app as an app and "
+    "use --portal",
+}
+
+# Most specific class first: the first class the error is an instance of gives the hint.
+_CLASS_HINTS: tuple[tuple[type[BaseException], str], ...] = (
+    (
+        PortalBusy,
+        "another b24app run is converting on this portal; wait for it to finish, then "
+        "run the command again",
+    ),
+    (
+        InvalidGrant,
+        "the app's authorisation on this portal is gone: reinstall b24app from the "
+        "Bitrix24 Market (Applications > My apps)",
+    ),
+    (
+        InvalidClient,
+        "check B24_CLIENT_ID and B24_CLIENT_SECRET against the app's registration "
+        "in the Bitrix24 vendor area",
+    ),
+    (
+        NotInstalled,
+        "install b24app on the portal from the Bitrix24 Market, or use "
+        "B24_WEBHOOK_URL; 'b24app --version' shows which database is read",
+    ),
+    (ExpiredToken, "the token expired and could not be refreshed: reinstall b24app on the portal"),
+    (AuthError, f"check B24_WEBHOOK_URL: copy the webhook URL again from {_WEBHOOK_PLACE}"),
+    (
+        InsufficientScope,
+        f"the webhook lacks the CRM scope: open it in {_WEBHOOK_PLACE}, tick "
+        "'CRM (crm)' under permissions and save (for the app: reinstall it with the crm scope)",
+    ),
+    (
+        AccessDenied,
+        "the webhook's user may not read or change leads: make the webhook as a "
+        "portal administrator, or grant the user rights in CRM > Settings > Access permissions",
+    ),
+    (
+        PaymentRequired,
+        "the portal's plan or the app's subscription has run out: renew it in "
+        "Bitrix24 (Applications > My apps, or the portal's plan page)",
+    ),
+    (PortalDeleted, "the portal no longer exists: check the address in B24_WEBHOOK_URL"),
+    (Overloaded, "Bitrix24 blocked REST calls on this portal; only Bitrix24 support can lift it"),
+    (
+        LimitExceeded,
+        "the portal is throttling requests: wait a few minutes and run again "
+        "(B24APP_PLAN=standard|enterprise sets the pace)",
+    ),
+    (
+        MethodNotFound,
+        "the portal does not offer this REST method: check its Bitrix24 edition "
+        "and that the CRM is on",
+    ),
+    (
+        TransportError,
+        "check the portal address in B24_WEBHOOK_URL, the network and any proxy; "
+        "'b24app -v ...' shows each attempt",
+    ),
+    (
+        OutcomeUnknown,
+        "a change may or may not have reached the portal: run the same command "
+        "again (b24app checks before it repeats anything)",
+    ),
+    (
+        ServerError,
+        "the portal failed while answering: try again in a few minutes; "
+        "'b24app -v ...' shows the retries",
+    ),
+    (
+        UnexpectedResponse,
+        "the answer was not Bitrix24's (a proxy, a login page?): check "
+        "B24_WEBHOOK_URL points at the portal's /rest/ address",
+    ),
+    (NotFound, "the portal has no such record (deleted, or not visible to the webhook's user)"),
+    (InvalidRequest, "the portal refused the request: 'b24app -v ...' shows the calls"),
+)
+
+# ConfigError: a hint for the first setting the message names.
+_SETTING_HINTS: tuple[tuple[str, str], ...] = (
+    ("B24APP_SECRET_KEY", _NEW_KEY),
+    (
+        "B24_WEBHOOK_URL",
+        f"create an inbound webhook with the CRM scope ({_WEBHOOK_PLACE}) and set "
+        "B24_WEBHOOK_URL to its URL (environment or .env)",
+    ),
+    (
+        "B24_CLIENT_ID",
+        "copy the app's client id and secret from its registration in the Bitrix24 "
+        "vendor area into B24_CLIENT_ID and B24_CLIENT_SECRET",
+    ),
+    (
+        "B24_CLIENT_SECRET",
+        "copy the app's client id and secret from its registration in the "
+        "Bitrix24 vendor area into B24_CLIENT_ID and B24_CLIENT_SECRET",
+    ),
+    (
+        "B24APP_DATABASE_URL",
+        "B24APP_DATABASE_URL takes sqlite:////path/b24app.db or "
+        "postgresql+psycopg://user@host/db; unset, b24app uses its data directory",
+    ),
+    (
+        "B24APP_PUBLIC_URL",
+        "set B24APP_PUBLIC_URL to the https:// address Bitrix24 reaches the app at",
+    ),
+)
+
+
+def hint(error: BaseException) -> str | None:
+    """What a person should check for `error` (None when the message says it all)."""
+    if isinstance(error, ConfigError):
+        text = str(error)
+        named = [(text.find(name), h) for name, h in _SETTING_HINTS if name in text]
+        return min(named)[1] if named else None  # the setting named first
+    code = (getattr(error, "code", "") or "").upper()
+    if code in _CODE_HINTS:
+        return _CODE_HINTS[code]
+    for cls, text in _CLASS_HINTS:
+        if isinstance(error, cls):
+            return text
+    if isinstance(error, B24Error):
+        return "'b24app -v ...' shows the calls and the portal's answers"
+    return None

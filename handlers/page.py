@@ -11,6 +11,7 @@ Only administrators may save the policy, convert or record the mode; others read
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import re
 from collections.abc import Callable, Mapping
@@ -378,30 +379,69 @@ def _job_or_404(page: Page, job_id: int) -> JobRow:
     return job
 
 
-def progress_of(job: JobRow, counts: Mapping[str, int]) -> dict[str, Any]:
-    """The progress JSON of a job: counts from its per-lead outcomes, percent of its total."""
+def progress_of(
+    job: JobRow,
+    counts: Mapping[str, int],
+    translate: Callable[..., str] | None = None,
+    *,
+    now: dt.datetime | None = None,
+) -> dict[str, Any]:
+    """The progress JSON of a job: counts, status, percent and time left, with the texts the
+    page shows (`status_text`, `count_text`, `eta_text`), so the script updates them together.
+
+    The total is fixed from the start for a job of chosen leads (their number); for every active
+    lead it is the portal's count, never below what is done; a finished job's total is what it did.
+    """
     converted, failed, skipped = (counts.get(k, 0) for k in ("converted", "failed", "skipped"))
     done = converted + failed + skipped
-    total = job.total
-    finished = job.status in (DONE, FAILED)
-    if finished:
+    finished = job.status in _FINAL
+    if job.lead_ids:
+        total: int | None = len(job.lead_ids)
+    elif job.status in (DONE, FAILED):
+        total = done
+    else:
+        total = max(job.total, done) if job.total else None
+    if job.status in (DONE, FAILED):
         percent = 100
     elif total:
         percent = min(99, done * 100 // total)
     else:
         percent = 0
-    return {
+    eta = _seconds_left(job, done, total, now=now) if not finished else None
+    data: dict[str, Any] = {
         "job_id": job.id,
         "status": job.status,
-        "finished": job.status in _FINAL,
+        "finished": finished,
         "total": total,
         "done": done,
         "converted": converted,
         "failed": failed,
         "skipped": skipped,
         "percent": percent,
+        "eta_seconds": eta,
         "error": job.error,
     }
+    if translate is not None:
+        data["status_text"] = translate("status_" + job.status)
+        data["count_text"] = (
+            translate("progress_text", done=done, total=total)
+            if total
+            else translate("progress_unknown", done=done)
+        )
+        data["eta_text"] = (
+            translate("eta_minutes", minutes=max(1, round(eta / 60))) if eta is not None else ""
+        )
+    return data
+
+
+def _seconds_left(
+    job: JobRow, done: int, total: int | None, *, now: dt.datetime | None = None
+) -> float | None:
+    """Time left at the pace so far (None until a lead is done or when the total is unknown)."""
+    if not total or not done or job.started_at is None or done >= total:
+        return None
+    elapsed = ((now or dt.datetime.now(dt.UTC)) - job.started_at).total_seconds()
+    return max(0.0, elapsed / done * (total - done))
 
 
 @blueprint.get("/app/jobs/<int:job_id>")
@@ -410,7 +450,7 @@ def job(job_id: int) -> Any:
     page = _page()
     found = _job_or_404(page, job_id)
     journal = page.ctx.journal(page.member_id)
-    progress = progress_of(found, journal.status_counts(job_id))
+    progress = progress_of(found, journal.status_counts(job_id), _t(page))
     report = load_report(journal, job_id) if progress["finished"] else None
     return _render("page_job.html", page, job=found, progress=progress, report=report)
 
@@ -420,7 +460,8 @@ def job_progress(job_id: int) -> Any:
     """The job's progress as JSON, for the page's polling script."""
     page = _page()
     found = _job_or_404(page, job_id)
-    response = jsonify(progress_of(found, page.ctx.journal(page.member_id).status_counts(job_id)))
+    counts = page.ctx.journal(page.member_id).status_counts(job_id)
+    response = jsonify(progress_of(found, counts, _t(page)))
     return response
 
 

@@ -9,8 +9,9 @@ Parameters come as JSON, a form or a query string. Answers are JSON.
                                            "complete_activities": true} -> the core's summary
     POST /_sandbox/expire-tokens          -> {"expired": n}
     POST /_sandbox/faults                 {"spec": "500:0.05,drop_after:every=10"}
-    POST /_sandbox/install                {"app_url", "scope", "user_id", "event_handler_url",
-                                           "finish"} -> tokens and application_token
+    POST /_sandbox/install                {"app_url", "page_url", "scope", "user_id",
+                                           "event_handler_url", "finish"} -> tokens and
+                                           application_token; page_url opens at /portal/app
     POST /_sandbox/finish-install         BX24.installFinish()
     POST /_sandbox/uninstall              {"clean": false}
     POST /_sandbox/portal-state           {"state": "active" | "unpaid" | "deleted"}
@@ -63,6 +64,7 @@ def _install(sandbox: Sandbox, p: dict[str, Any]) -> Any:
         scope=str(p.get("scope") or "crm,user"),
         user_id=_int(p.get("user_id"), 1),
         event_handler_url=p.get("event_handler_url") or None,
+        page_url=p.get("page_url") or None,
         finish=_flag(p.get("finish"), True),
     )
 

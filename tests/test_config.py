@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from b24app.config import PLANS, RateLimit, Settings
 from b24app.errors import ConfigError
 
 
-def test_defaults_mirror_the_standard_plan() -> None:
+def test_defaults_mirror_the_standard_plan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
     settings = Settings.from_env({})
     assert settings.plan == "standard"
     assert settings.rate_limit == RateLimit(2.0, 50)
     assert settings.oauth_server == "https://oauth.bitrix.info"
-    assert settings.database_url == "sqlite:///b24app.db"
+    assert settings.database_url == f"sqlite:///{tmp_path}/b24app/b24app.db"
     assert settings.webhook_url is None
 
 

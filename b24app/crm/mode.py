@@ -18,7 +18,9 @@ from b24app.rest.command import Command
 MODE_METHOD = "crm.settings.mode.get"
 # "CRM modes" (EN) and "Change CRM mode" (PL, the one describing the conversion options).
 MODE_HELP_URL = "https://helpdesk.bitrix24.com/open/17627868/"
-SWITCH_HELP_URL = "https://helpdesk.bitrix24.pl/open/17645664/"
+# The English helpdesk's article on what the switch does to leads in work (the Polish one,
+# helpdesk.bitrix24.pl/open/17645664, says the same for Polish readers).
+SWITCH_HELP_URL = "https://helpdesk.bitrix24.com/open/1478503/"
 
 
 class ModeError(B24AppError):

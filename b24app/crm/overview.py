@@ -175,3 +175,17 @@ def _int(value: Any) -> int:
         return int(value)
     except (TypeError, ValueError):
         return 0
+
+
+def count_selected(portal: Portal, policy: Any) -> int:
+    """How many active leads `policy` selects (one facts request, one counting list page);
+    PolicyError when the policy does not fit the portal."""
+    from b24app.crm.reader import Reader
+
+    facts = Reader(portal).facts((policy.pipeline,))
+    policy.check(facts)
+    found = portal.call(
+        "crm.lead.list",
+        {"filter": policy.leads.lead_filter(facts), "select": ["ID"], "start": 0},
+    )
+    return found.total if found.total is not None else len(found.result or [])

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from b24app.crm.conversion import ProgressCallback, convert, read_mode
@@ -101,6 +101,9 @@ def switch(
                 "its own default options."
             )
     guide = guide_switch(current, target, active_leads=conversion.converted if conversion else None)
+    if conversion is not None and guide.convert_first:
+        # The conversion step is done: the admin is not asked to convert leads again.
+        guide = replace(guide, convert_first=False, steps=guide.steps[1:])
     text = "\n".join([guide.text(), *notes])
     say(text)
     verified, mode_after = _poll(

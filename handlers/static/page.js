@@ -17,6 +17,14 @@
       bar.setAttribute("aria-valuenow", String(p.percent));
     }
     if (percent) { percent.textContent = p.percent + "%"; }
+    /* Count, status and time left come from the same answer as the bar, so they never disagree. */
+    var texts = { "progress-count": p.count_text, "job-status": p.status_text, "progress-eta": p.eta_text };
+    Object.keys(texts).forEach(function (id) {
+      var node = document.getElementById(id);
+      if (node && typeof texts[id] === "string") { node.textContent = texts[id]; }
+    });
+    var status = document.getElementById("job-status");
+    if (status && p.status) { status.setAttribute("data-status", p.status); }
   }
 
   function poll(box) {

@@ -97,12 +97,24 @@ def active_leads(portal: Sandbox) -> list[int]:
     return sorted(i for i, stage in leads(portal).items() if stage in ACTIVE)
 
 
-def assert_one_line_error(ran: Ran, *, contains: str = "", secret: str = SECRET) -> None:
-    """Exit 2, exactly one line on stderr, no traceback, no secret anywhere."""
-    assert ran.code == 2, (ran.code, ran.out, ran.err)
+def assert_one_line_error(
+    ran: Ran,
+    *,
+    contains: str = "",
+    secret: str = SECRET,
+    code: int = 2,
+    hint: str | None = None,
+) -> None:
+    """Exit `code`, one error line on stderr (and at most one hint line after it), no traceback,
+    no secret anywhere; `hint`: words the hint line must hold."""
+    assert ran.code == code, (ran.code, ran.out, ran.err)
     lines = ran.err.strip().splitlines()
-    assert len(lines) == 1, ran.err
+    assert 1 <= len(lines) <= 2, ran.err
     assert lines[0].startswith("b24app: error: ")
+    if len(lines) == 2:
+        assert lines[1].startswith("b24app: hint: "), ran.err
+    if hint is not None:
+        assert len(lines) == 2 and hint in lines[1], ran.err
     assert "Traceback" not in ran.err + ran.out
     assert secret not in ran.err + ran.out
     assert contains in lines[0], lines[0]

@@ -19,8 +19,8 @@ from sandbox.server import Sandbox
         (["convert", "--pipeline", "-1"], "'--pipeline'"),
         (["convert", "--no-such-flag"], "--no-such-flag"),
         (["convert", "--lead", "abc"], "--lead"),
-        (["convert", "--match-clients", "fax"], "match_clients"),
-        (["convert", "--created-after", "2024-02-30"], "created_after"),
+        (["convert", "--match-clients", "fax"], "--match-clients must be phone"),
+        (["convert", "--created-after", "2024-02-30"], "--created-after must be a date"),
         (["switch", "sideways"], "sideways"),
         (["frobnicate"], "frobnicate"),
         (["jobs", "show", "zero"], "JOB_ID"),
@@ -44,14 +44,26 @@ def test_a_pipeline_that_does_not_exist(env: dict[str, str], portal: Sandbox) ->
     assert run_cli(["jobs", "list", "--json"], env).json() == {"jobs": []}
 
 
-def test_a_stage_that_is_not_active(env: dict[str, str]) -> None:
-    assert_one_line_error(run_cli(["convert", "--stage", "JUNK"], env), contains="JUNK")
+@pytest.mark.parametrize(
+    ("stage", "says"), [("JUNK", "'JUNK' is closed"), ("NOPE", "'NOPE' does not exist")]
+)
+def test_a_stage_that_is_not_active(env: dict[str, str], stage: str, says: str) -> None:
+    ran = run_cli(["convert", "--stage", stage], env)
+    assert_one_line_error(ran, contains=f"--stage: lead stage {says}")
+    assert "leads." not in ran.err  # the flag's name, not the policy's field
+    assert_one_line_error(ran, hint="active lead stages: NEW, IN_PROCESS, PROCESSED")
 
 
 def test_wrong_webhook_code(env: dict[str, str], portal: Sandbox) -> None:
     wrong = {**env, "B24_WEBHOOK_URL": portal.webhook_url.replace("secretcode42", "guessed")}
     for args in (["mode"], ["convert"]):
-        assert_one_line_error(run_cli(args, wrong), contains="NO_AUTH_FOUND", secret="guessed")
+        assert_one_line_error(
+            run_cli(args, wrong),
+            contains="NO_AUTH_FOUND",
+            secret="guessed",
+            code=3,
+            hint="the webhook code in B24_WEBHOOK_URL is wrong",
+        )
 
 
 def test_unreachable_portal(env: dict[str, str]) -> None:
@@ -60,8 +72,13 @@ def test_unreachable_portal(env: dict[str, str]) -> None:
         port = probe.getsockname()[1]
     dead = {**env, "B24_WEBHOOK_URL": f"http://127.0.0.1:{port}/rest/1/secretcode42/"}
     ran = run_cli(["mode"], dead)
-    assert_one_line_error(ran, contains="cannot reach the portal")
+    assert_one_line_error(ran, contains="cannot reach the portal", code=3, hint="B24_WEBHOOK_URL")
     assert f"127.0.0.1:{port}/rest/1/***/" in ran.err
+    # Two connection attempts, then the error: the client's long retries never start; -v shows
+    # the attempts.
+    loud = run_cli(["-v", "mode"], dead)
+    assert loud.code == 3
+    assert "attempt 1 of 2" in loud.err and "retry" not in loud.err
 
 
 def test_webhook_without_crm_scope(env: dict[str, str], portal: Sandbox) -> None:
@@ -71,6 +88,8 @@ def test_webhook_without_crm_scope(env: dict[str, str], portal: Sandbox) -> None
         run_cli(["convert"], {**env, "B24_WEBHOOK_URL": url}),
         contains="insufficient_scope",
         secret="userscopeonly",
+        code=3,
+        hint="tick 'CRM (crm)'",
     )
     assert portal.portal.counts() == counts
 
@@ -82,6 +101,8 @@ def test_user_without_crm_access(env: dict[str, str], portal: Sandbox) -> None:
         run_cli(["convert", "--json"], {**env, "B24_WEBHOOK_URL": url}),
         contains="ccess denied",
         secret="nocrmaccess",
+        code=3,
+        hint="Access permissions",
     )
     assert portal.portal.counts() == counts
 
@@ -114,7 +135,11 @@ def test_unknown_installed_portal(env: dict[str, str]) -> None:
         run_cli(["mode", "--portal", "nowhere.example"], settings),
         contains="no installation for 'nowhere.example'",
     )
-    assert_one_line_error(run_cli(["mode", "--portal", "x"], env), contains="B24APP_SECRET_KEY")
+    assert_one_line_error(
+        run_cli(["mode", "--portal", "x"], env),
+        contains="B24APP_SECRET_KEY",
+        hint="Fernet.generate_key()",
+    )
 
 
 def test_switch_off_a_terminal_needs_yes(env: dict[str, str], portal: Sandbox) -> None:

@@ -159,13 +159,13 @@ def test_resume_finishes_an_interrupted_job(
 
     monkeypatch.setattr(portal.portal, "dispatch", dispatch)
     ran = run_cli(["convert", "--json"], env)
-    assert ran.code == 2
+    assert ran.code == 3  # a portal-side failure, not a usage error
     report = ran.json()
     assert report["status"] == "interrupted"
     assert "PORTAL_DELETED" in report["error"]
-    line = ran.err.strip()
-    assert len(line.splitlines()) == 1
-    assert f"b24app jobs resume {report['job_id']}" in line
+    error, tip = ran.err.strip().splitlines()
+    assert error.startswith(f"b24app: error: job {report['job_id']} interrupted")
+    assert f"'b24app jobs resume {report['job_id']}'" in tip
     assert active_leads(portal)
 
     monkeypatch.undo()

@@ -61,7 +61,11 @@ def test_convert_all_runs_to_100_percent_with_a_report_and_csv(page: PageApp) ->
         "failed": 0,
         "skipped": 0,
         "percent": 100,
+        "eta_seconds": None,
         "error": None,
+        "status_text": "done",
+        "count_text": f"{len(before)} of {len(before)} leads",
+        "eta_text": "",
     }
 
     html = text(client.get(started.headers["Location"]))
@@ -171,3 +175,52 @@ def test_a_non_admin_reads_the_report_but_cannot_convert(page: PageApp) -> None:
         client.post("/app/convert", data={"page_token": reader, "leads": "all"}).status_code == 403
     )
     assert [job.id for job in page.ctx.journal(page.member_id).jobs()] == [1]
+
+
+def test_progress_texts_come_with_the_numbers_in_the_pages_language(page: PageApp) -> None:
+    """One answer carries the bar, the count, the status word and the time left, translated:
+    the page's script sets them together, so they cannot contradict each other."""
+    import datetime as dt
+
+    from handlers import i18n
+    from handlers.page import progress_of
+
+    journal = page.ctx.journal(page.member_id)
+    job = journal.create_job(kind="app", policy={}, lead_ids=(5, 6, 7, 8))
+    started = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
+    running = job.__class__(**{**job.__dict__, "status": "running", "started_at": started})
+    later = started + dt.timedelta(minutes=3)
+    shown = progress_of(running, {"converted": 1}, i18n.translator("br"), now=later)
+    assert (shown["total"], shown["done"], shown["percent"]) == (4, 1, 25)
+    assert shown["status_text"] == "em andamento"
+    assert shown["count_text"] == "1 de 4 leads"
+    assert shown["eta_seconds"] == 540 and shown["eta_text"] == "cerca de 9 min restantes"
+
+    token = page.token(2)
+    html = text(page.client().get(f"/app/jobs/{job.id}", query_string={"t": token}))
+    answer = page.client().get(f"/app/jobs/{job.id}/progress", headers={"X-Page-Token": token})
+    data = answer.get_json()
+    assert f'id="progress-count">{data["count_text"]}<' in html
+    assert f'data-status="{data["status"]}">{data["status_text"]}<' in html
+
+
+def test_a_two_lead_request_reads_two_of_two(page: PageApp) -> None:
+    chosen = active_leads(page)[:2]
+    token = page.token(1)
+    client = page.client()
+    started = client.post(
+        "/app/convert",
+        data={"page_token": token, "leads": "chosen", "lead_ids": ", ".join(map(str, chosen))},
+    )
+    assert started.status_code == 303
+    data = client.get("/app/jobs/1/progress", headers={"X-Page-Token": token}).get_json()
+    assert (data["done"], data["total"], data["percent"]) == (2, 2, 100)
+    assert data["count_text"] == "2 of 2 leads"
+
+
+def test_a_job_of_chosen_leads_has_its_total_from_the_start(page: PageApp) -> None:
+    from handlers.page import progress_of
+
+    job = page.ctx.journal(page.member_id).create_job(kind="app", policy={}, lead_ids=(1, 2, 3))
+    assert progress_of(job, {})["total"] == 3
+    assert progress_of(job, {"converted": 2})["total"] == 3
