@@ -22,7 +22,7 @@ import logging
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import requests
@@ -61,19 +61,19 @@ def plans_for(
     activities: Mapping[int, Sequence[int]],
     product_rows: ProductRows,
 ) -> list[LeadPlan]:
-    """b24app's own plans for the leads, so every peer does the same operations."""
+    """b24app's own plans for the leads, so every peer does the same operations (a peer runs
+    alone and does not settle with other runs: b24app's settle listings are its own extra)."""
     plans = []
     for lead in leads:
         lead_id = int(lead["ID"])
-        plans.append(
-            plan_lead(
-                lead,
-                policy=policy,
-                facts=facts,
-                activities=activities.get(lead_id, ()),
-                product_rows=product_rows.get(lead_id, ()),
-            )
+        plan = plan_lead(
+            lead,
+            policy=policy,
+            facts=facts,
+            activities=activities.get(lead_id, ()),
+            product_rows=product_rows.get(lead_id, ()),
         )
+        plans.append(replace(plan, settle=False))
     return [plan for plan in plans if plan.skip is None]
 
 
@@ -159,6 +159,7 @@ def naive_convert(
             plan = plan_lead(
                 lead, policy=policy, facts=facts, activities=activities, product_rows=rows
             )
+            plan = replace(plan, settle=False)  # a script run alone: nothing to settle with
             if plan.skip is None:
                 _run_plan_naively(client, plan)
                 result.converted += 1
