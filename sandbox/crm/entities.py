@@ -15,7 +15,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from sandbox import query
-from sandbox.crm import activities, dates, mode, multifields, productrows, statuses, timeline
+from sandbox.crm import (
+    activities,
+    dates,
+    mode,
+    multifields,
+    productrows,
+    requisites,
+    statuses,
+    timeline,
+)
 from sandbox.crm.context import Caller, Crm, Method, entity_id, legacy_error, object_param
 from sandbox.crm.fields import (
     COMPANY,
@@ -159,6 +168,7 @@ def remove(crm: Crm, etype: EntityType, item_id: int) -> None:
     productrows.forget_owner(crm, etype.type_id, item_id)
     activities.forget_owner(crm, etype.type_id, item_id)
     timeline.forget_owner(crm, etype.type_id, item_id)
+    requisites.forget_owner(crm, etype.type_id, item_id)
     crm.emit(f"{etype.event_prefix}DELETE", item_id)
 
 
@@ -366,15 +376,42 @@ def _fields(etype: EntityType) -> Method:
     return Method(fields)
 
 
+def _contact_items(etype: EntityType) -> Method:
+    def contact_items(crm: Crm, params: dict[str, Any], caller: Caller) -> list[dict[str, Any]]:
+        """crm.lead|deal.contact.items.get: the item's contacts, typed, primary first.
+
+        crm/classes/general/restservice.php:11185-11213 and crm/lib/binding/leadcontact.php:
+        165-175 (CONTACT_ID, SORT, ROLE_ID as integers, IS_PRIMARY "Y"/"N", ordered by SORT).
+        """
+        row = crm.table(etype.kind).get(entity_id(params))
+        if row is None:
+            raise legacy_error("Not found")
+        return [
+            {
+                "CONTACT_ID": contact_id,
+                "SORT": 10 * (n + 1),
+                "ROLE_ID": 0,
+                "IS_PRIMARY": "Y" if n == 0 else "N",
+            }
+            for n, contact_id in enumerate(row.get("CONTACT_IDS") or [])
+        ]
+
+    return Method(contact_items)
+
+
 METHODS = {
-    f"crm.{etype.kind}.{verb}": factory(etype)
-    for etype in TYPES.values()
-    for verb, factory in (
-        ("add", _add),
-        ("get", _get),
-        ("list", _list),
-        ("update", _update),
-        ("delete", _delete),
-        ("fields", _fields),
-    )
+    "crm.lead.contact.items.get": _contact_items(LEAD_TYPE),
+    "crm.deal.contact.items.get": _contact_items(DEAL_TYPE),
+    **{
+        f"crm.{etype.kind}.{verb}": factory(etype)
+        for etype in TYPES.values()
+        for verb, factory in (
+            ("add", _add),
+            ("get", _get),
+            ("list", _list),
+            ("update", _update),
+            ("delete", _delete),
+            ("fields", _fields),
+        )
+    },
 }
