@@ -56,6 +56,7 @@ class Portal:
         mode: str = "classic",
         seed_leads: int = 0,
         seed: int = 1,
+        custom_fields: bool = False,
         db_path: str | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -72,8 +73,8 @@ class Portal:
             if self._store.is_fresh:
                 # A reopened file keeps its own mode and data; only a new portal takes these.
                 self._crm.mode = mode
-                if seed_leads:
-                    seeding.populate(self._crm, seed_leads, seed)
+                if seed_leads or custom_fields:
+                    seeding.populate(self._crm, seed_leads, seed, custom_fields=custom_fields)
                 self._store.flush()
         self._crm.events.clear()
 
@@ -126,6 +127,13 @@ class Portal:
                 return crm_mode.switch(self._crm, mode, options)
             finally:
                 self._commit()
+
+    def file(self, file_id: int) -> tuple[str, bytes] | None:
+        """(name, bytes) of a stored custom-field file, for the download URL."""
+        from sandbox.crm import userfields
+
+        with self.lock:
+            return userfields.file_content(self._crm, file_id)
 
     def counts(self) -> dict[str, int]:
         """How many rows of each kind the portal holds."""

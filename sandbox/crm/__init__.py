@@ -13,6 +13,7 @@ from sandbox.crm import (
     requisites,
     statuses,
     timeline,
+    userfields,
 )
 from sandbox.crm.context import Crm, Method
 
@@ -26,6 +27,7 @@ _MODULES = (
     mode,
     items,
     requisites,
+    userfields,
 )
 
 
@@ -39,5 +41,13 @@ def methods() -> dict[str, Method]:
 
 def install(crm: Crm) -> None:
     """Create the indexes the CRM rules and list filters rely on."""
-    for module in (entities, activities, productrows, duplicates, timeline, requisites):
+    for module in (
+        entities,
+        activities,
+        productrows,
+        duplicates,
+        timeline,
+        requisites,
+        userfields,
+    ):
         module.install(crm)

@@ -24,6 +24,7 @@ from sandbox.crm import (
     requisites,
     statuses,
     timeline,
+    userfields,
 )
 from sandbox.crm.context import Caller, Crm, Method, entity_id, legacy_error, object_param
 from sandbox.crm.fields import (
@@ -92,6 +93,7 @@ def create(
 ) -> int:
     """Add an entity from stored-form values; REST callers pass what `Schema.internalize` kept."""
     now = crm.now()
+    userfields.store_values(crm, etype.kind, values, user_id=user_id)
     row: Row = {**_defaults(etype, user_id, now), **values}
     if not row.get("ASSIGNED_BY_ID"):
         row["ASSIGNED_BY_ID"] = user_id
@@ -138,6 +140,7 @@ def change(
     if old is None:
         raise legacy_error("Not found")
     now = crm.now()
+    userfields.store_values(crm, etype.kind, values, user_id=user_id)
     row: Row = {**old, **values, "DATE_MODIFY": now, "MODIFY_BY_ID": user_id}
     if multis:
         row["FM"] = multifields.apply(old.get("FM"), multis, _mf_ids(crm))
@@ -296,6 +299,18 @@ def _lead_key(row: Row) -> tuple[int, ...]:
     return (lead_id,) if lead_id else ()
 
 
+def read(crm: Crm, etype: EntityType, row: Row, select: list[str] | None = None) -> dict:
+    """A row as the legacy get/list methods answer: every defined custom field is there."""
+    defined = userfields.of_kind(crm, etype.kind)
+    if defined:
+        row = {
+            **{d["FIELD_NAME"]: [] if d["MULTIPLE"] == "Y" else None for d in defined},
+            **row,
+        }
+    out = etype.schema.render(row, select)
+    return userfields.render_values(crm, etype.kind, row, out) if defined else out
+
+
 # --- REST methods -------------------------------------------------------------------------
 
 
@@ -316,7 +331,7 @@ def _get(etype: EntityType) -> Method:
         row = crm.table(etype.kind).get(entity_id(params))
         if row is None:
             raise legacy_error("Not found")
-        return etype.schema.render(row)
+        return read(crm, etype, row)
 
     return Method(get)
 
@@ -336,7 +351,7 @@ def _list(etype: EntityType) -> Method:
             query.parse_start(params.get("start")),
             indexes=INDEXED,
         )
-        return query.Page([etype.schema.render(r, select) for r in rows], total, following)
+        return query.Page([read(crm, etype, r, select) for r in rows], total, following)
 
     return Method(list_)
 
