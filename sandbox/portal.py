@@ -22,6 +22,11 @@ from sandbox.query import Page, as_list
 from sandbox.store import Store, bulk
 
 MODES = ("classic", "simple")
+# knob -> its allowed values (empty: free text); docs/sandbox.md says what each reading is.
+KNOBS: dict[str, tuple[str, ...]] = {
+    "simple_add": ("docs", "code"),
+    "default_contact_name": (),
+}
 _COUNTED = ("lead", "deal", "contact", "company", "activity", "productrow", "comment")
 
 
@@ -57,6 +62,7 @@ class Portal:
         seed_leads: int = 0,
         seed: int = 1,
         custom_fields: bool = False,
+        knobs: dict[str, str] | None = None,
         db_path: str | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -77,6 +83,8 @@ class Portal:
                     seeding.populate(self._crm, seed_leads, seed, custom_fields=custom_fields)
                 self._store.flush()
         self._crm.events.clear()
+        for name, value in (knobs or {}).items():
+            self.set_knob(name, value)
 
     @property
     def mode(self) -> str:
@@ -127,6 +135,16 @@ class Portal:
                 return crm_mode.switch(self._crm, mode, options)
             finally:
                 self._commit()
+
+    def set_knob(self, name: str, value: str) -> None:
+        """Choose a reading where the docs and the server code disagree (docs/sandbox.md)."""
+        if name not in KNOBS:
+            raise ValueError(f"unknown knob {name!r}; expected one of {', '.join(KNOBS)}")
+        if KNOBS[name] and value not in KNOBS[name]:
+            raise ValueError(f"knob {name} takes {', '.join(KNOBS[name])}, not {value!r}")
+        with self.lock:
+            self._store.set_meta(f"knob.{name}", value)
+            self._store.flush()
 
     def file(self, file_id: int) -> tuple[str, bytes] | None:
         """(name, bytes) of a stored custom-field file, for the download URL."""

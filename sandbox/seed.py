@@ -191,7 +191,9 @@ def _lead(
             if values.get("COMPANY_TITLE") and values.get("NAME")
             else ("company" if values.get("COMPANY_TITLE") else "contact")
         )
-        mode.convert_lead(crm, lead_id, ConversionOptions(client), user_id=assigned)
+        # Converted in Classic mode by a user who declined creating missing custom fields.
+        options = ConversionOptions(client, sync_fields=False)
+        mode.convert_lead(crm, lead_id, options, user_id=assigned)
 
 
 def _lead_values(

@@ -200,6 +200,7 @@ class Sandbox:
         seed_leads: int = 0,
         seed: int = 1,
         custom_fields: bool = False,
+        knobs: dict[str, str] | None = None,
         plan: str | Plan = "fast",
         faults: str | None = None,
         db: str | None = None,
@@ -222,6 +223,7 @@ class Sandbox:
             seed_leads=seed_leads,
             seed=seed,
             custom_fields=custom_fields,
+            knobs=knobs,
             db_path=db,
             clock=clock,
         )

@@ -113,13 +113,7 @@ def create(
         _enter_deal_stage(row, row["STAGE_ID"], user_id, now)
     crm.table(etype.kind).put(row)
     crm.emit(f"{etype.event_prefix}ADD", new_id)
-    if (
-        etype.type_id == LEAD
-        and via_rest
-        and crm.mode == "simple"
-        and str(row.get("NAME") or "").strip()
-        and row["STATUS_SEMANTIC_ID"] == "P"
-    ):
+    if etype.type_id == LEAD and via_rest and crm.mode == "simple" and _converts_on_add(crm, row):
         mode.convert_lead(crm, new_id, crm.conversion, user_id=user_id)
     return new_id
 
@@ -133,8 +127,13 @@ def change(
     user_id: int,
     multis: dict[str, Any] | None = None,
     via_rest: bool = True,
+    complete_activities: bool = True,
 ) -> None:
-    """Update an existing entity with stored-form values and apply the platform rules."""
+    """Update an existing entity with stored-form values and apply the platform rules.
+
+    `complete_activities=False` is the converter's enableActivityCompletion(false); REST has no
+    such switch (crm_lead.php:2746-2781).
+    """
     table = crm.table(etype.kind)
     old = table.get(item_id)
     if old is None:
@@ -162,7 +161,7 @@ def change(
     table.put(row)
     crm.emit(f"{etype.event_prefix}UPDATE", item_id)
     if etype.type_id == LEAD:
-        _after_lead_stage(crm, old, row)
+        _after_lead_stage(crm, old, row, complete_activities)
 
 
 def remove(crm: Crm, etype: EntityType, item_id: int) -> None:
@@ -186,9 +185,23 @@ def unbind_children(crm: Crm, lead_id: int) -> None:
                 crm.emit(f"{etype.event_prefix}UPDATE", child_id)
 
 
-def _after_lead_stage(crm: Crm, old: Row, row: Row) -> None:
+def _converts_on_add(crm: Crm, row: Row) -> bool:
+    r"""Whether a lead added through REST while Simple is converted at once.
+
+    Code: Automation\Factory::runOnAdd runs the free scenario for every added lead while leads
+    are off (crm/lib/automation/factory.php:235-240, restservice.php:5875-5876). Docs: only when
+    NAME is filled (api-reference/crm/leads/index.md). Knob `simple_add` = "code" | "docs".
+    """
+    if row["STATUS_SEMANTIC_ID"] != "P":
+        return False
+    if crm.knob("simple_add", "docs") == "docs":
+        return bool(str(row.get("NAME") or "").strip())
+    return True
+
+
+def _after_lead_stage(crm: Crm, old: Row, row: Row, complete_activities: bool = True) -> None:
     before, after = old["STATUS_SEMANTIC_ID"], row["STATUS_SEMANTIC_ID"]
-    if before == "P" and after in ("S", "F"):
+    if before == "P" and after in ("S", "F") and complete_activities:
         # The portal's lead setting completes activities when a lead closes; REST cannot opt out.
         activities.complete_open(crm, LEAD, row["ID"])
     if before == "S" and after != "S":
