@@ -25,6 +25,7 @@ MODES = ("classic", "simple")
 # knob -> its allowed values (empty: free text); docs/sandbox.md says what each reading is.
 KNOBS: dict[str, tuple[str, ...]] = {
     "simple_add": ("docs", "code"),
+    "conversion_activities": ("docs", "code"),
     "default_contact_name": (),
 }
 _COUNTED = ("lead", "deal", "contact", "company", "activity", "productrow", "comment")

@@ -203,10 +203,15 @@ def _finalize(
     repeat: bool,
 ) -> None:
     lead_id = lead["ID"]
-    for activity_id in activities.bound_to(crm, LEAD, lead_id):
-        for type_id in (DEAL, CONTACT, COMPANY):
-            if type_id in created:
-                activities.add_binding(crm, activity_id, (type_id, created[type_id]))
+    if crm.knob("conversion_activities", "docs") == "code":
+        for activity_id in activities.bound_to(crm, LEAD, lead_id):
+            for type_id in (DEAL, CONTACT, COMPANY):
+                if type_id in created:
+                    activities.add_binding(crm, activity_id, (type_id, created[type_id]))
+    elif not options.complete_activities:
+        # The helpdesk's reading: "activities linked with leads will be moved to deals"
+        # (helpdesk.bitrix24.com/open/17645664): owner the deal, the lead unbound.
+        activities.move_all(crm, (LEAD, lead_id), (DEAL, created[DEAL]))
     for entry_id in timeline.bound_to(crm, LEAD, lead_id):
         for type_id in (DEAL, CONTACT, COMPANY):
             if type_id in created:

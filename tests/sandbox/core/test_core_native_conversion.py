@@ -80,9 +80,11 @@ def test_repeat_lead_makes_a_deal_only_with_every_contact_and_its_company(call, 
     assert call("crm.contact.list", filter={"LEAD_ID": lead_id}) == []
 
 
-def test_activities_bound_to_every_target_and_completed_on_close(call, portal):
+def test_activities_bound_to_every_target_and_completed_on_close():
     """entityconverter.php:1131-1284; crm_lead.php:2746-2781 (closing completes what is open,
-    also when bound to the open deal)."""
+    also when bound to the open deal). Knob conversion_activities=code."""
+    portal = Portal(knobs={"conversion_activities": "code"})
+    call = Caller(portal, CallContext())
     lead_id = call.lead(NAME="Ann")
     open_one = call.activity(1, lead_id)
     done = call.activity(1, lead_id, COMPLETED="Y")
