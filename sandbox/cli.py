@@ -84,6 +84,12 @@ def _stop_on_sigterm(signum: int, frame: object) -> None:
     help="Seed for data, identities and probabilistic faults.",
 )
 @click.option(
+    "--custom-fields",
+    is_flag=True,
+    default=False,
+    help="Seed realistic custom fields (every type) on leads, deals, contacts and companies.",
+)
+@click.option(
     "--mode",
     type=click.Choice(["classic", "simple"]),
     default="classic",
@@ -123,6 +129,7 @@ def sandbox(
     webhook_code: str | None,
     seed_leads: int,
     seed: int,
+    custom_fields: bool,
     mode: str,
     plan: str,
     faults: str | None,
@@ -139,6 +146,7 @@ def sandbox(
             mode=mode,
             seed_leads=seed_leads,
             seed=seed,
+            custom_fields=custom_fields,
             plan=plan,
             faults=faults,
             db=db,

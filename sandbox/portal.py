@@ -22,6 +22,12 @@ from sandbox.query import Page, as_list
 from sandbox.store import Store, bulk
 
 MODES = ("classic", "simple")
+# knob -> its allowed values (empty: free text); docs/sandbox.md says what each reading is.
+KNOBS: dict[str, tuple[str, ...]] = {
+    "simple_add": ("docs", "code"),
+    "conversion_activities": ("docs", "code"),
+    "default_contact_name": (),
+}
 _COUNTED = ("lead", "deal", "contact", "company", "activity", "productrow", "comment")
 
 
@@ -56,6 +62,8 @@ class Portal:
         mode: str = "classic",
         seed_leads: int = 0,
         seed: int = 1,
+        custom_fields: bool = False,
+        knobs: dict[str, str] | None = None,
         db_path: str | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -72,10 +80,12 @@ class Portal:
             if self._store.is_fresh:
                 # A reopened file keeps its own mode and data; only a new portal takes these.
                 self._crm.mode = mode
-                if seed_leads:
-                    seeding.populate(self._crm, seed_leads, seed)
+                if seed_leads or custom_fields:
+                    seeding.populate(self._crm, seed_leads, seed, custom_fields=custom_fields)
                 self._store.flush()
         self._crm.events.clear()
+        for name, value in (knobs or {}).items():
+            self.set_knob(name, value)
 
     @property
     def mode(self) -> str:
@@ -126,6 +136,23 @@ class Portal:
                 return crm_mode.switch(self._crm, mode, options)
             finally:
                 self._commit()
+
+    def set_knob(self, name: str, value: str) -> None:
+        """Choose a reading where the docs and the server code disagree (docs/sandbox.md)."""
+        if name not in KNOBS:
+            raise ValueError(f"unknown knob {name!r}; expected one of {', '.join(KNOBS)}")
+        if KNOBS[name] and value not in KNOBS[name]:
+            raise ValueError(f"knob {name} takes {', '.join(KNOBS[name])}, not {value!r}")
+        with self.lock:
+            self._store.set_meta(f"knob.{name}", value)
+            self._store.flush()
+
+    def file(self, file_id: int) -> tuple[str, bytes] | None:
+        """(name, bytes) of a stored custom-field file, for the download URL."""
+        from sandbox.crm import userfields
+
+        with self.lock:
+            return userfields.file_content(self._crm, file_id)
 
     def counts(self) -> dict[str, int]:
         """How many rows of each kind the portal holds."""

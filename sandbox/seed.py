@@ -8,10 +8,11 @@ leads come with the contact/company/deal the converter made from them.
 
 from __future__ import annotations
 
+import base64
 import random
 from typing import Any
 
-from sandbox.crm import activities, entities, mode, productrows
+from sandbox.crm import activities, entities, mode, productrows, userfields
 from sandbox.crm.context import ConversionOptions, Crm
 from sandbox.crm.fields import LEAD
 
@@ -96,19 +97,26 @@ _START = 1_704_092_400  # 2024-01-01T10:00:00+03:00: seeded dates do not depend 
 _SPAN = 365 * 24 * 3600
 
 
-def populate(crm: Crm, count: int, seed: int) -> None:
-    """Add `count` leads (and their surroundings) to an empty portal, without events."""
+def populate(crm: Crm, count: int, seed: int, *, custom_fields: bool = False) -> None:
+    """Add `count` leads (and their surroundings) to an empty portal, without events.
+
+    With `custom_fields`, lead/deal/contact/company get the realistic custom fields first and
+    most leads carry values in them (the seeded conversions map them natively).
+    """
     rng = random.Random(seed)
     real_clock = crm.clock
     moment = [_START]
     crm.clock = lambda: moment[0]
     try:
+        values_for = _no_custom_values
+        if custom_fields:
+            values_for = _custom_values(crm, define_custom_fields(crm, seed)["lead"], seed)
         clients = _clients(crm, rng, max(2, count // 50))
         shared_phones = [_phone(rng) for _ in range(max(1, count // 20))]
         shared_emails = [f"team{n}@shared.example" for n in range(max(1, count // 25))]
         for number in range(count):
             moment[0] = _START + number * _SPAN // max(count, 1) + rng.randrange(60)
-            _lead(crm, rng, number, clients, shared_phones, shared_emails)
+            _lead(crm, rng, number, clients, shared_phones, shared_emails, values_for)
     finally:
         crm.clock = real_clock
         crm.events.clear()
@@ -153,10 +161,12 @@ def _lead(
     clients: list[tuple[str, int]],
     shared_phones: list[str],
     shared_emails: list[str],
+    values_for: Any,
 ) -> None:
     assigned = rng.choice((1, 2))
     stage = _weighted(rng, _STAGES)
     values, multis = _lead_values(rng, number, shared_phones, shared_emails)
+    values.update(values_for(number))
     values["ASSIGNED_BY_ID"] = assigned
     if rng.random() < 0.05:
         field, client_id = rng.choice(clients)
@@ -181,7 +191,9 @@ def _lead(
             if values.get("COMPANY_TITLE") and values.get("NAME")
             else ("company" if values.get("COMPANY_TITLE") else "contact")
         )
-        mode.convert_lead(crm, lead_id, ConversionOptions(client), user_id=assigned)
+        # Converted in Classic mode by a user who declined creating missing custom fields.
+        options = ConversionOptions(client, sync_fields=False)
+        mode.convert_lead(crm, lead_id, options, user_id=assigned)
 
 
 def _lead_values(
@@ -263,3 +275,115 @@ def _weighted(rng: random.Random, choices: tuple[tuple[str, int], ...]) -> str:
         if point < 0:
             return choice
     return choices[-1][0]
+
+
+# --- custom fields (`--custom-fields`) -----------------------------------------------------------
+
+# (label, USER_TYPE_ID, MULTIPLE, settings or enumeration options, targets that have a twin)
+# Labels pair fields across entities as the native synchroniser does; the targets' own option
+# lists differ on purpose (ids always, one text sometimes), and some lead fields have no twin.
+_D, _C, _CO = "deal", "contact", "company"
+_CUSTOM = (
+    ("Budget note", "string", "N", None, (_D, _C, _CO)),
+    ("Employees count", "integer", "N", None, (_D, _CO)),
+    ("Discount rate", "double", "N", {"PRECISION": 2}, (_D,)),
+    ("Newsletter", "boolean", "N", None, (_D, _C)),
+    ("First contact date", "date", "N", None, (_D, _C)),
+    ("Callback at", "datetime", "N", None, (_D,)),
+    ("Budget", "money", "N", None, (_D, _CO)),
+    ("Website", "url", "N", None, (_D, _C, _CO)),
+    ("Office address", "address", "N", None, (_CO,)),
+    ("Interest", "enumeration", "N", ("Hardware", "Software", "Services"), (_D, _C)),
+    ("Channels", "enumeration", "Y", ("Email", "Phone", "Chat"), (_D,)),
+    ("Account manager", "employee", "N", None, (_D, _C, _CO)),
+    ("Related company", "crm", "N", {"COMPANY": "Y"}, (_D,)),
+    ("Industry", "crm_status", "N", {"ENTITY_TYPE": "INDUSTRY"}, (_D, _CO)),
+    ("Catalog item", "iblock_element", "N", {"IBLOCK_ID": 14}, (_D,)),
+    ("Catalog section", "iblock_section", "N", {"IBLOCK_ID": 14}, (_D,)),
+    ("Brief", "file", "N", None, (_D, _C)),
+    ("Attachments", "file", "Y", None, (_D,)),
+    ("Tags", "string", "Y", None, (_D, _C)),
+    ("Demo slot", "resourcebooking", "N", None, (_D,)),
+    ("Lead only note", "string", "N", None, ()),
+)
+# A target's options: the contact's "Interest" lacks "Hardware" (a warning, not a silent drop).
+_TARGET_OPTIONS = {("contact", "Interest"): ("Software", "Services")}
+
+
+def define_custom_fields(crm: Crm, seed: int) -> dict[str, list[dict[str, Any]]]:
+    """Create realistic custom fields on lead, deal, contact and company; definitions by kind."""
+    rng = random.Random(seed * 7919)
+    made: dict[str, list[dict[str, Any]]] = {k: [] for k in ("lead", _D, _C, _CO)}
+    stamp = 1_720_000_000_000
+    for label, user_type, multiple, extra, targets in _CUSTOM:
+        for kind in ("lead", *targets):
+            stamp += rng.randrange(1, 9999)
+            fields: dict[str, Any] = {
+                "FIELD_NAME": str(stamp),
+                "USER_TYPE_ID": user_type,
+                "MULTIPLE": multiple,
+                "EDIT_FORM_LABEL": {"en": label, "de": f"{label} (de)"},
+                "LIST_COLUMN_LABEL": {"en": label, "de": f"{label} (de)"},
+            }
+            if user_type == "enumeration":
+                options = _TARGET_OPTIONS.get((kind, label), extra)
+                fields["LIST"] = [{"VALUE": v, "SORT": 10 * (n + 1)} for n, v in enumerate(options)]
+            elif isinstance(extra, dict):
+                fields["SETTINGS"] = extra
+            field_id = userfields.define(crm, kind, fields)
+            made[kind].append(crm.table("userfield").get(field_id) or {})
+    return made
+
+
+def _uf_value(rng: random.Random, crm: Crm, field: dict[str, Any], number: int) -> Any:
+    kind = field["USER_TYPE_ID"]
+    if kind == "enumeration":
+        ids = [str(i["ID"]) for i in field["LIST"]]
+        return (
+            rng.sample(ids, rng.randint(1, len(ids)))
+            if field["MULTIPLE"] == "Y"
+            else rng.choice(ids)
+        )
+    if kind == "file":
+        body = base64.b64encode(f"brief of lead {number + 1}\n".encode()).decode()
+        one = {"fileData": [f"brief-{number + 1}.txt", body]}
+        return [one, one] if field["MULTIPLE"] == "Y" else one
+    value = {
+        "string": f"note {number + 1}",
+        "integer": str(rng.randrange(1, 500)),
+        "double": f"{rng.randrange(0, 3000) / 100:.2f}",
+        "boolean": rng.choice(("1", "0")),
+        "date": f"2024-{rng.randrange(1, 13):02d}-{rng.randrange(1, 28):02d}T00:00:00+03:00",
+        "datetime": f"2024-{rng.randrange(1, 13):02d}-{rng.randrange(1, 28):02d}T10:30:00+03:00",
+        "money": f"{rng.randrange(1, 90) * 100}|USD",
+        "url": f"https://site{number + 1}.example",
+        "address": f"Main street {number + 1}, Springfield|40.1;-89.6|{number + 1}",
+        "employee": str(rng.choice((1, 2))),
+        "crm": str(rng.randrange(1, 3)),
+        "crm_status": rng.choice(("IT", "MANUFACTURING", "BANKING")),
+        "iblock_element": str(rng.randrange(100, 200)),
+        "iblock_section": str(rng.randrange(1, 9)),
+        "resourcebooking": [],
+    }[kind]
+    return [value, f"{value} (2)"] if field["MULTIPLE"] == "Y" and isinstance(value, str) else value
+
+
+def _no_custom_values(number: int) -> dict[str, Any]:
+    return {}
+
+
+def _custom_values(crm: Crm, definitions: list[dict[str, Any]], seed: int) -> Any:
+    """Values for about two thirds of the leads in most of their custom fields (own RNG, so the
+    rest of the seeded data is the same with or without custom fields)."""
+    rng = random.Random(seed * 104_729)
+
+    def values_for(number: int) -> dict[str, Any]:
+        if rng.random() > 0.66:
+            return {}
+        return {
+            f["FIELD_NAME"]: _uf_value(rng, crm, f, number)
+            for f in definitions
+            if rng.random() < 0.8
+        }
+
+    return values_for

@@ -199,6 +199,8 @@ class Sandbox:
         mode: str = "classic",
         seed_leads: int = 0,
         seed: int = 1,
+        custom_fields: bool = False,
+        knobs: dict[str, str] | None = None,
         plan: str | Plan = "fast",
         faults: str | None = None,
         db: str | None = None,
@@ -217,7 +219,13 @@ class Sandbox:
         self.port = port
         self.admin_key = admin_key or secrets.token_urlsafe(18)
         self.portal: PortalCore = portal or Portal(
-            mode=mode, seed_leads=seed_leads, seed=seed, db_path=db, clock=clock
+            mode=mode,
+            seed_leads=seed_leads,
+            seed=seed,
+            custom_fields=custom_fields,
+            knobs=knobs,
+            db_path=db,
+            clock=clock,
         )
         self.authority = Authority(
             seed=seed,
@@ -624,6 +632,8 @@ class Sandbox:
                 return Response(
                     b"", status=302, headers={"Location": location}, content_type="application/json"
                 )
+            if path.rstrip("/").lower().endswith("crm.controller.item.getfile"):
+                return self._download(request, path[len("/rest/") :])
             return self._rest(request, path[len("/rest/") :])
         if path.rstrip("/") == "/oauth/token":
             return self._token(request)
@@ -632,6 +642,33 @@ class Sandbox:
         if path.rstrip("/") == "/portal/app":
             return self._open_app(request)
         return json_response({"error": "NOT_FOUND", "error_description": "Not found"}, 404)
+
+    def _download(self, request: Request, rest_path: str) -> Response:
+        """A custom-field file's bytes (its `downloadUrl`), for a caller with CRM scope."""
+        self.counters.add("http_requests")
+        if not self.bucket.try_acquire():
+            return error_response(query_limit_error())
+        params = parse_request(request)
+        route = rest_path.strip("/").split("/")
+        try:
+            webhook = len(route) == 3 and route[0].isdigit()
+            ctx, scope = self._authenticate(route if webhook else [], params)
+            check_scope("crm.item.get", scope)
+            if not ctx.crm_access:
+                raise ApiError("ACCESS_DENIED", "Access denied", 403)
+            found = getattr(self.portal, "file", lambda _: None)(int(params.get("fileId") or 0))
+        except ApiError as exc:
+            return error_response(exc)
+        except ValueError:
+            found = None
+        if found is None:
+            return error_response(ApiError("NOT_FOUND", "File not found", 404))
+        name, data = found
+        return Response(
+            data,
+            mimetype="application/octet-stream",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
 
     def _open_app(self, request: Request) -> Response:
         """The portal UI opening the app page for `?user=N` (see sandbox.launcher)."""

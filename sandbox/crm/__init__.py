@@ -10,12 +10,25 @@ from sandbox.crm import (
     items,
     mode,
     productrows,
+    requisites,
     statuses,
     timeline,
+    userfields,
 )
 from sandbox.crm.context import Crm, Method
 
-_MODULES = (entities, productrows, activities, statuses, duplicates, timeline, mode, items)
+_MODULES = (
+    entities,
+    productrows,
+    activities,
+    statuses,
+    duplicates,
+    timeline,
+    mode,
+    items,
+    requisites,
+    userfields,
+)
 
 
 def methods() -> dict[str, Method]:
@@ -28,5 +41,13 @@ def methods() -> dict[str, Method]:
 
 def install(crm: Crm) -> None:
     """Create the indexes the CRM rules and list filters rely on."""
-    for module in (entities, activities, productrows, duplicates, timeline):
+    for module in (
+        entities,
+        activities,
+        productrows,
+        duplicates,
+        timeline,
+        requisites,
+        userfields,
+    ):
         module.install(crm)

@@ -180,6 +180,16 @@ def move_all(crm: Crm, source: tuple[int, int], target: tuple[int, int]) -> None
         table.put(_bind(dict(row), bindings))
 
 
+def add_binding(crm: Crm, activity_id: int, target: tuple[int, int]) -> None:
+    """Bind an activity to one more item, keeping its owner (CAllCrmActivity::SaveBindings as
+    conversion calls it, crm_activity.php:3300-3356); a repeat changes nothing."""
+    table = crm.table("activity")
+    row = table.get(activity_id)
+    if row is None or list(target) in row["BINDINGS"] or len(row["BINDINGS"]) >= MAX_BINDINGS:
+        return
+    table.put({**row, "BINDINGS": [*row["BINDINGS"], list(target)]})
+
+
 def forget_owner(crm: Crm, type_id: int, owner_id: int) -> None:
     """An item was deleted: delete activities bound only to it, unbind the others."""
     table = crm.table("activity")

@@ -47,6 +47,9 @@ class ConversionOptions:
     client: str = "contact"
     pipeline: int = 0
     complete_activities: bool = True
+    # The automation converter creates the custom fields a target lacks before it maps
+    # (crm/lib/automation/converter/converter.php:93-113); False maps only existing twins.
+    sync_fields: bool = True
 
     @property
     def makes_contact(self) -> bool:
@@ -92,6 +95,10 @@ class Crm:
         self.store.set_meta(
             "conversion.complete_activities", "Y" if options.complete_activities else "N"
         )
+
+    def knob(self, name: str, default: str) -> str:
+        """A reading chosen where the docs and the server code disagree (docs/sandbox.md)."""
+        return self.store.meta(f"knob.{name}", default) or default
 
     def table(self, kind: str) -> Table:
         """The table of one kind of row."""

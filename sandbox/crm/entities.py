@@ -15,7 +15,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from sandbox import query
-from sandbox.crm import activities, dates, mode, multifields, productrows, statuses, timeline
+from sandbox.crm import (
+    activities,
+    dates,
+    mode,
+    multifields,
+    productrows,
+    requisites,
+    statuses,
+    timeline,
+    userfields,
+)
 from sandbox.crm.context import Caller, Crm, Method, entity_id, legacy_error, object_param
 from sandbox.crm.fields import (
     COMPANY,
@@ -83,6 +93,7 @@ def create(
 ) -> int:
     """Add an entity from stored-form values; REST callers pass what `Schema.internalize` kept."""
     now = crm.now()
+    userfields.store_values(crm, etype.kind, values, user_id=user_id)
     row: Row = {**_defaults(etype, user_id, now), **values}
     if not row.get("ASSIGNED_BY_ID"):
         row["ASSIGNED_BY_ID"] = user_id
@@ -102,13 +113,7 @@ def create(
         _enter_deal_stage(row, row["STAGE_ID"], user_id, now)
     crm.table(etype.kind).put(row)
     crm.emit(f"{etype.event_prefix}ADD", new_id)
-    if (
-        etype.type_id == LEAD
-        and via_rest
-        and crm.mode == "simple"
-        and str(row.get("NAME") or "").strip()
-        and row["STATUS_SEMANTIC_ID"] == "P"
-    ):
+    if etype.type_id == LEAD and via_rest and crm.mode == "simple" and _converts_on_add(crm, row):
         mode.convert_lead(crm, new_id, crm.conversion, user_id=user_id)
     return new_id
 
@@ -122,13 +127,19 @@ def change(
     user_id: int,
     multis: dict[str, Any] | None = None,
     via_rest: bool = True,
+    complete_activities: bool = True,
 ) -> None:
-    """Update an existing entity with stored-form values and apply the platform rules."""
+    """Update an existing entity with stored-form values and apply the platform rules.
+
+    `complete_activities=False` is the converter's enableActivityCompletion(false); REST has no
+    such switch (crm_lead.php:2746-2781).
+    """
     table = crm.table(etype.kind)
     old = table.get(item_id)
     if old is None:
         raise legacy_error("Not found")
     now = crm.now()
+    userfields.store_values(crm, etype.kind, values, user_id=user_id)
     row: Row = {**old, **values, "DATE_MODIFY": now, "MODIFY_BY_ID": user_id}
     if multis:
         row["FM"] = multifields.apply(old.get("FM"), multis, _mf_ids(crm))
@@ -150,7 +161,7 @@ def change(
     table.put(row)
     crm.emit(f"{etype.event_prefix}UPDATE", item_id)
     if etype.type_id == LEAD:
-        _after_lead_stage(crm, old, row)
+        _after_lead_stage(crm, old, row, complete_activities)
 
 
 def remove(crm: Crm, etype: EntityType, item_id: int) -> None:
@@ -159,6 +170,7 @@ def remove(crm: Crm, etype: EntityType, item_id: int) -> None:
     productrows.forget_owner(crm, etype.type_id, item_id)
     activities.forget_owner(crm, etype.type_id, item_id)
     timeline.forget_owner(crm, etype.type_id, item_id)
+    requisites.forget_owner(crm, etype.type_id, item_id)
     crm.emit(f"{etype.event_prefix}DELETE", item_id)
 
 
@@ -173,9 +185,23 @@ def unbind_children(crm: Crm, lead_id: int) -> None:
                 crm.emit(f"{etype.event_prefix}UPDATE", child_id)
 
 
-def _after_lead_stage(crm: Crm, old: Row, row: Row) -> None:
+def _converts_on_add(crm: Crm, row: Row) -> bool:
+    r"""Whether a lead added through REST while Simple is converted at once.
+
+    Code: Automation\Factory::runOnAdd runs the free scenario for every added lead while leads
+    are off (crm/lib/automation/factory.php:235-240, restservice.php:5875-5876). Docs: only when
+    NAME is filled (api-reference/crm/leads/index.md). Knob `simple_add` = "code" | "docs".
+    """
+    if row["STATUS_SEMANTIC_ID"] != "P":
+        return False
+    if crm.knob("simple_add", "docs") == "docs":
+        return bool(str(row.get("NAME") or "").strip())
+    return True
+
+
+def _after_lead_stage(crm: Crm, old: Row, row: Row, complete_activities: bool = True) -> None:
     before, after = old["STATUS_SEMANTIC_ID"], row["STATUS_SEMANTIC_ID"]
-    if before == "P" and after in ("S", "F"):
+    if before == "P" and after in ("S", "F") and complete_activities:
         # The portal's lead setting completes activities when a lead closes; REST cannot opt out.
         activities.complete_open(crm, LEAD, row["ID"])
     if before == "S" and after != "S":
@@ -286,6 +312,18 @@ def _lead_key(row: Row) -> tuple[int, ...]:
     return (lead_id,) if lead_id else ()
 
 
+def read(crm: Crm, etype: EntityType, row: Row, select: list[str] | None = None) -> dict:
+    """A row as the legacy get/list methods answer: every defined custom field is there."""
+    defined = userfields.of_kind(crm, etype.kind)
+    if defined:
+        row = {
+            **{d["FIELD_NAME"]: [] if d["MULTIPLE"] == "Y" else None for d in defined},
+            **row,
+        }
+    out = etype.schema.render(row, select)
+    return userfields.render_values(crm, etype.kind, row, out) if defined else out
+
+
 # --- REST methods -------------------------------------------------------------------------
 
 
@@ -306,7 +344,7 @@ def _get(etype: EntityType) -> Method:
         row = crm.table(etype.kind).get(entity_id(params))
         if row is None:
             raise legacy_error("Not found")
-        return etype.schema.render(row)
+        return read(crm, etype, row)
 
     return Method(get)
 
@@ -326,7 +364,7 @@ def _list(etype: EntityType) -> Method:
             query.parse_start(params.get("start")),
             indexes=INDEXED,
         )
-        return query.Page([etype.schema.render(r, select) for r in rows], total, following)
+        return query.Page([read(crm, etype, r, select) for r in rows], total, following)
 
     return Method(list_)
 
@@ -366,15 +404,42 @@ def _fields(etype: EntityType) -> Method:
     return Method(fields)
 
 
+def _contact_items(etype: EntityType) -> Method:
+    def contact_items(crm: Crm, params: dict[str, Any], caller: Caller) -> list[dict[str, Any]]:
+        """crm.lead|deal.contact.items.get: the item's contacts, typed, primary first.
+
+        crm/classes/general/restservice.php:11185-11213 and crm/lib/binding/leadcontact.php:
+        165-175 (CONTACT_ID, SORT, ROLE_ID as integers, IS_PRIMARY "Y"/"N", ordered by SORT).
+        """
+        row = crm.table(etype.kind).get(entity_id(params))
+        if row is None:
+            raise legacy_error("Not found")
+        return [
+            {
+                "CONTACT_ID": contact_id,
+                "SORT": 10 * (n + 1),
+                "ROLE_ID": 0,
+                "IS_PRIMARY": "Y" if n == 0 else "N",
+            }
+            for n, contact_id in enumerate(row.get("CONTACT_IDS") or [])
+        ]
+
+    return Method(contact_items)
+
+
 METHODS = {
-    f"crm.{etype.kind}.{verb}": factory(etype)
-    for etype in TYPES.values()
-    for verb, factory in (
-        ("add", _add),
-        ("get", _get),
-        ("list", _list),
-        ("update", _update),
-        ("delete", _delete),
-        ("fields", _fields),
-    )
+    "crm.lead.contact.items.get": _contact_items(LEAD_TYPE),
+    "crm.deal.contact.items.get": _contact_items(DEAL_TYPE),
+    **{
+        f"crm.{etype.kind}.{verb}": factory(etype)
+        for etype in TYPES.values()
+        for verb, factory in (
+            ("add", _add),
+            ("get", _get),
+            ("list", _list),
+            ("update", _update),
+            ("delete", _delete),
+            ("fields", _fields),
+        )
+    },
 }

@@ -1,10 +1,17 @@
-"""crm.item.list and crm.item.get for leads, deals, contacts and companies (entityTypeId 1-4).
+"""crm.item.{add,update,get,list} for leads, deals, contacts and companies (entityTypeId 1-4).
 
 The universal API names fields in camelCase (STATUS_ID of a lead is `stageId`, DATE_CREATE is
 `createdTime`), returns numbers as numbers, wraps results in `items`/`item`, puts multifields in
 `fm`, and unlike the legacy methods rejects unknown filter and order fields.
 https://apidocs.bitrix24.com/api-reference/crm/universal/crm-item-list.html
 https://apidocs.bitrix24.com/api-reference/crm/universal/crm-item-get.html
+https://apidocs.bitrix24.com/api-reference/crm/universal/crm-item-add.html
+
+Unlike crm.deal|contact|company.add, the factories of deals, contacts and companies declare
+`LEAD_ID` without the ReadOnly attribute, so `leadId` is written here and read back as `LEAD_ID`
+by the legacy methods (crm/lib/Service/Factory/Deal.php:415-421, Contact.php:326-332,
+Company.php:271-277). Unknown fields are skipped: the controller walks the factory's field
+collection, not the input (crm/lib/controller/item.php:285-305).
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ from typing import Any
 
 from sandbox import query
 from sandbox.crm import dates, entities, multifields
-from sandbox.crm.context import D7, Caller, Crm, Method, int_param
+from sandbox.crm.context import D7, Caller, Crm, Method, int_param, missing_parameter
 from sandbox.crm.entities import EntityType
 from sandbox.crm.fields import Field
 from sandbox.errors import ApiError
@@ -40,6 +47,10 @@ def camel(name: str) -> str:
         return "ufCrm_" + name[len(_UF_PREFIX) :]
     head, *rest = name.lower().split("_")
     return head + "".join(part.capitalize() for part in rest)
+
+
+# Read-only in the legacy proxy, writable through the item factories (see the module doc).
+_ITEM_WRITABLE = frozenset({"LEAD_ID"})
 
 
 def _legacy_name(name: str) -> str | None:
@@ -140,6 +151,91 @@ def item_get(crm: Crm, params: dict[str, Any], caller: Caller) -> dict[str, Any]
     return {"item": render(etype, row, [], original)}
 
 
+def _fields_param(params: dict[str, Any]) -> dict[str, Any]:
+    fields = params.get("fields")
+    if not isinstance(fields, dict):
+        raise missing_parameter("fields")
+    return fields
+
+
+def internalize(
+    etype: EntityType, fields: dict[str, Any], *, updating: bool
+) -> tuple[Row, dict[str, Any]]:
+    """(stored values, multifield writes) from camelCase item fields; the rest is skipped."""
+    known = _FIELDS[etype.type_id]
+    values: Row = {}
+    for name, value in fields.items():
+        legacy = _legacy_name(name) or (name if name.startswith(_UF_PREFIX) else None)
+        if legacy is not None:
+            values[legacy] = value
+            continue
+        field = known.get(name)
+        if field is None:
+            continue
+        if field.read_only and field.name not in _ITEM_WRITABLE:
+            continue
+        if updating and field.immutable:
+            continue
+        accepted, stored = field.internalize(value)
+        if accepted:
+            values[field.name] = stored
+    return values, _fm_writes(fields.get("fm"))
+
+
+def _fm_writes(raw: Any) -> dict[str, Any]:
+    """`fm` items {typeId, value, valueType[, id]} as legacy multifield writes, per type.
+
+    crm/lib/controller/item.php:1219-1252 (getFmValues): an item without typeId or value is
+    skipped.
+    """
+    items = raw if isinstance(raw, list) else list(raw.values()) if isinstance(raw, dict) else []
+    writes: dict[str, list[dict[str, Any]]] = {}
+    for item in items:
+        if not isinstance(item, dict) or "typeId" not in item or "value" not in item:
+            continue
+        entry = {"VALUE": item["value"], "VALUE_TYPE": item.get("valueType") or ""}
+        if item.get("id"):
+            entry["ID"] = item["id"]
+        writes.setdefault(str(item["typeId"]).upper(), []).append(entry)
+    return writes
+
+
+def _check_lead(crm: Crm, values: Row) -> None:
+    """A `leadId` must name a lead the caller can read.
+
+    crm/lib/Field/AbstractRelatedEntityField.php:11-40: "[Lead #N] " + the read-denied text (the
+    Error has no code, so the answer's code is 0).
+    """
+    lead_id = values.get("LEAD_ID")
+    if lead_id and crm.table("lead").get(lead_id) is None:
+        raise ApiError("0", f"[Lead #{lead_id}] Access denied", 400)
+
+
+def item_add(crm: Crm, params: dict[str, Any], caller: Caller) -> dict[str, Any]:
+    """crm.item.add: {"item": {...}} of the new item (crm/lib/controller/item.php:435-497)."""
+    etype = _entity_type(params)
+    values, multis = internalize(etype, _fields_param(params), updating=False)
+    _check_lead(crm, values)
+    new_id = entities.create(crm, etype, values, user_id=caller.user_id, multis=multis)
+    original = str(params.get("useOriginalUfNames", "N")).upper() == "Y"
+    row = crm.table(etype.kind).get(new_id)
+    return {"item": render(etype, row or {}, [], original)}
+
+
+def item_update(crm: Crm, params: dict[str, Any], caller: Caller) -> dict[str, Any]:
+    """crm.item.update: {"item": {...}} after the change (crm/lib/controller/item.php:503-572)."""
+    etype = _entity_type(params)
+    item_id = int_param(params, "id")
+    if crm.table(etype.kind).get(item_id) is None:
+        raise ApiError("NOT_FOUND", "Element not found", 400)
+    values, multis = internalize(etype, _fields_param(params), updating=True)
+    _check_lead(crm, values)
+    entities.change(crm, etype, item_id, values, user_id=caller.user_id, multis=multis)
+    original = str(params.get("useOriginalUfNames", "N")).upper() == "Y"
+    row = crm.table(etype.kind).get(item_id)
+    return {"item": render(etype, row or {}, [], original)}
+
+
 def _legacy_ids(where: query.Group) -> query.Group:
     """Name `id` conditions "ID" so the ID-range optimization applies to them."""
     parts = tuple(
@@ -152,6 +248,8 @@ def _legacy_ids(where: query.Group) -> query.Group:
 
 
 METHODS = {
+    "crm.item.add": Method(item_add, D7),
+    "crm.item.update": Method(item_update, D7),
     "crm.item.list": Method(item_list, D7),
     "crm.item.get": Method(item_get, D7),
 }

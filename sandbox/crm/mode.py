@@ -14,52 +14,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sandbox.crm import activities, entities, multifields, productrows, statuses
+from sandbox.crm import conversion, statuses
 from sandbox.crm.context import CLIENTS, OPEN, Caller, ConversionOptions, Crm, Method
-from sandbox.crm.fields import DEAL, LEAD
-from sandbox.store import Row
 
 MODES = {"classic": 1, "simple": 2}
-_CONTACT_FIELDS = (
-    "HONORIFIC",
-    "NAME",
-    "SECOND_NAME",
-    "LAST_NAME",
-    "BIRTHDATE",
-    "POST",
-    "SOURCE_ID",
-    "SOURCE_DESCRIPTION",
-    "COMMENTS",
-    "OPENED",
-    "ADDRESS",
-    "ADDRESS_2",
-    "ADDRESS_CITY",
-    "ADDRESS_POSTAL_CODE",
-    "ADDRESS_REGION",
-    "ADDRESS_PROVINCE",
-    "ADDRESS_COUNTRY",
-    "ADDRESS_COUNTRY_CODE",
-    "UTM_SOURCE",
-    "UTM_MEDIUM",
-    "UTM_CAMPAIGN",
-    "UTM_CONTENT",
-    "UTM_TERM",
-)
-_DEAL_FIELDS = (
-    "TITLE",
-    "OPPORTUNITY",
-    "CURRENCY_ID",
-    "IS_MANUAL_OPPORTUNITY",
-    "SOURCE_ID",
-    "SOURCE_DESCRIPTION",
-    "COMMENTS",
-    "OPENED",
-    "UTM_SOURCE",
-    "UTM_MEDIUM",
-    "UTM_CAMPAIGN",
-    "UTM_CONTENT",
-    "UTM_TERM",
-)
 
 
 def mode_get(crm: Crm, params: dict[str, Any], caller: Caller) -> int:
@@ -96,91 +54,8 @@ def switch(crm: Crm, mode: str, options: ConversionOptions, *, user_id: int = 1)
 
 
 def convert_lead(crm: Crm, lead_id: int, options: ConversionOptions, *, user_id: int) -> dict:
-    """Convert one lead like the UI converter; returns the IDs it created or reused."""
-    lead = crm.table("lead").get(lead_id)
-    if lead is None:
-        raise KeyError(lead_id)
-    new_ids = _mf_ids(crm)
-    company_id = lead.get("COMPANY_ID")
-    contact_id = lead.get("CONTACT_ID")
-    names = any(lead.get(k) for k in ("NAME", "SECOND_NAME", "LAST_NAME"))
-    made_contact = (
-        options.makes_contact and not contact_id and (names or options.client == "contact")
-    )
-    if (
-        options.makes_company
-        and not company_id
-        and (lead.get("COMPANY_TITLE") or options.client == "company")
-    ):
-        company_id = entities.create(
-            crm,
-            entities.COMPANY_TYPE,
-            {
-                "TITLE": lead.get("COMPANY_TITLE") or lead["TITLE"],
-                "ASSIGNED_BY_ID": lead["ASSIGNED_BY_ID"],
-                "LEAD_ID": lead_id,
-                **_copy(lead, ("ADDRESS", "ADDRESS_CITY", "ADDRESS_COUNTRY", "COMMENTS")),
-            },
-            user_id=user_id,
-            fm=None if made_contact else multifields.copy_all(lead.get("FM"), new_ids),
-            via_rest=False,
-        )
-    if made_contact:
-        contact_id = entities.create(
-            crm,
-            entities.CONTACT_TYPE,
-            {
-                **_copy(lead, _CONTACT_FIELDS),
-                "ASSIGNED_BY_ID": lead["ASSIGNED_BY_ID"],
-                "COMPANY_ID": company_id,
-                "COMPANY_IDS": [company_id] if company_id else [],
-                "LEAD_ID": lead_id,
-            },
-            user_id=user_id,
-            fm=multifields.copy_all(lead.get("FM"), new_ids),
-            via_rest=False,
-        )
-    pipeline = options.pipeline
-    deal_id = entities.create(
-        crm,
-        entities.DEAL_TYPE,
-        {
-            **_copy(lead, _DEAL_FIELDS),
-            "ASSIGNED_BY_ID": lead["ASSIGNED_BY_ID"],
-            "CATEGORY_ID": pipeline,
-            "STAGE_ID": statuses.deal_stages(pipeline)[0].status_id,
-            "CONTACT_IDS": [contact_id] if contact_id else [],
-            "COMPANY_ID": company_id,
-            "LEAD_ID": lead_id,
-        },
-        user_id=user_id,
-        via_rest=False,
-    )
-    productrows.copy(crm, (LEAD, lead_id), (DEAL, deal_id))
-    if not options.complete_activities:
-        activities.move_all(crm, (LEAD, lead_id), (DEAL, deal_id))
-    entities.change(
-        crm,
-        entities.LEAD_TYPE,
-        lead_id,
-        {
-            "STATUS_ID": "CONVERTED",
-            "CONTACT_ID": contact_id,
-            "CONTACT_IDS": [contact_id] if contact_id else [],
-            "COMPANY_ID": company_id,
-        },
-        user_id=user_id,
-        via_rest=False,
-    )
-    return {"lead": lead_id, "deal": deal_id, "contact": contact_id, "company": company_id}
-
-
-def _copy(row: Row, names: tuple[str, ...]) -> Row:
-    return {name: row.get(name) for name in names if row.get(name) not in (None, "")}
-
-
-def _mf_ids(crm: Crm) -> Any:
-    return lambda: crm.next_id("multifield")
+    """Convert one lead the way Bitrix24's own converter does (sandbox.crm.conversion)."""
+    return conversion.convert(crm, lead_id, options, user_id=user_id)
 
 
 METHODS = {

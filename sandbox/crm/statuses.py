@@ -136,6 +136,11 @@ _PLAIN_DIRECTORIES = {
 }
 
 
+def first_deal_type() -> str:
+    """The first DEAL_TYPE: what conversion gives the deal (leadconversionmapper.php:351-355)."""
+    return _PLAIN_DIRECTORIES["DEAL_TYPE"][0][0]
+
+
 def category(category_id: int) -> Category | None:
     """The pipeline with this ID, if it exists."""
     return next((c for c in CATEGORIES if c.id == category_id), None)

@@ -203,6 +203,10 @@ def test_timeline_comments(call, clock):
 
 
 def test_item_list_and_get_speak_camel_case(call):
+    call(
+        "crm.lead.userfield.add",
+        fields={"FIELD_NAME": "1720019876534", "USER_TYPE_ID": "string", "LABEL": "Ref"},
+    )
     lead_id = call.lead(
         NAME="Ann",
         OPPORTUNITY=999.9,

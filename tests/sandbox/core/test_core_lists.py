@@ -135,6 +135,10 @@ def test_select_star_leaves_out_multifields_and_names_bring_them(call, leads):
 
 
 def test_user_fields_come_with_uf_star_or_by_name(call):
+    call(
+        "crm.lead.userfield.add",
+        fields={"FIELD_NAME": "SOURCE_REF", "USER_TYPE_ID": "string", "LABEL": "Ref"},
+    )
     lead_id = call.lead(UF_CRM_SOURCE_REF="ext-1")
 
     assert "UF_CRM_SOURCE_REF" not in call("crm.lead.list", select=["*"])[0]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sandbox.portal import Portal
+from sandbox.portal import CallContext, Portal
+from tests.sandbox.core.conftest import Caller
 
 
 def test_mode_get_and_enum_match_the_docs(call, portal, doc):
@@ -153,17 +154,27 @@ def test_switch_completes_activities_by_default(call, portal):
     assert (got["COMPLETED"], got["OWNER_TYPE_ID"], got["OWNER_ID"]) == ("Y", "1", str(lead_id))
 
 
-def test_switch_can_keep_activities_open_and_move_them_to_the_deal(call, portal):
+def test_switch_can_keep_activities_open_bound_to_the_lead_and_every_target():
+    """crm/lib/conversion/entityconverter.php:1131-1284 (bind to every target, lead binding
+    stays) and crm/lib/automation/factory.php:594-605 (completeActivities off); knob
+    conversion_activities=code."""
+    portal = Portal(knobs={"conversion_activities": "code"})
+    call = Caller(portal, CallContext())
     lead_id = call.lead(NAME="Ann")
     activity = call.activity(1, lead_id)
 
     portal.set_mode("simple", complete_activities=False)
 
     deal_id = int(call("crm.deal.list", filter={"LEAD_ID": lead_id})[0]["ID"])
+    contact_id = int(call("crm.contact.list", filter={"LEAD_ID": lead_id})[0]["ID"])
     got = call("crm.activity.get", id=activity)
-    assert (got["COMPLETED"], got["OWNER_TYPE_ID"], got["OWNER_ID"]) == ("N", "2", str(deal_id))
+    assert (got["COMPLETED"], got["OWNER_TYPE_ID"], got["OWNER_ID"]) == ("N", "1", str(lead_id))
     bindings = call("crm.activity.binding.list", activityId=activity)
-    assert bindings == [{"entityTypeId": 2, "entityId": deal_id}]
+    assert bindings == [
+        {"entityTypeId": 1, "entityId": lead_id},
+        {"entityTypeId": 2, "entityId": deal_id},
+        {"entityTypeId": 3, "entityId": contact_id},
+    ]
 
 
 def test_switch_options_apply_to_later_rest_leads(call, portal):
@@ -195,3 +206,15 @@ def test_switch_rejects_bad_options(portal, options, message):
     with pytest.raises(ValueError, match=message):
         portal.set_mode("simple", **options)
     assert portal.mode == "classic"
+
+
+def test_switch_docs_reading_moves_open_activities_to_the_deal(call, portal):
+    """helpdesk.bitrix24.com/open/17645664 ("moved to deals"): knob conversion_activities=docs."""
+    lead_id = call.lead(NAME="Ann")
+    activity = call.activity(1, lead_id)
+
+    portal.set_mode("simple", complete_activities=False)
+
+    deal_id = int(call("crm.deal.list", filter={"LEAD_ID": lead_id})[0]["ID"])
+    got = call("crm.activity.get", id=activity)
+    assert (got["COMPLETED"], got["OWNER_TYPE_ID"], got["OWNER_ID"]) == ("N", "2", str(deal_id))

@@ -46,6 +46,7 @@ def test_help_lists_every_flag_and_the_fault_language() -> None:
         "--faults",
         "--db",
         "--token-ttl",
+        "--custom-fields",
     ):
         assert flag in result.output
     assert "drop_after" in result.output and "every=N" in result.output
