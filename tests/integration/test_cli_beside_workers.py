@@ -41,6 +41,7 @@ pytestmark = pytest.mark.slow
 
 LEADS = 120
 SECRET = "adminhook9"
+FLAGS = ("--client", "both", "--activities", "complete", "--json")
 POLICY = Policy(
     client=Client.BOTH,
     activities=Activities.COMPLETE,
@@ -108,8 +109,7 @@ def _admin_cli(sandbox: Sandbox, home: Path, tmpdir: Path) -> subprocess.Popen[s
         "B24APP_BURST": "8",
     }
     return subprocess.Popen(
-        [sys.executable, "-c", "from b24app.cli import main; main()", "convert"]
-        + ["--client", "both", "--activities", "complete", "--json"],
+        [sys.executable, "-c", "from b24app.cli import main; main()", "convert", *FLAGS],
         env=env,
         cwd=home,
         stdout=subprocess.PIPE,
