@@ -11,6 +11,7 @@ helpers. Each bench also runs alone, often with a wider table: `python -m bench.
                 fast-bitrix24 peers (2,000 leads, standard plan: about 10 minutes)
     events      /events under gunicorn at 200 requests/s, p50/p99 vs an empty Flask view
     list_leads  listing 100,000 leads vs the request floor and fast-bitrix24 get_all
+    concurrent  two converts on one portal at once, per configuration: duplicates, exits
     memory      peak RSS of `b24app convert` on 100,000 leads vs the 300 MB goal (8 minutes)
 """
 
