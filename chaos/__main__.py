@@ -12,6 +12,7 @@ from dataclasses import replace
 from rich.console import Console
 from rich.table import Table
 
+from chaos import neighbour
 from chaos.scenario import FAULTS, QUICK_LEADS, Options, Result, run
 
 
@@ -68,6 +69,7 @@ def parse(argv: Sequence[str] | None) -> Options:
     parser.add_argument("--queue-url", default=None, help="redis://... (default: the SQLite queue)")
     parser.add_argument("--no-flip", action="store_true", help="no mode switch mid-run")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait")
+    parser.add_argument("--neighbour", type=float, metavar="FRACTION", help=neighbour.HELP)
     args = parser.parse_args(argv)
     base = Options.quick() if args.quick else Options()
     leads = args.leads if args.leads is not None else base.leads
@@ -92,7 +94,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = Console(highlight=False, width=160)
     started = time.monotonic()
     console.print(f"chaos: {options.leads:,} leads, seed {options.seed}", markup=False)
-    result = run(options, say=lambda text: console.print(text, markup=False))
+
+    def say(text: str) -> None:
+        console.print(text, markup=False)
+
+    with neighbour.beside_every_sandbox(neighbour.option(argv), seed=options.seed, say=say):
+        result = run(options, say=say)
     console.print(verdict_table(result, options))
     verdict = "PASSED" if result.ok else "FAILED"
     console.print(
