@@ -12,6 +12,8 @@ helpers. Each bench also runs alone, often with a wider table: `python -m bench.
     events      /events under gunicorn at 200 requests/s, p50/p99 vs an empty Flask view
     list_leads  listing 100,000 leads vs the request floor and fast-bitrix24 get_all
     memory      peak RSS of `b24app convert` on 100,000 leads vs the 300 MB goal (8 minutes)
+    neighbour   converting 1,000 leads beside another app spending 40% of the portal's budget:
+                failed leads, 503s, wall time vs the floor for the budget left (~3 minutes)
 """
 
 from __future__ import annotations
