@@ -12,7 +12,7 @@ from b24app import errors as e
 from b24app.config import RateLimit
 from b24app.rest import Command, RetryPolicy
 from b24app.rest.retry import is_read
-from tests.rest.conftest import WEBHOOK, fixture, make_client
+from tests.rest.conftest import WEBHOOK, fixture, make_client, sent_json
 
 OK = {"result": True, "time": {"duration": 0.01, "operating": 0}}
 QLE = (fixture("error.QUERY_LIMIT_EXCEEDED"), 503)
@@ -137,6 +137,26 @@ def test_a_busy_portal_costs_no_attempts(rsps, clock):
     _add(rsps, "crm.deal.add", QLE, QLE, QLE, QLE, QLE, {"result": 7})
     assert client.call("crm.deal.add", {"fields": {"TITLE": "x"}}).result == 7
     assert (client.requests_made, client.requests_refused) == (6, 5)
+
+
+def test_a_batch_of_writes_refused_with_503_is_sent_again_once_unchanged(rsps, client):
+    done = {
+        "result": {
+            "result": {"d1": 11, "d2": 12},
+            "result_error": [],
+            "result_total": [],
+            "result_next": [],
+            "result_time": [],
+        }
+    }
+    _add(rsps, "batch", QLE, done)
+    writes = [
+        Command("d1", "crm.deal.add", {"fields": {"TITLE": "a", "ORIGIN_ID": "1"}}),
+        Command("d2", "crm.deal.add", {"fields": {"TITLE": "b", "ORIGIN_ID": "2"}}),
+    ]
+    assert client.batch(writes).results == {"d1": 11, "d2": 12}
+    assert (client.requests_made, client.requests_refused) == (2, 1)
+    assert sent_json(rsps.calls[0]) == sent_json(rsps.calls[1])  # the very same batch, once
 
 
 def test_a_portal_that_lets_nothing_through_for_max_busy_wait_raises(rsps, clock):

@@ -14,6 +14,7 @@ import redis
 
 from b24app.config import RateLimit
 from b24app.rest import RedisBucket
+from chaos.neighbour import Neighbour
 from sandbox import Sandbox
 from sandbox.limits import Plan
 from tests.rest import workers
@@ -94,3 +95,35 @@ def test_without_redis_two_processes_overrun_the_portal():
     assert [o[:3] for o in outcomes] == [("ok", 750, 0)] * 2, outcomes
     assert stats["query_limit_exceeded"] > 0
     assert stats["counts"]["lead"] == 1_500
+
+
+def test_processes_sharing_redis_learn_the_neighbours_share_together(rate_redis_url):
+    # Two processes writing through one Redis-held bucket beside a neighbour spending 40% of a
+    # 5/s portal: the 503s either of them meets lower the one shared rate.
+    tight = Plan("tight", rate=5.0, burst=20)
+    with Sandbox(seed_leads=0, seed=1, plan=tight) as portal:
+        key = f"b24app:rate:{portal.webhook_url.split('/')[2]}"
+        shared = redis.Redis.from_url(rate_redis_url)
+        shared.delete(key)
+        with Neighbour.beside(portal, 0.4, seed=1):
+            ctx = multiprocessing.get_context("spawn")
+            results = ctx.Queue()
+            procs = [
+                ctx.Process(
+                    target=workers.busy_writer,
+                    args=(portal.webhook_url, rate_redis_url, 5.0, 20, 20, f"B{n}x", results),
+                )
+                for n in range(2)
+            ]
+            for proc in procs:
+                proc.start()
+            outcomes = [results.get(timeout=180) for _ in procs]
+            for proc in procs:
+                proc.join(30)
+        stats = portal.stats()
+        learned = float(shared.hget(key, "rate"))
+        shared.delete(key)
+    assert [o[:3] for o in outcomes] == [("ok", 1000, 0)] * 2, outcomes
+    assert stats["counts"]["lead"] == 2_000  # every refused batch was sent again, and ran once
+    assert sum(o[3] for o in outcomes) > 0
+    assert learned < 5.0
