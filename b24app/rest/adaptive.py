@@ -26,8 +26,9 @@ its own requests only, kept `headroom` requests below X, and a drain `rate` it a
   up: the average rate is unchanged.
 * While the mirror is the bottleneck (a request had to wait), the rate creeps back up by
   `GROWTH * Y**2 / X` requests/s per second - 1% of Y every 25 s on the standard plan, every
-  second on the sandbox's 25x `fast` plan - so a neighbour that stops is noticed within
-  minutes and a steady one costs a rare probe refusal. An idle client does not grow.
+  second on the sandbox's 25x `fast` plan. A steady neighbour costs a rare probe refusal (about
+  one a minute or two on the standard plan); when it stops, the rate climbs back (from 1.2 to
+  2/s in about 17 minutes on the standard plan). An idle client does not grow.
 
 Without neighbours nothing is ever refused and the rate stays at Y.
 """

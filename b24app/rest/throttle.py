@@ -131,7 +131,7 @@ local undershoot, max_cut = tonumber(ARGV[8]), tonumber(ARGV[9])
 local s = redis.call('HMGET', KEYS[1], 'level', 'at', 'rate', 'gen', 'since')
 local level = tonumber(s[1]) or 0
 local at = tonumber(s[2]) or now
-local rate = tonumber(s[3]) or ceiling
+local rate = math.min(tonumber(s[3]) or ceiling, ceiling)  -- learned under another plan?
 local gen = tonumber(s[4]) or 0
 local since = tonumber(s[5]) or now
 -- drained
