@@ -13,6 +13,8 @@ helpers. Each bench also runs alone, often with a wider table: `python -m bench.
     list_leads  listing 100,000 leads vs the request floor and fast-bitrix24 get_all
     concurrent  two converts on one portal at once, per configuration: duplicates, exits
     memory      peak RSS of `b24app convert` on 100,000 leads vs the 300 MB goal (8 minutes)
+    neighbour   converting 1,000 leads beside another app spending 40% of the portal's budget:
+                failed leads, 503s, wall time vs the floor for the budget left (~3 minutes)
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from chaos import neighbour
 from chaos.scenario import FAULTS, QUICK_LEADS, Options, Result, run
 
 
@@ -90,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep each run's files (worker logs, database, queue) under this directory "
         "(default: kept only for a failed run)",
     )
+    parser.add_argument("--neighbour", type=float, metavar="FRACTION", help=neighbour.HELP)
     return parser
 
 
@@ -123,11 +125,16 @@ def parse(argv: Sequence[str] | None) -> Options:
     return options_from(parser.parse_args(argv), parser)
 
 
-def run_once(options: Options, console: Console) -> Result:
-    """One run with its timeline and verdict table printed."""
+def run_once(options: Options, console: Console, *, share: float | None = None) -> Result:
+    """One run with its timeline and verdict table printed; `share`: a noisy neighbour's."""
     started = time.monotonic()
     console.print(f"chaos: {options.leads:,} leads, seed {options.seed}", markup=False)
-    result = run(options, say=lambda text: console.print(text, markup=False))
+
+    def say(text: str) -> None:
+        console.print(text, markup=False)
+
+    with neighbour.beside_every_sandbox(share, seed=options.seed, say=say):
+        result = run(options, say=say)
     console.print(verdict_table(result, options))
     verdict = "PASSED" if result.ok else "FAILED"
     console.print(
@@ -138,12 +145,14 @@ def run_once(options: Options, console: Console) -> Result:
     return result
 
 
-def run_series(options: Options, repeat: int, console: Console) -> list[Result]:
+def run_series(
+    options: Options, repeat: int, console: Console, *, share: float | None = None
+) -> list[Result]:
     """`repeat` runs, one line each, then the summary line."""
     results: list[Result] = []
     for number in range(1, repeat + 1):
         keep = options.keep / f"run-{number:02d}" if options.keep is not None else None
-        result = run_once(replace(options, keep=keep), console)
+        result = run_once(replace(options, keep=keep), console, share=share)
         results.append(result)
         console.print(
             f"run {number}/{repeat}: {'PASSED' if result.ok else 'FAILED'} in "
@@ -174,9 +183,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     options = options_from(args, parser)
     console = Console(highlight=False, width=160)
+    if args.neighbour is not None and not 0 < args.neighbour < 1:
+        parser.error("--neighbour takes a fraction between 0 and 1 (e.g. 0.4)")
     if args.repeat == 1:
-        return 0 if run_once(options, console).ok else 1
-    results = run_series(options, args.repeat, console)
+        return 0 if run_once(options, console, share=args.neighbour).ok else 1
+    results = run_series(options, args.repeat, console, share=args.neighbour)
     return 0 if all(result.ok for result in results) else 1
 
 

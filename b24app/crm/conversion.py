@@ -83,6 +83,7 @@ from b24app.errors import (
     Overloaded,
     PaymentRequired,
     PortalDeleted,
+    QueryLimitExceeded,
     TransportError,
     UsageError,
 )
@@ -769,6 +770,12 @@ class _Run:
                     "it looks unreachable"
                 ) from None
             outcome = BatchOutcome.unknown()
+        except QueryLimitExceeded:
+            # Busy, not failing: the client let nothing through for a long while (it waits out
+            # ordinary 503s itself). Nothing ran; the batch is sent again, the job goes on.
+            self._save(before)
+            log.warning("conversion job %d: the portal is still busy; waiting", self.job.id)
+            return
         except B24Error as exc:
             if isinstance(exc, _NOT_RUN):
                 self._save(before)  # rejected before running: nothing to verify later

@@ -3,6 +3,7 @@
 Everything the rest of b24app needs is importable from here.
 """
 
+from b24app.rest.adaptive import Slot
 from b24app.rest.auth import OAuthAuth, WebhookAuth
 from b24app.rest.client import PortalClient
 from b24app.rest.clock import SYSTEM_CLOCK, Clock, SystemClock
@@ -12,7 +13,7 @@ from b24app.rest.oauth import OAuthServer, TokenGrant
 from b24app.rest.portal import Portal
 from b24app.rest.response import BatchResult, Response, Time
 from b24app.rest.retry import RetryPolicy, is_read
-from b24app.rest.throttle import LocalBucket, OperatingBudget, RedisBucket, make_bucket
+from b24app.rest.throttle import LocalBucket, OperatingBudget, RateBucket, RedisBucket, make_bucket
 from b24app.rest.tokens import MemoryTokens, StoredTokens, Tokens
 
 __all__ = [
@@ -28,9 +29,11 @@ __all__ = [
     "OperatingBudget",
     "Portal",
     "PortalClient",
+    "RateBucket",
     "RedisBucket",
     "Response",
     "RetryPolicy",
+    "Slot",
     "StoredTokens",
     "SystemClock",
     "Time",

@@ -1,8 +1,9 @@
 """The Bitrix24 REST client: one per portal, on a `requests.Session`.
 
-It never trips the portal's limits (a mirrored leaky bucket and an operating-time budget), repeats
-what is safe to repeat, refreshes OAuth tokens once per portal, follows a renamed portal, and turns
-every Bitrix24 error into a typed exception that keeps the code and description.
+It keeps under the portal's limits (a mirrored leaky bucket at a rate learned from the portal's
+503s, and an operating-time budget), treats a busy portal as a reason to slow down rather than a
+failure, repeats what is safe to repeat, refreshes OAuth tokens once per portal, follows a renamed
+portal, and turns every Bitrix24 error into a typed exception that keeps the code and description.
 https://apidocs.bitrix24.com/settings/how-to-call-rest-api/general-principles.html
 """
 
@@ -73,7 +74,8 @@ class PortalClient:
     """Calls one portal: `call`, `batch`, `batch_many`, `iterate`; thread-safe.
 
     Build it with `from_webhook`, `from_settings`, `for_installation` or `from_tokens`.
-    `requests_made` counts every HTTP request sent to the portal.
+    `requests_made` counts every HTTP request sent to the portal, `requests_refused` those the
+    portal refused as over its rate limit.
     """
 
     def __init__(
@@ -94,16 +96,17 @@ class PortalClient:
         self._auth = auth
         self._clock = clock
         self.rate_limit = rate or RateLimit(*PLANS["standard"])
+        self._rng = rng or random.Random()
         self.bucket = bucket or make_bucket(
-            self.rate_limit, key=auth.key, redis_url=redis_url, clock=clock
+            self.rate_limit, key=auth.key, redis_url=redis_url, clock=clock, rng=self._rng
         )
         self._operating = operating or OperatingBudget(clock=clock)
         self._retry = retry or RetryPolicy()
         self.timeout = timeout
         self._session = session or requests.Session()
-        self._rng = rng or random.Random()
         self._lock = threading.Lock()
         self._requests = 0
+        self._refused = 0
 
     def __repr__(self) -> str:
         return f"PortalClient({self._auth!r})"
@@ -178,6 +181,11 @@ class PortalClient:
     def requests_made(self) -> int:
         """HTTP requests sent to the portal so far (retries included)."""
         return self._requests
+
+    @property
+    def requests_refused(self) -> int:
+        """Requests the portal refused with 503 QUERY_LIMIT_EXCEEDED so far (each sent again)."""
+        return self._refused
 
     # -- public calls --------------------------------------------------------------------------
 
@@ -291,6 +299,10 @@ class PortalClient:
         with self._lock:
             self._requests += 1
 
+    def _count_refusal(self) -> None:
+        with self._lock:
+            self._refused += 1
+
     def _wait_for_budget(self, method: str, methods: Sequence[str]) -> None:
         delay = self._operating.delay(methods)
         if delay <= 0:
@@ -321,9 +333,11 @@ class PortalClient:
         failures = 0
         refreshed = reloaded = False
         redirects = 0
+        busy_since: float | None = None  # when the portal began refusing this request
         while True:
             self._wait_for_budget(method, methods)
-            self._clock.sleep(self.bucket.reserve())
+            slot = self.bucket.take()
+            self._clock.sleep(slot.wait)
             signed = self._auth.sign(method)
             try:
                 http = self._session.post(
@@ -371,8 +385,20 @@ class PortalClient:
                     continue
                 raise error
             if isinstance(error, QueryLimitExceeded):
-                self.bucket.penalize()
-            elif isinstance(error, OperationTimeLimit):
+                # The portal is busy, not failing: the refused request did not run, so even a
+                # write is sent again (https://apidocs.bitrix24.com/limits.html), as many times
+                # as it takes, at the rate the bucket learns from the refusal.
+                self._count_refusal()
+                self.bucket.refused(slot)
+                now = self._clock.monotonic()
+                busy_since = now if busy_since is None else busy_since
+                if now - busy_since >= self._retry.max_busy_wait:
+                    raise error
+                log.info(
+                    "%s: portal busy (QUERY_LIMIT_EXCEEDED); sent again when it has room", method
+                )
+                continue
+            if isinstance(error, OperationTimeLimit):
                 for name in methods:
                     self._operating.block(name, error.reset_at)
             elif _server_failure(error):

@@ -54,13 +54,18 @@ def all_reads(methods: Iterable[str]) -> bool:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Capped exponential backoff with full jitter, counted per request (never shared)."""
+    """Capped exponential backoff with full jitter, counted per request (never shared), for
+    failures; a busy portal is waited for (see `max_busy_wait`)."""
 
     attempts: int = 6
     base: float = 0.5
     cap: float = 30.0
     # Longest wait for an OPERATION_TIME_LIMIT block to lift before giving up.
     max_block_wait: float = 660.0
+    # 503 QUERY_LIMIT_EXCEEDED is not a failure and costs no attempt: the request is sent again
+    # at the bucket's learned rate until it gets through. Only a portal that refuses one request
+    # for this long (it lets nothing through: blocked, not busy) makes the call raise.
+    max_busy_wait: float = 600.0
 
     def delay(self, attempt: int, rng: random.Random) -> float:
         """Seconds to wait before retry number `attempt` (1-based)."""

@@ -1,5 +1,7 @@
-"""Client-side limits: the portal's leaky bucket mirrored (per process or in Redis) and a
-per-method operating-time budget, so the client slows down before Bitrix24 says no.
+"""Client-side limits: the portal's leaky bucket mirrored (per process or in Redis) at a rate
+learned from the portal's refusals, and a per-method operating-time budget, so the client slows
+down before Bitrix24 says no - and, when others on the portal spend part of its budget, settles
+on what they leave.
 
 https://apidocs.bitrix24.com/limits.html
 """
@@ -8,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-import math
+import random
 import threading
 from collections import deque
 from collections.abc import Iterable
@@ -16,103 +18,214 @@ from typing import Any, Protocol
 
 from b24app.config import RateLimit
 from b24app.errors import ConfigError
+from b24app.rest.adaptive import MAX_CUT, UNDERSHOOT, Shape, Slot, State, refused, take
 from b24app.rest.clock import SYSTEM_CLOCK, Clock
 from b24app.rest.response import Time
 
 log = logging.getLogger("b24app.rest")
 
-# How long a request may take to reach the portal, as slack in the mirrored bucket: requests that
-# leave evenly can arrive bunched, and the portal counts arrivals.
-ARRIVAL_SLACK_SECONDS = 0.25
-
 
 class RateBucket(Protocol):
-    """A leaky bucket shared by everything that calls one portal."""
+    """A leaky bucket shared by everything that calls one portal, at a rate learned from the
+    portal's refusals (see `b24app.rest.adaptive`)."""
 
-    def reserve(self) -> float:
-        """Take the next request slot; return how many seconds to wait before sending."""
+    def take(self) -> Slot:
+        """Reserve the next request slot; wait `slot.wait` seconds before sending."""
         ...
 
-    def penalize(self) -> None:
-        """The portal answered QUERY_LIMIT_EXCEEDED: treat its bucket as full."""
+    def refused(self, slot: Slot) -> None:
+        """The portal answered the request sent in `slot` with QUERY_LIMIT_EXCEEDED."""
+        ...
+
+    @property
+    def rate(self) -> float:
+        """The drain rate (requests/s) this bucket allows now."""
         ...
 
 
-def bucket_shape(rate: RateLimit) -> tuple[float, float]:
-    """(interval, tolerance) of the GCRA equivalent to `rate`, minus a little headroom."""
-    headroom = max(2, math.ceil(rate.per_second * ARRIVAL_SLACK_SECONDS))
-    burst = max(1, rate.burst - headroom)
-    interval = 1.0 / rate.per_second
-    return interval, (burst - 1) * interval
+class _CutLog:
+    """Says when a portal's learned rate drops: a warning at most once a minute, unless the rate
+    fell by another tenth since the last one; debug otherwise."""
+
+    QUIET_SECONDS = 60.0
+
+    def __init__(self, key: str, ceiling: float, clock: Clock) -> None:
+        self._key = key
+        self._ceiling = ceiling
+        self._clock = clock
+        self._said: tuple[float, float] | None = None  # (when, rate) of the last warning
+
+    def cut(self, before: float, after: float) -> None:
+        """Report a refusal that moved the rate from `before` to `after`."""
+        if after >= before:
+            return
+        now = self._clock.monotonic()
+        said = self._said
+        loud = said is None or now - said[0] >= self.QUIET_SECONDS or after < 0.9 * said[1]
+        if loud:
+            self._said = (now, after)
+        log.log(
+            logging.WARNING if loud else logging.DEBUG,
+            "portal %s is busy (QUERY_LIMIT_EXCEEDED): sending at most %.2f requests/s "
+            "(was %.2f, plan %.2f); others on the portal spend the rest",
+            self._key,
+            after,
+            before,
+            self._ceiling,
+        )
 
 
 class LocalBucket:
-    """The bucket for one process, safe across threads (GCRA: one timestamp under a lock)."""
+    """The bucket for one process, safe across threads (one `adaptive.State` under a lock)."""
 
-    def __init__(self, rate: RateLimit, *, clock: Clock = SYSTEM_CLOCK) -> None:
-        self._interval, self._tolerance = bucket_shape(rate)
+    def __init__(
+        self,
+        rate: RateLimit,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        adaptive: bool = True,
+        key: str = "",
+        rng: random.Random | None = None,
+    ) -> None:
+        self.shape = Shape.of(rate, adaptive=adaptive)
         self._clock = clock
+        self._rng = rng or random.Random()
         self._lock = threading.Lock()
-        self._tat = 0.0  # theoretical arrival time of the next request
+        self._state = State.start(self.shape, clock.monotonic())
+        self._log = _CutLog(key.removeprefix("b24app:rate:"), self.shape.ceiling, clock)
 
-    def reserve(self) -> float:
-        """Take the next slot; seconds to wait before using it."""
+    @property
+    def rate(self) -> float:
+        """The drain rate this process allows itself now."""
+        return self._state.rate
+
+    def take(self) -> Slot:
+        """Reserve the next slot."""
         with self._lock:
             now = self._clock.monotonic()
-            tat = max(self._tat, now)
-            self._tat = tat + self._interval
-            return max(0.0, tat - self._tolerance - now)
+            self._state, slot = take(self._state, self.shape, now, self._rng.random())
+        return slot
 
-    def penalize(self) -> None:
-        """Assume the portal's bucket is full: the next slot is one drain interval away."""
+    def refused(self, slot: Slot) -> None:
+        """Learn from a refusal: the portal's bucket is full, others spend part of it."""
         with self._lock:
-            now = self._clock.monotonic()
-            self._tat = max(self._tat, now + self._tolerance + self._interval)
+            before = self._state.rate
+            self._state = refused(self._state, self.shape, slot, self._clock.monotonic())
+            after = self._state.rate
+            self._log.cut(before, after)
 
 
-# The same GCRA as LocalBucket, atomic in Redis and on Redis's clock, so every process and
-# machine calling the portal shares one bucket. ARGV: interval, tolerance, mode.
-_GCRA = """
+# `adaptive.take` and `adaptive.refused`, atomic in Redis and on Redis's clock, so every process
+# and machine calling the portal shares one mirror and one learned rate. The state is a hash
+# (level, at, rate, gen, since). ARGV: op ('take' | 'refused'), capacity, cap, ceiling, growth,
+# floor, adaptive (1/0), undershoot, max cut, ttl ms, then for 'take' the jitter draw, for
+# 'refused' the slot's gen and level.
+# Returns {wait, gen, level, rate} as strings (Lua numbers would be truncated to integers).
+_ADAPTIVE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local interval = tonumber(ARGV[1])
-local tolerance = tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
-local wait = 0
-if ARGV[3] == 'penalize' then
-  tat = math.max(tat, now + tolerance + interval)
+local capacity, cap = tonumber(ARGV[2]), tonumber(ARGV[3])
+local ceiling, growth, floor = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local adaptive = ARGV[7] == '1'
+local undershoot, max_cut = tonumber(ARGV[8]), tonumber(ARGV[9])
+local s = redis.call('HMGET', KEYS[1], 'level', 'at', 'rate', 'gen', 'since')
+local level = tonumber(s[1]) or 0
+local at = tonumber(s[2]) or now
+local rate = math.min(tonumber(s[3]) or ceiling, ceiling)  -- learned under another plan?
+local gen = tonumber(s[4]) or 0
+local since = tonumber(s[5]) or now
+-- drained
+local left = level - rate * math.max(0, now - at)
+if left > 0 then
+  level = left
 else
-  tat = math.max(tat, now)
-  wait = math.max(0, tat - tolerance - now)
-  tat = tat + interval
+  since = math.max(since, at + level / rate)
+  level = 0
 end
-redis.call('SET', KEYS[1], string.format('%.6f', tat), 'PX',
-           math.ceil((tat - now + tolerance + 1) * 1000))
-return string.format('%.6f', wait)
+at = math.max(now, at)
+local wait, slot_level = 0, 0
+if ARGV[1] == 'take' then
+  wait = math.max(0, (level + 1 - cap) / rate)
+  if wait > 0 then
+    wait = wait + tonumber(ARGV[11]) / rate
+  end
+  slot_level = level + 1 - rate * wait
+  level = level + 1
+  if wait > 0 and adaptive then
+    rate = math.min(ceiling, rate + growth / rate)
+  end
+elseif tonumber(ARGV[11]) == gen then
+  if adaptive then
+    local span = math.max(now - since, 1 / rate)
+    local missed = math.max(0, capacity - tonumber(ARGV[12]))
+    local measured = (rate - missed / span) * (1 - undershoot)
+    rate = math.max(rate * (1 - max_cut), measured, floor)
+  end
+  level = math.max(level, capacity)
+  gen = gen + 1
+  since = at
+else
+  return {'0', tostring(gen), '0', string.format('%.9f', rate)}
+end
+redis.call('HSET', KEYS[1], 'level', string.format('%.9f', level), 'at', string.format('%.6f', at),
+           'rate', string.format('%.9f', rate), 'gen', tostring(gen),
+           'since', string.format('%.6f', since))
+redis.call('PEXPIRE', KEYS[1], ARGV[10])
+return {string.format('%.9f', wait), tostring(gen), string.format('%.9f', slot_level),
+        string.format('%.9f', rate)}
 """
+
+# How long Redis keeps a portal's learned rate after its last request: an hour without traffic
+# and the next run starts again from the plan's rate.
+_REMEMBER_MS = 3_600_000
 
 
 class RedisBucket:
-    """The bucket held in Redis under `key`; falls back to a local bucket if Redis fails."""
+    """The bucket and learned rate held in Redis under `key`; a local bucket if Redis fails."""
 
     def __init__(
-        self, client: Any, key: str, rate: RateLimit, *, clock: Clock = SYSTEM_CLOCK
+        self,
+        client: Any,
+        key: str,
+        rate: RateLimit,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        adaptive: bool = True,
+        rng: random.Random | None = None,
     ) -> None:
-        self._interval, self._tolerance = bucket_shape(rate)
+        self.shape = Shape.of(rate, adaptive=adaptive)
         self._key = key
-        self._script = client.register_script(_GCRA)
-        self._fallback = LocalBucket(rate, clock=clock)
+        self._script = client.register_script(_ADAPTIVE)
+        self._rng = rng or random.Random()
+        self._fallback = LocalBucket(rate, clock=clock, adaptive=adaptive, key=key, rng=self._rng)
+        self._log = _CutLog(key.removeprefix("b24app:rate:"), self.shape.ceiling, clock)
+        self._rate = self.shape.ceiling
         self._warned = False
 
-    def _run(self, mode: str) -> float | None:
+    @property
+    def rate(self) -> float:
+        """The shared rate as of this process's last call to Redis."""
+        return self._rate
+
+    def _run(self, *args: str) -> list[Any] | None:
         import redis
 
+        shape = self.shape
+        argv = [
+            args[0],
+            repr(shape.capacity),
+            repr(shape.cap),
+            repr(shape.ceiling),
+            repr(shape.growth),
+            repr(shape.floor),
+            "1" if shape.adaptive else "0",
+            repr(UNDERSHOOT),
+            repr(MAX_CUT),
+            str(_REMEMBER_MS),
+            *args[1:],
+        ]
         try:
-            return float(
-                self._script(
-                    keys=[self._key], args=[f"{self._interval:.6f}", f"{self._tolerance:.6f}", mode]
-                )
-            )
+            return list(self._script(keys=[self._key], args=argv))
         except redis.RedisError as exc:
             if not self._warned:
                 log.warning(
@@ -122,30 +235,45 @@ class RedisBucket:
                 self._warned = True
             return None
 
-    def reserve(self) -> float:
-        """Take the next slot in Redis; seconds to wait before using it."""
-        wait = self._run("take")
-        return self._fallback.reserve() if wait is None else wait
+    def take(self) -> Slot:
+        """Reserve the next slot in Redis."""
+        answer = self._run("take", repr(self._rng.random()))
+        if answer is None:
+            return self._fallback.take()
+        wait, generation, level, rate = answer
+        self._rate = float(rate)
+        return Slot(wait=float(wait), generation=int(generation), level=float(level))
 
-    def penalize(self) -> None:
-        """Mark the shared bucket full."""
-        if self._run("penalize") is None:
-            self._fallback.penalize()
+    def refused(self, slot: Slot) -> None:
+        """Teach every process sharing the bucket from this refusal."""
+        before = self._rate
+        answer = self._run("refused", str(slot.generation), repr(slot.level))
+        if answer is None:
+            self._fallback.refused(slot)
+            return
+        self._rate = float(answer[3])
+        self._log.cut(before, self._rate)
 
 
 def make_bucket(
-    rate: RateLimit, *, key: str, redis_url: str | None = None, clock: Clock = SYSTEM_CLOCK
+    rate: RateLimit,
+    *,
+    key: str,
+    redis_url: str | None = None,
+    clock: Clock = SYSTEM_CLOCK,
+    adaptive: bool = True,
+    rng: random.Random | None = None,
 ) -> RateBucket:
     """A RedisBucket when `redis_url` is set, else a LocalBucket."""
     if not redis_url:
-        return LocalBucket(rate, clock=clock)
+        return LocalBucket(rate, clock=clock, adaptive=adaptive, key=key, rng=rng)
     import redis
 
     try:
         client = redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
     except ValueError:
         raise ConfigError("B24APP_REDIS_URL must look like redis://host:6379/0") from None
-    return RedisBucket(client, f"b24app:bucket:{key}", rate, clock=clock)
+    return RedisBucket(client, f"b24app:rate:{key}", rate, clock=clock, adaptive=adaptive, rng=rng)
 
 
 class OperatingBudget:

@@ -50,6 +50,20 @@ class FakeClock:
 
 
 @pytest.fixture
+def rate_redis_url(redis_url: str) -> str:
+    """The machine's Redis, database 13: the learned-rate tests' own (others use other DBs)."""
+    base, _, last = redis_url.rpartition("/")
+    return f"{base}/13" if last.isdigit() else f"{redis_url.rstrip('/')}/13"
+
+
+class NoJitter(random.Random):
+    """Draws 0.0 every time: a bucket sends each waiting request on the dot."""
+
+    def random(self) -> float:
+        return 0.0
+
+
+@pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
 

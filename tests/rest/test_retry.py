@@ -12,7 +12,7 @@ from b24app import errors as e
 from b24app.config import RateLimit
 from b24app.rest import Command, RetryPolicy
 from b24app.rest.retry import is_read
-from tests.rest.conftest import WEBHOOK, fixture, make_client
+from tests.rest.conftest import WEBHOOK, fixture, make_client, sent_json
 
 OK = {"result": True, "time": {"duration": 0.01, "operating": 0}}
 QLE = (fixture("error.QUERY_LIMIT_EXCEEDED"), 503)
@@ -132,12 +132,43 @@ def test_backoff_is_capped_exponential_with_jitter_and_per_request(rsps, clock):
     assert client.requests_made == 12
 
 
-def test_retries_stop_at_the_policy_and_raise_the_typed_error(rsps, clock):
-    client = make_client(clock, retry=RetryPolicy(attempts=3))
-    _add(rsps, "crm.lead.list", QLE, QLE, QLE)
+def test_a_busy_portal_costs_no_attempts(rsps, clock):
+    client = make_client(clock, retry=RetryPolicy(attempts=2))
+    _add(rsps, "crm.deal.add", QLE, QLE, QLE, QLE, QLE, {"result": 7})
+    assert client.call("crm.deal.add", {"fields": {"TITLE": "x"}}).result == 7
+    assert (client.requests_made, client.requests_refused) == (6, 5)
+
+
+def test_a_batch_of_writes_refused_with_503_is_sent_again_once_unchanged(rsps, client):
+    done = {
+        "result": {
+            "result": {"d1": 11, "d2": 12},
+            "result_error": [],
+            "result_total": [],
+            "result_next": [],
+            "result_time": [],
+        }
+    }
+    _add(rsps, "batch", QLE, done)
+    writes = [
+        Command("d1", "crm.deal.add", {"fields": {"TITLE": "a", "ORIGIN_ID": "1"}}),
+        Command("d2", "crm.deal.add", {"fields": {"TITLE": "b", "ORIGIN_ID": "2"}}),
+    ]
+    assert client.batch(writes).results == {"d1": 11, "d2": 12}
+    assert (client.requests_made, client.requests_refused) == (2, 1)
+    assert sent_json(rsps.calls[0]) == sent_json(rsps.calls[1])  # the very same batch, once
+
+
+def test_a_portal_that_lets_nothing_through_for_max_busy_wait_raises(rsps, clock):
+    client = make_client(
+        clock, rate=RateLimit(per_second=2.0, burst=50), retry=RetryPolicy(max_busy_wait=120)
+    )
+    rsps.add("POST", WEBHOOK + "crm.lead.list", json=QLE[0], status=503)  # answers every call
+    start = clock.monotonic()
     with pytest.raises(e.QueryLimitExceeded):
         client.call("crm.lead.list")
-    assert client.requests_made == 3
+    assert clock.monotonic() - start >= 120
+    assert client.requests_refused == client.requests_made > 1
 
 
 def test_overload_and_client_errors_are_not_retried(rsps, client):
@@ -231,17 +262,19 @@ def test_batch_sub_call_times_feed_the_budget_per_inner_method(rsps, client, clo
     assert clock.sleeps and clock.sleeps[0] == pytest.approx(600)
 
 
-def test_a_503_empties_the_mirrored_bucket(rsps, clock):
+def test_a_503_fills_the_mirrored_bucket_and_lowers_the_rate(rsps, clock):
     client = make_client(clock, rate=RateLimit(per_second=2.0, burst=50))
     _add(rsps, "crm.lead.list", OK, QLE, OK, OK)
     client.call("crm.lead.list")
     assert clock.sleeps == []
     client.call("crm.lead.list")
-    # after the 503 the next requests go at the drain rate (one per 0.5 s)
-    assert sum(clock.sleeps) == pytest.approx(0.5)
-    before = clock.now()
+    # The first 503 comes with nothing learned yet: the cut is the largest allowed (30%), and
+    # the request waits until the full portal bucket has drained 3 requests (2 of headroom).
+    assert client.bucket.rate == pytest.approx(1.4, abs=0.001)  # + growth while it waited
+    assert 3 / 1.4 <= sum(clock.sleeps) < 4 / 1.4  # plus a jitter under one interval
     client.call("crm.lead.list")
-    assert clock.now() - before == pytest.approx(0.5)
+    # the next one catches up on the jitter: 4 intervals in all, plus its own jitter
+    assert 4 / 1.4 <= sum(clock.sleeps) < 5 / 1.4
 
 
 @pytest.mark.parametrize(

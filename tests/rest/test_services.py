@@ -14,6 +14,7 @@ import redis
 
 from b24app.config import RateLimit
 from b24app.rest import RedisBucket
+from chaos.neighbour import Neighbour
 from sandbox import Sandbox
 from sandbox.limits import Plan
 from tests.rest import workers
@@ -33,18 +34,25 @@ def test_postgres_row_lock_refreshes_once_for_two_processes_of_eight_threads(fre
     assert stats["oauth_requests"] == 1
 
 
-def test_redis_buckets_share_one_schedule(redis_url):
+def test_redis_buckets_share_one_mirror_and_one_learned_rate(rate_redis_url):
     key = f"b24app:test:{secrets.token_hex(4)}"
     rate = RateLimit(per_second=2.0, burst=50)
-    first = RedisBucket(redis.Redis.from_url(redis_url), key, rate)
-    second = RedisBucket(redis.Redis.from_url(redis_url), key, rate)
-    waits = [(first if i % 2 else second).reserve() for i in range(52)]
-    assert waits[:48] == [0.0] * 48
-    # the two "processes" drew alternate slots of one bucket, each 0.5 s after the last
-    assert waits[48:] == pytest.approx([0.5, 1.0, 1.5, 2.0], abs=0.2)
-    first.penalize()
-    assert second.reserve() >= 2.0
-    redis.Redis.from_url(redis_url).delete(key)
+    first = RedisBucket(redis.Redis.from_url(rate_redis_url), key, rate)
+    second = RedisBucket(redis.Redis.from_url(rate_redis_url), key, rate)
+    slots = [(first if i % 2 else second).take() for i in range(52)]
+    assert [slot.wait for slot in slots[:48]] == [0.0] * 48
+    # the two "processes" drew alternate slots of one mirror, a drain interval apart (+ jitter)
+    for k, slot in enumerate(slots[48:], start=1):
+        assert 0.5 * k - 0.2 <= slot.wait < 0.5 * (k + 1)
+    first.refused(slots[-1])
+    # nothing learned before this first 503: the largest cut, 30%
+    assert first.rate == pytest.approx(1.4)
+    after = second.take()
+    assert second.rate == pytest.approx(1.4, abs=0.001)  # learned together (+ growth)
+    assert after.wait >= 3 / 1.4 - 0.2  # the mirror is full for both: wait for the portal's room
+    second.refused(slots[-2])  # sent before the cut: the same congestion, no second cut
+    assert second.rate == pytest.approx(1.4, abs=0.001)
+    redis.Redis.from_url(rate_redis_url).delete(key)
 
 
 def _run_writers(portal: Sandbox, redis_url: str | None) -> list[tuple]:
@@ -65,11 +73,12 @@ def _run_writers(portal: Sandbox, redis_url: str | None) -> list[tuple]:
     return outcomes
 
 
-def test_two_processes_sharing_the_redis_bucket_never_draw_503(redis_url):
+def test_two_processes_sharing_the_redis_bucket_never_draw_503(rate_redis_url):
     tight = Plan("tight", rate=5.0, burst=20)
     with Sandbox(seed_leads=0, seed=1, plan=tight) as portal:
-        redis.Redis.from_url(redis_url).delete(f"b24app:bucket:{portal.webhook_url.split('/')[2]}")
-        outcomes = _run_writers(portal, redis_url)
+        host = portal.webhook_url.split("/")[2]
+        redis.Redis.from_url(rate_redis_url).delete(f"b24app:rate:{host}")
+        outcomes = _run_writers(portal, rate_redis_url)
         stats = portal.stats()
     assert outcomes == [("ok", 750, 0, 15)] * 2, outcomes
     assert stats["query_limit_exceeded"] == 0
@@ -86,3 +95,35 @@ def test_without_redis_two_processes_overrun_the_portal():
     assert [o[:3] for o in outcomes] == [("ok", 750, 0)] * 2, outcomes
     assert stats["query_limit_exceeded"] > 0
     assert stats["counts"]["lead"] == 1_500
+
+
+def test_processes_sharing_redis_learn_the_neighbours_share_together(rate_redis_url):
+    # Two processes writing through one Redis-held bucket beside a neighbour spending 40% of a
+    # 5/s portal: the 503s either of them meets lower the one shared rate.
+    tight = Plan("tight", rate=5.0, burst=20)
+    with Sandbox(seed_leads=0, seed=1, plan=tight) as portal:
+        key = f"b24app:rate:{portal.webhook_url.split('/')[2]}"
+        shared = redis.Redis.from_url(rate_redis_url)
+        shared.delete(key)
+        with Neighbour.beside(portal, 0.4, seed=1):
+            ctx = multiprocessing.get_context("spawn")
+            results = ctx.Queue()
+            procs = [
+                ctx.Process(
+                    target=workers.busy_writer,
+                    args=(portal.webhook_url, rate_redis_url, 5.0, 20, 20, f"B{n}x", results),
+                )
+                for n in range(2)
+            ]
+            for proc in procs:
+                proc.start()
+            outcomes = [results.get(timeout=180) for _ in procs]
+            for proc in procs:
+                proc.join(30)
+        stats = portal.stats()
+        learned = float(shared.hget(key, "rate"))
+        shared.delete(key)
+    assert [o[:3] for o in outcomes] == [("ok", 1000, 0)] * 2, outcomes
+    assert stats["counts"]["lead"] == 2_000  # every refused batch was sent again, and ran once
+    assert sum(o[3] for o in outcomes) > 0
+    assert learned < 5.0

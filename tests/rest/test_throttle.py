@@ -8,35 +8,39 @@ import pytest
 
 from b24app.config import PLANS, RateLimit
 from b24app.rest import LocalBucket, OperatingBudget, Time
-from b24app.rest.throttle import bucket_shape
-from tests.rest.conftest import in_threads
+from b24app.rest.adaptive import Shape
+from tests.rest.conftest import NoJitter, in_threads
 
 
 @pytest.mark.parametrize(("plan", "burst"), [("standard", 48), ("enterprise", 248), ("fast", 37)])
 def test_bucket_keeps_headroom_under_the_plan(plan, burst):
-    interval, tolerance = bucket_shape(RateLimit(*PLANS[plan]))
-    assert interval == pytest.approx(1 / PLANS[plan][0])
-    assert round(tolerance / interval) + 1 == burst
+    shape = Shape.of(RateLimit(*PLANS[plan]))
+    assert shape.cap == burst
+    assert shape.ceiling == PLANS[plan][0]
 
 
 def test_a_burst_then_the_drain_rate(clock):
-    bucket = LocalBucket(RateLimit(per_second=2.0, burst=50), clock=clock)
-    waits = [bucket.reserve() for _ in range(52)]
+    bucket = LocalBucket(
+        RateLimit(per_second=2.0, burst=50), clock=clock, adaptive=False, rng=NoJitter()
+    )
+    waits = [bucket.take().wait for _ in range(52)]
     assert waits[:48] == [0.0] * 48
     assert waits[48:] == pytest.approx([0.5, 1.0, 1.5, 2.0])
     clock.advance(10)  # 20 slots drained, 4 of them already promised to the waiters above
-    assert [bucket.reserve() for _ in range(16)] == [0.0] * 16
-    assert bucket.reserve() > 0
+    assert [bucket.take().wait for _ in range(16)] == [0.0] * 16
+    assert bucket.take().wait > 0
 
 
 def test_one_schedule_across_threads(clock):
-    bucket = LocalBucket(RateLimit(per_second=5.0, burst=20), clock=clock)
+    bucket = LocalBucket(
+        RateLimit(per_second=5.0, burst=20), clock=clock, adaptive=False, rng=NoJitter()
+    )
     waits: list[float] = []
     lock = Lock()
 
     def worker() -> None:
         for _ in range(25):
-            wait = bucket.reserve()
+            wait = bucket.take().wait
             with lock:
                 waits.append(wait)
 
@@ -45,12 +49,17 @@ def test_one_schedule_across_threads(clock):
     assert sorted(waits) == pytest.approx([0.0] * 18 + [0.2 * k for k in range(1, 183)])
 
 
-def test_penalize_means_the_portal_bucket_is_full(clock):
-    bucket = LocalBucket(RateLimit(per_second=2.0, burst=50), clock=clock)
-    assert bucket.reserve() == 0.0
-    bucket.penalize()
-    assert bucket.reserve() == pytest.approx(0.5)
-    assert bucket.reserve() == pytest.approx(1.0)
+def test_a_refusal_means_the_portal_bucket_is_full(clock):
+    bucket = LocalBucket(
+        RateLimit(per_second=2.0, burst=50), clock=clock, adaptive=False, rng=NoJitter()
+    )
+    slot = bucket.take()
+    assert slot.wait == 0.0
+    bucket.refused(slot)
+    # full (50): room for one more once 3 have drained, keeping the 2 requests of headroom
+    assert bucket.take().wait == pytest.approx(1.5)
+    assert bucket.take().wait == pytest.approx(2.0)
+    assert bucket.rate == 2.0  # not adaptive: the rate never changes
 
 
 def test_operating_budget_counts_durations_per_method_in_the_window(clock):

@@ -78,3 +78,31 @@ def shared_bucket_writer(
         results.put(("ok", len(result.results), len(result.errors), client.requests_made))
     except Exception:
         results.put(("error", traceback.format_exc()))
+
+
+def busy_writer(
+    webhook_url: str,
+    redis_url: str,
+    per_second: float,
+    burst: int,
+    batches: int,
+    tag: str,
+    results: Any,
+) -> None:
+    """`shared_bucket_writer` that also reports the 503s it met and the rate it ended at."""
+    try:
+        client = PortalClient.from_webhook(
+            webhook_url, rate=RateLimit(per_second, burst), redis_url=redis_url
+        )
+        commands = [
+            Command(
+                f"{tag}{i}",
+                "crm.lead.add",
+                {"fields": {"TITLE": f"{tag} {i}", "ORIGIN_ID": f"{tag}-{i}"}},
+            )
+            for i in range(batches * 50)
+        ]
+        result = client.batch_many(commands)
+        results.put(("ok", len(result.results), len(result.errors), client.requests_refused))
+    except Exception:
+        results.put(("error", traceback.format_exc()))

@@ -1,0 +1,128 @@
+"""The learned rate: a bucket beside a neighbour on a simulated portal, all on the fake clock."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import pytest
+
+from b24app.config import RateLimit
+from b24app.rest import LocalBucket
+from b24app.rest.adaptive import Shape, State, refused, take
+from tests.rest.busy_portal import Drive, Neighbour, PortalBucket
+from tests.rest.conftest import FakeClock
+
+STANDARD = RateLimit(per_second=2.0, burst=50)
+
+
+def _drive(clock: FakeClock, neighbour: float, seed: int = 1) -> tuple[LocalBucket, Drive]:
+    bucket = LocalBucket(STANDARD, clock=clock, rng=random.Random(seed))
+    drive = Drive(clock, PortalBucket(rate=2.0, burst=50), Neighbour(neighbour, seed=seed))
+    drive.idle(5)  # the neighbour was there first
+    return bucket, drive
+
+
+def test_alone_on_the_portal_nothing_is_refused_and_the_rate_stays_at_the_plan(clock):
+    bucket, drive = _drive(clock, neighbour=0.0)
+    seconds = drive.run(bucket, 300)
+    assert drive.refusals == []
+    assert bucket.rate == 2.0
+    # the burst of 48, then 2/s: the leaky-bucket floor (300 - 50) / 2 = 125 s, give or take
+    # the burst's headroom and a jitter
+    assert seconds == pytest.approx(126, abs=1.5)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_beside_a_neighbour_taking_40_percent_it_settles_on_the_rest(clock, seed):
+    bucket, drive = _drive(clock, neighbour=0.8, seed=seed)
+    seconds = drive.run(bucket, 600)
+    # a few refusals while learning, then the rest of the run at the budget left (1.2/s)
+    learning = [at for at in drive.refusals if at < 90]
+    assert 1 <= len(learning) <= 4
+    assert len(drive.refusals) <= len(learning) + 5  # rare probes after that
+    floor = (600 - 50) / 1.2
+    assert seconds <= 1.05 * floor
+    assert 1.1 <= bucket.rate <= 1.35
+    # ... and the neighbour kept its share: b24app did not crowd it out
+    assert drive.neighbour.accepted / drive.now() >= 0.95 * 0.8
+
+
+def test_a_neighbour_is_not_starved_when_b24app_never_gets_a_503_on_its_own(clock):
+    # Requests sent on the dot would take every slot the moment the portal has room: the
+    # neighbour's would be refused, never b24app's. The jitter gives the neighbour its turn;
+    # its share then costs b24app a refusal, and b24app learns.
+    for seed in range(1, 6):
+        bucket, drive = _drive(clock, neighbour=0.2, seed=seed)
+        drive.run(bucket, 300)
+        assert drive.neighbour.accepted / drive.now() >= 0.9 * 0.2
+        assert bucket.rate < 2.0
+
+
+def test_when_the_neighbour_leaves_the_rate_climbs_back(clock):
+    bucket, drive = _drive(clock, neighbour=0.8)
+    drive.run(bucket, 150)
+    learned = bucket.rate
+    assert learned < 1.4
+    drive.neighbour.until = drive.now()  # the neighbour stops
+    drive.run(bucket, 2500)
+    assert bucket.rate == 2.0
+    assert learned < bucket.rate
+
+
+def test_idle_time_does_not_raise_the_rate(clock):
+    bucket, drive = _drive(clock, neighbour=0.8)
+    drive.run(bucket, 150)
+    learned = bucket.rate
+    drive.idle(3600)
+    assert bucket.rate == learned
+
+
+def test_refusals_of_requests_in_flight_cut_once():
+    shape = Shape.of(STANDARD)
+    state = State.start(shape, 0.0)
+    slots = []
+    for _ in range(52):
+        state, slot = take(state, shape, 0.0)
+        slots.append(slot)
+    state = refused(state, shape, slots[-2], 1.0)
+    cut = state.rate
+    state = refused(state, shape, slots[-1], 1.0)  # taken before the cut: same congestion
+    assert state.rate == cut
+    assert state.generation == 1
+
+
+def test_one_cut_is_at_most_30_percent_and_the_rate_never_drops_below_2_percent():
+    shape = Shape.of(STANDARD)
+    state = State.start(shape, 0.0)
+    rates = []
+    for step in range(30):
+        state, slot = take(state, shape, float(step))
+        state = refused(state, shape, slot, float(step))
+        rates.append(state.rate)
+    assert rates[0] == pytest.approx(1.4)
+    assert all(b >= 0.7 * a - 1e-9 for a, b in itertools.pairwise(rates))
+    assert 0.04 <= min(rates) < 0.05  # the floor (a waiting request still adds its growth)
+
+
+def test_a_measured_share_is_cut_to_exactly_not_by_the_largest_step():
+    # The mirror matched the portal when it was last refused, 20 s ago, and has been full since;
+    # refused again with its own level at 48 (2 of headroom), others put in at least 2
+    # requests over those 20 s: the rate goes down by 2/20 per second, and 5% more.
+    shape = Shape.of(STANDARD)
+    state = State(level=49.0, at=20.0, rate=1.3, generation=3, since=0.0)
+    state, slot = take(state, shape, 20.0)
+    assert slot.level == pytest.approx(48.0)
+    sent = 20.0 + slot.wait
+    grown = state.rate
+    state = refused(state, shape, slot, sent)
+    assert state.rate == pytest.approx((grown - 2 / sent) * 0.95)
+    assert (state.level, state.since, state.generation) == (50.0, sent, 4)
+
+
+def test_a_non_adaptive_bucket_only_fills_its_mirror(clock):
+    bucket = LocalBucket(STANDARD, clock=clock, adaptive=False, rng=random.Random(1))
+    drive = Drive(clock, PortalBucket(rate=2.0, burst=50), Neighbour(0.8, seed=2))
+    drive.run(bucket, 200)
+    assert bucket.rate == 2.0
+    assert len(drive.refusals) > 10  # what the adaptive rate saves
