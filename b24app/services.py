@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from functools import cached_property
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import Engine
 
@@ -70,13 +71,17 @@ class Services:
 
     def client(self, member_id: str) -> PortalClient:
         """A client for the installed portal `member_id` (close it when done)."""
+        found = self.installations.get_installation(member_id)
+        # Bitrix24's bucket is the portal's, shared by every app and webhook on it: keyed by the
+        # portal's host, as a webhook client keys it, so a CLI run and the workers share it.
+        host = urlsplit(found.client_endpoint).netloc if found else member_id
         with self._lock:
-            bucket = self._buckets.get(member_id)
+            bucket = self._buckets.get(host)
             if bucket is None:
                 bucket = make_bucket(
-                    self.settings.rate_limit, key=member_id, redis_url=self.settings.redis_url
+                    self.settings.rate_limit, key=host, redis_url=self.settings.redis_url
                 )
-                self._buckets[member_id] = bucket
+                self._buckets[host] = bucket
             budget = self._budgets.get(member_id)
             if budget is None:
                 budget = make_budget(key=member_id, redis_url=self.settings.redis_url)
