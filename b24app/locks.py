@@ -329,8 +329,7 @@ class DatabaseLocks:
 class LayeredLocks:
     """A lock made of layers, taken in order, all or none: as wide as its widest layer.
 
-    Claims go to `claims` (the workers' queue-wide locks). `shared` is True when a layer reaches
-    beyond this machine (Redis, PostgreSQL).
+    Claims go to `claims` (the workers' queue-wide locks).
     """
 
     def __init__(self, layers: tuple[Any, ...], *, claims: PortalLocks | None = None) -> None:
@@ -341,11 +340,6 @@ class LayeredLocks:
 
     def __repr__(self) -> str:
         return f"LayeredLocks({', '.join(type(layer).__name__ for layer in self.layers)})"
-
-    @property
-    def shared(self) -> bool:
-        """Whether the lock excludes processes on other machines too."""
-        return any(isinstance(layer, RedisLocks | DatabaseLocks) for layer in self.layers)
 
     @contextlib.contextmanager
     def hold(self, name: str) -> Iterator[bool]:
