@@ -105,3 +105,99 @@ def test_redis_claims_lapse_or_end_early(redis_url: str) -> None:
     time.sleep(0.1)
     assert locks.claim(name, 60)
     locks.unclaim(name)
+
+
+# -- the portal's conversion lock ----------------------------------------------------------------
+
+
+def test_a_webhook_and_an_installation_of_one_portal_meet_on_one_lock_name() -> None:
+    from b24app.locks import portal_lock_name
+
+    names = {
+        portal_lock_name("https://Acme.bitrix24.com/rest/1/secretcode/"),
+        portal_lock_name("https://acme.bitrix24.com/rest/"),
+        portal_lock_name("acme.bitrix24.com"),
+    }
+    assert names == {"portal:acme.bitrix24.com"}
+    assert "secretcode" not in next(iter(names))
+
+
+def test_a_layered_lock_is_all_or_none_and_names_its_holder(tmp_path: Path) -> None:
+    from b24app.locks import LayeredLocks
+
+    outer, inner = FileLocks(tmp_path / "a"), FileLocks(tmp_path / "b")
+    both = LayeredLocks((outer, inner))
+    with inner.hold("portal:x") as taken:
+        assert taken
+        with both.hold("portal:x") as got:
+            assert not got
+        with outer.hold("portal:x") as free:
+            assert free, "the first layer was let go when the second said no"
+    with both.hold("portal:x") as got:
+        assert got
+        assert both.holder_of("portal:x") == f"{os.getpid()}@{__import__('socket').gethostname()}"
+    assert both.holder_of("portal:x") is None
+
+
+def test_conversion_turn_waits_for_the_holder_or_says_who_holds_it(tmp_path: Path) -> None:
+    import contextlib
+
+    from b24app.errors import PortalBusy
+    from b24app.locks import LayeredLocks, conversion_turn
+
+    locks = LayeredLocks((FileLocks(tmp_path / "m"),))
+    holder = contextlib.ExitStack()
+    assert holder.enter_context(FileLocks(tmp_path / "m").hold("portal:x"))
+    with pytest.raises(PortalBusy, match=f"another b24app run .*process {os.getpid()}@"):
+        with conversion_turn(locks, "portal:x", wait=False):
+            pass
+
+    told: list[str | None] = []
+    naps: list[float] = []
+
+    def nap(seconds: float) -> None:  # the other run finishes while this one waits
+        naps.append(seconds)
+        holder.close()
+
+    with conversion_turn(locks, "portal:x", on_wait=told.append, sleep=nap):
+        with FileLocks(tmp_path / "m").hold("portal:x") as again:
+            assert not again, "this run holds it now"
+    assert told == [f"{os.getpid()}@{__import__('socket').gethostname()}"] and naps == [1.0]
+
+
+@pytest.mark.services
+def test_a_database_lock_is_freed_when_its_holder_is_killed(fresh_postgres_url: str) -> None:
+    from b24app.locks import DatabaseLocks
+    from b24app.store.db import make_engine
+
+    code = (
+        "import sys, time\n"
+        "from b24app.locks import DatabaseLocks\n"
+        "from b24app.store.db import make_engine\n"
+        "with DatabaseLocks(make_engine(sys.argv[1])).hold('portal:a') as got:\n"
+        "    print(got, flush=True)\n"
+        "    time.sleep(60)\n"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", code, fresh_postgres_url], stdout=subprocess.PIPE, text=True
+    )
+    locks = DatabaseLocks(make_engine(fresh_postgres_url))
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "True"
+        with locks.hold("portal:a") as busy, locks.hold("portal:b") as other:
+            assert (busy, other) == (False, True)
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(10)
+        deadline = time.monotonic() + 10
+        while True:
+            with locks.hold("portal:a") as free:
+                if free or time.monotonic() > deadline:
+                    break
+            time.sleep(0.1)
+        assert free
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        locks.engine.dispose()
