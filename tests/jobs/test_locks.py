@@ -148,9 +148,9 @@ def test_conversion_turn_waits_for_the_holder_or_says_who_holds_it(tmp_path: Pat
     locks = LayeredLocks((FileLocks(tmp_path / "m"),))
     holder = contextlib.ExitStack()
     assert holder.enter_context(FileLocks(tmp_path / "m").hold("portal:x"))
-    with pytest.raises(PortalBusy, match=f"another b24app run .*process {os.getpid()}@"):
-        with conversion_turn(locks, "portal:x", wait=False):
-            pass
+    busy = pytest.raises(PortalBusy, match=f"another b24app run .*process {os.getpid()}@")
+    with busy, conversion_turn(locks, "portal:x", wait=False):
+        pass
 
     told: list[str | None] = []
     naps: list[float] = []
@@ -159,9 +159,11 @@ def test_conversion_turn_waits_for_the_holder_or_says_who_holds_it(tmp_path: Pat
         naps.append(seconds)
         holder.close()
 
-    with conversion_turn(locks, "portal:x", on_wait=told.append, sleep=nap):
-        with FileLocks(tmp_path / "m").hold("portal:x") as again:
-            assert not again, "this run holds it now"
+    with (
+        conversion_turn(locks, "portal:x", on_wait=told.append, sleep=nap),
+        FileLocks(tmp_path / "m").hold("portal:x") as again,
+    ):
+        assert not again, "this run holds it now"
     assert told == [f"{os.getpid()}@{__import__('socket').gethostname()}"] and naps == [1.0]
 
 
