@@ -8,6 +8,8 @@ import pytest
 from bench.neighbour import Options, Outcome, figures, measure
 from sandbox.limits import Plan
 
+pytestmark = pytest.mark.slow  # seconds to minutes: `make test-fast` leaves it out
+
 # The standard plan's shape at 5x the pace, so the portal is busy within seconds.
 TIGHT = Plan("tight", rate=10.0, burst=20)
 OPTIONS = Options(leads=300, plan=TIGHT, share=0.4)

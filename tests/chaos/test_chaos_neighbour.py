@@ -12,6 +12,8 @@ from chaos.__main__ import build_parser
 from chaos.scenario import Options, run
 from sandbox import Sandbox
 
+pytestmark = pytest.mark.slow  # seconds to minutes: `make test-fast` leaves it out
+
 
 def test_the_neighbour_spends_its_share_through_rest_and_counts_every_answer():
     with Sandbox(seed_leads=0, plan="fast") as portal:

@@ -11,6 +11,8 @@ import pytest
 
 from chaos.scenario import Options, Result, run
 
+pytestmark = pytest.mark.slow  # seconds to minutes: `make test-fast` leaves it out
+
 
 def _failures(result: Result) -> list[str]:
     return [f"{check.name}: {check.detail}" for check in result.checks if not check.ok]

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from cli_support import ROOT, SECRET, active_leads, child_env, run_cli, run_python
 
 from b24app.store.crypto import Cipher
@@ -97,6 +98,7 @@ def test_demo_runs_with_a_few_leads(tmp_path: Path) -> None:
     assert "matching leads were converted once" in done.stdout
 
 
+@pytest.mark.slow
 def test_bench_quick_keeps_working() -> None:
     done = run_python(["-m", "bench", "--quick"], {}, cwd=ROOT)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
