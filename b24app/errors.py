@@ -293,8 +293,8 @@ _CODE_HINTS: dict[str, str] = {
 _CLASS_HINTS: tuple[tuple[type[BaseException], str], ...] = (
     (
         PortalBusy,
-        "another b24app run is converting on this portal; wait for it to finish, then "
-        "run the command again",
+        "run the command again without --no-wait to wait for it (it shows who holds the "
+        "portal); a run on another machine holds it through the shared Redis or database",
     ),
     (
         InvalidGrant,

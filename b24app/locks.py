@@ -416,8 +416,7 @@ def conversion_turn(
         if not wait:
             by = f" (process {who})" if who else ""
             raise PortalBusy(
-                f"another b24app run is converting this portal{by}; wait for it to finish, "
-                "or run again without --no-wait to wait for it"
+                f"another b24app run is converting this portal{by}"
             )
         if not told and on_wait is not None:
             on_wait(who)

@@ -219,8 +219,9 @@ def test_no_wait_exits_4_with_the_holder_named(portal: Sandbox, tmp_path: Path) 
         second = _start(envs[1], "convert", *FLAGS, "--no-wait")
         _, err = second.communicate(timeout=60)
         assert second.returncode == 4
-        assert err.count("\n") == 1
-        assert f"process {first.pid}@" in err and "another b24app run" in err
+        error, hint = err.splitlines()  # one error line, one hint line
+        assert f"process {first.pid}@" in error and "another b24app run" in error
+        assert hint.startswith("b24app: hint:") and "--no-wait" in hint
     finally:
         first.communicate(timeout=240)
     assert first.returncode == 0
