@@ -36,9 +36,9 @@ from b24app.rest.encoding import command_string
 from b24app.rest.response import BatchResult
 from b24app.rest.retry import RetryPolicy
 
-# A dead or black-holed host fails within 5 s: 2 s to connect, twice; a live portal may take
-# 10 s to answer (requests takes a (connect, read) pair).
-TIMEOUT: Any = (2.0, 10.0)
+# A dead or black-holed host fails within 5 s, process start included: 1 s to connect,
+# twice; a live portal may take 10 s to answer (requests takes a (connect, read) pair).
+TIMEOUT: Any = (1.0, 10.0)
 RETRY = RetryPolicy(attempts=2, base=0.2, cap=0.4, max_block_wait=0.0)
 PUBLIC_URL_TIMEOUT = 3.0
 HEALTH_PATH = "/healthz"
