@@ -1027,6 +1027,80 @@ def _job_report(journal: Any, job_id: int) -> Any:
     return load_report(journal, job_id)
 
 
+# -- doctor ---------------------------------------------------------------------------------
+
+
+@main.command()
+@_portal_option
+@_json_option
+@click.option(
+    "--lang",
+    default="en",
+    show_default=True,
+    metavar="LANG",
+    help="Portal language whose custom-field labels are compared.",
+)
+def doctor(portal: str | None, as_json: bool, lang: str) -> None:
+    """Check, read-only and in a few requests, that the portal behaves as b24app expects.
+
+    Each line is ok, warn or fail, with what to do. Exits 3 when a check fails.
+    """
+    from b24app.doctor import RETRY, TIMEOUT, examine, recordable
+    from b24app.portals import open_portal
+
+    settings = Settings.from_env()
+    ctx = click.get_current_context()
+    _configure_logging(settings, verbose=bool(ctx.meta.get("b24app.verbose")))
+    target = open_portal(settings, portal, retry=RETRY, timeout=TIMEOUT)
+    ctx.meta["b24app.portal"] = target
+    report = examine(
+        target.client,
+        display=target.display,
+        app=bool(portal),
+        configured_plan=settings.plan,
+        public_url=settings.public_url,
+        language=lang,
+    )
+    recorded = _record_variants(settings, target.key, recordable(report))
+    if as_json:
+        echo_json({**report.to_dict(), "recorded": recorded})
+    else:
+        for check in report.checks:
+            click.echo(f"{check.status:<5} {check.name:<12} {check.summary}")
+            if check.fix and check.status != "ok":
+                click.echo(f"{'':<18} fix: {check.fix}")
+        if report.variants:
+            shown = ", ".join(f"{v.name}={v.value}" for v in report.variants)
+            click.echo(f"{'variants':<18} {shown}" + (" (recorded)" if recorded else ""))
+        extra = f", {report.other_requests} to the public URL" if report.other_requests else ""
+        click.echo(
+            f"{report.requests} request(s) to the portal{extra}, {report.seconds:.2f} s; "
+            "nothing was written to the CRM"
+        )
+    if report.failed:
+        sys.exit(EXIT_PORTAL)
+
+
+def _record_variants(settings: Settings, portal_key: str, found: dict[str, Any]) -> bool:
+    """Store what the doctor observed in the journal database; False if it could not."""
+    if not found:
+        return False
+    from b24app.store.db import make_engine, migrate
+    from b24app.store.portal_variants import PortalVariants
+
+    try:
+        migrate(settings.database_url)
+        engine = make_engine(settings.database_url)
+        try:
+            PortalVariants(engine).record(portal_key, found)
+        finally:
+            engine.dispose()
+    except (SQLAlchemyError, OSError) as exc:
+        log.warning("doctor: could not record the variants (%s)", type(exc).__name__)
+        return False
+    return True
+
+
 # -- worker ---------------------------------------------------------------------------------
 
 main.add_command(worker_command, "worker")

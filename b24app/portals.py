@@ -10,6 +10,7 @@ and a name safe to print.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from b24app.config import Settings
 from b24app.errors import ConfigError, NotInstalled
@@ -31,17 +32,22 @@ class PortalTarget:
     lock_name: str = ""
 
 
-def open_portal(settings: Settings, portal: str | None = None) -> PortalTarget:
+def open_portal(
+    settings: Settings, portal: str | None = None, **client_options: Any
+) -> PortalTarget:
     """The portal named by `--portal` (an installation), else by B24_WEBHOOK_URL.
 
+    `client_options` go to the PortalClient (e.g. the doctor's short timeout and retries).
     Raises ConfigError when neither is given, NotInstalled when `portal` is not an active
     installation in the database.
     """
     if portal:
-        return _installed(settings, portal.strip())
+        return _installed(settings, portal.strip(), client_options)
     if settings.webhook_url:
         auth = WebhookAuth(settings.webhook_url)
-        client = PortalClient.from_webhook(settings.webhook_url, settings=settings)
+        client = PortalClient.from_webhook(
+            settings.webhook_url, settings=settings, **client_options
+        )
         return PortalTarget(
             client=client,
             key=auth.key,
@@ -54,7 +60,7 @@ def open_portal(settings: Settings, portal: str | None = None) -> PortalTarget:
     )
 
 
-def _installed(settings: Settings, portal: str) -> PortalTarget:
+def _installed(settings: Settings, portal: str, client_options: dict[str, Any]) -> PortalTarget:
     cipher = Cipher.from_settings(settings)
     settings.require("B24_CLIENT_ID", "B24_CLIENT_SECRET")
     migrate(settings.database_url)
@@ -71,7 +77,9 @@ def _installed(settings: Settings, portal: str) -> PortalTarget:
             "reinstall it from the Bitrix24 Market",
             code="NOT_INSTALLED",
         )
-    client = PortalClient.for_installation(store, installation.member_id, settings=settings)
+    client = PortalClient.for_installation(
+        store, installation.member_id, settings=settings, **client_options
+    )
     return PortalTarget(
         client=client,
         key=installation.member_id,

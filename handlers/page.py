@@ -27,11 +27,13 @@ from b24app.crm.overview import read_overview
 from b24app.crm.policy import Policy, PolicyError
 from b24app.crm.reader import Reader
 from b24app.crm.report import load_report
+from b24app.doctor import examine, recordable
 from b24app.errors import AuthError, B24Error
 from b24app.pagetoken import PageTokenError, PageTokens, PageUser
 from b24app.rest import PortalClient
 from b24app.rest.user import read_viewer, viewer_client
 from b24app.store.journal import DONE, FAILED, INTERRUPTED, PENDING, RUNNING, JobBusy, JobRow
+from b24app.store.portal_variants import PortalVariants
 from handlers import i18n
 from handlers.context import AppContext, app_context
 
@@ -491,6 +493,27 @@ def verify_mode() -> Any:
     if before:
         values["from"] = before
     return redirect(page.url("page.view", **values) + "#switch", code=303)
+
+
+# -- check the portal ----------------------------------------------------------------------------
+
+
+@blueprint.get("/app/doctor")
+def doctor_panel() -> Any:
+    """The "Check the portal" panel (admins): `b24app doctor`'s lines for this portal."""
+    page = _page(write=True)
+    settings = page.ctx.settings
+    installation = page.ctx.installations.get_installation(page.member_id)
+    report = examine(
+        page.portal(),
+        display=installation.domain if installation else page.member_id,
+        app=True,
+        configured_plan=settings.plan,
+        public_url=settings.public_url,
+        language=page.user.lang,
+    )
+    PortalVariants(page.ctx.engine).record(page.member_id, recordable(report))
+    return _render("page_doctor.html", page, report=report)
 
 
 # -- rendering and errors ------------------------------------------------------------------------

@@ -27,6 +27,11 @@ KNOBS: dict[str, tuple[str, ...]] = {
     "simple_add": ("docs", "code"),
     "conversion_activities": ("docs", "code"),
     "default_contact_name": (),
+    # Readings `b24app doctor` tells apart (issue 20); the default is the sandbox's earlier one.
+    "productrow_owner_arrays": ("code", "docs"),
+    "batch_sections": ("code", "docs"),
+    "error_statuses": ("docs", "code"),
+    "app_info_webhook": ("docs", "code"),
 }
 _COUNTED = ("lead", "deal", "contact", "company", "activity", "productrow", "comment")
 
@@ -146,6 +151,12 @@ class Portal:
         with self.lock:
             self._store.set_meta(f"knob.{name}", value)
             self._store.flush()
+
+    def knob(self, name: str) -> str:
+        """The reading chosen for knob `name` (its first allowed value when never set)."""
+        default = KNOBS[name][0] if KNOBS.get(name) else ""
+        with self.lock:
+            return self._store.meta(f"knob.{name}", default) or default
 
     def file(self, file_id: int) -> tuple[str, bytes] | None:
         """(name, bytes) of a stored custom-field file, for the download URL."""

@@ -42,7 +42,7 @@ from sandbox.limits import (
     simulated_cost,
 )
 from sandbox.oauth import ALWAYS_ALLOWED_SCOPE, Authority, TokenPair
-from sandbox.portal import CallContext, MethodResult, Portal
+from sandbox.portal import KNOBS, CallContext, MethodResult, Portal
 from sandbox.wire import error_response, json_response, parse_request, time_object
 
 LOOPBACK = "127.0.0.1"
@@ -169,15 +169,26 @@ def required_scope(method: str) -> str | None:
     return method.split(".", 1)[0]
 
 
-def check_scope(method: str, scope: tuple[str, ...]) -> None:
-    """insufficient_scope (403) when the token/webhook lacks the method's scope."""
+def has_scope(method: str, scope: tuple[str, ...]) -> bool:
+    """Whether a token/webhook granted `scope` may call `method`."""
     needed = required_scope(method)
-    if needed is None or needed in scope or (needed == "user" and USER_SCOPES & set(scope)):
+    return (
+        needed is None or needed in scope or (needed == "user" and bool(USER_SCOPES & set(scope)))
+    )
+
+
+def check_scope(method: str, scope: tuple[str, ...], *, status: int = 403) -> None:
+    """insufficient_scope when the token/webhook lacks the method's scope.
+
+    403 as the docs' error table says (knob `error_statuses=docs`, the default); the server code
+    answers 401 (`error_statuses=code`: rest/lib/oauthexception.php).
+    """
+    if has_scope(method, scope):
         return
     raise ApiError(
         "insufficient_scope",
         "The request requires higher privileges than provided by the access token",
-        403,
+        status,
     )
 
 
@@ -780,9 +791,12 @@ class Sandbox:
         self, method: str, params: dict[str, Any], ctx: CallContext, scope: tuple[str, ...]
     ) -> MethodResult:
         """One (sub-)call: lookup, scope, operating-time budget, dispatch, charge."""
+        meta = self._meta_call(method, params, ctx, scope)
+        if meta is not None:
+            return meta
         if not self.portal.has_method(method):
             raise ApiError("ERROR_METHOD_NOT_FOUND", "Method not found!", 404)
-        check_scope(method, scope)
+        check_scope(method, scope, status=401 if self._knob("error_statuses") == "code" else 403)
         try:
             self.operating.check(method)
         except ApiError:
@@ -798,6 +812,36 @@ class Sandbox:
             raise
         self.operating.charge(method, simulated_cost(method, outcome.result))
         return outcome
+
+    def _knob(self, name: str) -> str:
+        read = getattr(self.portal, "knob", None)
+        return str(read(name)) if callable(read) else KNOBS[name][0]
+
+    def _meta_call(
+        self, method: str, params: dict[str, Any], ctx: CallContext, scope: tuple[str, ...]
+    ) -> MethodResult | None:
+        """`scope`, `method.get` and a webhook's `app.info`: answers about the caller's own grant.
+
+        rest/classes/general/rest_provider.php: `scopeList` gives the granted scopes; `getMethod`
+        gives {isExisting, isAvailable}; `appInfo` called through a webhook gives its SCOPE and
+        the LICENSE (knob `app_info_webhook=code`; the docs say "Application context required",
+        the default).
+        """
+        if method == "scope":
+            return MethodResult(result=sorted(s for s in scope if s != ALWAYS_ALLOWED_SCOPE))
+        if method == "method.get":
+            name = str(params.get("name") or "").lower()
+            known = name in ("scope", "method.get") or (bool(name) and self.portal.has_method(name))
+            return MethodResult(
+                result={"isExisting": known, "isAvailable": known and has_scope(name, scope)}
+            )
+        if method == "app.info" and ctx.auth_kind != "oauth":
+            if self._knob("app_info_webhook") != "code":
+                return None
+            license_name = "en_ent250" if self.plan.name == "enterprise" else "en_std"
+            scopes = sorted(s for s in scope if s != ALWAYS_ALLOWED_SCOPE)
+            return MethodResult(result={"SCOPE": scopes, "LICENSE": license_name})
+        return None
 
     def _single(
         self,
@@ -845,4 +889,13 @@ class Sandbox:
                 return SubResult(error=exc)
             return SubResult(outcome.result, outcome.total, outcome.next)
 
-        return run_batch(params, run, self.clock)
+        answer = run_batch(params, run, self.clock)
+        if self._knob("batch_sections") == "docs":
+            # Knob `docs`: every section an object keyed by command key, as batch.md describes
+            # it, even for keys 0..n-1. `code` (default): PHP's json_encode, which turns such a
+            # section into a JSON list (rest_provider.php methodsBatch; fast_bitrix24
+            # tests/real_responses/crm_get_batch_mix_success_and_errors.py).
+            for name, section in answer.items():
+                if isinstance(section, list) and section:
+                    answer[name] = {str(i): value for i, value in enumerate(section)}
+        return answer

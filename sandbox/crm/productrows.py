@@ -225,6 +225,13 @@ def item_list(crm: Crm, params: dict[str, Any], caller: Caller) -> query.Page:
             raise ApiError("REQUIRED_ARG_MISSING", f"Required argument '{key}' is missing", 400)
     type_id = _CODE_TYPES.get(str(raw_filter["=ownerType"]).upper())
     listed = as_list(raw_filter["=ownerId"])
+    if listed is not None and crm.knob("productrow_owner_arrays", "code") == "docs":
+        # Knob `docs`: the current docs page says only `@id` takes an array and other keys
+        # ignore one, so the owner counts as missing (the code's own error for a missing owner,
+        # checkReadPermissions in crm/lib/controller/item/productrow.php:367-399). `code`
+        # (default): the array passes that check, `(int)` of it is the item whose read right is
+        # checked, and the ORM filter takes it as IN (:281-309).
+        raise ApiError("REQUIRED_ARG_MISSING", "Required argument '=ownerId' is missing", 400)
     owner_ids = [int_value(v) for v in (listed if listed is not None else [raw_filter["=ownerId"]])]
     if type_id is not None:
         owner_ids = [i for i in owner_ids if entities.exists(crm, type_id, i)]
