@@ -415,9 +415,7 @@ def conversion_turn(
         who = locks.holder_of(name)
         if not wait:
             by = f" (process {who})" if who else ""
-            raise PortalBusy(
-                f"another b24app run is converting this portal{by}"
-            )
+            raise PortalBusy(f"another b24app run is converting this portal{by}")
         if not told and on_wait is not None:
             on_wait(who)
             told = True
