@@ -116,8 +116,9 @@ def assert_converted(
 ) -> None:
     """Every active lead of `before` converted exactly once as the policy says; others untouched.
 
-    `raced`: runs converted the same leads without a shared lock and settled; a deal may then
-    carry its informational comment twice (both runs checked before either added it).
+    `raced`: runs overlapped on the same leads (no shared lock, or a killed run's last requests
+    landing after the next run looked); a deal may then carry its informational comment twice
+    (both checked before either added it).
     """
     assert not duplicates(core)
     leads = {int(r["ID"]): r for r in rows(core, "crm.lead.list")}
