@@ -27,6 +27,8 @@ KNOBS: dict[str, tuple[str, ...]] = {
     "simple_add": ("docs", "code"),
     "conversion_activities": ("docs", "code"),
     "default_contact_name": (),
+    "webhook_auth_error": ("code", "docs"),
+    "productrow_owner_array": ("code", "docs"),
 }
 _COUNTED = ("lead", "deal", "contact", "company", "activity", "productrow", "comment")
 
@@ -145,6 +147,18 @@ class Portal:
             raise ValueError(f"knob {name} takes {', '.join(KNOBS[name])}, not {value!r}")
         with self.lock:
             self._store.set_meta(f"knob.{name}", value)
+            self._store.flush()
+
+    def knob(self, name: str, default: str) -> str:
+        """The reading chosen for knob `name` (the wire layer reads its own knobs here)."""
+        with self.lock:
+            return self._crm.knob(name, default)
+
+    def set_plan_leads(self, allowed: bool) -> None:
+        """The portal's plan allows leads (True) or forbids them (crm.settings.mode.get then
+        answers 2 whatever the mode: crm/lib/settings/leadsettings.php:297-306)."""
+        with self.lock:
+            self._store.set_meta("plan.leads", "Y" if allowed else "N")
             self._store.flush()
 
     def file(self, file_id: int) -> tuple[str, bytes] | None:
