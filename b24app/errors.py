@@ -283,8 +283,10 @@ _NEW_KEY = (
 _CODE_HINTS: dict[str, str] = {
     "NO_AUTH_FOUND": "the webhook code in B24_WEBHOOK_URL is wrong or the webhook was deleted: "
     f"copy the URL again from {_WEBHOOK_PLACE}",
-    "INVALID_CREDENTIALS": "the webhook's user is blocked or no longer has access: "
-    f"make a new webhook in {_WEBHOOK_PLACE}",
+    # What a portal answers to a webhook URL whose user or code it does not know
+    # (rest/lib/apauth/auth.php:131-135 in Bitrix24's server code), or whose user is blocked.
+    "INVALID_CREDENTIALS": "the webhook code in B24_WEBHOOK_URL is wrong, the webhook was "
+    f"deleted or its user is blocked: copy the URL again from {_WEBHOOK_PLACE}",
     "WRONG_AUTH_TYPE": "this method does not take webhook calls: install b24app as an app and "
     "use --portal",
 }

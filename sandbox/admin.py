@@ -18,6 +18,9 @@ Parameters come as JSON, a form or a query string. Answers are JSON.
     POST /_sandbox/webhook                {"code", "user_id", "scope"} -> {"webhook_url"}
     POST /_sandbox/authorization-code     {"user_id"} -> {"code"}
     POST /_sandbox/move                   {"port": 0} -> {"base_url"} (old address answers 302)
+    POST /_sandbox/plan-leads             {"allowed": false} -> crm.settings.mode.get answers 2
+    POST /_sandbox/robot                  {"method", "params"} -> {"result"}: a robot's change,
+                                           its events without tokens
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from werkzeug.wrappers import Request, Response
 
+from sandbox.errors import ApiError
 from sandbox.faults import FaultSpecError
 from sandbox.wire import json_response, parse_request
 
@@ -98,6 +102,22 @@ def _finish(sandbox: Sandbox, p: dict[str, Any]) -> Any:
     return {"installed": sandbox.authority.installation.installed}
 
 
+def _plan_leads(sandbox: Sandbox, p: dict[str, Any]) -> Any:
+    allowed = _flag(p.get("allowed"), True)
+    sandbox.set_plan_leads(allowed)
+    return {"leads_allowed": allowed}
+
+
+def _robot(sandbox: Sandbox, p: dict[str, Any]) -> Any:
+    params = p.get("params") or {}
+    if not isinstance(params, dict):
+        raise ValueError("params must be an object")
+    try:
+        return {"result": sandbox.run_as_robot(str(p.get("method") or ""), params)}
+    except ApiError as exc:
+        raise ValueError(f"{exc.code or 'error'}: {exc.description}") from None
+
+
 ACTIONS: dict[tuple[str, str], Callable[[Sandbox, dict[str, Any]], Any]] = {
     ("GET", "info"): lambda s, p: s.info(),
     ("GET", "stats"): lambda s, p: s.stats(),
@@ -113,6 +133,8 @@ ACTIONS: dict[tuple[str, str], Callable[[Sandbox, dict[str, Any]], Any]] = {
         "code": s.authorization_code(_int(p.get("user_id"), 1))
     },
     ("POST", "move"): lambda s, p: {"base_url": s.move_domain(_int(p.get("port"), 0))},
+    ("POST", "plan-leads"): _plan_leads,
+    ("POST", "robot"): _robot,
 }
 
 

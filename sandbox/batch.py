@@ -7,7 +7,17 @@ module, `CRestProvider::methodsBatch` and `CRestUtil::processBatchElement`):
 
 * Top-level keys are case-insensitive (`cmd`/`CMD`, `halt`/`HALT`), and `halt` is PHP-truthy: only
   an empty string, "0", 0 and false mean "don't halt" -- so a form sending `halt=false` halts.
-* Commands past the 50th are not run; each gets `ERROR_BATCH_LENGTH_EXCEEDED` in `result_error`.
+* Commands past the 50th are not run; each gets `ERROR_BATCH_LENGTH_EXCEEDED` in `result_error`,
+  and `halt=1` stops at the 51st (rest/classes/general/rest_provider.php:287,358-363,379-382).
+* A command that is not a string is skipped without a trace, but counts towards the 50
+  (rest_provider.php:287-292).
+* Each section (result, result_error, result_total, result_next, result_time) is a PHP array
+  json_encode'd: `[]` when empty, a JSON list when its keys are 0..n-1 in order (numeric `cmd`
+  keys, e.g. fast_bitrix24's `get_by_ID`), an object otherwise (rest_provider.php:366-377,386-392;
+  recorded: fast_bitrix24 tests/real_responses/crm_get_batch_of_two_error.py,
+  crm_get_batch_mix_success_and_errors.py, batch_list_empty.py).
+* OPERATION_TIME_LIMIT and every other error of a command arrive in `result_error` with HTTP 200
+  for the batch (rest_provider.php:366-377).
 * A sub-call's query string is parsed like PHP's parse_str, so a raw `+` in a JSON-body command
   becomes a space, and anything after `#` is dropped (parse_url's fragment).
 * `$result[key][field]...` (also `$next`, `$total`, `$time`, `$error`) walks the earlier answers one
@@ -51,6 +61,7 @@ class SubResult:
     total: int | None = None
     next: int | None = None
     error: ApiError | None = None
+    operating: float | None = None  # the method's `time.operating` after this command
 
 
 # Runs one sub-call: (method, params) -> SubResult. The server supplies auth, scopes and limits.
@@ -168,7 +179,9 @@ def run_batch(params: dict[str, Any], run: Runner, clock: Callable[[], float]) -
             continue
         elapsed = time.perf_counter() - tick
         answers["result"][key] = outcome.result
-        answers["time"][key] = time_object(started, started + elapsed, elapsed)
+        answers["time"][key] = time_object(
+            started, started + elapsed, elapsed, operating=outcome.operating
+        )
         if outcome.total is not None:
             answers["total"][key] = outcome.total
         if outcome.next is not None:

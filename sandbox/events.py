@@ -26,6 +26,10 @@ from sandbox.portal import CallContext, MethodResult
 from sandbox.wire import iso_time
 
 PAGE = 50
+# Hops an event chain may make: a change a user makes starts one with 7; a REST call made with an
+# event's token passes on one less; at 0 nothing more is delivered (rest/classes/general/
+# rest_util.php:19 HANDLER_SESSION_TTL, rest/lib/event/session.php:19-39, sender.php:185-197).
+HANDLER_SESSION_TTL = 7
 # What event.offline.get shows of a queue record (event.offline.list adds PROCESS_ID and ERROR).
 OFFLINE_GET_FIELDS = (
     "ID",
@@ -98,6 +102,16 @@ class Delivery:
     ok: bool
     status: int | None
     error: str = ""
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """An event waiting for the delivery thread (binding None: stop)."""
+
+    binding: Binding | None
+    data: list[tuple[str, str]] | dict[str, Any]
+    hops: int = HANDLER_SESSION_TTL
+    robot: bool = False
 
 
 @dataclass(frozen=True)
@@ -225,9 +239,8 @@ class EventHub:
         self._offline_index: dict[str, int] = {}
         self._next_offline = 1
         self._message_ids: dict[str, str] = {}
-        self._queue: queue.Queue[tuple[Binding | str, list[tuple[str, str]] | dict[str, Any]]]
-        self._queue = queue.Queue()
-        self._tokens: dict[int, TokenPair] = {}
+        self._queue: queue.Queue[_Pending] = queue.Queue()
+        self._tokens: dict[tuple[int, int], TokenPair] = {}
         self._caller = threading.local()
         self._notified: dict[int, float] = {}
         self._session = requests.Session()
@@ -235,6 +248,7 @@ class EventHub:
         self.deliveries: deque[Delivery] = deque(maxlen=1000)
         self.delivered = 0
         self.failed = 0
+        self.cut_chains = 0  # events not sent because their chain had no hops left
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -247,7 +261,7 @@ class EventHub:
     def stop(self) -> None:
         """Stop the delivery thread after the events already queued."""
         if self._thread is not None:
-            self._queue.put(("", {}))
+            self._queue.put(_Pending(None, {}))
             self._thread.join(timeout=self._timeout + 5)
             self._thread = None
         self._session.close()
@@ -442,20 +456,41 @@ class EventHub:
     # -- emission ---------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def acting_as(self, connector: str) -> Iterator[None]:
-        """Mark changes made by this thread as coming through `auth_connector` (offline events)."""
+    def acting_as(
+        self, connector: str = "", *, session: int | None = None, robot: bool = False
+    ) -> Iterator[None]:
+        """Mark changes made by this thread: through `auth_connector` (offline events), with an
+        event's token that has `session` hops left, or by a robot/workflow (no tokens)."""
         self._caller.connector = connector
+        self._caller.session = session
+        self._caller.robot = robot
         try:
             yield
         finally:
             self._caller.connector = ""
+            self._caller.session = None
+            self._caller.robot = False
+
+    def _hops(self) -> int:
+        """The hops the events of the current change carry (Session::get, session.php:19-35)."""
+        session = getattr(self._caller, "session", None)
+        return HANDLER_SESSION_TTL if session is None else session - 1
 
     def sink(self, event: str, data: dict[str, Any]) -> None:
         """The portal's event_sink: queue offline records now, online deliveries for the thread."""
         event = event.upper()
         installation = self._authority.installation
+        # Only handlers of an installed, active app are called: an app whose UI has not called
+        # BX24.installFinish() gets nothing (rest/lib/event/callback.php:108-116;
+        # docs settings/app-installation/installation-finish.md).
         if not (installation.active and installation.installed):
             return
+        hops = self._hops()
+        if hops <= 0:
+            with self._lock:
+                self.cut_chains += 1
+            return
+        robot = bool(getattr(self._caller, "robot", False))
         with self._lock:
             online = [(b, data) for b in self._bindings if b.event == event and not b.offline]
             connector = getattr(self._caller, "connector", "")
@@ -468,7 +503,7 @@ class EventHub:
                 change = self._record_offline(event, data)
                 online += self._offline_notices(event, change)
         for binding, payload in online:
-            self._queue.put((binding, payload))
+            self._queue.put(_Pending(binding, payload, hops, robot))
 
     def _record_offline(self, event: str, data: dict[str, Any]) -> str:
         """Queue or refresh the record for this object; "add" or "update"."""
@@ -580,12 +615,12 @@ class EventHub:
             body = dict(payload)
             if binding.id:
                 body = {"event": payload["event"], "event_handler_id": str(binding.id)} | payload
-            self._queue.put((binding, flatten_form(body)))
+            self._queue.put(_Pending(binding, flatten_form(body)))
 
     # -- delivery ---------------------------------------------------------------------------
 
-    def _token_for(self, user_id: int) -> TokenPair:
-        pair = self._tokens.get(user_id)
+    def _token_for(self, user_id: int, hops: int) -> TokenPair:
+        pair = self._tokens.get((user_id, hops))
         if pair is not None:
             try:
                 grant = self._authority.authenticate(pair.access_token)
@@ -593,42 +628,52 @@ class EventHub:
                     return pair
             except ApiError:
                 pass
-        pair = self._authority.issue(user_id)
-        self._tokens[user_id] = pair
+        pair = self._authority.issue(user_id, session=hops)
+        self._tokens[(user_id, hops)] = pair
         return pair
 
-    def _crm_payload(self, binding: Binding, data: dict[str, Any]) -> list[tuple[str, str]]:
+    def _crm_payload(self, pending: _Pending, data: dict[str, Any]) -> list[tuple[str, str]]:
+        binding = pending.binding
+        assert binding is not None
         inst = self._authority.installation
         ep = self._endpoints()
-        pair = self._token_for(binding.auth_type or inst.user_id)
+        auth: dict[str, Any] = {
+            "domain": ep.domain,
+            "server_endpoint": ep.server_endpoint,
+            "status": inst.status,
+            "client_endpoint": ep.client_endpoint,
+            "member_id": ep.member_id,
+            "application_token": inst.application_token,
+        }
+        # A change made by a robot, a workflow or an agent comes without tokens
+        # (docs api-reference/events/index.md, "auth" of the payload).
+        if not pending.robot:
+            pair = self._token_for(binding.auth_type or inst.user_id, pending.hops)
+            auth = {
+                "access_token": pair.access_token,
+                "expires_in": str(pair.expires_in),
+                "scope": ",".join(pair.scope),
+                **auth,
+            }
+            if binding.event == "ONOFFLINEEVENT":  # the one event that carries a refresh token
+                auth["refresh_token"] = pair.refresh_token
         body = {
             "event": binding.event,
             "event_handler_id": str(binding.id),
             "data": data,
             "ts": str(int(self._clock())),
-            "auth": {
-                "access_token": pair.access_token,
-                "expires_in": str(pair.expires_in),
-                "scope": ",".join(pair.scope),
-                "domain": ep.domain,
-                "server_endpoint": ep.server_endpoint,
-                "status": inst.status,
-                "client_endpoint": ep.client_endpoint,
-                "member_id": ep.member_id,
-                "application_token": inst.application_token,
-            },
+            "auth": auth,
         }
-        if binding.event == "ONOFFLINEEVENT":  # the one event that carries a refresh token
-            body["auth"]["refresh_token"] = pair.refresh_token
         return flatten_form(body)
 
     def _run(self) -> None:
         while True:
-            binding, data = self._queue.get()
+            pending = self._queue.get()
             try:
-                if not isinstance(binding, Binding):
+                binding, data = pending.binding, pending.data
+                if binding is None:
                     return
-                form = data if isinstance(data, list) else self._crm_payload(binding, data)
+                form = data if isinstance(data, list) else self._crm_payload(pending, data)
                 self._deliver(binding, form)
             finally:
                 self._queue.task_done()

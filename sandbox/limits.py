@@ -54,7 +54,8 @@ def query_limit_error() -> ApiError:
 
 
 def operation_time_error() -> ApiError:
-    """The 429 a method over its operating-time budget gets."""
+    """The 429 a method over its operating-time budget gets: error and text only, no `time`
+    (rest/classes/general/rest.php:213; `time` is added to answers that succeed, :731-762)."""
     return ApiError("OPERATION_TIME_LIMIT", "Method is blocked due to operation time limit.", 429)
 
 
@@ -88,52 +89,93 @@ class LeakyBucket:
         return self._level
 
 
-class OperatingTime:
-    """Per-method execution time summed in ten one-minute buckets (scaled by the plan).
+# Whose time is summed: (auth type "oauth" | "webhook", the app's client id or the webhook's id,
+# method): rest/lib/engine/access/loadlimiter.php:197-203 (getKey),
+# rest/classes/general/rest.php:201-214.
+MeterKey = tuple[str, str, str]
+# Calls are timed per HTTP request; a key's time in one request is stored only when it is over
+# 0.1 s (loadlimiter.php:27 $minimalFixTime, :331 finalize), and while the request runs only
+# single calls over 0.1 s count (:288-301 getRestTime).
+MINIMAL_FIX_TIME = 0.1
+# `batch` itself is never timed or blocked, only its commands (loadlimiter.php:31-33,174-180).
+IGNORED_METHODS = frozenset({"batch"})
 
-    A method whose sum is over the limit is blocked: the *next* call gets 429 until old buckets
+
+class RequestMeter:
+    """The method time one HTTP request spent, per key, until the request ends.
+
+    Bitrix24 writes it to the shared buckets in a background job after the answer
+    (loadlimiter.php:141-165,312-355), so a request never sees its own short calls.
+    """
+
+    def __init__(self) -> None:
+        self.calls: dict[MeterKey, list[float]] = {}
+
+    def record(self, key: MeterKey, seconds: float) -> None:
+        """One finished call of `key`."""
+        if key[2] not in IGNORED_METHODS:
+            self.calls.setdefault(key, []).append(seconds)
+
+    def pending(self, key: MeterKey) -> float:
+        """What this request adds to `key` while it runs: its single calls over 0.1 s."""
+        return sum(s for s in self.calls.get(key, ()) if s > MINIMAL_FIX_TIME)
+
+
+class OperatingTime:
+    """Method execution time summed in ten one-minute buckets (scaled by the plan), per key.
+
+    A key whose sum is over the limit is blocked: the *next* call gets 429 until old buckets
     fall out of the window. The call that crosses the limit still runs.
     """
 
     def __init__(self, plan: Plan, clock: Callable[[], float]) -> None:
         self._plan = plan
         self._clock = clock
-        self._buckets: dict[str, dict[int, float]] = {}
+        self._buckets: dict[MeterKey, dict[int, float]] = {}
         self._lock = threading.Lock()
 
-    def _live(self, method: str, now: float) -> dict[int, float]:
+    def _live(self, key: MeterKey, now: float) -> dict[int, float]:
         current = int(now // self._plan.bucket_seconds)
-        buckets = self._buckets.setdefault(method, {})
+        buckets = self._buckets.setdefault(key, {})
         for index in [i for i in buckets if i <= current - MINUTE_BUCKETS]:
             del buckets[index]
         return buckets
 
-    def check(self, method: str) -> None:
-        """Raise OPERATION_TIME_LIMIT when `method` is blocked right now."""
-        with self._lock:
-            used = sum(self._live(method, self._clock()).values())
-        if used > self._plan.operating_limit:
+    def check(self, key: MeterKey, meter: RequestMeter | None = None) -> None:
+        """Raise OPERATION_TIME_LIMIT when `key` is blocked right now (loadlimiter.php:172-195)."""
+        if key[2] in IGNORED_METHODS:
+            return
+        if self.used(key, meter) > self._plan.operating_limit:
             raise operation_time_error()
 
-    def charge(self, method: str, seconds: float) -> float:
-        """Add `seconds` of simulated method time; the method's total over the window."""
+    def charge(self, key: MeterKey, seconds: float) -> float:
+        """Add `seconds` of simulated method time; the key's total over the window."""
         with self._lock:
             now = self._clock()
-            buckets = self._live(method, now)
+            buckets = self._live(key, now)
             index = int(now // self._plan.bucket_seconds)
             buckets[index] = buckets.get(index, 0.0) + seconds
             return sum(buckets.values())
 
-    def used(self, method: str) -> float:
-        """The method's time over the window (`time.operating`)."""
-        with self._lock:
-            return sum(self._live(method, self._clock()).values())
+    def finish(self, meter: RequestMeter) -> None:
+        """The request ended: store each key's time when it is over 0.1 s (loadlimiter.php:331)."""
+        for key, calls in meter.calls.items():
+            total = sum(calls)
+            if total > MINIMAL_FIX_TIME:
+                self.charge(key, total)
+        meter.calls.clear()
 
-    def reset_at(self, method: str) -> int:
-        """When part of the method's budget is released: the oldest bucket's expiry (unix s)."""
+    def used(self, key: MeterKey, meter: RequestMeter | None = None) -> float:
+        """The key's time over the window (`time.operating`), with this request's long calls."""
+        with self._lock:
+            stored = sum(self._live(key, self._clock()).values())
+        return stored + (meter.pending(key) if meter is not None else 0.0)
+
+    def reset_at(self, key: MeterKey) -> int:
+        """When part of the key's budget is released: the oldest bucket's expiry (unix s)."""
         with self._lock:
             now = self._clock()
-            buckets = self._live(method, now)
+            buckets = self._live(key, now)
             oldest = min(buckets) if buckets else int(now // self._plan.bucket_seconds)
         return int((oldest + MINUTE_BUCKETS) * self._plan.bucket_seconds)
 

@@ -47,6 +47,9 @@ class Grant:
     scope: tuple[str, ...]
     expires_at: float
     pair: str = ""  # the token issued together with this one (access <-> refresh)
+    # An event's token carries the hops its chain has left (rest/lib/event/sender.php:185-243,
+    # rest/lib/event/session.php); a call made with it passes them on (rest.php:610-614).
+    session: int | None = None
 
 
 @dataclass(frozen=True)
@@ -142,18 +145,19 @@ class Authority:
 
     # -- tokens -----------------------------------------------------------------------------
 
-    def _issue(self, user_id: int, scope: tuple[str, ...]) -> TokenPair:
+    def _issue(self, user_id: int, scope: tuple[str, ...], session: int | None = None) -> TokenPair:
         now = self._clock()
         access, refresh = _token(), _token()
         expires_at = now + self.token_ttl
-        self._access[access] = Grant(user_id, scope, expires_at, pair=refresh)
+        self._access[access] = Grant(user_id, scope, expires_at, pair=refresh, session=session)
         self._refresh[refresh] = Grant(user_id, scope, now + REFRESH_TTL, pair=access)
         return TokenPair(access, refresh, expires_at, self.token_ttl, user_id, scope)
 
-    def issue(self, user_id: int) -> TokenPair:
-        """A new token pair for `user_id` with the installation's scope (events, installs)."""
+    def issue(self, user_id: int, *, session: int | None = None) -> TokenPair:
+        """A new token pair for `user_id` with the installation's scope (events, installs);
+        `session` marks an event's token with the hops its chain has left."""
         with self._lock:
-            return self._issue(user_id, self.installation.scope)
+            return self._issue(user_id, self.installation.scope, session)
 
     def authenticate(self, access_token: str) -> Grant:
         """The grant behind an access token, or the 401 Bitrix24 answers for it."""

@@ -27,10 +27,11 @@ KNOBS: dict[str, tuple[str, ...]] = {
     "simple_add": ("docs", "code"),
     "conversion_activities": ("docs", "code"),
     "default_contact_name": (),
-    # Readings `b24app doctor` tells apart (issue 20); the default is the sandbox's earlier one.
+    "webhook_auth_error": ("code", "docs"),
+    # Readings `b24app doctor` tells apart (issue 20).
     "productrow_owner_arrays": ("code", "docs"),
     "batch_sections": ("code", "docs"),
-    "error_statuses": ("docs", "code"),
+    "error_statuses": ("code", "docs"),
     "app_info_webhook": ("docs", "code"),
 }
 _COUNTED = ("lead", "deal", "contact", "company", "activity", "productrow", "comment")
@@ -152,11 +153,18 @@ class Portal:
             self._store.set_meta(f"knob.{name}", value)
             self._store.flush()
 
-    def knob(self, name: str) -> str:
+    def knob(self, name: str, default: str | None = None) -> str:
         """The reading chosen for knob `name` (its first allowed value when never set)."""
-        default = KNOBS[name][0] if KNOBS.get(name) else ""
+        fallback = default if default is not None else (KNOBS[name][0] if KNOBS.get(name) else "")
         with self.lock:
-            return self._store.meta(f"knob.{name}", default) or default
+            return self._crm.knob(name, fallback)
+
+    def set_plan_leads(self, allowed: bool) -> None:
+        """The portal's plan allows leads (True) or forbids them (crm.settings.mode.get then
+        answers 2 whatever the mode: crm/lib/settings/leadsettings.php:297-306)."""
+        with self.lock:
+            self._store.set_meta("plan.leads", "Y" if allowed else "N")
+            self._store.flush()
 
     def file(self, file_id: int) -> tuple[str, bytes] | None:
         """(name, bytes) of a stored custom-field file, for the download URL."""

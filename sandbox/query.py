@@ -193,13 +193,22 @@ def compile_order(
     return orders
 
 
-def parse_start(raw: Any) -> int:
-    """The `start` parameter: an offset, or -1 for one page without counting."""
+def parse_offset(raw: Any) -> int:
+    """The `start` parameter as an exact offset (ORM lists: crm.address.list,
+    crm/classes/general/restservice.php:14381), or -1 for one page without counting."""
     try:
         start = int(str(raw).strip()) if raw is not None and raw != "" else 0
     except ValueError:
         start = 0
     return -1 if start < 0 else start
+
+
+def parse_start(raw: Any) -> int:
+    """The `start` parameter of a list method: rounded down to a page of 50, since the page
+    number is start / 50 + 1 (rest/classes/general/rest.php:987-1010 getNavData, the D7
+    controllers' rest/lib/engine/restmanager.php:202-210); -1 for one page without counting."""
+    start = parse_offset(raw)
+    return start if start < 0 else start - start % PAGE_SIZE
 
 
 def find(

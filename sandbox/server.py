@@ -35,8 +35,10 @@ from sandbox.faults import FaultInjector
 from sandbox.launcher import launcher_page
 from sandbox.limits import (
     LeakyBucket,
+    MeterKey,
     OperatingTime,
     Plan,
+    RequestMeter,
     plan_named,
     query_limit_error,
     simulated_cost,
@@ -65,6 +67,21 @@ BASIC_METHODS = frozenset(
     }
 )
 USER_SCOPES = frozenset({"user", "user_brief", "user_basic"})
+# Methods a batch command may not call (rest/classes/general/rest_provider.php:304-307).
+NOT_IN_BATCH = frozenset({"batch", "download", "upload"})
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who the operating-time limit charges, and the event chain a token carries."""
+
+    auth_type: str  # "oauth" | "webhook"
+    entity: str  # the app's client id, or the webhook's user/code
+    session: int | None = None  # an event token's hops left (sandbox.events)
+
+    def key(self, method: str) -> MeterKey:
+        """The limiter's key for `method` (rest/lib/engine/access/loadlimiter.php:197-203)."""
+        return (self.auth_type, self.entity, method)
 
 
 class PortalCore(Protocol):
@@ -177,19 +194,37 @@ def has_scope(method: str, scope: tuple[str, ...]) -> bool:
     )
 
 
-def check_scope(method: str, scope: tuple[str, ...], *, status: int = 403) -> None:
-    """insufficient_scope when the token/webhook lacks the method's scope.
+def check_scope(
+    method: str,
+    scope: tuple[str, ...],
+    auth_kind: str = "oauth",
+    *,
+    in_batch: bool = False,
+    status: int = 401,
+) -> None:
+    """insufficient_scope when the token/webhook lacks the method's scope: HTTP 401 as the server
+    code answers (knob `error_statuses=code`, the default), 403 as the docs' error table says
+    (`error_statuses=docs`).
 
-    403 as the docs' error table says (knob `error_statuses=docs`, the default); the server code
-    answers 401 (`error_statuses=code`: rest/lib/oauthexception.php).
+    A token: rest/lib/oauth/auth.php:133-141; a webhook: rest/lib/apauth/auth.php:196-202; both
+    raise OAuthException, whose status is 401 (rest/lib/oauthexception.php:14-24). A batch command
+    gets the code with an empty text (rest/classes/general/rest.php:970-976).
     """
     if has_scope(method, scope):
         return
-    raise ApiError(
-        "insufficient_scope",
-        "The request requires higher privileges than provided by the access token",
-        status,
-    )
+    if in_batch:
+        description = ""
+    elif auth_kind == "webhook":
+        description = "The request requires higher privileges than provided by the webhook token"
+    else:
+        description = "The request requires higher privileges than provided by the access token"
+    raise ApiError("insufficient_scope", description, status)
+
+
+def invalid_credentials() -> ApiError:
+    """A webhook URL whose user or code is wrong: rest/lib/apauth/auth.php:131-135 (401 through
+    OAuthException). The docs name NO_AUTH_FOUND for it (knob `webhook_auth_error`)."""
+    return ApiError("INVALID_CREDENTIALS", "Invalid request credentials", 401)
 
 
 def _drop_connection(request: Request) -> Response:
@@ -224,9 +259,11 @@ class Sandbox:
         clock: Callable[[], float] = time.time,
         portal: PortalCore | None = None,
         event_timeout: float = 5.0,
+        cost: Callable[[str, object], float] = simulated_cost,
     ) -> None:
         self.plan = plan if isinstance(plan, Plan) else plan_named(plan)
         self.clock = clock
+        self.cost = cost  # seconds a call "takes" for the operating-time limit
         self.port = port
         self.admin_key = admin_key or secrets.token_urlsafe(18)
         self.portal: PortalCore = portal or Portal(
@@ -543,6 +580,21 @@ class Sandbox:
         """The admin's CRM-mode switch (no REST setter exists); delegates to the core."""
         return self.portal.set_mode(mode, **options)
 
+    def run_as_robot(
+        self, method: str, params: dict[str, Any], user_id: int = users.ADMIN_ID
+    ) -> Any:
+        """A robot or workflow changes the CRM (no REST request, no limits): the events of that
+        change carry no tokens (docs api-reference/events/index.md). Returns the method's result."""
+        with self.hub.acting_as(robot=True):
+            return self.portal.dispatch(method, params, users.context_for(user_id, "robot")).result
+
+    def set_plan_leads(self, allowed: bool) -> None:
+        """The plan allows or forbids leads (a forbidding plan makes crm.settings.mode.get 2)."""
+        setter = getattr(self.portal, "set_plan_leads", None)
+        if not callable(setter):
+            raise RuntimeError("this portal core has no plan settings")
+        setter(allowed)
+
     def set_faults(self, spec: str | None) -> None:
         """Replace the fault spec (raises FaultSpecError on a bad one)."""
         self.faults.configure(spec)
@@ -631,7 +683,12 @@ class Sandbox:
     def _batch_in_core(self, params: dict[str, Any], ctx: CallContext) -> MethodResult:
         """`batch` when called through portal.dispatch directly (no wire auth: every scope)."""
         scope = (ALWAYS_ALLOWED_SCOPE, "crm", "user", "department")
-        return MethodResult(result=self._run_batch(params, ctx, scope))
+        meter = RequestMeter()
+        try:
+            result = self._run_batch(params, ctx, scope, Caller(ctx.auth_kind, "core"), meter)
+        finally:
+            self.operating.finish(meter)
+        return MethodResult(result=result)
 
     # -- request handling -------------------------------------------------------------------
 
@@ -663,8 +720,8 @@ class Sandbox:
         route = rest_path.strip("/").split("/")
         try:
             webhook = len(route) == 3 and route[0].isdigit()
-            ctx, scope = self._authenticate(route if webhook else [], params)
-            check_scope("crm.item.get", scope)
+            ctx, scope, _ = self._authenticate(route if webhook else [], params)
+            check_scope("crm.item.get", scope, ctx.auth_kind, in_batch=False)
             if not ctx.crm_access:
                 raise ApiError("ACCESS_DENIED", "Access denied", 403)
             found = getattr(self.portal, "file", lambda _: None)(int(params.get("fileId") or 0))
@@ -714,15 +771,28 @@ class Sandbox:
 
     def _authenticate(
         self, route: list[str], params: dict[str, Any]
-    ) -> tuple[CallContext, tuple[str, ...]]:
+    ) -> tuple[CallContext, tuple[str, ...], Caller]:
         token = params.pop("auth", None)
         if len(route) == 3:
-            hook = self.authority.webhook(int(route[0]), route[1])
-            return users.context_for(hook.user_id, "webhook"), hook.scope
+            try:
+                hook = self.authority.webhook(int(route[0]), route[1])
+            except ApiError:
+                if self._knob("webhook_auth_error", "code") == "code":
+                    raise invalid_credentials() from None
+                raise
+            caller = Caller("webhook", f"{hook.user_id}/{hook.code}")
+            return users.context_for(hook.user_id, "webhook"), hook.scope, caller
         if not token or not isinstance(token, str):
             raise ApiError("NO_AUTH_FOUND", "Wrong authorization data", 401)
         grant = self.authority.authenticate(token)
-        return users.context_for(grant.user_id, "oauth"), grant.scope
+        caller = Caller("oauth", self.client_id, grant.session)
+        return users.context_for(grant.user_id, "oauth"), grant.scope, caller
+
+    def _knob(self, name: str, default: str | None = None) -> str:
+        """The reading chosen for knob `name` (docs/sandbox.md)."""
+        fallback = default if default is not None else KNOBS[name][0]
+        read = getattr(self.portal, "knob", None)
+        return str(read(name, fallback)) if callable(read) else fallback
 
     def _rest(self, request: Request, rest_path: str) -> Response:
         started = self.clock()
@@ -764,58 +834,73 @@ class Sandbox:
                 raise ApiError("PORTAL_DELETED", "Portal was deleted", 500)
             if not webhook_route and len(route) != 1:
                 raise ApiError("NO_AUTH_FOUND", "Wrong authorization data", 401)
-            ctx, scope = self._authenticate(route if webhook_route else [], params)
-            if method == "batch":
-                result = self._run_batch(params, ctx, scope)
-                finish = started + (time.perf_counter() - tick)
-                body = {"result": result, "time": time_object(started, finish, finish - started)}
-            else:
-                body = self._single(method, params, ctx, scope, started, tick)
+            ctx, scope, caller = self._authenticate(route if webhook_route else [], params)
+            meter = RequestMeter()
+            try:
+                if method == "batch":
+                    result = self._run_batch(params, ctx, scope, caller, meter)
+                    finish = started + (time.perf_counter() - tick)
+                    # `batch` is never charged, yet its answer reports its own (empty) key like
+                    # any other method's (rest/classes/general/rest.php:744-760).
+                    key = caller.key("batch")
+                    body = {
+                        "result": result,
+                        "time": time_object(
+                            started,
+                            finish,
+                            finish - started,
+                            operating=self.operating.used(key),
+                            operating_reset_at=self.operating.reset_at(key),
+                        ),
+                    }
+                else:
+                    body = self._single(method, params, ctx, scope, caller, meter, started, tick)
+            finally:
+                self.operating.finish(meter)
             return json_response(body)
         except ApiError as exc:
-            if exc.code != "OPERATION_TIME_LIMIT":
-                return error_response(exc)
-            # The docs show no body for this 429 beyond error/error_description; we add the
-            # `time` object so a client can read operating_reset_at ("when part of the limit
-            # is released", limits.md) instead of guessing a back-off.
-            finish = started + (time.perf_counter() - tick)
-            reset_at = self.operating.reset_at(method)
-            used = self.operating.used(method)
-            timing = time_object(started, finish, 0.0, operating=used, operating_reset_at=reset_at)
-            return error_response(exc, {"time": timing})
+            # OPERATION_TIME_LIMIT too: its 429 body is error and text only, no `time`
+            # (rest/classes/general/rest.php:213; b24phpsdk ApiLevelErrorHandlerTest.php:89-100).
+            return error_response(exc)
         except Exception:  # a sandbox bug: answer like Bitrix24's own 500, keep the traceback
             log.exception("unexpected error in %s", method)
             return error_response(ApiError("INTERNAL_SERVER_ERROR", "Internal server error", 500))
 
     def _call(
-        self, method: str, params: dict[str, Any], ctx: CallContext, scope: tuple[str, ...]
+        self,
+        method: str,
+        params: dict[str, Any],
+        ctx: CallContext,
+        scope: tuple[str, ...],
+        caller: Caller,
+        meter: RequestMeter,
+        *,
+        in_batch: bool = False,
     ) -> MethodResult:
-        """One (sub-)call: lookup, scope, operating-time budget, dispatch, charge."""
+        """One (sub-)call: lookup, scope, operating-time budget, dispatch, timing."""
         meta = self._meta_call(method, params, ctx, scope)
         if meta is not None:
             return meta
         if not self.portal.has_method(method):
             raise ApiError("ERROR_METHOD_NOT_FOUND", "Method not found!", 404)
-        check_scope(method, scope, status=401 if self._knob("error_statuses") == "code" else 403)
+        status = 403 if self._knob("error_statuses") == "docs" else 401
+        check_scope(method, scope, ctx.auth_kind, in_batch=in_batch, status=status)
+        key = caller.key(method)
         try:
-            self.operating.check(method)
+            self.operating.check(key, meter)
         except ApiError:
             self.counters.add("operation_time_limit")
             raise
         self.counters.call(method)
         connector = str(params.get("auth_connector", "") or "")
         try:
-            with self.hub.acting_as(connector):
+            with self.hub.acting_as(connector, session=caller.session):
                 outcome = self.portal.dispatch(method, params, ctx)
         except ApiError:
-            self.operating.charge(method, simulated_cost(method, None))
+            meter.record(key, self.cost(method, None))
             raise
-        self.operating.charge(method, simulated_cost(method, outcome.result))
+        meter.record(key, self.cost(method, outcome.result))
         return outcome
-
-    def _knob(self, name: str) -> str:
-        read = getattr(self.portal, "knob", None)
-        return str(read(name)) if callable(read) else KNOBS[name][0]
 
     def _meta_call(
         self, method: str, params: dict[str, Any], ctx: CallContext, scope: tuple[str, ...]
@@ -849,11 +934,14 @@ class Sandbox:
         params: dict[str, Any],
         ctx: CallContext,
         scope: tuple[str, ...],
+        caller: Caller,
+        meter: RequestMeter,
         started: float,
         tick: float,
     ) -> dict[str, Any]:
         processing_tick = time.perf_counter()
-        outcome = self._call(method, params, ctx, scope)
+        outcome = self._call(method, params, ctx, scope, caller, meter)
+        key = caller.key(method)
         done = time.perf_counter()
         body: dict[str, Any] = {"result": outcome.result}
         if outcome.next is not None:
@@ -864,17 +952,23 @@ class Sandbox:
             started,
             started + (done - tick),
             done - processing_tick,
-            operating=self.operating.used(method),
-            operating_reset_at=self.operating.reset_at(method),
+            operating=self.operating.used(key, meter),
+            operating_reset_at=self.operating.reset_at(key),
         )
         return body
 
     def _run_batch(
-        self, params: dict[str, Any], ctx: CallContext, scope: tuple[str, ...]
+        self,
+        params: dict[str, Any],
+        ctx: CallContext,
+        scope: tuple[str, ...],
+        caller: Caller,
+        meter: RequestMeter,
     ) -> dict[str, Any]:
         def run(method: str, sub_params: dict[str, Any]) -> SubResult:
-            method = method.lower()
-            if method == "batch":
+            # The name as sent: "batch", "download" and "upload" are refused per command, with
+            # HTTP 200 for the batch (rest/classes/general/rest_provider.php:304-314).
+            if method in NOT_IN_BATCH:
                 return SubResult(
                     error=ApiError(
                         "ERROR_BATCH_METHOD_NOT_ALLOWED",
@@ -882,12 +976,14 @@ class Sandbox:
                         405,
                     )
                 )
+            method = method.lower()
             sub_params.pop("auth", None)
             try:
-                outcome = self._call(method, sub_params, ctx, scope)
+                outcome = self._call(method, sub_params, ctx, scope, caller, meter, in_batch=True)
             except ApiError as exc:
                 return SubResult(error=exc)
-            return SubResult(outcome.result, outcome.total, outcome.next)
+            operating = self.operating.used(caller.key(method), meter)
+            return SubResult(outcome.result, outcome.total, outcome.next, operating=operating)
 
         answer = run_batch(params, run, self.clock)
         if self._knob("batch_sections") == "docs":

@@ -1,8 +1,11 @@
 """Activities and their bindings: crm.activity.{add,get,list,update,delete,fields} and
 crm.activity.binding.{add,delete,list,move}.
 
-An activity is bound to one or more CRM items (at most 100); OWNER_TYPE_ID/OWNER_ID name the first
-binding, and a list filter on them matches *any* binding, as the binding table join does.
+An activity is bound to one or more CRM items (at most 100) and has a primary owner,
+OWNER_TYPE_ID/OWNER_ID, kept in the activity row apart from the binding table. A list filter on
+OWNER_* matches the primary owner only; `filter[BINDINGS]` matches every binding
+(crm/classes/general/crm_activity.php:1720-1723 vs 2748-2751). The binding methods rewrite the
+bindings through CCrmActivity::Update, which moves the owner (see `_owner_after_update`).
 binding.move only moves between items of one type (lead -> deal fails), so lead -> deal is
 binding.add then binding.delete; the last binding cannot be deleted.
 https://apidocs.bitrix24.com/api-reference/crm/timeline/activities/activity-base/crm-activity-list.html
@@ -41,7 +44,8 @@ _PROVIDERS = {
     TASK: ("CRM_TASKS_TASK", "TASK"),
     EMAIL: ("CRM_EMAIL", "EMAIL"),
 }
-NOT_FOUND = "Activity is not found"
+# crm/classes/general/restservice.php:9811,9859 (CCrmActivityRestProxy)
+NOT_FOUND = "Activity is not found."
 
 
 def _f(name: str, type_: str, title: str, **flags: Any) -> Field:
@@ -101,13 +105,15 @@ ACTIVITY_SCHEMA = Schema(
         _f("FILES", "diskfile", "Files", multiple=True, listed=False),
     ],
 )
-INDEXED = {"ORIGIN_ID": "origin"}
+INDEXED = {"ORIGIN_ID": "origin", "OWNER_ID": "owner"}
+CONTACT, COMPANY = 3, 4
 
 
 def install(crm: Crm) -> None:
-    """Index activities by binding (type, id) and by ORIGIN_ID."""
+    """Index activities by binding (type, id), by primary OWNER_ID and by ORIGIN_ID."""
     table = crm.table("activity")
     table.add_index("binding", lambda row: (tuple(b) for b in row["BINDINGS"]))
+    table.add_index("owner", lambda row: (row["OWNER_ID"],))
     table.add_index(
         "origin",
         lambda row: (str(row["ORIGIN_ID"]).casefold(),) if row.get("ORIGIN_ID") else (),
@@ -210,6 +216,23 @@ def _bind(row: Row, bindings: list[list[int]]) -> Row:
     return row
 
 
+def _owner_after_update(bindings: list[list[int]]) -> list[int]:
+    """The owner CCrmActivity::Update gives an activity whose BINDINGS it rewrites: the one
+    binding, or - several - the last that is not a contact or company, else the first
+    (crm/classes/general/crm_activity.php:557-577, appendOwnerFromBindings :1219-1243)."""
+    if len(bindings) == 1:
+        return bindings[0]
+    others = [b for b in bindings if b[0] not in (CONTACT, COMPANY)]
+    return others[-1] if others else bindings[0]
+
+
+def _rebind(row: Row, bindings: list[list[int]]) -> Row:
+    """The bindings methods' update (crm/lib/controller/activity/binding.php:262-281)."""
+    row["BINDINGS"] = bindings
+    row["OWNER_TYPE_ID"], row["OWNER_ID"] = _owner_after_update(bindings)
+    return row
+
+
 # --- crm.activity.* --------------------------------------------------------------------------
 
 
@@ -250,7 +273,9 @@ def get(crm: Crm, params: dict[str, Any], caller: Caller) -> dict[str, Any]:
 
 
 def list_(crm: Crm, params: dict[str, Any], caller: Caller) -> query.Page:
-    """crm.activity.list: by filter (owner conditions match any binding), START_TIME ascending."""
+    """crm.activity.list: by filter, START_TIME ascending. OWNER_TYPE_ID/OWNER_ID are columns of
+    the activity (its primary owner, crm_activity.php:1720-1723); BINDINGS joins the binding
+    table (crm_activity.php:2748-2751)."""
     raw_order = object_param(params, "order", required=False)
     raw_filter = object_param(params, "filter", required=False)
     select = query.select_fields(params.get("select")) or ["*"]
@@ -318,29 +343,12 @@ def _binding_candidates(crm: Crm, raw_filter: Any) -> tuple[Any, set[int] | None
     if not isinstance(raw_filter, dict):
         return raw_filter, None
     rest = dict(raw_filter)
-    types = _owner_values(rest, "OWNER_TYPE_ID")
-    owners = _owner_values(rest, "OWNER_ID")
     alternatives = [
         (_as_set(item.get("OWNER_TYPE_ID")), _as_set(item.get("OWNER_ID")))
         for item in as_list(rest.pop("BINDINGS", None)) or []
         if isinstance(item, dict)
     ]
-    candidates: set[int] | None = None
-    if types is not None or owners is not None:
-        candidates = _bound(crm, [(types, owners)])
-    if alternatives:
-        found = _bound(crm, alternatives)
-        candidates = found if candidates is None else candidates & found
-    return rest, candidates
-
-
-def _owner_values(raw: dict[str, Any], name: str) -> set[int] | None:
-    values: set[int] | None = None
-    for key in (name, f"={name}", f"@{name}"):
-        if key in raw:
-            found = _as_set(raw.pop(key))
-            values = found if values is None or found is None else values & found
-    return values
+    return rest, _bound(crm, alternatives) if alternatives else None
 
 
 def _as_set(value: Any) -> set[int] | None:
@@ -398,7 +406,7 @@ def binding_add(crm: Crm, params: dict[str, Any], caller: Caller) -> bool:
         raise ApiError(
             "TOO_MANY_BINDINGS", f"An activity can be bound to at most {MAX_BINDINGS} items", 400
         )
-    crm.table("activity").put(_bind(dict(row), [*row["BINDINGS"], list(target)]))
+    crm.table("activity").put(_rebind(dict(row), [*row["BINDINGS"], list(target)]))
     return True
 
 
@@ -415,7 +423,7 @@ def binding_delete(crm: Crm, params: dict[str, Any], caller: Caller) -> bool:
             400,
         )
     bindings = [b for b in row["BINDINGS"] if b != list(target)]
-    crm.table("activity").put(_bind(dict(row), bindings))
+    crm.table("activity").put(_rebind(dict(row), bindings))
     return True
 
 
@@ -448,8 +456,9 @@ def binding_move(crm: Crm, params: dict[str, Any], caller: Caller) -> bool:
         raise ApiError("BINDING_NOT_FOUND", "The activity is not bound to the source", 400)
     if list(target) in row["BINDINGS"]:
         raise ApiError("ACTIVITY_IS_ALREADY_BOUND", "The activity is already bound to it", 400)
-    bindings = [list(target) if b == list(source) else b for b in row["BINDINGS"]]
-    crm.table("activity").put(_bind(dict(row), bindings))
+    # Added at the end, the source removed (binding.php:196-221), then the owner rule.
+    bindings = [b for b in row["BINDINGS"] if b != list(source)] + [list(target)]
+    crm.table("activity").put(_rebind(dict(row), bindings))
     return True
 
 

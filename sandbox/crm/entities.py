@@ -369,6 +369,17 @@ def _list(etype: EntityType) -> Method:
     return Method(list_)
 
 
+# What crm.*.update answers for a missing item (the get of one answers "Not found" for every
+# type, crm/classes/general/restservice.php:5902): lead :5971-5973, deal :6384, contact :8425,
+# company :8118.
+_UPDATE_NOT_FOUND = {
+    "lead": "Lead is not found",
+    "deal": "Not found",
+    "contact": "Contact is not found",
+    "company": "Company is not found",
+}
+
+
 def _update(etype: EntityType) -> Method:
     def update(crm: Crm, params: dict[str, Any], caller: Caller) -> bool:
         """crm.*.update: true; unknown, read-only and immutable fields are dropped."""
@@ -376,7 +387,7 @@ def _update(etype: EntityType) -> Method:
         fields = object_param(params, "fields")
         object_param(params, "params", required=False)
         if crm.table(etype.kind).get(item_id) is None:
-            raise legacy_error("Not found")
+            raise legacy_error(_UPDATE_NOT_FOUND.get(etype.kind, "Not found"))
         values, multis = etype.schema.internalize(fields, updating=True)
         change(crm, etype, item_id, values, user_id=caller.user_id, multis=multis)
         return True

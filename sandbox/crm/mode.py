@@ -21,7 +21,10 @@ MODES = {"classic": 1, "simple": 2}
 
 
 def mode_get(crm: Crm, params: dict[str, Any], caller: Caller) -> int:
-    """crm.settings.mode.get: 1 Classic, 2 Simple."""
+    """crm.settings.mode.get: 1 Classic, 2 Simple; 2 also when the plan forbids leads, whatever
+    the switch says (LeadSettings::isEnabled, crm/lib/settings/leadsettings.php:297-306)."""
+    if crm.store.meta("plan.leads", "Y") == "N":
+        return MODES["simple"]
     return MODES[crm.mode]
 
 

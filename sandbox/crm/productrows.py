@@ -216,25 +216,31 @@ _ITEM_FIELDS = {
 
 
 def item_list(crm: Crm, params: dict[str, Any], caller: Caller) -> query.Page:
-    """crm.item.productrow.list: rows of one owner (or, with an ID list, of several)."""
+    """crm.item.productrow.list: rows of one owner (or, with an ID list, of several: knob
+    `productrow_owner_arrays`). `=ownerType` and `=ownerId` are required - `@ownerId` alone is
+    refused (crm/lib/controller/item/productrow.php:367-386); numbers are typed (:281-309)."""
     raw_filter = params.get("filter")
     if not isinstance(raw_filter, dict):
         raw_filter = {}
     for key in ("=ownerType", "=ownerId"):
         if raw_filter.get(key) in (None, ""):
-            raise ApiError("REQUIRED_ARG_MISSING", f"Required argument '{key}' is missing", 400)
+            raise ApiError("REQUIRED_ARG_MISSING", f"Argument '{key}' is required", 400)
     type_id = _CODE_TYPES.get(str(raw_filter["=ownerType"]).upper())
     listed = as_list(raw_filter["=ownerId"])
-    if listed is not None and crm.knob("productrow_owner_arrays", "code") == "docs":
-        # Knob `docs`: the current docs page says only `@id` takes an array and other keys
-        # ignore one, so the owner counts as missing (the code's own error for a missing owner,
-        # checkReadPermissions in crm/lib/controller/item/productrow.php:367-399). `code`
-        # (default): the array passes that check, `(int)` of it is the item whose read right is
-        # checked, and the ORM filter takes it as IN (:281-309).
-        raise ApiError("REQUIRED_ARG_MISSING", "Required argument '=ownerId' is missing", 400)
-    owner_ids = [int_value(v) for v in (listed if listed is not None else [raw_filter["=ownerId"]])]
-    if type_id is not None:
-        owner_ids = [i for i in owner_ids if entities.exists(crm, type_id, i)]
+    if listed is None:
+        owner_ids = [int_value(raw_filter["=ownerId"])]
+        if type_id is not None:
+            owner_ids = [i for i in owner_ids if entities.exists(crm, type_id, i)]
+    elif crm.knob("productrow_owner_arrays", "code") == "docs":
+        # Docs: "the only key that accepts an array of values is @id ... the method ignores an
+        # array" - a required key ignored is a missing one.
+        raise ApiError("REQUIRED_ARG_MISSING", "Argument '=ownerId' is required", 400)
+    else:
+        # Code: the ORM reads `=OWNER_ID: [...]` as IN; the read check takes (int)[...] - item 1
+        # for a non-empty array, 0 (refused) for an empty one - not the owners listed
+        # (crm/lib/controller/item/productrow.php:367-399). Access here is per user, so a
+        # caller with CRM access reads every listed owner's rows; missing owners give none.
+        owner_ids = [int_value(v) for v in listed] if listed else []
     if type_id is None or not owner_ids:
         raise ApiError("ACCESS_DENIED", "Access denied", 400)
     table = crm.table("productrow")

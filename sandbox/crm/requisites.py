@@ -339,7 +339,7 @@ def address_list(crm: Crm, params: dict[str, Any], caller: Caller) -> query.Page
     where = query.compile_filter(raw_filter, _ADDRESS_ACCESS.get)
     orders = query.compile_order(object_param(params, "order", required=False), _ADDRESS_ACCESS.get)
     rows, total, following = query.find(
-        crm.table("address"), where, orders, query.parse_start(params.get("start"))
+        crm.table("address"), where, orders, query.parse_offset(params.get("start"))
     )
     return query.Page([_render_address(r) for r in rows], total, following)
 

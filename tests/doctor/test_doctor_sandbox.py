@@ -159,7 +159,7 @@ def failing(ran: Ran, check: str, *words: str) -> dict[str, Any]:
 
 def test_bad_credentials(portal: Sandbox, db_url: str) -> None:
     ran = doctor(f"{portal.base_url}/rest/1/notthecode/", db_url)
-    failing(ran, "credentials", "NO_AUTH_FOUND", "B24_WEBHOOK_URL")
+    failing(ran, "credentials", "INVALID_CREDENTIALS", "B24_WEBHOOK_URL")
     assert "notthecode" not in ran.out + ran.err
 
 

@@ -72,15 +72,58 @@ def test_a_task_needs_no_communications(call, lead_id):
     assert call("crm.activity.get", id=task)["TYPE_ID"] == "3"
 
 
-def test_list_by_owner_matches_any_binding(call, lead_id, deal_id):
+def test_list_by_owner_matches_the_primary_owner_only(call, lead_id, deal_id):
+    """crm/classes/general/crm_activity.php:1720-1723: OWNER_TYPE_ID/OWNER_ID are columns of
+    the activity row (its primary owner); only filter[BINDINGS] joins the binding table
+    (:2748-2751) and finds everything bound to the lead."""
     on_lead = call.activity(LEAD, lead_id)
     on_deal = call.activity(DEAL, deal_id)
+    contact = call("crm.contact.add", fields={"NAME": "C"})
+    with_contact = call.activity(LEAD, lead_id)
     call("crm.activity.binding.add", activityId=on_deal, entityTypeId=LEAD, entityId=lead_id)
+    call("crm.activity.binding.add", activityId=with_contact, entityTypeId=3, entityId=contact)
 
-    found = call("crm.activity.list", filter={"OWNER_TYPE_ID": LEAD, "OWNER_ID": lead_id})
+    by_owner = call("crm.activity.list", filter={"OWNER_TYPE_ID": LEAD, "OWNER_ID": lead_id})
+    by_binding = call(
+        "crm.activity.list", filter={"BINDINGS": [{"OWNER_TYPE_ID": LEAD, "OWNER_ID": lead_id}]}
+    )
 
-    assert [a["ID"] for a in found] == [str(on_lead), str(on_deal)]
-    assert found[1]["OWNER_TYPE_ID"] == "2"  # the row still names its first owner
+    # on_deal's owner moved to the lead (the last binding that is not a client); a contact
+    # binding leaves the lead the owner.
+    assert [a["ID"] for a in by_owner] == [str(on_lead), str(on_deal), str(with_contact)]
+    assert [a["ID"] for a in by_binding] == [str(on_lead), str(on_deal), str(with_contact)]
+    moved = call.activity(LEAD, lead_id)
+    call("crm.activity.binding.add", activityId=moved, entityTypeId=DEAL, entityId=deal_id)
+    by_owner = call("crm.activity.list", filter={"OWNER_TYPE_ID": LEAD, "OWNER_ID": lead_id})
+    by_binding = call(
+        "crm.activity.list", filter={"BINDINGS": [{"OWNER_TYPE_ID": LEAD, "OWNER_ID": lead_id}]}
+    )
+    assert str(moved) not in [a["ID"] for a in by_owner]
+    assert str(moved) in [a["ID"] for a in by_binding]
+
+
+def test_binding_add_moves_the_owner_and_refuses_a_repeat(call, lead_id, deal_id):
+    """crm/lib/controller/activity/binding.php:56-88,262-281: the new bindings go through
+    CCrmActivity::Update, which sets the owner to the one binding, or to the last that is not a
+    contact/company (crm_activity.php:557-577,1219-1243); a second add: ACTIVITY_IS_ALREADY_BOUND.
+    """
+    activity = call.activity(LEAD, lead_id)
+    company = call("crm.company.add", fields={"TITLE": "Co"})
+
+    call("crm.activity.binding.add", activityId=activity, entityTypeId=DEAL, entityId=deal_id)
+    after_deal = call("crm.activity.get", id=activity)
+    call("crm.activity.binding.add", activityId=activity, entityTypeId=4, entityId=company)
+    after_company = call("crm.activity.get", id=activity)
+    repeat = call.error(
+        "crm.activity.binding.add", activityId=activity, entityTypeId=DEAL, entityId=deal_id
+    )
+    call("crm.activity.binding.delete", activityId=activity, entityTypeId=DEAL, entityId=deal_id)
+    after_delete = call("crm.activity.get", id=activity)
+
+    assert (after_deal["OWNER_TYPE_ID"], after_deal["OWNER_ID"]) == ("2", str(deal_id))
+    assert (after_company["OWNER_TYPE_ID"], after_company["OWNER_ID"]) == ("2", str(deal_id))
+    assert repeat.code == "ACTIVITY_IS_ALREADY_BOUND"
+    assert (after_delete["OWNER_TYPE_ID"], after_delete["OWNER_ID"]) == ("1", str(lead_id))
 
 
 def test_owner_conditions_hold_on_one_binding(call, lead_id, deal_id):

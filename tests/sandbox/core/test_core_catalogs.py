@@ -268,3 +268,43 @@ def test_recalculated_amount_fires_an_update_event(call, events):
     call("crm.lead.productrows.set", id=lead_id, rows=ROWS)
 
     assert events[-1] == ("ONCRMLEADUPDATE", {"FIELDS": {"ID": lead_id}})
+
+
+def test_item_productrow_list_owner_array_as_the_code_reads_it(call):
+    """crm/lib/controller/item/productrow.php:367-399: `=ownerId: [ids]` reaches the ORM as IN
+    (missing owners give no rows, no error); `@ownerId` alone is a missing `=ownerId`; numbers
+    are typed (:281-309). Knob productrow_owner_arrays=code, the default."""
+    first, second = call.lead(), call.lead()
+    call("crm.lead.productrows.set", id=second, rows=ROWS)
+
+    many = call(
+        "crm.item.productrow.list", filter={"=ownerType": "L", "=ownerId": [first, second, 999]}
+    )
+    at_only = call.error("crm.item.productrow.list", filter={"=ownerType": "L", "@ownerId": [2]})
+    empty = call.error("crm.item.productrow.list", filter={"=ownerType": "L", "=ownerId": []})
+
+    assert [r["ownerId"] for r in many["productRows"]] == [second, second]
+    row = many["productRows"][0]
+    assert all(isinstance(row[k], int) for k in ("id", "ownerId", "productId", "sort"))
+    assert isinstance(row["price"], float | int) and not isinstance(row["price"], bool)
+    assert (at_only.code, at_only.description) == (
+        "REQUIRED_ARG_MISSING",
+        "Argument '=ownerId' is required",
+    )
+    assert empty.code == "ACCESS_DENIED"
+
+
+def test_item_productrow_list_owner_array_as_the_docs_read_it(portal, call):
+    """Knob productrow_owner_arrays=docs: "the only key that accepts an array of values is @id
+    ... the method ignores an array" (docs api-reference/crm/universal/product-rows/
+    crm-item-productrow-list.md) - the required `=ownerId` counts as missing."""
+    portal.set_knob("productrow_owner_arrays", "docs")
+    lead_id = call.lead()
+
+    error = call.error(
+        "crm.item.productrow.list", filter={"=ownerType": "L", "=ownerId": [lead_id]}
+    )
+    one = call("crm.item.productrow.list", filter={"=ownerType": "L", "=ownerId": lead_id})
+
+    assert error.code == "REQUIRED_ARG_MISSING"
+    assert one == {"productRows": []}

@@ -91,3 +91,22 @@ def test_domain_change_answers_302_at_the_old_address(portal: Sandbox) -> None:
     install = portal.install_app()
     assert install["client_endpoint"] == f"{new_base}/rest/"
     assert portal.oauth_server == old_base
+
+
+def test_plan_leads_and_robot_changes_over_http(portal: Sandbox) -> None:
+    """The plan forbidding leads makes crm.settings.mode.get 2 (crm/lib/settings/
+    leadsettings.php:297-306); a robot's change goes through the core without a REST call."""
+    assert admin(portal, "POST", "plan-leads", allowed=False).json() == {"leads_allowed": False}
+    assert call(portal.webhook_url, "crm.settings.mode.get").json()["result"] == 2
+    admin(portal, "POST", "plan-leads", allowed=True)
+    changed = admin(
+        portal,
+        "POST",
+        "robot",
+        method="crm.lead.update",
+        params={"id": 1, "fields": {"TITLE": "R"}},
+    )
+    assert changed.json() == {"result": True}
+    assert call(portal.webhook_url, "crm.lead.get", id=1).json()["result"]["TITLE"] == "R"
+    missing = admin(portal, "POST", "robot", method="crm.lead.get", params={"id": 99999})
+    assert missing.status_code == 400

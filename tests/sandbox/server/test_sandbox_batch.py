@@ -29,6 +29,9 @@ def test_batch_answer_nests_result_error_total_next_time(portal: Sandbox) -> Non
     assert result["result_total"] == {"page": 120}
     assert result["result_next"] == []  # the last page: no next
     assert set(result["result_time"]) == {"page", "me"}
+    # Each command's time carries its method's `operating` (fast_bitrix24
+    # tests/real_responses/batch_list_empty.py); `batch` itself is never charged
+    # (rest/lib/engine/access/loadlimiter.php:31-33), so its own `operating` stays 0.
     assert set(result["result_time"]["me"]) == {
         "start",
         "finish",
@@ -36,8 +39,9 @@ def test_batch_answer_nests_result_error_total_next_time(portal: Sandbox) -> Non
         "processing",
         "date_start",
         "date_finish",
+        "operating",
     }
-    assert "operating" not in body["time"]  # the outer batch is not counted in operating
+    assert body["time"]["operating"] == 0
 
 
 def test_result_chaining_with_field_and_list_index(portal: Sandbox) -> None:
@@ -191,3 +195,90 @@ def test_sub_calls_respect_scopes(portal: Sandbox) -> None:
     result = response.json()["result"]
     assert result["result_error"]["me"]["error"] == "insufficient_scope"
     assert result["result"] == {"mode": 1}
+
+
+def test_numeric_keys_give_json_lists_as_recorded(portal: Sandbox) -> None:
+    """fast_bitrix24 tests/real_responses/crm_get_batch_mix_success_and_errors.py: with `cmd`
+    keys 0, 1 and an ID, the errors of 0 and 1 form a JSON list while the ID-keyed result stays an
+    object; empty sections are [] (rest/classes/general/rest_provider.php:366-377,386-392)."""
+    cmd = {"0": "crm.lead.get?ID=0", "1": "crm.lead.get?ID=999999", "35": "crm.lead.get?ID=35"}
+    result = batch(portal, cmd)["result"]
+    assert list(result["result"]) == ["35"]
+    assert result["result_error"] == [
+        {"error": "", "error_description": "ID is not defined or invalid."},
+        {"error": "", "error_description": "Not found"},
+    ]
+    assert result["result_total"] == [] and result["result_next"] == []
+    assert list(result["result_time"]) == ["35"]
+    # crm_get_batch_of_two_error.py: nothing succeeded, every other section is [].
+    only_errors = batch(portal, {"0": "crm.lead.get?ID=0", "1": "crm.lead.get?ID=999999"})
+    assert only_errors["result"]["result"] == []
+    assert only_errors["result"]["result_time"] == []
+    assert len(only_errors["result"]["result_error"]) == 2
+    # All keys 0..n-1 succeeding: every section that has entries is a list.
+    lists = batch(portal, ["crm.lead.list?select[]=ID", "crm.lead.get?id=2"])["result"]
+    assert isinstance(lists["result"], list) and isinstance(lists["result_time"], list)
+    assert lists["result_total"] == [120]  # key 0 alone is 0..0: a list too
+    assert lists["result_next"] == [50]
+    # Key 1 alone is not 0..n-1: an object.
+    second = batch(portal, ["crm.lead.get?id=1", "crm.lead.list?select[]=ID"])["result"]
+    assert second["result_total"] == {"1": 120}
+
+
+def test_a_command_that_is_not_a_string_is_skipped_silently(portal: Sandbox) -> None:
+    """rest/classes/general/rest_provider.php:287-292: no result, no error - but it counts
+    towards the 50."""
+    cmd: dict[str, Any] = {"nested": {"x": "profile"}, "number": 5, "ok": "profile"}
+    result = batch(portal, cmd)["result"]
+    assert list(result["result"]) == ["ok"]
+    assert result["result_error"] == []
+    many: dict[str, Any] = {f"n{i}": [i] for i in range(50)}
+    many["late"] = "profile"
+    late = batch(portal, many)["result"]
+    assert late["result"] == []
+    assert late["result_error"]["late"]["error"] == "ERROR_BATCH_LENGTH_EXCEEDED"
+
+
+def test_batch_download_and_upload_are_refused_per_command(portal: Sandbox) -> None:
+    """rest/classes/general/rest_provider.php:304-314: HTTP 200, the others still run."""
+    response = call(
+        portal.webhook_url,
+        "batch",
+        cmd={"b": "batch?cmd[x]=profile", "d": "download", "u": "upload", "ok": "profile"},
+    )
+    assert response.status_code == 200
+    result = response.json()["result"]
+    assert {k: v["error"] for k, v in result["result_error"].items()} == {
+        "b": "ERROR_BATCH_METHOD_NOT_ALLOWED",
+        "d": "ERROR_BATCH_METHOD_NOT_ALLOWED",
+        "u": "ERROR_BATCH_METHOD_NOT_ALLOWED",
+    }
+    assert result["result_error"]["b"]["error_description"] == (
+        "Method is not allowed for batch usage"
+    )
+    assert list(result["result"]) == ["ok"]
+
+
+def test_halt_stops_at_the_fifty_first_command(portal: Sandbox) -> None:
+    """rest/classes/general/rest_provider.php:358-363,379-382: HTTP 200, 50 run, the 51st gets
+    ERROR_BATCH_LENGTH_EXCEEDED and halt=1 stops there."""
+    cmd = {f"c{i:02}": "profile" for i in range(53)}
+    result = batch(portal, cmd, halt=1)["result"]
+    assert len(result["result"]) == 50
+    assert result["result_error"] == {
+        "c50": {
+            "error": "ERROR_BATCH_LENGTH_EXCEEDED",
+            "error_description": "Max batch length exceeded",
+        }
+    }
+
+
+def test_a_command_without_scope_gets_insufficient_scope_with_no_text(portal: Sandbox) -> None:
+    """rest/classes/general/rest.php:970-976: CRestServerBatchItem raises
+    OAuthException(['error' => 'insufficient_scope']) - the code, an empty description."""
+    hook = portal.add_webhook(scope="crm")
+    response = requests.post(hook + "batch", json={"cmd": {"me": "user.current"}}, timeout=10)
+    assert response.status_code == 200
+    assert response.json()["result"]["result_error"] == {
+        "me": {"error": "insufficient_scope", "error_description": ""}
+    }

@@ -103,6 +103,8 @@ def test_unreachable_handler_counts_as_failed(portal: Sandbox, token: str) -> No
 
 
 def test_no_events_until_the_install_is_finished(portal: Sandbox, receiver: Receiver) -> None:
+    """Handlers are looked up only for apps that are active and INSTALLED
+    (rest/lib/event/callback.php:108-116; docs settings/app-installation/installation-finish.md)."""
     unfinished = portal.install_app(finish=False)["access_token"]
     bind(portal, unfinished, event="ONCRMLEADADD", handler=receiver.url())
     call(portal.webhook_url, "crm.lead.add", fields={"TITLE": "unseen"})
@@ -248,3 +250,70 @@ def test_onofflineevent_notifies_at_most_once_per_min_timeout(
     }
     assert notices[0]["auth"]["refresh_token"]
     assert oauth_call(portal, "event.offline.list", token).json()["total"] == 2
+
+
+def test_the_apps_own_rest_changes_echo_back(
+    portal: Sandbox, token: str, receiver: Receiver
+) -> None:
+    """Nothing filters the app's own changes out of its online events (rest/lib/event/
+    callback.php:93-116 looks handlers up by event name only; docs api-reference/events/
+    index.md); only an offline binding's auth_connector is left out (offline-events.md)."""
+    bind(portal, token, event="ONCRMLEADADD", handler=receiver.url())
+    lead_id = oauth_call(portal, "crm.lead.add", token, fields={"TITLE": "mine"}).json()["result"]
+    assert portal.wait_events()
+    assert [f["data"]["FIELDS"]["ID"] for f in receiver.forms("ONCRMLEADADD")] == [str(lead_id)]
+
+
+def test_handler_chains_stop_after_seven_hops(
+    portal: Sandbox, token: str, receiver: Receiver
+) -> None:
+    """rest/classes/general/rest_util.php:19 (HANDLER_SESSION_TTL = 7), rest/lib/event/
+    session.php:19-39 and sender.php:185-197: an event's token carries the hops left; a call made
+    with it passes on one less; at 0 the event is not sent."""
+    bind(portal, token, event="ONCRMLEADUPDATE", handler=receiver.url())
+    lead_id = call(portal.webhook_url, "crm.lead.add", fields={"TITLE": "loop"}).json()["result"]
+    call(portal.webhook_url, "crm.lead.update", id=lead_id, fields={"TITLE": "hop 0"})
+    assert portal.wait_events()
+    for hop in range(1, 10):
+        forms = receiver.forms("ONCRMLEADUPDATE")
+        if len(forms) < hop:
+            break
+        # The handler answers each event by changing the lead with the event's own token.
+        event_token = forms[-1]["auth"]["access_token"]
+        answer = oauth_call(
+            portal, "crm.lead.update", event_token, id=lead_id, fields={"TITLE": f"hop {hop}"}
+        )
+        assert answer.status_code == 200
+        assert portal.wait_events()
+    assert len(receiver.forms("ONCRMLEADUPDATE")) == 7
+    assert portal.hub.cut_chains == 1
+    # A fresh change by a person starts a new chain.
+    call(portal.webhook_url, "crm.lead.update", id=lead_id, fields={"TITLE": "again"})
+    assert portal.wait_events()
+    assert len(receiver.forms("ONCRMLEADUPDATE")) == 8
+
+
+def test_events_of_robot_changes_carry_no_tokens(
+    portal: Sandbox, token: str, receiver: Receiver
+) -> None:
+    """docs api-reference/events/index.md: when a robot, a workflow or an agent made the change,
+    the event's `auth` has no access token (the rest of `auth` is there to verify it)."""
+    bind(portal, token, event="ONCRMLEADUPDATE", handler=receiver.url())
+    portal.run_as_robot("crm.lead.update", {"id": 1, "fields": {"TITLE": "by a robot"}})
+    assert portal.wait_events()
+    (form,) = receiver.forms("ONCRMLEADUPDATE")
+    assert form["data"] == {"FIELDS": {"ID": "1"}}
+    assert not {"access_token", "refresh_token", "expires_in", "scope"} & set(form["auth"])
+    assert form["auth"]["application_token"] == portal.authority.installation.application_token
+    assert form["auth"]["member_id"] == portal.member_id
+
+
+def test_mode_get_answers_simple_when_the_plan_forbids_leads(portal: Sandbox) -> None:
+    """crm/lib/settings/leadsettings.php:297-306: LeadSettings::isEnabled() is false without the
+    plan's leads permission, whatever the switch says - crm.settings.mode.get answers 2."""
+    assert call(portal.webhook_url, "crm.settings.mode.get").json()["result"] == 1
+    portal.set_plan_leads(False)
+    assert portal.portal.mode == "classic"
+    assert call(portal.webhook_url, "crm.settings.mode.get").json()["result"] == 2
+    portal.set_plan_leads(True)
+    assert call(portal.webhook_url, "crm.settings.mode.get").json()["result"] == 1

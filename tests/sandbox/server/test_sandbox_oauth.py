@@ -111,9 +111,11 @@ def test_mass_expiry(portal: Sandbox) -> None:
 
 
 def test_token_without_crm_scope_gets_insufficient_scope(portal: Sandbox) -> None:
+    """401, not the docs' 403: rest/lib/oauth/auth.php:133-141 raises OAuthException, whose
+    status is 401 (rest/lib/oauthexception.php:14-24); the body is the pySDK fixture's."""
     token = portal.install_app(scope="user")["access_token"]
     response = oauth_call(portal, "crm.lead.list", token)
-    assert response.status_code == 403
+    assert response.status_code == 401
     assert response.json() == fixture("error.insufficient_scope")
 
 

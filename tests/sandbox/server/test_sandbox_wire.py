@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -78,17 +79,33 @@ def test_answer_envelope_has_result_total_next_and_time(portal: Sandbox) -> None
     assert set(body["time"]) == time_keys
     assert body["time"]["finish"] >= body["time"]["start"]
     assert isinstance(body["time"]["operating_reset_at"], int)
-    assert body["time"]["operating"] > 0
+    # One 50-row list "takes" 0.055 s: under 0.1 s a call is not counted
+    # (rest/lib/engine/access/loadlimiter.php:27,288-301,331).
+    assert body["time"]["operating"] == 0
 
 
-def test_wrong_webhook_code_is_401_no_auth_found(portal: Sandbox) -> None:
+def test_wrong_webhook_code_is_401_invalid_credentials(portal: Sandbox) -> None:
+    """rest/lib/apauth/auth.php:131-135: a webhook whose user/code pair is unknown answers
+    INVALID_CREDENTIALS, 401 (OAuthException, rest/lib/oauthexception.php:14-24)."""
     response = call(f"{portal.base_url}/rest/1/wrongcode/", "crm.lead.list")
+    assert response.status_code == 401
+    assert response.json() == {
+        "error": "INVALID_CREDENTIALS",
+        "error_description": "Invalid request credentials",
+    }
+    assert response.headers["Content-Type"].startswith("application/json")
+
+
+def test_wrong_webhook_code_under_knob_docs_is_no_auth_found(tmp_path: Path) -> None:
+    """Knob webhook_auth_error=docs: the docs' system-errors table gives NO_AUTH_FOUND (401)
+    for a wrong webhook code (api-reference/_includes/system-errors.md)."""
+    with Sandbox(knobs={"webhook_auth_error": "docs"}, db=str(tmp_path / "p.db")) as portal:
+        response = call(f"{portal.base_url}/rest/1/wrongcode/", "profile")
     assert response.status_code == 401
     assert response.json() == {
         "error": "NO_AUTH_FOUND",
         "error_description": "Wrong authorization data",
     }
-    assert response.headers["Content-Type"].startswith("application/json")
 
 
 def test_webhook_of_another_user_id_is_refused(portal: Sandbox) -> None:
@@ -166,10 +183,15 @@ def test_app_info_needs_application_context(portal: Sandbox) -> None:
 
 
 def test_webhook_without_crm_scope_gets_insufficient_scope(portal: Sandbox) -> None:
+    """401 with the webhook's own text: rest/lib/apauth/auth.php:196-202 (docs: 403)."""
     hook = portal.add_webhook(scope="user")
     response = call(hook, "crm.lead.list")
-    assert response.status_code == 403
-    assert response.json()["error"] == "insufficient_scope"
+    assert response.status_code == 401
+    assert response.json() == {
+        "error": "insufficient_scope",
+        "error_description": "The request requires higher privileges than provided by the "
+        "webhook token",
+    }
     assert call(hook, "profile").status_code == 200  # scope basic needs nothing
 
 
