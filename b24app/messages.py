@@ -40,7 +40,7 @@ SETTLED_REMOVED = N_("duplicates removed: {entities}")
 SETTLED_SHARED = N_("duplicates kept (another lead uses them): {entities}")
 
 # -- why a job stopped ---------------------------------------------------------------------------
-JOB_STOPPED_BY = N_("stopped by {cause}")
+JOB_STOPPED_BY = N_("the run was interrupted ({cause})")
 JOB_PORTAL_FAILED = N_("the portal failed: {error}")
 JOB_BATCH_REFUSED = N_("the portal refused the batch: {error}")
 JOB_EVERY_CALL_REFUSED = N_("the portal refused every call: {error}")

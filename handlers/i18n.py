@@ -219,8 +219,5 @@ JOB_KINDS = {
 }
 OTHER_KIND = N_("other ({kind})")
 ENTITIES = {"deal": N_("deal"), "contact": N_("contact"), "company": N_("company")}
-# What stopped a run, by the Python exception name the core records (`stopped by {cause}`).
-CAUSES = {
-    "KeyboardInterrupt": N_("an interrupt (Ctrl-C)"),
-    "SystemExit": N_("the process exiting"),
-}
+# What stopped a run, by the Python exception name the core records (JOB_STOPPED_BY's cause).
+CAUSES = {"KeyboardInterrupt": N_("Ctrl-C"), "SystemExit": N_("the process was told to exit")}

@@ -349,7 +349,7 @@ def preview() -> Any:
     lead_ids: tuple[int, ...] | None = None
     kind = request.values.get("kind", "app")
     try:
-        if request.method == "POST":
+        if request.method == "POST" and kind != "switch":  # the switch converts every lead
             lead_ids = _chosen_ids()
             if lead_ids == ():
                 raise ValueError("")

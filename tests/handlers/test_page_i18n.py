@@ -112,7 +112,11 @@ def test_help_links_go_to_the_helpdesk_of_the_language() -> None:
         (messages.SKIP_NOT_FOUND, "br", "lead não encontrado"),
         (messages.SKIP_CONVERTED_BY_JOB.format(job=4), "de", "bereits konvertiert von Auftrag 4"),
         (messages.SKIP_NOT_ACTIVE.format(stage="JUNK"), "la", "la etapa JUNK no es"),
-        (messages.JOB_STOPPED_BY.format(cause="KeyboardInterrupt"), "br", "interrompido por uma"),
+        (
+            messages.JOB_STOPPED_BY.format(cause="KeyboardInterrupt"),
+            "br",
+            "a execução foi interrompida (Ctrl-C)",
+        ),
         (
             messages.FAIL_STEP.format(step="d", method="crm.deal.add", error="ACCESS_DENIED: no"),
             "ru",
