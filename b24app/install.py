@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from b24app import messages as msg
 from b24app.config import Settings
 from b24app.errors import (
     AuthError,
@@ -124,16 +125,16 @@ class InstallClaim:
     def checked(self) -> InstallClaim:
         """This claim, or BadInstallRequest naming the first missing or malformed field."""
         if not _MEMBER_ID.match(self.member_id):
-            raise BadInstallRequest("missing or malformed member_id")
+            raise BadInstallRequest(msg.INSTALL_MALFORMED.format(field="member_id"))
         for name, value in (
-            ("access token", self.access_token),
-            ("refresh token", self.refresh_token),
-            ("application token", self.application_token),
+            (msg.INSTALL_ACCESS_TOKEN, self.access_token),
+            (msg.INSTALL_REFRESH_TOKEN, self.refresh_token),
+            (msg.INSTALL_APPLICATION_TOKEN, self.application_token),
         ):
             if not _TOKEN.match(value):
-                raise BadInstallRequest(f"missing or malformed {name}")
+                raise BadInstallRequest(msg.INSTALL_MALFORMED.format(field=name))
         if self.domain and not _DOMAIN.match(self.domain):
-            raise BadInstallRequest("malformed DOMAIN")
+            raise BadInstallRequest(msg.INSTALL_MALFORMED_DOMAIN)
         return self
 
 
@@ -252,7 +253,7 @@ def _prove(oauth: OAuthServer, claim: InstallClaim) -> TokenGrant:
             claim.member_id,
             exc.code,
         )
-        raise InstallRejected("the OAuth server did not accept these tokens") from None
+        raise InstallRejected(msg.INSTALL_TOKENS_REFUSED) from None
     except AuthError as exc:
         log.warning("install for portal %s: refresh refused (%s)", claim.member_id, exc.code)
         raise RefreshRefused("the OAuth server did not accept these tokens") from None
@@ -260,22 +261,22 @@ def _prove(oauth: OAuthServer, claim: InstallClaim) -> TokenGrant:
         log.warning(
             "install for portal %s rejected: refresh failed (%s)", claim.member_id, exc.code
         )
-        raise InstallRejected("the OAuth server did not accept these tokens") from None
+        raise InstallRejected(msg.INSTALL_TOKENS_REFUSED) from None
     except B24Error as exc:
         log.warning(
             "install for portal %s: OAuth server unavailable (%s)", claim.member_id, exc.code
         )
-        raise InstallUnavailable("the Bitrix24 OAuth server could not be reached") from None
+        raise InstallUnavailable(msg.INSTALL_OAUTH_DOWN) from None
     if grant.member_id != claim.member_id:
         log.warning(
             "install rejected: tokens belong to portal %s, the request claimed %s",
             grant.member_id or "(none)",
             claim.member_id,
         )
-        raise InstallRejected("the tokens do not belong to this portal")
+        raise InstallRejected(msg.INSTALL_OTHER_PORTAL)
     endpoint = urlsplit(grant.client_endpoint)
     if endpoint.scheme not in ("http", "https") or not endpoint.netloc:
-        raise InstallUnavailable("the OAuth server named no portal endpoint")
+        raise InstallUnavailable(msg.INSTALL_NO_ENDPOINT)
     if claim.domain and claim.domain.lower() != endpoint.netloc.lower():
         log.warning(
             "install for portal %s rejected: DOMAIN %s is not the portal's %s",
@@ -283,7 +284,7 @@ def _prove(oauth: OAuthServer, claim: InstallClaim) -> TokenGrant:
             claim.domain,
             endpoint.netloc,
         )
-        raise InstallRejected("the tokens do not belong to this domain")
+        raise InstallRejected(msg.INSTALL_OTHER_DOMAIN)
     return grant
 
 
@@ -305,9 +306,9 @@ def _confirm(grant: TokenGrant, settings: Settings, oauth: OAuthServer) -> tuple
     try:
         info = app_info(client)
     except AuthError as exc:
-        raise InstallRejected(f"the portal refused the proven token ({exc.code})") from None
+        raise InstallRejected(msg.INSTALL_TOKEN_REFUSED.format(code=exc.code)) from None
     except B24Error as exc:
-        raise InstallUnavailable(f"the portal could not be asked ({exc.code or 'error'})") from None
+        raise InstallUnavailable(msg.INSTALL_PORTAL_DOWN.format(code=exc.code or "error")) from None
     finally:
         client.close()
     return latest[-1], info.get("INSTALLED") in (True, "Y", "true", 1)
@@ -325,10 +326,7 @@ def _bind(
         bindings = ensure_bindings(client, handler, BOUND_EVENTS)
     except B24Error as exc:
         log.warning("portal %s: binding events failed (%s)", member_id, exc.code)
-        raise BindFailed(
-            f"the app was installed but its event handlers could not be bound ({exc.code}); "
-            "reinstall the app to retry"
-        ) from None
+        raise BindFailed(msg.INSTALL_UNBOUND.format(code=exc.code)) from None
     finally:
         client.close()
     if bindings.bound:

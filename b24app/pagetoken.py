@@ -13,6 +13,7 @@ key verifies, the first one signs (the same rotation rule as `b24app.store.crypt
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -25,7 +26,8 @@ from b24app.errors import B24AppError, ConfigError
 
 SALT = "b24app.page-token.v1"
 MAX_AGE = 3600
-_LANGS = ("en", "br")
+# A Bitrix24 language code (en, br, la, de, ru, ...); the page picks its catalog from it.
+_LANG = re.compile(r"[a-z]{2}\Z")
 
 
 class PageTokenError(B24AppError):
@@ -57,7 +59,7 @@ class PageUser:
         member_id, user_id = data.get("m"), data.get("u")
         if not isinstance(member_id, str) or not member_id or not isinstance(user_id, int):
             raise PageTokenError("the page token holds no user")
-        lang = data.get("l") if data.get("l") in _LANGS else "en"
+        lang = data["l"] if isinstance(data.get("l"), str) and _LANG.match(data["l"]) else "en"
         return cls(member_id=member_id, user_id=user_id, is_admin=data.get("a") is True, lang=lang)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,11 +22,13 @@ from flask import Blueprint, Response, g, jsonify, redirect, render_template, re
 
 from b24app.crm.conversion import preview as preview_leads
 from b24app.crm.conversion import read_mode
-from b24app.crm.mode import MODE_HELP_URL, SWITCH_HELP_URL, Mode, ModeError, guide_switch
+from b24app.crm.mode import Mode, ModeError, guide_switch
 from b24app.crm.overview import read_overview
 from b24app.crm.policy import Policy, PolicyError
 from b24app.crm.reader import Reader
 from b24app.crm.report import load_report
+from b24app.crm.summary import JobTotals, PreviewTotals
+from b24app.crm.titles import lead_titles
 from b24app.doctor import examine, recordable
 from b24app.errors import AuthError, B24Error
 from b24app.pagetoken import PageTokenError, PageTokens, PageUser
@@ -34,8 +36,11 @@ from b24app.rest import PortalClient
 from b24app.rest.user import read_viewer, viewer_client
 from b24app.store.journal import DONE, FAILED, INTERRUPTED, PENDING, RUNNING, JobBusy, JobRow
 from b24app.store.portal_variants import PortalVariants
+from b24app.waits import why_waiting
 from handlers import i18n
 from handlers.context import AppContext, app_context
+from handlers.i18n import N_
+from handlers.links import PortalLinks
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +51,9 @@ TOKEN_FIELD = "page_token"  # noqa: S105
 TOKEN_HEADER = "X-Page-Token"  # noqa: S105
 TOKEN_QUERY = "t"  # noqa: S105
 PREVIEW_ROWS = 200
+REPORT_ROWS = 200
+JOBS_PAGE = 10
+LIVE_JOBS = 50
 JOB_KINDS = ("app", "switch")
 _IDS = re.compile(r"[\s,;]+")
 _FINAL = (DONE, FAILED, INTERRUPTED)
@@ -177,15 +185,26 @@ def _saved_policy(page: Page) -> tuple[Policy, list[str]]:
         return Policy(), list(exc.problems)
 
 
+def _live_jobs(page: Page) -> list[JobRow]:
+    """The portal's running and pending jobs, newest first."""
+    return page.ctx.journal(page.member_id).jobs(LIVE_JOBS, statuses=(PENDING, RUNNING))
+
+
 def _live_job(page: Page) -> JobRow | None:
-    return next(
-        (
-            job
-            for job in page.ctx.journal(page.member_id).jobs(10)
-            if job.status in (PENDING, RUNNING)
-        ),
-        None,
-    )
+    live = _live_jobs(page)
+    return live[-1] if live else None
+
+
+def _history(page: Page, before: int | None) -> tuple[list[JobRow], int | None]:
+    """One page of the job history (newest first) and the id the next, older page starts below."""
+    found = page.ctx.journal(page.member_id).jobs(JOBS_PAGE + 1, before=before)
+    older = found[JOBS_PAGE - 1].id if len(found) > JOBS_PAGE else None
+    return found[:JOBS_PAGE], older
+
+
+def _int_arg(name: str) -> int | None:
+    value = request.args.get(name, "")
+    return int(value) if value.isdigit() and int(value) > 0 else None
 
 
 def _overview_page(
@@ -207,6 +226,9 @@ def _overview_page(
     target = Mode.SIMPLE if overview.mode is Mode.CLASSIC else Mode.CLASSIC
     guide = guide_switch(overview.mode, target, active_leads=overview.active_leads)
     by, at = page.ctx.portal_settings.policy_saved_by(page.member_id)
+    before = _int_arg("before")
+    jobs, older = _history(page, before)
+    live = _live_jobs(page)
     html = _render(
         "page.html",
         page,
@@ -218,13 +240,14 @@ def _overview_page(
         saved=saved,
         saved_by=by,
         saved_at=at,
-        jobs=page.ctx.journal(page.member_id).jobs(10),
+        jobs=jobs,
+        jobs_before=before,
+        jobs_older=older,
+        waiting={job.id: why_waiting(job, live) for job in jobs},
         guide=guide,
         target=target,
         verified=_mode_or_none(verified),
         changed_from=_mode_or_none(changed_from),
-        mode_help=MODE_HELP_URL,
-        switch_help=SWITCH_HELP_URL,
     )
     return html, status
 
@@ -252,11 +275,9 @@ def _form_values(policy: Policy) -> dict[str, Any]:
 # -- policy --------------------------------------------------------------------------------------
 
 
-@blueprint.post("/app/policy")
-def save_policy() -> Any:
-    """Save the policy form (admins): checked by Policy.from_dict and against the portal."""
-    page = _page(write=True)
-    form = {
+def _posted_form() -> dict[str, Any]:
+    """The policy fields of the posted form, as the form shows them."""
+    return {
         "client": request.form.get("client", ""),
         "pipeline": request.form.get("pipeline", ""),
         "activities": request.form.get("activities", ""),
@@ -265,24 +286,43 @@ def save_policy() -> Any:
         "auto_stages": request.form.getlist("auto_stages"),
         "auto_sources": request.form.getlist("auto_sources"),
     }
+
+
+def _policy_data(page: Page, form: Mapping[str, Any]) -> dict[str, Any]:
+    """The policy dict of a posted form; the lead selection, which the page does not edit, and
+    (when the form has no auto-convert fields) the saved auto-convert settings are kept."""
     stored = page.ctx.portal_settings.policy_data(page.member_id) or {}
-    data = {
+    stored = stored if isinstance(stored, Mapping) else {}
+    auto = {
+        "enabled": form["auto_enabled"],
+        "stages": form["auto_stages"],
+        "sources": form["auto_sources"],
+    }
+    if request.form.get("auto_fields") == "kept":
+        auto = stored.get("auto") or {}
+    return {
         "client": form["client"] or None,
         "pipeline": form["pipeline"] or None,
         "activities": form["activities"] or None,
         "match_clients": form["match_clients"],
-        "auto": {
-            "enabled": form["auto_enabled"],
-            "stages": form["auto_stages"],
-            "sources": form["auto_sources"],
-        },
-        # The page does not edit the lead selection; keep whatever was saved.
-        "leads": stored.get("leads") if isinstance(stored, Mapping) else None,
+        "auto": auto,
+        "leads": stored.get("leads"),
     }
+
+
+def _checked_policy(page: Page, data: Mapping[str, Any]) -> Policy:
+    """The policy of `data`, checked against the portal; PolicyError lists the problems."""
+    policy = Policy.from_dict(data)
+    return policy.check(Reader(page.portal()).facts((policy.pipeline,)))
+
+
+@blueprint.post("/app/policy")
+def save_policy() -> Any:
+    """Save the policy form (admins): checked by Policy.from_dict and against the portal."""
+    page = _page(write=True)
+    form = _posted_form()
     try:
-        policy = Policy.from_dict(data)
-        facts = Reader(page.portal()).facts((policy.pipeline,))
-        policy.check(facts)
+        policy = _checked_policy(page, _policy_data(page, form))
     except PolicyError as exc:
         return _overview_page(page, status=422, form=form, problems=list(exc.problems))
     page.ctx.portal_settings.save_policy(
@@ -295,25 +335,73 @@ def save_policy() -> Any:
 # -- preview and conversion ----------------------------------------------------------------------
 
 
-@blueprint.get("/app/preview")
+def _chosen_ids() -> tuple[int, ...] | None:
+    """The lead ids the form chose (None: all active leads); ValueError on a bad id."""
+    if request.form.get("leads", "all") != "chosen":
+        return None
+    return parse_lead_ids([*request.form.getlist("lead_id"), request.form.get("lead_ids", "")])
+
+
+@blueprint.route("/app/preview", methods=["GET", "POST"])
 def preview() -> Any:
-    """What converting the active leads under the saved policy would do (changes nothing)."""
-    page = _page()
-    policy, problems = _saved_policy(page)
-    if problems:
-        return _overview_page(page, status=422, problems=problems)
+    """What converting would do (changes nothing): a GET previews the saved policy; an admin's
+    POST previews the policy on screen, unsaved, and the chosen leads."""
+    page = _page(write=request.method == "POST")
+    on_screen = request.method == "POST" and bool(request.form.get("client"))
+    lead_ids: tuple[int, ...] | None = None
+    kind = request.values.get("kind", "app")
     try:
-        rows = preview_leads(page.portal(), policy)
+        if request.method == "POST" and kind != "switch":  # the switch converts every lead
+            lead_ids = _chosen_ids()
+            if lead_ids == ():
+                raise ValueError("")
+    except ValueError as exc:
+        key = "bad" if str(exc) else "none"
+        return _overview_page(page, status=422, convert_problem=_ids_problem(page, key))
+    try:
+        if on_screen:
+            form = _posted_form()
+            try:
+                policy = _checked_policy(page, _policy_data(page, form))
+            except PolicyError as exc:
+                return _overview_page(page, status=422, form=form, problems=list(exc.problems))
+        else:
+            policy, problems = _saved_policy(page)
+            if problems:
+                raise PolicyError(problems)
+        rows = preview_leads(page.portal(), policy, lead_ids=lead_ids)
     except PolicyError as exc:
         return _overview_page(page, status=422, problems=list(exc.problems))
-    html = _render(
+    shown = rows[:PREVIEW_ROWS]
+    return _render(
         "page_preview.html",
         page,
-        rows=rows[:PREVIEW_ROWS],
+        rows=shown,
         total=len(rows),
+        totals=PreviewTotals.of(rows),
         policy=policy,
+        on_screen=on_screen,
+        chosen=lead_ids,
+        kind=kind if kind in JOB_KINDS else "app",
+        pipeline_name=_pipeline_name(page, policy.pipeline),
+        titles=lead_titles(page.portal(), [row.lead_id for row in shown]),
+        links=_links(page),
     )
-    return html
+
+
+def _pipeline_name(page: Page, pipeline: int) -> str:
+    facts = Reader(page.portal()).facts((pipeline,))
+    found = next((p for p in facts.pipelines if p.id == pipeline), None)
+    return found.name if found is not None else str(pipeline)
+
+
+def _ids_problem(page: Page, key: str) -> str:
+    texts = _texts(page)
+    if key == "bad":
+        return texts.gettext(
+            "Lead ids must be positive whole numbers separated by commas or spaces."
+        )
+    return texts.gettext("Tick at least one lead, or enter lead ids.")
 
 
 def parse_lead_ids(values: list[str]) -> tuple[int, ...]:
@@ -331,31 +419,32 @@ def parse_lead_ids(values: list[str]) -> tuple[int, ...]:
 
 @blueprint.post("/app/convert")
 def convert() -> Any:
-    """Start a conversion job (admins): all active leads, or the chosen ids; then show it."""
+    """Start a conversion job (admins): all active leads, or the chosen ids, under the policy the
+    form carries (the preview's), else the saved one; then show the job."""
     page = _page(write=True)
     kind = request.form.get("kind", "app")
     if kind not in JOB_KINDS:
         kind = "app"
-    lead_ids: tuple[int, ...] | None = None
-    if request.form.get("leads", "all") == "chosen":
-        try:
-            lead_ids = parse_lead_ids(
-                [*request.form.getlist("lead_id"), request.form.get("lead_ids", "")]
-            )
-        except ValueError:
-            return _overview_page(page, status=422, convert_problem=_t(page)("bad_ids"))
-        if not lead_ids:
-            return _overview_page(page, status=422, convert_problem=_t(page)("no_ids"))
+    try:
+        lead_ids = _chosen_ids()
+    except ValueError:
+        return _overview_page(page, status=422, convert_problem=_ids_problem(page, "bad"))
+    if lead_ids == ():
+        return _overview_page(page, status=422, convert_problem=_ids_problem(page, "none"))
     live = _live_job(page)
     if live is not None:
-        return _overview_page(
-            page, status=409, convert_problem=_t(page)("convert_busy", job=live.id)
+        busy = _texts(page).gettext(
+            "Job {job} is still running; wait for it to finish.", job=live.id
         )
-    policy, problems = _saved_policy(page)
+        return _overview_page(page, status=409, convert_problem=busy)
     try:
-        if problems:
-            raise PolicyError(problems)
-        policy.check(Reader(page.portal()).facts((policy.pipeline,)))
+        if request.form.get("client"):
+            policy = _checked_policy(page, _policy_data(page, _posted_form()))
+        else:
+            policy, problems = _saved_policy(page)
+            if problems:
+                raise PolicyError(problems)
+            policy.check(Reader(page.portal()).facts((policy.pipeline,)))
     except PolicyError as exc:
         return _overview_page(page, status=422, problems=list(exc.problems))
     journal = page.ctx.journal(page.member_id)
@@ -384,7 +473,7 @@ def _job_or_404(page: Page, job_id: int) -> JobRow:
 def progress_of(
     job: JobRow,
     counts: Mapping[str, int],
-    translate: Callable[..., str] | None = None,
+    texts: i18n.Texts | None = None,
     *,
     now: dt.datetime | None = None,
 ) -> dict[str, Any]:
@@ -423,15 +512,17 @@ def progress_of(
         "eta_seconds": eta,
         "error": job.error,
     }
-    if translate is not None:
-        data["status_text"] = translate("status_" + job.status)
+    if texts is not None:
+        data["status_text"] = texts.gettext(i18n.JOB_STATUS[job.status])
         data["count_text"] = (
-            translate("progress_text", done=done, total=total)
+            texts.ngettext("{done} of {n} lead", "{done} of {n} leads", total, done=done)
             if total
-            else translate("progress_unknown", done=done)
+            else texts.ngettext("{n} lead so far", "{n} leads so far", done)
         )
         data["eta_text"] = (
-            translate("eta_minutes", minutes=max(1, round(eta / 60))) if eta is not None else ""
+            texts.gettext("about {minutes} min left", minutes=max(1, round(eta / 60)))
+            if eta is not None
+            else ""
         )
     return data
 
@@ -446,15 +537,35 @@ def _seconds_left(
     return max(0.0, elapsed / done * (total - done))
 
 
+def _links(page: Page) -> PortalLinks | None:
+    installation = page.ctx.installations.get_installation(page.member_id)
+    return PortalLinks.from_endpoint(installation.client_endpoint) if installation else None
+
+
 @blueprint.get("/app/jobs/<int:job_id>")
 def job(job_id: int) -> Any:
-    """A job's progress, and its per-lead report once it has stopped."""
+    """A job's progress, why it waits, and its per-lead report (a page of it) once it stopped."""
     page = _page()
     found = _job_or_404(page, job_id)
     journal = page.ctx.journal(page.member_id)
-    progress = progress_of(found, journal.status_counts(job_id), _t(page))
+    progress = progress_of(found, journal.status_counts(job_id), _texts(page))
     report = load_report(journal, job_id) if progress["finished"] else None
-    return _render("page_job.html", page, job=found, progress=progress, report=report)
+    start = _int_arg("from") or 0
+    rows = report.leads[start : start + REPORT_ROWS] if report is not None else ()
+    return _render(
+        "page_job.html",
+        page,
+        job=found,
+        progress=progress,
+        waiting=why_waiting(found, _live_jobs(page)),
+        report=report,
+        totals=JobTotals.of(report) if report is not None else None,
+        rows=rows,
+        start=start,
+        page_rows=REPORT_ROWS,
+        titles=lead_titles(page.portal(), [row.lead_id for row in rows]) if rows else {},
+        links=_links(page),
+    )
 
 
 @blueprint.get("/app/jobs/<int:job_id>/progress")
@@ -463,8 +574,7 @@ def job_progress(job_id: int) -> Any:
     page = _page()
     found = _job_or_404(page, job_id)
     counts = page.ctx.journal(page.member_id).status_counts(job_id)
-    response = jsonify(progress_of(found, counts, _t(page)))
-    return response
+    return jsonify(progress_of(found, counts, _texts(page)))
 
 
 @blueprint.get("/app/jobs/<int:job_id>/report.csv")
@@ -518,18 +628,28 @@ def doctor_panel() -> Any:
 
 # -- rendering and errors ------------------------------------------------------------------------
 
+# What an error page says, by the key a PageRefused carries.
+ERRORS = {
+    "err_no_form": N_("This page opens from inside Bitrix24."),
+    "err_not_installed": N_("b24app is not installed on this portal."),
+    "err_auth": N_("Bitrix24 did not confirm who you are."),
+    "err_token": N_("Your page session is missing or not valid."),
+    "err_expired": N_("Your page session has expired."),
+    "err_admin": N_("Only a portal administrator can do this."),
+    "err_portal": N_("Bitrix24 did not answer as expected ({code}). Try again in a minute."),
+    "err_not_found": N_("There is no such job on this portal."),
+}
 
-def _t(page: Page) -> Callable[..., str]:
-    return i18n.translator(page.user.lang)
+
+def _texts(page: Page) -> i18n.Texts:
+    return i18n.texts(page.user.lang)
 
 
 def _render(template: str, page: Page, **values: Any) -> str:
-    lang = i18n.language(page.user.lang)
+    texts = _texts(page)
     return render_template(
         template,
-        _=i18n.translator(lang),
-        known=i18n.known,
-        html_lang=i18n.HTML_LANG[lang],
+        **_language(texts),
         user=page.user,
         token=page.token,
         token_field=TOKEN_FIELD,
@@ -539,15 +659,30 @@ def _render(template: str, page: Page, **values: Any) -> str:
     )
 
 
+def _language(texts: i18n.Texts) -> dict[str, Any]:
+    """What every template needs to speak the reader's language."""
+    return {
+        "_": texts.gettext,
+        "_html": texts.html,
+        "ngettext": texts.ngettext,
+        "core": texts.core,
+        "texts": texts,
+        "i18n": i18n,
+        "html_lang": texts.html_lang,
+        "mode_help": texts.help[0],
+        "switch_help": texts.help[1],
+    }
+
+
 def _error_page(status: int, key: str, lang: str, **values: Any) -> tuple[str, int]:
-    translate = i18n.translator(lang)
+    texts = i18n.texts(lang)
+    message = texts.core(values.pop("text")) if "text" in values else None
     html = render_template(
         "page_error.html",
-        _=translate,
-        html_lang=i18n.HTML_LANG[i18n.language(lang)],
+        **_language(texts),
         token=None,
         user=None,
-        message=translate(key, **values),
+        message=message or texts.gettext(ERRORS[key], **values),
         reopen=status in (401, 403),
     )
     return html, status
@@ -585,7 +720,7 @@ def _portal_failed(exc: B24Error) -> Any:
 
 @blueprint.errorhandler(JobBusy)
 def _busy(exc: JobBusy) -> Any:
-    return _error_page(409, "convert_busy", _lang_of_request(), job="?")
+    return _error_page(409, "err_portal", _lang_of_request(), text=str(exc))
 
 
 @blueprint.after_request

@@ -58,8 +58,10 @@ def test_rotation_new_key_first_still_accepts_old_tokens() -> None:
     assert PageTokens(new).verify(fresh) == USER
 
 
-def test_the_payload_is_checked_and_unknown_languages_fall_back() -> None:
-    assert PageUser.from_dict({"m": "m", "u": 1, "a": True, "l": "de"}).lang == "en"
+def test_the_payload_is_checked_and_malformed_languages_fall_back() -> None:
+    assert PageUser.from_dict({"m": "m", "u": 1, "a": True, "l": "de"}).lang == "de"
+    for bad in ("<b>", "deu", "", 7, None):
+        assert PageUser.from_dict({"m": "m", "u": 1, "a": True, "l": bad}).lang == "en"
     with pytest.raises(PageTokenError):
         PageUser.from_dict({"m": "", "u": 1})
     with pytest.raises(PageTokenError):

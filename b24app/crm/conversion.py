@@ -60,6 +60,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from b24app import messages as msg
 from b24app.crm import scheduler
 from b24app.crm.facts import PortalFacts
 from b24app.crm.mapping import link_id
@@ -220,7 +221,7 @@ def preview(
             previews.append(
                 preview_plan(
                     LeadPlan(
-                        lead_id=lead_id, skip="lead not found", success_stage=facts.success_stage
+                        lead_id=lead_id, skip=msg.SKIP_NOT_FOUND, success_stage=facts.success_stage
                     )
                 )
             )
@@ -333,7 +334,7 @@ def _plan_chunk(
             out.append(
                 LeadPlan(
                     lead_id=lead_id,
-                    skip="not picked by the policy's lead selection",
+                    skip=msg.SKIP_NOT_SELECTED,
                     success_stage=success,
                 )
             )
@@ -360,7 +361,9 @@ def _plan_chunk(
             )
         except (PlanError, ValueError) as exc:
             out.append(
-                LeadEntry(lead_id=lead_id, status="failed", error=f"cannot be planned: {exc}")
+                LeadEntry(
+                    lead_id=lead_id, status="failed", error=msg.FAIL_UNPLANNABLE.format(error=exc)
+                )
             )
     return out
 
@@ -460,11 +463,11 @@ class _Run:
             log.warning("conversion job %d interrupted: %s", self.job.id, message)
             return self._finish(INTERRUPTED, message)
         except B24Error as exc:
-            return self._finish(INTERRUPTED, f"the portal failed: {exc}")
+            return self._finish(INTERRUPTED, msg.JOB_PORTAL_FAILED.format(error=exc))
         except BaseException as exc:
             # Best effort: if even the journal fails, the job is taken over once we are gone.
             with contextlib.suppress(Exception):
-                self._finish(INTERRUPTED, f"stopped by {type(exc).__name__}")
+                self._finish(INTERRUPTED, msg.JOB_STOPPED_BY.format(cause=type(exc).__name__))
             raise
         status = PENDING if self.paused else FAILED if self._counts().failed else DONE
         log.info("conversion job %d %s: %s", self.job.id, status, self._counts())
@@ -474,12 +477,7 @@ class _Run:
         """What the job's end says when Bitrix24 took over (None otherwise)."""
         if not self.switched:
             return None
-        return (
-            "the CRM was switched to Simple mode during this job, so Bitrix24 converted the "
-            f"leads still in work itself ({self.by_bitrix} of this job's leads are reported "
-            "with Bitrix24's deal, any duplicate b24app had begun removed); b24app took no new "
-            "leads after the switch"
-        )
+        return msg.JOB_SWITCHED.format(count=self.by_bitrix)
 
     def _finish(self, status: str, error: str | None) -> JobReport:
         counts = self._counts()
@@ -525,7 +523,7 @@ class _Run:
         self._take(
             [],
             [
-                LeadEntry(lead_id=i, status=Status.SKIPPED.value, error="lead not found")
+                LeadEntry(lead_id=i, status=Status.SKIPPED.value, error=msg.SKIP_NOT_FOUND)
                 for i in missing
             ],
         )
@@ -679,7 +677,7 @@ class _Run:
             deal_id=record.deal_id,
             contact_id=record.contact_id,
             company_id=record.company_id,
-            error=f"already converted by job {record.job_id}",
+            error=msg.SKIP_CONVERTED_BY_JOB.format(job=record.job_id),
         )
 
     def _admit(self, chunk: Sequence[Mapping[str, Any]]) -> None:
@@ -765,10 +763,7 @@ class _Run:
         except OutcomeUnknown:
             self.lost += 1
             if self.lost >= MAX_LOST:
-                raise _Stop(
-                    f"the portal lost the answers of {self.lost} batches in a row; "
-                    "it looks unreachable"
-                ) from None
+                raise _Stop(msg.JOB_PORTAL_LOST.format(count=self.lost)) from None
             outcome = BatchOutcome.unknown()
         except QueryLimitExceeded:
             # Busy, not failing: the client let nothing through for a long while (it waits out
@@ -779,7 +774,7 @@ class _Run:
         except B24Error as exc:
             if isinstance(exc, _NOT_RUN):
                 self._save(before)  # rejected before running: nothing to verify later
-            raise _Stop(f"the portal refused the batch: {exc}") from None
+            raise _Stop(msg.JOB_BATCH_REFUSED.format(error=exc)) from None
         else:
             self.lost = 0
             results = dict(result.results)
@@ -797,7 +792,7 @@ class _Run:
         recorded = scheduler.record(marked, batch, outcome, in_use=self._clients_in_use())
         self._save(recorded)
         if fatal is not None:
-            raise _Stop(f"the portal refused every call: {fatal}")
+            raise _Stop(msg.JOB_EVERY_CALL_REFUSED.format(error=fatal))
         if switched:
             self._switch()
         self._report_progress()

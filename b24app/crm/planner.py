@@ -45,6 +45,7 @@ from enum import StrEnum
 from functools import cached_property
 from typing import Any
 
+from b24app import messages as msg
 from b24app.crm import mapping
 from b24app.crm.facts import PortalFacts
 from b24app.crm.matching import ClientMatch
@@ -519,11 +520,7 @@ def plan_lead(
     success = facts.success_stage
     if not facts.is_active(lead):
         stage = lead.get("STATUS_ID") or "?"
-        reason = (
-            "already converted"
-            if stage == success
-            else f"stage {stage} is not an active lead stage"
-        )
+        reason = msg.SKIP_CONVERTED if stage == success else msg.SKIP_NOT_ACTIVE.format(stage=stage)
         return LeadPlan(lead_id=lead_id, skip=reason, success_stage=success)
     company = _client(
         name=COMPANY,

@@ -18,6 +18,7 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Any, TypeVar
 
+from b24app import messages as msg
 from b24app.crm.facts import PortalFacts
 from b24app.errors import UsageError
 
@@ -173,10 +174,8 @@ class Policy:
         """
         found: list[str] = []
         if self.pipeline not in facts.pipeline_ids:
-            known = ", ".join(str(i) for i in facts.pipeline_ids) or "none"
-            found.append(
-                f"pipeline {self.pipeline} does not exist or is not visible (pipelines: {known})"
-            )
+            known = ", ".join(str(i) for i in facts.pipeline_ids) or msg.NONE
+            found.append(msg.POLICY_NO_PIPELINE.format(pipeline=self.pipeline, known=known))
         if facts.lead_stages:
             active = set(facts.active_lead_stages)
             for where, stages in (
@@ -185,12 +184,9 @@ class Policy:
             ):
                 for stage in stages:
                     if facts.lead_stage(stage) is None:
-                        found.append(f"{where}: lead stage {stage!r} does not exist")
+                        found.append(msg.POLICY_NO_STAGE.format(where=where, stage=repr(stage)))
                     elif stage not in active:
-                        found.append(
-                            f"{where}: lead stage {stage!r} is closed; "
-                            "only active leads are converted"
-                        )
+                        found.append(msg.POLICY_CLOSED_STAGE.format(where=where, stage=repr(stage)))
         return found
 
     def check(self, facts: PortalFacts) -> Policy:

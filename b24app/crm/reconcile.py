@@ -45,6 +45,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from b24app import messages as msg
 from b24app.crm import mapping
 from b24app.crm.planner import COMPANY, CONTACT, DEAL
 from b24app.crm.policy import Activities
@@ -228,8 +229,7 @@ def reconcile(
             reasons.pop(lead_id, None)
         reasons.update(failed)
     unresolved = {
-        lead_id: "Bitrix24 converted this lead too, but b24app could not remove its own "
-        f"duplicate: {reasons.get(lead_id) or 'no answer'}"
+        lead_id: msg.FAIL_DUPLICATE.format(reason=reasons.get(lead_id) or msg.NO_ANSWER)
         for lead_id in todo
         if lead_id in reasons
     }

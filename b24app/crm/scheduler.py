@@ -57,6 +57,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
+from b24app import messages as msg
 from b24app.crm.mapping import link_id
 from b24app.crm.planner import (
     COMPANY,
@@ -221,19 +222,14 @@ class LeadState:
         progress = self.progress
         if not progress.discard and not progress.kept:
             return None
-        text = (
-            f"another b24app run converted this lead at the same time; deal "
-            f"{self.ids.get(DEAL)} (the lowest id) was kept"
-        )
-        if progress.discard:
-            text += "; duplicates removed: " + ", ".join(
-                key.replace(":", " ") for key in progress.discard
-            )
-        if progress.kept:
-            text += "; duplicates kept (another lead uses them): " + ", ".join(
-                key.replace(":", " ") for key in progress.kept
-            )
-        return text
+        parts = [msg.SETTLED, msg.SETTLED_KEPT.format(deal=self.ids.get(DEAL))]
+        for template, keys in (
+            (msg.SETTLED_REMOVED, progress.discard),
+            (msg.SETTLED_SHARED, progress.kept),
+        ):
+            if keys:
+                parts.append(template.format(entities=", ".join(k.replace(":", " ") for k in keys)))
+        return "; ".join(parts)
 
     @property
     def status(self) -> Status:
@@ -575,18 +571,16 @@ class _Change:
             return
         if not slot.verify:
             self.unsure.discard(step.id)
-        what = f"checking step {step.id}" if slot.verify else f"step {step.id}"
-        self.failure = (
-            self.failure
-            or f"{what} ({method}) failed: {code or 'error'}: {error.description}".rstrip(": ")
-        )
+        what = msg.FAIL_CHECK if slot.verify else msg.FAIL_STEP
+        reason = f"{code or 'error'}: {error.description}".rstrip(": ")
+        self.failure = self.failure or what.format(step=step.id, method=method, error=reason)
 
     def state(self) -> LeadState:
         failure = self.failure
         if failure is None:
             for step_id, tries in sorted(self.tries.items()):
                 if step_id not in self.done and tries >= MAX_TRIES:
-                    failure = f"step {step_id} gave up after {tries} transient errors"
+                    failure = msg.FAIL_GAVE_UP.format(step=step_id, tries=tries)
                     break
         return replace(
             self.before,

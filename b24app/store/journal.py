@@ -48,6 +48,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import SQLAlchemyError
 
+from b24app import messages as msg
 from b24app.errors import B24AppError, ConfigError, UsageError
 from b24app.store.db import (
     UtcDateTime,
@@ -69,7 +70,7 @@ LEAD_FINAL = frozenset({"converted", "failed", "skipped"})
 STALE_AFTER = 900.0
 # How `_take_portal` explains a job it found abandoned (its process gone, or its lease lapsed):
 # the recovery retries such a job at once rather than after a back-off.
-ABANDONED = "its process ({owner}) stopped before the job finished"
+ABANDONED = msg.JOB_ABANDONED
 
 jobs = Table(
     "jobs",
@@ -270,11 +271,20 @@ class Journal:
 
     # -- jobs ----------------------------------------------------------------------------------
 
-    def jobs(self, limit: int = 20) -> list[JobRow]:
-        """This portal's jobs, newest first."""
-        query = (
-            select(jobs).where(jobs.c.portal == self.portal).order_by(jobs.c.id.desc()).limit(limit)
-        )
+    def jobs(
+        self,
+        limit: int = 20,
+        *,
+        before: int | None = None,
+        statuses: Sequence[str] | None = None,
+    ) -> list[JobRow]:
+        """This portal's jobs, newest first: only ids below `before` and `statuses` when given."""
+        query = select(jobs).where(jobs.c.portal == self.portal)
+        if before is not None:
+            query = query.where(jobs.c.id < before)
+        if statuses is not None:
+            query = query.where(jobs.c.status.in_(list(statuses)))
+        query = query.order_by(jobs.c.id.desc()).limit(limit)
         with self.engine.connect() as conn:
             return [_job(row) for row in conn.execute(query)]
 
@@ -351,10 +361,7 @@ class Journal:
         for row in running:
             job = _job(row)
             if self._alive(job):
-                raise JobBusy(
-                    f"conversion job {job.id} is running for this portal "
-                    f"(process {job.owner}); wait for it to finish"
-                )
+                raise JobBusy(msg.JOB_BUSY.format(job=job.id, owner=job.owner))
             conn.execute(
                 update(jobs)
                 .where(jobs.c.id == job.id)

@@ -164,16 +164,21 @@ def test_an_admin_changes_the_policy_converts_to_100_percent_and_reads_the_repor
             assert stored["match_clients"] == ["phone"]
             snapshot(browser, shots / "app_page_overview.png")
 
-            # The preview lists every active lead; nothing is created yet.
-            browser.find_element(By.ID, "preview-link").click()
+            # The preview lists every active lead under the policy on screen, with its numbers;
+            # nothing is created yet.
+            browser.find_element(By.ID, "preview-button").click()
             table = wait.until(ec.presence_of_element_located((By.ID, "preview-table")))
             assert len(table.find_elements(By.CSS_SELECTOR, "tbody tr")) == active
             assert "company, contact, deal" in table.text
+            summary = browser.find_element(By.ID, "preview-summary").text
+            assert f"{active} leads would be converted." in summary
+            assert f"{active} deals created" in summary
             assert portal.stats()["counts"]["deal"] == 0
-            browser.find_element(By.LINK_TEXT, "\u2190 Back to the overview").click()
 
-            # Convert every active lead; the job page polls until the job is done.
-            wait.until(ec.element_to_be_clickable((By.ID, "convert-button"))).click()
+            # Confirm with the preview's numbers; the job page polls until the job is done.
+            confirm = browser.find_element(By.ID, "convert-button")
+            assert confirm.text == f"Convert {active} leads now"
+            confirm.click()
             status = wait.until(ec.presence_of_element_located((By.ID, "job-status")))
             assert status.get_attribute("data-status") == "pending"
             assert browser.find_element(By.ID, "progress-percent").text == "0%"
@@ -187,6 +192,11 @@ def test_an_admin_changes_the_policy_converts_to_100_percent_and_reads_the_repor
             assert browser.find_element(By.ID, "report-failed").text == "0"
             rows = browser.find_elements(By.CSS_SELECTOR, "#report-table tbody tr.converted")
             assert len(rows) == active
+            summary = browser.find_element(By.ID, "job-summary").text
+            assert f"{active} leads were converted." in summary
+            lead_link = rows[0].find_element(By.CSS_SELECTOR, "td.lead a")
+            assert "/crm/lead/details/" in lead_link.get_attribute("href")
+            assert not lead_link.text.startswith("#")  # the lead's title
             snapshot(browser, shots / "app_page_report.png")
 
             csv_url = browser.find_element(By.ID, "csv-link").get_attribute("href")

@@ -245,7 +245,7 @@ def test_a_stopped_run_resumes_and_a_lost_journal_creates_no_duplicates(
     with pytest.raises(KeyboardInterrupt):
         convert(client_for(sandbox), journal, policy, on_progress=stop)
     job = journal.jobs()[0]
-    assert (job.status, job.error) == (INTERRUPTED, "stopped by KeyboardInterrupt")
+    assert (job.status, job.error) == (INTERRUPTED, "the run was interrupted (KeyboardInterrupt)")
     partly = {kind: len(created(core, kind)) for kind in ("deal", "contact", "company")}
     assert 0 < partly["deal"] < len(before.active)
     closed = sum(

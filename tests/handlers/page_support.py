@@ -83,3 +83,30 @@ def make_page_app(sandbox: Sandbox, tmp_path: Path, **extra: Any) -> PageApp:
     settings = page_settings(sandbox, installed, **extra)
     app = create_app(settings, jobs=Jobs(settings, immediate=True))
     return PageApp(sandbox=sandbox, settings=settings, app=app, member_id=installed.member_id)
+
+
+def seed_jobs(page: PageApp) -> dict[str, int]:
+    """Jobs of every kind a page shows: a report with converted and skipped leads, one skipped as
+    converted by an earlier job, a running job with one waiting behind it, and enough finished
+    jobs for the history to page."""
+    portal = page.ctx.client(page.member_id)
+    portal.call("crm.lead.update", {"id": 3, "fields": {"STATUS_ID": "JUNK"}})
+    token = page.token(1)
+    client = page.client()
+    for ids in ("1, 2, 3, 999999", "1"):
+        response = client.post(
+            "/app/convert", data={"page_token": token, "leads": "chosen", "lead_ids": ids}
+        )
+        assert response.status_code == 303
+    journal = page.ctx.journal(page.member_id)
+    for _ in range(10):
+        done = journal.create_job(kind="sweep", policy={})
+        journal.finish_job(done.id, status="done")
+    stopped = journal.create_job(kind="convert", policy={})
+    journal.finish_job(
+        stopped.id, status="interrupted", error="the run was interrupted (KeyboardInterrupt)"
+    )
+    running = journal.create_job(kind="convert", policy={})
+    journal.claim_job(running.id)
+    waiting = journal.create_job(kind="event", policy={})
+    return {"report": 1, "again": 2, "stopped": stopped.id, "waiting": waiting.id}

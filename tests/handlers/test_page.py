@@ -141,14 +141,17 @@ def test_a_token_of_an_uninstalled_portal_is_refused(page: PageApp) -> None:
     assert page.client().get("/app", query_string={"t": token}).status_code == 403
 
 
-def test_lang_br_gives_portuguese_and_other_languages_english(page: PageApp) -> None:
+def test_lang_picks_the_catalog_and_unknown_languages_get_english(page: PageApp) -> None:
     html = text(page.open(1, lang="br"))
     assert '<html lang="pt-BR">' in html
     assert "Política de conversão" in html and "Este portal usa CRM Clássico" in html
     token = page_token(html)
     again = text(page.client().get("/app", query_string={"t": token}))
     assert "Política de conversão" in again  # the language travels in the token
-    assert "Conversion policy" in text(page.open(1, lang="de"))
+    assert "Konvertierungsregeln" in text(page.open(1, lang="de"))
+    assert "Правила конвертации" in text(page.open(1, lang="ru"))
+    assert "Política de conversión" in text(page.open(1, lang="la"))
+    assert "Conversion policy" in text(page.open(1, lang="pl"))
     refused = page.client().post("/app", query_string={"LANG": "br"}, data={})
     assert "Esta página é aberta de dentro do Bitrix24" in text(refused)
 
@@ -176,7 +179,7 @@ def test_the_policy_is_saved_checked_and_shown(page: PageApp) -> None:
     assert page.ctx.portal_settings.policy_saved_by(page.member_id)[0] == "1"
     html = text(client.get(saved.headers["Location"]))
     assert "Policy saved." in html
-    assert '<option value="7" selected>' in html
+    assert '<option value="7" selected translate="no">' in html
     assert 'name="auto_enabled" id="auto_enabled" checked' in html
 
 

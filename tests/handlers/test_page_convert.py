@@ -190,7 +190,7 @@ def test_progress_texts_come_with_the_numbers_in_the_pages_language(page: PageAp
     started = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
     running = job.__class__(**{**job.__dict__, "status": "running", "started_at": started})
     later = started + dt.timedelta(minutes=3)
-    shown = progress_of(running, {"converted": 1}, i18n.translator("br"), now=later)
+    shown = progress_of(running, {"converted": 1}, i18n.texts("br"), now=later)
     assert (shown["total"], shown["done"], shown["percent"]) == (4, 1, 25)
     assert shown["status_text"] == "em andamento"
     assert shown["count_text"] == "1 de 4 leads"

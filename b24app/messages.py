@@ -1,0 +1,86 @@
+"""The core's user-facing texts: skip reasons, lead failures, why a job stopped, install refusals.
+
+The journal stores them in English, as the terminal prints them. Each is marked with `N_` so the
+message extractor puts it into the gettext catalogs (handlers/translations); the app page matches a
+stored text back to its template here and shows it in the reader's language. A text the core
+shows to people must therefore be built from a template of this module, never from an f-string.
+Values are what the template names in braces; a value that is itself one of these texts is
+translated too.
+"""
+
+from __future__ import annotations
+
+
+def N_(text: str) -> str:
+    """Mark `text` for the catalogs; it stays English here."""
+    return text
+
+
+# -- why a lead was skipped ----------------------------------------------------------------------
+SKIP_CONVERTED = N_("already converted")
+SKIP_CONVERTED_BY_JOB = N_("already converted by job {job}")
+SKIP_NOT_ACTIVE = N_("stage {stage} is not an active lead stage")
+SKIP_NOT_FOUND = N_("lead not found")
+SKIP_NOT_SELECTED = N_("not picked by the policy's lead selection")
+
+# -- why a lead failed ---------------------------------------------------------------------------
+FAIL_UNPLANNABLE = N_("cannot be planned: {error}")
+FAIL_STEP = N_("step {step} ({method}) failed: {error}")
+FAIL_CHECK = N_("checking step {step} ({method}) failed: {error}")
+FAIL_GAVE_UP = N_("step {step} gave up after {tries} transient errors")
+FAIL_DUPLICATE = N_(
+    "Bitrix24 converted this lead too, but b24app could not remove its own duplicate: {reason}"
+)
+NO_ANSWER = N_("no answer")
+
+# -- what settling found (parts joined by "; ") --------------------------------------------------
+SETTLED = N_("another b24app run converted this lead at the same time")
+SETTLED_KEPT = N_("deal {deal} (the lowest id) was kept")
+SETTLED_REMOVED = N_("duplicates removed: {entities}")
+SETTLED_SHARED = N_("duplicates kept (another lead uses them): {entities}")
+
+# -- why a job stopped ---------------------------------------------------------------------------
+JOB_STOPPED_BY = N_("the run was interrupted ({cause})")
+JOB_PORTAL_FAILED = N_("the portal failed: {error}")
+JOB_BATCH_REFUSED = N_("the portal refused the batch: {error}")
+JOB_EVERY_CALL_REFUSED = N_("the portal refused every call: {error}")
+JOB_PORTAL_LOST = N_(
+    "the portal lost the answers of {count} batches in a row; it looks unreachable"
+)
+JOB_ABANDONED = N_("its process ({owner}) stopped before the job finished")
+JOB_SWITCHED = N_(
+    "the CRM was switched to Simple mode during this job, so Bitrix24 converted the leads still "
+    "in work itself ({count} of this job's leads are reported with Bitrix24's deal, any "
+    "duplicate b24app had begun removed); b24app took no new leads after the switch"
+)
+JOB_BUSY = N_(
+    "conversion job {job} is running for this portal (process {owner}); wait for it to finish"
+)
+
+# -- why a policy cannot run on the portal -------------------------------------------------------
+POLICY_NO_PIPELINE = N_("pipeline {pipeline} does not exist or is not visible (pipelines: {known})")
+POLICY_NO_STAGE = N_("{where}: lead stage {stage} does not exist")
+POLICY_CLOSED_STAGE = N_("{where}: lead stage {stage} is closed; only active leads are converted")
+NONE = N_("none")
+
+# -- why an installation was refused -------------------------------------------------------------
+INSTALL_MALFORMED = N_("missing or malformed {field}")
+INSTALL_ACCESS_TOKEN = N_("access token")
+INSTALL_REFRESH_TOKEN = N_("refresh token")
+INSTALL_APPLICATION_TOKEN = N_("application token")
+INSTALL_MALFORMED_DOMAIN = N_("malformed DOMAIN")
+INSTALL_TOKENS_REFUSED = N_("the OAuth server did not accept these tokens")
+INSTALL_OAUTH_DOWN = N_("the Bitrix24 OAuth server could not be reached")
+INSTALL_NO_ENDPOINT = N_("the OAuth server named no portal endpoint")
+INSTALL_PORTAL_DOWN = N_("the portal could not be asked ({code})")
+INSTALL_OTHER_PORTAL = N_("the tokens do not belong to this portal")
+INSTALL_OTHER_DOMAIN = N_("the tokens do not belong to this domain")
+INSTALL_TOKEN_REFUSED = N_("the portal refused the proven token ({code})")
+INSTALL_UNBOUND = N_(
+    "the app was installed but its event handlers could not be bound ({code}); "
+    "reinstall the app to retry"
+)
+
+ALL: tuple[str, ...] = tuple(
+    value for name, value in dict(globals()).items() if name.isupper() and isinstance(value, str)
+)
