@@ -83,9 +83,13 @@ CASES = {
         "move",
         Flip("crm.activity.binding.add", 9),
     ),
-    "move, after an activity moved to b24app's deal (Bitrix24 moves too)": (
+    "move, after an activity moved to b24app's deal (Bitrix24 moves too)": pytest.param(
         "move",
         Flip("crm.activity.binding.delete", 9, complete=False),
+        # b24app's clients carry LEAD_ID and are adopted by Bitrix24; once reconcile deletes
+        # b24app's deal the sandbox makes the activity's first remaining binding (the contact)
+        # its owner, where the verdict wants Bitrix24's deal (docs/parity.md, "Not closed")
+        marks=pytest.mark.xfail(strict=True, reason="owner after reconcile: docs/parity.md"),
     ),
     "move, after a lead was closed by b24app": ("move", LEAD_CLOSED),
     "complete, after a contact was created": ("complete", CLIENT_CREATED),

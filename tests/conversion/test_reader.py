@@ -4,7 +4,6 @@ fallback, and how few requests it all takes."""
 from __future__ import annotations
 
 import math
-
 from collections.abc import Sequence
 from typing import Any
 

@@ -31,7 +31,6 @@ from b24app.rest.command import Command
 from .factories import doc, facts, lead, product_row
 from .fakeportal import LEAD, Activity, FakePortal, Fault, run
 
-
 NO_ADDRESS = {"ADDRESS": None, "ADDRESS_CITY": None, "ADDRESS_COUNTRY": None}
 
 
@@ -247,7 +246,9 @@ def test_a_lost_timeline_binding_is_simply_sent_again_and_false_fails_the_lead()
         LeadState.start(replace(state.plan, comments=(70 + state.lead_id,))) for state in states
     ]
     portal.lose = lambda n: "after" if n == 3 else None  # the batch with the bindings
-    portal.fault = lambda n, c: Fault("ambiguous", "INTERNAL_SERVER_ERROR") if c.key == "L2t72" and n == 4 else None
+    portal.fault = lambda n, c: (
+        Fault("ambiguous", "INTERNAL_SERVER_ERROR") if c.key == "L2t72" and n == 4 else None
+    )
     states = run(portal, states)
     assert_converted_once(portal, states, Policy())
     assert portal.timeline[71] == {
@@ -576,3 +577,66 @@ def test_no_fault_makes_a_duplicate_or_closes_a_lead_early(
 
 def shape_contact(shapes: list[dict[str, Any]], lead_id: int) -> bool:
     return bool(shapes[lead_id - 1]["contact"])
+
+
+def test_a_job_of_the_earlier_release_resumes_and_creates_nothing_twice() -> None:
+    """A plan stored by the release before LEAD_ID (legacy adds, the deal comment, no `native`),
+    its deal's answer lost mid-run, is finished by this one: nothing is created twice, the
+    entities it made get LEAD_ID through crm.item.update, no comment is added any more."""
+    policy = Policy(client=Client.BOTH, activities=Activities.MOVE)
+    portal, states = setup(1, policy=policy, activities=1, rows=1)
+    old = states[0].plan.to_dict()
+    for key in ("native", "closed", "comments", "contacts", "address", "requisites"):
+        old.pop(key, None)
+    old.pop("deal_requisite", None)
+    old["company"]["fields"] = company_fields_old = {
+        "TITLE": "Acme",
+        "ORIGINATOR_ID": "b24app",
+        "ORIGIN_ID": "lead-1",
+    }
+    old["contact"]["fields"] = {"NAME": "Erasmus", "ORIGINATOR_ID": "b24app", "ORIGIN_ID": "lead-1"}
+    old["deal"]["fields"] = {
+        "TITLE": "Deal request 1",
+        "ORIGINATOR_ID": "b24app",
+        "ORIGIN_ID": "lead-1",
+    }
+    # the earlier release created company and contact with the legacy methods, sent the deal,
+    # and died before its answer came back (the step is "unsure")
+    company = portal.call(Command("x", "crm.company.add", {"fields": company_fields_old}))
+    contact = portal.call(
+        Command(
+            "y", "crm.contact.add", {"fields": old["contact"]["fields"] | {"COMPANY_ID": company}}
+        )
+    )
+    deal = portal.call(
+        Command(
+            "z",
+            "crm.deal.add",
+            {
+                "fields": old["deal"]["fields"]
+                | {"CONTACT_ID": contact, "CONTACT_IDS": [contact], "COMPANY_ID": company}
+            },
+        )
+    )
+    stored = {
+        "plan": old,
+        "progress": {
+            "ids": {"company": company, "contact": contact},
+            "done": ["co", "c"],
+            "unsure": ["d"],
+        },
+    }
+    state = LeadState.from_dict(json.loads(json.dumps(stored)))
+    assert not state.plan.native and "m" not in [s.id for s in state.plan.steps]
+    before = len(portal.executed)
+    states = run(portal, [state])
+    assert states[0].status is Status.CONVERTED
+    for entity in ("company", "contact", "deal"):
+        assert len(portal.created_for(1, entity)) == 1, entity
+    sent = [c.method for c in portal.executed[before:]]
+    assert "crm.deal.add" not in sent and "crm.item.add" not in sent  # found, not re-created
+    assert portal.entities["deal"][deal]["LEAD_ID"] == 1
+    assert portal.entities["contact"][contact]["LEAD_ID"] == 1
+    assert portal.entities["company"][company]["LEAD_ID"] == 1
+    assert portal.activities[100].bindings == [(2, deal)]  # as the earlier release planned
+    assert portal.leads[1]["STATUS_ID"] == "CONVERTED"
