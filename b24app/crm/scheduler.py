@@ -18,8 +18,9 @@ literals. Each batch is filled with the ready steps of many leads at different p
 deal, lead B's contact, lead C's activity moves, lead D's company - up to 50, leads already
 underway first. The commands of one batch are independent, so `halt=0` is safe and a failure
 touches only its own lead. As long as leads remain to start every batch is full, so a run takes
-ceil(C / 50) requests plus the pipeline's depth (at most 6 phases: company, contact, deal,
-activities, unbinding, finalization) to drain the tail. A lead closes (`crm.lead.update`) only
+ceil(C / 50) requests plus the pipeline's depth (at most 7 phases: company, contact, deal,
+settling, bindings and writes, unbinding or a requisite's address, finalization) to drain the
+tail. A lead closes (`crm.lead.update`) only
 in a batch after every other step of it has succeeded.
 
 Exactly once. A step whose answer was lost (timeout, a whole batch with an unknown outcome, an
