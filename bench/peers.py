@@ -232,7 +232,9 @@ def fast_bitrix24_convert(
                 entity = work[0][1].creates
                 if entity is not None and chunked:
                     for (plan, _), answer in zip(work, answers, strict=True):
-                        ids[plan.lead_id][entity] = item_id(answer) or 0
+                        # fast-bitrix24 may hand back the item itself, unwrapped
+                        found = answer.get("id") if isinstance(answer, Mapping) else None
+                        ids[plan.lead_id][entity] = int(found or item_id(answer) or 0)
                 elif entity is not None:
                     _map_by_origin(bx, entity, ids)
         except Exception as exc:  # fast-bitrix24 raises many kinds for one failed call
