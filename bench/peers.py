@@ -28,7 +28,7 @@ from typing import Any
 import requests
 
 from b24app.crm.facts import DEAL_ENTITY_TYPE_ID, PortalFacts, deal_stage_entity
-from b24app.crm.mapping import LEAD_SELECT, LEAD_TYPE_ID, ORIGINATOR_ID, lead_id_of
+from b24app.crm.mapping import LEAD_SELECT, LEAD_TYPE_ID, ORIGINATOR_ID, item_id, lead_id_of
 from b24app.crm.planner import LeadPlan, StepKind, plan_lead
 from b24app.crm.policy import Policy
 
@@ -175,7 +175,7 @@ def _run_plan_naively(client: NaiveClient, plan: LeadPlan) -> None:
         command = plan.command(step, ids)
         answer = client.call(command.method, dict(command.params))
         if step.creates is not None:
-            ids[step.creates] = int(answer)
+            ids[step.creates] = item_id(answer) or 0  # crm.item.add: {"item": {"id": ...}}
 
 
 # -- fast-bitrix24 passes -----------------------------------------------------------------
@@ -184,11 +184,14 @@ _PASSES: tuple[tuple[StepKind, ...], ...] = (
     (StepKind.COMPANY,),
     (StepKind.CONTACT,),
     (StepKind.DEAL,),
+    (StepKind.LINK,),
+    (StepKind.ADDRESS,),
     (StepKind.BIND,),
     (StepKind.UNBIND,),
     (StepKind.COMPLETE,),
+    (StepKind.TIMELINE,),
     (StepKind.PRODUCTS,),
-    (StepKind.COMMENT,),
+    (StepKind.REQUISITE_LINK,),
     (StepKind.FINISH,),
 )
 _LIST_OF = {"company": "crm.company.list", "contact": "crm.contact.list", "deal": "crm.deal.list"}
@@ -229,7 +232,9 @@ def fast_bitrix24_convert(
                 entity = work[0][1].creates
                 if entity is not None and chunked:
                     for (plan, _), answer in zip(work, answers, strict=True):
-                        ids[plan.lead_id][entity] = int(answer)
+                        # fast-bitrix24 may hand back the item itself, unwrapped
+                        found = answer.get("id") if isinstance(answer, Mapping) else None
+                        ids[plan.lead_id][entity] = int(found or item_id(answer) or 0)
                 elif entity is not None:
                     _map_by_origin(bx, entity, ids)
         except Exception as exc:  # fast-bitrix24 raises many kinds for one failed call

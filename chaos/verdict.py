@@ -38,6 +38,8 @@ class Before:
     open_activities: Mapping[int, tuple[int, ...]]  # active lead -> its open activity ids
     max_ids: Mapping[str, int]  # "deal" | "contact" | "company" -> highest id
     success_stage: str
+    # repeat leads: a deal only, with their own clients (leadconversionscheme.php:63-66)
+    repeat: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -59,10 +61,15 @@ def _max_id(query: Query, method: str) -> int:
 def capture(query: Query) -> Before:
     """The portal's state the verdict needs, before the run."""
     semantics = stage_semantics(query)
-    stages = {
-        int(lead["ID"]): str(lead["STATUS_ID"])
-        for lead in rows(query, "crm.lead.list", select=("ID", "STATUS_ID"))
-    }
+    listed = list(
+        rows(query, "crm.lead.list", select=("ID", "STATUS_ID", "CONTACT_ID", "COMPANY_ID"))
+    )
+    stages = {int(lead["ID"]): str(lead["STATUS_ID"]) for lead in listed}
+    repeat = frozenset(
+        int(lead["ID"])
+        for lead in listed
+        if _link(lead.get("CONTACT_ID")) or _link(lead.get("COMPANY_ID"))
+    )
     active = tuple(lead for lead, stage in stages.items() if semantics.get(stage) == "P")
     wanted = set(active)
     open_by_lead: dict[int, list[int]] = defaultdict(list)
@@ -82,6 +89,7 @@ def capture(query: Query) -> Before:
         open_activities={lead: tuple(ids) for lead, ids in open_by_lead.items()},
         max_ids={kind: _max_id(query, method) for kind, method in ENTITIES},
         success_stage=success,
+        repeat=repeat,
     )
 
 
@@ -192,7 +200,12 @@ def verify(
     lacking = [
         lead
         for lead, deal in deal_of.items()
-        if deal.by == "b24app" and any(not _link(deal.row.get(name)) for name in wanted)
+        if deal.by == "b24app"
+        and (
+            not any(_link(deal.row.get(name)) for name in ("CONTACT_ID", "COMPANY_ID"))
+            if lead in before.repeat  # its own clients, whatever the policy wants
+            else any(not _link(deal.row.get(name)) for name in wanted)
+        )
     ]
     checks.append(
         Check(

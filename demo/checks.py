@@ -73,6 +73,9 @@ class Snapshot:
     active_leads: tuple[int, ...]
     open_activities: Mapping[int, tuple[int, ...]] = field(default_factory=dict)  # lead -> ids
     success_stage: str = "CONVERTED"
+    # repeat leads (a contact or company already): a deal only, with their own clients
+    # (leadconversionscheme.php:63-66), whatever the policy wants
+    repeat: frozenset[int] = frozenset()
 
 
 def stage_semantics(query: Query) -> dict[str, str]:
@@ -95,10 +98,18 @@ def leads_by_stage(query: Query) -> Counter[str]:
 def snapshot(query: Query) -> Snapshot:
     """Active leads and their open activities, before converting."""
     semantics = stage_semantics(query)
-    active = tuple(
-        int(lead["ID"])
-        for lead in rows(query, "crm.lead.list", select=("ID", "STATUS_ID"))
+    listed = [
+        lead
+        for lead in rows(
+            query, "crm.lead.list", select=("ID", "STATUS_ID", "CONTACT_ID", "COMPANY_ID")
+        )
         if semantics.get(str(lead["STATUS_ID"])) == "P"
+    ]
+    active = tuple(int(lead["ID"]) for lead in listed)
+    repeat = frozenset(
+        int(lead["ID"])
+        for lead in listed
+        if _link(lead.get("CONTACT_ID")) or _link(lead.get("COMPANY_ID"))
     )
     wanted = set(active)
     open_by_lead: dict[int, list[int]] = {}
@@ -112,7 +123,7 @@ def snapshot(query: Query) -> Snapshot:
         if int(activity["OWNER_TYPE_ID"]) == LEAD_TYPE_ID and owner in wanted:
             open_by_lead.setdefault(owner, []).append(int(activity["ID"]))
     success = next((stage for stage, s in semantics.items() if s == "S"), "CONVERTED")
-    return Snapshot(active, {k: tuple(v) for k, v in open_by_lead.items()}, success)
+    return Snapshot(active, {k: tuple(v) for k, v in open_by_lead.items()}, success, repeat)
 
 
 @dataclass(frozen=True)
@@ -203,7 +214,11 @@ def verify(query: Query, before: Snapshot, *, client: str, activities: str) -> l
         deal_id
         for lead, deal_id in deal_of.items()
         if lead in set(before.active_leads)
-        and any(not _link(deals[deal_id].get(name)) for name in wanted)
+        and (
+            any(not _link(deals[deal_id].get(name)) for name in wanted)
+            if lead not in before.repeat
+            else not any(_link(deals[deal_id].get(n)) for n in ("CONTACT_ID", "COMPANY_ID"))
+        )
     ]
     checks.append(
         Check(

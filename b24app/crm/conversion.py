@@ -65,7 +65,16 @@ from b24app.crm import scheduler
 from b24app.crm.facts import PortalFacts
 from b24app.crm.mapping import link_id
 from b24app.crm.mode import MODE_METHOD, Mode, mode_command, parse_mode
-from b24app.crm.planner import COMPANY, CONTACT, DEAL, LeadPlan, LeadPreview, PlanError, plan_lead
+from b24app.crm.planner import (
+    COMPANY,
+    CONTACT,
+    DEAL,
+    LeadPlan,
+    LeadPreview,
+    PlanError,
+    Surroundings,
+    plan_lead,
+)
 from b24app.crm.planner import preview as preview_plan
 from b24app.crm.policy import Policy
 from b24app.crm.reader import CHUNK, MODE_KEY, Reader, read_mode_result
@@ -347,18 +356,35 @@ def _plan_chunk(
     ids = [lead_id for lead_id, _ in wanted]
     extras = reader.extras([lead for _, lead in wanted], policy, origins=ids)
     for lead_id, lead in wanted:
-        try:
-            out.append(
-                plan_lead(
-                    lead,
-                    policy=policy,
-                    facts=facts,
-                    activities=extras.activities.get(lead_id, ()),
-                    product_rows=extras.product_rows.get(lead_id, ()),
-                    match=extras.matches.get(lead_id),
-                    known=extras.created.get(lead_id),
-                )
+        match = extras.matches.get(lead_id)
+        clients = {
+            name: client
+            for name in (COMPANY, CONTACT)
+            if (
+                client := link_id(lead.get(f"{name.upper()}_ID"))
+                or (getattr(match, f"{name}_id") if match else None)
             )
+        }
+        around = Surroundings(
+            activities=extras.activities.get(lead_id, ()),
+            comments=extras.comments.get(lead_id, ()),
+            product_rows=extras.product_rows.get(lead_id, ()),
+            match=match,
+            known=extras.created.get(lead_id) or {},
+            contacts=extras.contacts.get(lead_id, ()),
+            requisites={
+                name: found
+                for name, client in clients.items()
+                if (found := extras.requisites.get((name, client)))
+            },
+            clients={
+                name: extras.clients[(name, client)]
+                for name, client in clients.items()
+                if (name, client) in extras.clients
+            },
+        )
+        try:
+            out.append(plan_lead(lead, policy=policy, facts=facts, around=around))
         except (PlanError, ValueError) as exc:
             out.append(
                 LeadEntry(

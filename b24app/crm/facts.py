@@ -9,7 +9,7 @@ https://apidocs.bitrix24.com/api-reference/crm/universal/category/crm-category-l
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from b24app.errors import B24AppError
@@ -23,6 +23,14 @@ _EXTRA_SEMANTICS = {"process": PROCESS, "success": SUCCESS, "failure": FAILURE}
 
 LEAD_STAGES_KEY = "ls"
 CATEGORIES_KEY = "cat"
+DEAL_TYPES_KEY = "dt"
+PRESETS_KEY = "rp"
+# Facts a conversion can do without: when one cannot be read the run goes on without it (no deal
+# TYPE_ID, no requisites from addresses) instead of failing.
+OPTIONAL_KEYS = frozenset({DEAL_TYPES_KEY, PRESETS_KEY})
+# The default requisite templates' XML_ID ends (EntityRequisite::getDefaultPresetId is not in
+# REST; crm.requisite.preset.list shows #CRM_REQUISITE_PRESET_DEF_<COUNTRY>_COMPANY# / _PERSON#).
+_PRESET_ENDS = {"company": ("_COMPANY#",), "contact": ("_PERSON#", "_INDIVIDUAL#")}
 
 
 class FactsError(B24AppError):
@@ -46,6 +54,9 @@ def facts_commands(pipeline_ids: Iterable[int] = (0,)) -> tuple[Command, ...]:
     commands = [
         Command(LEAD_STAGES_KEY, "crm.status.list", {"filter": {"ENTITY_ID": LEAD_STAGES}}),
         Command(CATEGORIES_KEY, "crm.category.list", {"entityTypeId": DEAL_ENTITY_TYPE_ID}),
+        # the first deal type is every converted deal's TYPE_ID (leadconversionmapper.php:351-355)
+        Command(DEAL_TYPES_KEY, "crm.status.list", {"filter": {"ENTITY_ID": "DEAL_TYPE"}}),
+        Command(PRESETS_KEY, "crm.requisite.preset.list", {"order": {"SORT": "ASC", "ID": "ASC"}}),
     ]
     for pipeline_id in dict.fromkeys(pipeline_ids):
         commands.append(
@@ -84,6 +95,8 @@ class PortalFacts:
 
     lead_stages: tuple[Stage, ...] = ()
     pipelines: tuple[Pipeline, ...] = ()
+    deal_type: str | None = None  # the first DEAL_TYPE
+    presets: Mapping[str, int] = field(default_factory=dict)  # "company"|"contact" -> preset id
 
     @property
     def active_lead_stages(self) -> tuple[str, ...]:
@@ -158,9 +171,46 @@ class PortalFacts:
         deal = [
             value for key, value in results.items() if key.startswith("ds") and key[2:].isdigit()
         ]
-        return cls.from_results(
+        facts = cls.from_results(
             statuses=results[LEAD_STAGES_KEY], categories=results[CATEGORIES_KEY], deal_stages=deal
         )
+        return replace(
+            facts,
+            deal_type=_first_deal_type(results.get(DEAL_TYPES_KEY)),
+            presets=default_presets(results.get(PRESETS_KEY)),
+        )
+
+
+def _first_deal_type(raw: Any) -> str | None:
+    try:
+        items = _status_items(raw) if raw is not None else []
+    except FactsError:
+        return None
+    stages = _sorted([_stage(item) for item in items if item.get("STATUS_ID")])
+    return stages[0].id if stages else None
+
+
+def default_presets(raw: Any) -> dict[str, int]:
+    """The default requisite template of companies and contacts (`crm.requisite.preset.list`):
+    the one whose XML_ID marks it the country's default, else the first active one by SORT."""
+    items = _unwrap(raw)
+    if not isinstance(items, Sequence) or isinstance(items, str):
+        return {}
+    active = [
+        item
+        for item in items
+        if isinstance(item, Mapping)
+        and _int(item.get("ID"), None)
+        and str(item.get("ACTIVE") or "Y") == "Y"
+    ]
+    active.sort(key=lambda item: (_int(item.get("SORT"), 0), _int(item.get("ID"), 0)))
+    found: dict[str, int] = {}
+    for client, ends in _PRESET_ENDS.items():
+        marked = [i for i in active if str(i.get("XML_ID") or "").upper().endswith(ends)]
+        chosen = marked or active[:1]
+        if chosen:
+            found[client] = int(chosen[0]["ID"])
+    return found
 
 
 def _unwrap(raw: Any) -> Any:

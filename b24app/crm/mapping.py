@@ -1,22 +1,23 @@
 """Lead fields -> the fields of the contact, company and deal a conversion creates.
 
-Mirrors what Bitrix24's own lead conversion copies (lead fields:
-https://apidocs.bitrix24.com/api-reference/crm/leads/crm-lead-fields.html), within what REST lets
-an app write:
+The field lists, defaults and fallbacks are Bitrix24's own lead conversion mapper
+(`crm/lib/conversion/leadconversionmapper.php:103-201`, cited as `mapper:line` below), within
+what REST lets an app write:
 
-* `LEAD_ID` is read-only on deals, contacts and companies in REST (the legacy methods drop it
-  silently), so it is never sent. Each created entity carries `ORIGINATOR_ID="b24app"` and
-  `ORIGIN_ID=origin_id(lead_id)` instead (https://apidocs.bitrix24.com/api-reference/crm/main-entities-fields.html),
-  which is also how a rerun finds what an interrupted one created; the deal also gets a timeline
-  comment naming the lead.
-* Multifields are read as `[{"ID","VALUE_TYPE","VALUE","TYPE_ID"}]` and written as
-  `[{"VALUE","VALUE_TYPE"}]` (the IDs belong to the lead's own records).
-* Communications (PHONE, EMAIL, WEB, IM) and the address belong to the person behind the lead:
-  they go to the contact whenever a contact is created (client `contact` or `both`) and to the
-  company only when the company is the sole client. Copying them to both would make every
-  converted pair a duplicate of each other in Bitrix24's duplicate search.
-* Empty values (None, "", [], "0" links) are never sent; user fields (UF_*) are not mapped because
-  their codes differ per entity.
+* `LEAD_ID` is read-only on `crm.deal|contact|company.add/update` (dropped silently:
+  `crm/classes/general/crm_deal.php:393-395`) but the universal `crm.item.add` writes `leadId` for
+  deals, contacts and companies (`crm/lib/Service/Factory/Deal.php:415-421`, `Contact.php:326-332`,
+  `Company.php:271-277`). So entities are created with `crm.item.add` (one call, as before), whose
+  fields are camelCase (`item_fields`). Each also carries `ORIGINATOR_ID="b24app"` and
+  `ORIGIN_ID=origin_id(lead_id)`: that is how a rerun finds what an interrupted one created.
+* The universal factories have no ADDRESS* fields (`Factory/Contact.php:187-356`,
+  `Company.php:144-296` list none), and the legacy proxies do: a client whose lead has an address
+  gets it with one `crm.contact|company.update` (`address_fields`). WEBFORM_ID and FACE_ID are in
+  neither field list (`crm_deal.php:330-420`, `crm_contact.php:230-360`): REST cannot write them.
+* Multifields are read as `[{"ID","VALUE_TYPE","VALUE","TYPE_ID"}]` and written as new values
+  (the lead's value ids are not reused, as the mapper does); communications and the address go to
+  every client created, as the mapper copies them to both (mapper:103-160).
+* Empty values (None, "", [], "0" links) are never sent; user fields (UF_*) are not mapped here.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ ORIGINATOR_ID = "b24app"
 # Entity type ids (https://apidocs.bitrix24.com/api-reference/crm/data-types.html#object_type).
 LEAD_TYPE_ID, DEAL_TYPE_ID, CONTACT_TYPE_ID, COMPANY_TYPE_ID = 1, 2, 3, 4
 
-MULTIFIELDS = ("PHONE", "EMAIL", "WEB", "IM")
+MULTIFIELDS = ("PHONE", "EMAIL", "WEB", "IM", "LINK")
 # `select` for reading leads: "*" does not include the multifields, they must be named.
 # https://apidocs.bitrix24.com/api-reference/crm/leads/crm-lead-list.html
 LEAD_SELECT = ("*", *MULTIFIELDS)
@@ -44,17 +45,42 @@ ADDRESS_FIELDS = (
     "ADDRESS_COUNTRY_CODE",
 )
 PERSON_FIELDS = ("NAME", "SECOND_NAME", "LAST_NAME", "HONORIFIC", "POST", "BIRTHDATE")
+# UtmTable::getCodeList(); every one is copied to every target (mapper:197-201).
 UTM_FIELDS = ("UTM_SOURCE", "UTM_MEDIUM", "UTM_CAMPAIGN", "UTM_CONTENT", "UTM_TERM")
-DEAL_FIELDS = (
-    "OPPORTUNITY",
-    "IS_MANUAL_OPPORTUNITY",
-    "CURRENCY_ID",
+# mapper:103-127, without the multifields and the address (written apart) and the origin pair
+# (b24app's own idempotency key replaces the lead's). FACE_ID cannot be written through REST.
+CONTACT_MAP = (
+    "HONORIFIC",
+    "NAME",
+    "SECOND_NAME",
+    "LAST_NAME",
+    "BIRTHDATE",
+    "POST",
+    "COMMENTS",
+    "OPENED",
     "SOURCE_ID",
     "SOURCE_DESCRIPTION",
     "ASSIGNED_BY_ID",
-    "COMMENTS",
     *UTM_FIELDS,
 )
+COMPANY_MAP = ("COMMENTS", "OPENED", "ASSIGNED_BY_ID", *UTM_FIELDS)  # mapper:140-160, + TITLE
+# mapper:172-193: PRODUCT_ROWS are set apart, WEBFORM_ID cannot be written through REST.
+DEAL_MAP = (
+    "TITLE",
+    "OPPORTUNITY",
+    "CURRENCY_ID",
+    "COMMENTS",
+    "OPENED",
+    "SOURCE_ID",
+    "SOURCE_DESCRIPTION",
+    "ASSIGNED_BY_ID",
+    *UTM_FIELDS,
+)
+# Lead fields the native mapper copies and REST cannot write (for the preview and docs/parity.md).
+NOT_WRITABLE = {"contact": ("FACE_ID",), "deal": ("WEBFORM_ID",)}
+# The automation converter's default contact name (crm/lib/automation/converter/converter.php:
+# 55-62, CRM_AUTOMATION_CONVERTER_DEFAULT_NAME); its text is not in the server mirror.
+DEFAULT_CONTACT_NAME = "Untitled"
 
 # crm.item.productrow.list (camelCase) -> crm.deal.productrows.set (UPPER_CASE). The computed
 # prices (priceExclusive/Netto/Brutto) are left out: Bitrix24 derives them from these.
@@ -141,13 +167,13 @@ def _copy(lead: Mapping[str, Any], names: Iterable[str]) -> dict[str, Any]:
     return {name: lead[name] for name in names if not is_empty(lead.get(name))}
 
 
-def _communications(lead: Mapping[str, Any]) -> dict[str, Any]:
+def _multifields(lead: Mapping[str, Any]) -> dict[str, Any]:
     fields: dict[str, Any] = {}
     for name in MULTIFIELDS:
         values = multifield(lead.get(name))
         if values:
             fields[name] = values
-    return fields | _copy(lead, ADDRESS_FIELDS)
+    return fields
 
 
 def _lead_id(lead: Mapping[str, Any]) -> int:
@@ -157,53 +183,105 @@ def _lead_id(lead: Mapping[str, Any]) -> int:
     return lead_id
 
 
-def contact_fields(lead: Mapping[str, Any]) -> dict[str, Any]:
-    """`crm.contact.add` fields for the contact created from a lead (without `COMPANY_ID`).
+def address_fields(lead: Mapping[str, Any]) -> dict[str, Any]:
+    """The lead's ADDRESS* values (empty when it has none): written onto each client created."""
+    return _copy(lead, ADDRESS_FIELDS)
 
-    https://apidocs.bitrix24.com/api-reference/crm/contacts/crm-contact-add.html
+
+def contact_fields(lead: Mapping[str, Any]) -> dict[str, Any]:
+    """The contact created from a lead (legacy names; without COMPANY_ID and the address).
+
+    A contact without any name part gets the converter's default NAME (mapper:324-332).
     """
-    fields = _copy(lead, (*PERSON_FIELDS, "ASSIGNED_BY_ID", "SOURCE_ID"))
-    return fields | _communications(lead) | origin_fields(_lead_id(lead))
+    fields = _copy(lead, CONTACT_MAP)
+    if not any(fields.get(name) for name in ("NAME", "SECOND_NAME", "LAST_NAME")):
+        fields["NAME"] = DEFAULT_CONTACT_NAME
+    return fields | _multifields(lead) | origin_fields(_lead_id(lead))
 
 
 def company_title(lead: Mapping[str, Any]) -> str:
-    """The company's name: the lead's `COMPANY_TITLE`, else its `TITLE`, else `Lead #<id>`."""
+    """The company's name: the lead's `COMPANY_TITLE`, else its `TITLE` (mapper:144), else
+    `Lead #<id>` (a title cannot be empty)."""
     for name in ("COMPANY_TITLE", "TITLE"):
         if not is_empty(lead.get(name)):
             return str(lead[name]).strip()
     return f"Lead #{_lead_id(lead)}"
 
 
-def company_fields(lead: Mapping[str, Any], *, communications: bool) -> dict[str, Any]:
-    """`crm.company.add` fields; `communications` when the company is the only client.
-
-    https://apidocs.bitrix24.com/api-reference/crm/companies/crm-company-add.html
-    """
-    fields: dict[str, Any] = {"TITLE": company_title(lead)} | _copy(lead, ("ASSIGNED_BY_ID",))
-    if communications:
-        fields |= _communications(lead)
-    return fields | origin_fields(_lead_id(lead))
+def company_fields(lead: Mapping[str, Any]) -> dict[str, Any]:
+    """The company created from a lead (legacy names; without the address)."""
+    fields: dict[str, Any] = {"TITLE": company_title(lead)} | _copy(lead, COMPANY_MAP)
+    return fields | _multifields(lead) | origin_fields(_lead_id(lead))
 
 
-def deal_fields(lead: Mapping[str, Any], *, pipeline: int) -> dict[str, Any]:
-    """`crm.deal.add` fields copied from a lead, in `pipeline` (clients are added by the planner).
+def deal_fields(
+    lead: Mapping[str, Any], *, pipeline: int, deal_type: str | None = None
+) -> dict[str, Any]:
+    """The deal created from a lead, in `pipeline` (legacy names; clients added by the planner).
 
-    https://apidocs.bitrix24.com/api-reference/crm/deals/crm-deal-add.html
+    `deal_type`: the portal's first deal type, which the mapper gives every deal (mapper:351-355).
     """
     lead_id = _lead_id(lead)
-    title = str(lead.get("TITLE") or "").strip() or f"Lead #{lead_id}"
-    fields: dict[str, Any] = {"TITLE": title} | _copy(lead, DEAL_FIELDS)
+    fields: dict[str, Any] = _copy(lead, DEAL_MAP)
+    if is_empty(fields.get("TITLE")):
+        fields["TITLE"] = f"Lead #{lead_id}"
+    if deal_type:
+        fields["TYPE_ID"] = deal_type
     return fields | {"CATEGORY_ID": int(pipeline)} | origin_fields(lead_id)
 
 
-def deal_clients(*, contact_id: int | None, company_id: int | None) -> dict[str, Any]:
-    """The deal's client fields: `CONTACT_ID` + `CONTACT_IDS` and `COMPANY_ID`, when known."""
+def deal_clients(
+    *, contact_ids: Iterable[int] = (), company_id: int | None = None
+) -> dict[str, Any]:
+    """The deal's client fields: `CONTACT_IDS` (the first is the primary) and `COMPANY_ID`."""
     fields: dict[str, Any] = {}
-    if contact_id:
-        fields |= {"CONTACT_ID": contact_id, "CONTACT_IDS": [contact_id]}
+    contacts = [i for i in contact_ids if i]
+    if contacts:
+        fields["CONTACT_IDS"] = contacts
     if company_id:
         fields["COMPANY_ID"] = company_id
     return fields
+
+
+def camel(name: str) -> str:
+    """The universal API's name of a legacy field: `SOURCE_DESCRIPTION` -> `sourceDescription`.
+
+    crm/lib/controller/item.php converts back with convertFieldNamesToUpper.
+    """
+    head, *rest = name.lower().split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+def item_fields(fields: Mapping[str, Any], *, lead_id: int) -> dict[str, Any]:
+    """Legacy-named fields -> `crm.item.add` fields, with `leadId`; multifields become `fm`.
+
+    `fm` items are `{typeId, valueType, value}` (crm/lib/controller/item.php:1219-1252).
+    """
+    item: dict[str, Any] = {}
+    fm: list[dict[str, Any]] = []
+    for name, value in fields.items():
+        if name in MULTIFIELDS:
+            fm.extend(
+                {"typeId": name, "valueType": entry.get("VALUE_TYPE") or "WORK", "value": v}
+                for entry in value
+                if (v := entry.get("VALUE"))
+            )
+        elif name not in ADDRESS_FIELDS:
+            item[camel(name)] = value
+    if fm:
+        item["fm"] = fm
+    item["leadId"] = int(lead_id)
+    return item
+
+
+def item_id(result: Any) -> int | None:
+    """The id in a `crm.item.add` answer (`{"item": {"id": ...}}`), or a plain id."""
+    if isinstance(result, Mapping):
+        item = result.get("item")
+        if isinstance(item, Mapping):
+            return link_id(item.get("id"))
+        return None
+    return link_id(result)
 
 
 def product_row(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -219,8 +297,3 @@ def product_row(row: Mapping[str, Any]) -> dict[str, Any]:
 def product_rows(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Every product row of a lead in `crm.deal.productrows.set` format, empty ones dropped."""
     return [written for written in map(product_row, rows) if written]
-
-
-def deal_comment(lead_id: int) -> str:
-    """The timeline comment put on a deal: names the lead it was converted from."""
-    return f"Converted from lead #{int(lead_id)} by b24app."

@@ -6,13 +6,21 @@
   `$result[prev][49][ID]`, about 2,500 leads per request; handed out in chunks of 500, so memory
   stays flat however many leads the portal holds.
   https://apidocs.bitrix24.com/settings/performance/huge-data.html
-* Per chunk, in one request as a rule: the chunk's open activities (`crm.activity.list`,
-  `@OWNER_ID` = the chunk), its product rows (`crm.item.productrow.list`), and the deals,
-  contacts and companies b24app already created for leads the journal does not know (`@ORIGIN_ID`,
-  the idempotency key). Several keyset listings share one batch: each gets pages in proportion to
-  its expected size, and whatever did not fit continues in the next request. Id lists stay at 500
-  per filter, well under PHP's `max_input_vars` (1,000 by default), which caps how many values
-  one parsed query string may carry.
+* Per chunk, in one request as a rule: the chunk's activities, open and closed, found through
+  their bindings (`crm.activity.list` `filter[BINDINGS]`, which finds an activity bound to a lead
+  whatever its primary owner: `crm/classes/mysql/crm_activity.php:176-230`; `OWNER_ID` matches
+  the primary owner only, `crm_activity.php:1720-1723`), its product rows
+  (`crm.item.productrow.list`), and the deals, contacts and companies b24app already created for
+  leads the journal does not know (`@ORIGIN_ID`, the idempotency key).
+* Then, per lead, what native conversion carries over and no listing can read for many leads at
+  once: its timeline comments (`crm.timeline.comment.list` takes one ENTITY_ID:
+  `restservice.php:16038-16060`) and a repeat lead's contacts (`crm.lead.contact.items.get`);
+  per chunk, the requisites of the clients a conversion reuses (`crm.requisite.list`) and a linked
+  company's address (`crm.company.list`).
+* Several keyset listings share one batch: each gets pages in proportion to its expected size,
+  and whatever did not fit continues in the next request. Id lists stay at 500 per filter, well
+  under PHP's `max_input_vars` (1,000 by default), which caps how many values one parsed query
+  string may carry.
 * Client matches (`crm.duplicate.findbycomm`, when the policy asks for them): `batch_many`.
 
 Product rows of many leads at once: the docs disagree. The 2024 page of `crm.item.productrow.list`
@@ -21,8 +29,8 @@ keys ignore one. So a chunk is asked with `=ownerId: [ids]` first; if the portal
 reader asks one lead per command from then on (always valid, ~10 requests per 500 leads more).
 https://apidocs.bitrix24.com/api-reference/crm/universal/product-rows/crm-item-productrow-list.html
 
-An activity whose primary owner is not the lead (bound to the lead *and* to something else first)
-is listed with that other owner and is not moved; it stays where Bitrix24 put it.
+An activity whose primary owner is not one of the chunk's leads (bound to a lead *and* to
+something else first) has its bindings read (`crm.activity.binding.list`) to learn its leads.
 """
 
 from __future__ import annotations
@@ -34,7 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from b24app.crm import mapping
-from b24app.crm.facts import PortalFacts, facts_commands
+from b24app.crm.facts import OPTIONAL_KEYS, PortalFacts, facts_commands
 from b24app.crm.matching import ClientMatch, match_commands, read_match
 from b24app.crm.mode import Mode, ModeError, mode_command, parse_mode
 from b24app.crm.planner import COMPANY, CONTACT, DEAL
@@ -54,6 +62,9 @@ _RETRY_LIMITED = 5  # times a page refused by a limit is asked again before givi
 _LISTS = {DEAL: "crm.deal.list", CONTACT: "crm.contact.list", COMPANY: "crm.company.list"}
 _ORIGIN_SELECT = ("ID", "ORIGINATOR_ID", "ORIGIN_ID")
 _ACTIVITY_SELECT = ("ID", "OWNER_ID", "OWNER_TYPE_ID", "COMPLETED")
+# Leads per `filter[BINDINGS]` listing: two query variables each, far below max_input_vars.
+BINDING_GROUP = 100
+_TYPE_OF = {COMPANY: mapping.COMPANY_TYPE_ID, CONTACT: mapping.CONTACT_TYPE_ID}
 
 
 @dataclass(frozen=True)
@@ -67,6 +78,7 @@ class Listing:
     select: tuple[str, ...] | None = None
     pages: int = 1
     count: bool = False
+    repeats: bool = False  # a row may come again (a join): equal ids are skipped, not an error
 
 
 @dataclass
@@ -173,6 +185,8 @@ class Listings:
             rows = shape.rows(result.results.get(key))
             for row in rows:
                 row_id = mapping.link_id(row.get(shape.id_field))
+                if cursor.listing.repeats and row_id is not None and row_id == cursor.last:
+                    continue  # the same row again (an activity bound to two leads of a group)
                 if row_id is None or (cursor.last is not None and row_id <= cursor.last):
                     raise ListingError(
                         f"ids did not advance past {cursor.last} (got {row_id})",
@@ -180,7 +194,7 @@ class Listings:
                         method=cursor.listing.method,
                     )
                 cursor.last = row_id
-            found.extend(rows)
+                found.append(row)
             if len(rows) < PAGE_SIZE:
                 cursor.done = True  # later pages chained on this one are not meaningful
                 return found
@@ -212,13 +226,20 @@ def _estimate(count: int, per_lead: float) -> int:
 
 @dataclass(frozen=True)
 class Extras:
-    """What planning needs besides the leads: per lead id, its open activities (ids), product
-    rows, matched clients, and entities b24app already created from it ({"deal": id, ...})."""
+    """What planning needs besides the leads: per lead id, its activities (`{"ID", "COMPLETED"}`
+    rows, open and closed), product rows, matched clients, entities b24app already created from
+    it ({"deal": id, ...}), its timeline comments (ids) and a repeat lead's contacts (ids,
+    primary first); per client ("company"|"contact", id), its default requisite and, for linked
+    companies, its fields (ADDRESS*, TITLE)."""
 
-    activities: Mapping[int, tuple[int, ...]] = field(default_factory=dict)
+    activities: Mapping[int, tuple[Mapping[str, Any], ...]] = field(default_factory=dict)
     product_rows: Mapping[int, tuple[Mapping[str, Any], ...]] = field(default_factory=dict)
     matches: Mapping[int, ClientMatch] = field(default_factory=dict)
     created: Mapping[int, Mapping[str, int]] = field(default_factory=dict)
+    comments: Mapping[int, tuple[int, ...]] = field(default_factory=dict)
+    contacts: Mapping[int, tuple[int, ...]] = field(default_factory=dict)
+    requisites: Mapping[tuple[str, int], int] = field(default_factory=dict)
+    clients: Mapping[tuple[str, int], Mapping[str, Any]] = field(default_factory=dict)
 
 
 class LeadStream:
@@ -265,8 +286,11 @@ class Reader:
 
     def facts(self, pipelines: Collection[int] = (0,)) -> PortalFacts:
         """Lead stages, deal pipelines and the stages of `pipelines`, in one request."""
-        result = self.portal.batch(facts_commands(pipelines), halt=False, idempotent=True)
-        result.raise_first()
+        commands = facts_commands(pipelines)
+        result = self.portal.batch(commands, halt=False, idempotent=True)
+        for command in commands:
+            if command.key in result.errors and command.key not in OPTIONAL_KEYS:
+                raise result.errors[command.key]
         return PortalFacts.from_batch(result.results)
 
     def facts_and_mode(self, pipelines: Collection[int] = (0,)) -> tuple[PortalFacts, Mode | None]:
@@ -275,7 +299,7 @@ class Reader:
         commands = (*facts_commands(pipelines), mode_command(MODE_KEY))
         result = self.portal.batch(commands, halt=False, idempotent=True)
         for command in commands[:-1]:
-            if command.key in result.errors:
+            if command.key in result.errors and command.key not in OPTIONAL_KEYS:
                 raise result.errors[command.key]
         return PortalFacts.from_batch(result.results), read_mode_result(result.results)
 
@@ -317,12 +341,19 @@ class Reader:
             return Extras()
         listings = [
             Listing(
-                "a",
+                f"a{start}",
                 "crm.activity.list",
-                {"OWNER_TYPE_ID": mapping.LEAD_TYPE_ID, "@OWNER_ID": ids, "COMPLETED": "N"},
+                {
+                    "BINDINGS": [
+                        {"OWNER_TYPE_ID": mapping.LEAD_TYPE_ID, "OWNER_ID": i}
+                        for i in ids[start : start + BINDING_GROUP]
+                    ]
+                },
                 _ACTIVITY_SELECT,
-                pages=_estimate(len(ids), 1),
+                pages=_estimate(len(ids[start : start + BINDING_GROUP]), 1.5),
+                repeats=True,
             )
+            for start in range(0, len(ids), BINDING_GROUP)
         ]
         if not self.rows_per_lead:
             listings.append(
@@ -333,6 +364,8 @@ class Reader:
                     pages=_estimate(len(ids), 0.5),
                 )
             )
+        linked = _reused(leads, {})  # a repeat lead's clients: their requisites and address
+        listings += _client_listings(linked)
         origin_ids = sorted(set(origins) & set(ids))
         if origin_ids:
             for name in _wanted(policy):
@@ -357,16 +390,153 @@ class Reader:
                 errors.pop("r").code or "error",
             )
             self.rows_per_lead = True
+        for name in [n for n in errors if n in ("qcompany", "qcontact", "z")]:
+            # requisites unreadable (rights, plan): planned without them; a requisite step the
+            # portal then refuses fails its lead with the portal's text
+            log.info("%s refused (%s); planning without it", name, errors.pop(name).code)
         if errors:
             raise next(iter(errors.values()))
         rows = found.get("r") if "r" in found and not self.rows_per_lead else None
         if rows is None:
             rows = self._rows_one_by_one(ids)
+        activity_rows = [row for name, got in found.items() if name[:1] == "a" for row in got]
+        matches = self._matches(leads, policy)
+        matched = _reused(leads, matches) - linked
+        if matched:  # clients found by phone/e-mail: their requisites, read now
+            lists = Listings(self.portal, _client_listings(matched, "m"))
+            for name, got in lists.read().items():
+                found.setdefault(name[1:], []).extend(got)
+            if lists.errors:
+                raise next(iter(lists.errors.values()))
+        more = self._around(leads, ids, found)
         return Extras(
-            activities=_activities(found["a"], ids),
+            activities=self._activities(activity_rows, ids),
             product_rows=_product_rows(rows, ids),
-            matches=self._matches(leads, policy),
+            matches=matches,
             created=_created(found, origin_ids),
+            comments=more.comments,
+            contacts=more.contacts,
+            requisites=more.requisites,
+            clients=more.clients,
+        )
+
+    def _activities(
+        self, rows: Sequence[Mapping[str, Any]], ids: Sequence[int]
+    ) -> dict[int, tuple[Mapping[str, Any], ...]]:
+        """Activity rows per lead: by primary owner, else by reading the activity's bindings."""
+        wanted = set(ids)
+        found: dict[int, dict[int, Mapping[str, Any]]] = {}
+        foreign: dict[int, Mapping[str, Any]] = {}
+        for row in rows:
+            activity = mapping.link_id(row.get("ID"))
+            if activity is None:
+                continue
+            owner = mapping.link_id(row.get("OWNER_ID"))
+            entry = {"ID": activity, "COMPLETED": str(row.get("COMPLETED") or "N").upper()}
+            if str(row.get("OWNER_TYPE_ID")) == str(mapping.LEAD_TYPE_ID) and owner in wanted:
+                found.setdefault(owner, {})[activity] = entry
+            else:
+                foreign[activity] = entry
+        if foreign:
+            commands = [
+                Command(f"ab{a}", "crm.activity.binding.list", {"activityId": a}) for a in foreign
+            ]
+            result = self.portal.batch_many(commands, halt=False, idempotent=True)
+            result.raise_first()
+            for activity, entry in foreign.items():
+                for binding in result.results.get(f"ab{activity}") or ():
+                    lead = mapping.link_id(binding.get("entityId"))
+                    if str(binding.get("entityTypeId")) == str(mapping.LEAD_TYPE_ID) and (
+                        lead in wanted
+                    ):
+                        found.setdefault(lead, {})[activity] = entry
+        return {
+            lead: tuple(entry for _, entry in sorted(by_id.items()))
+            for lead, by_id in found.items()
+        }
+
+    def _around(
+        self,
+        leads: Sequence[Mapping[str, Any]],
+        ids: Sequence[int],
+        found: Mapping[str, Sequence[Mapping[str, Any]]],
+    ) -> Extras:
+        """Comments, a repeat lead's contacts, reused clients' requisites and a linked
+        company's address, in as few requests as their shapes allow."""
+        comments: dict[int, list[int]] = {}
+        contacts: dict[int, tuple[int, ...]] = {}
+        pages: dict[str, int] = {f"t{i}": 0 for i in ids}  # comment listing key -> start
+        commands = [
+            Command(
+                f"k{lead_id}",
+                "crm.lead.contact.items.get",
+                {"id": lead_id},
+            )
+            for lead in leads
+            if (lead_id := mapping.link_id(lead.get("ID")))
+            and mapping.link_id(lead.get("CONTACT_ID"))
+        ]
+        while pages or commands:
+            batch = [*commands]
+            batch += [
+                Command(
+                    key,
+                    "crm.timeline.comment.list",
+                    {
+                        "filter": {"ENTITY_ID": int(key[1:]), "ENTITY_TYPE": "lead"},
+                        "order": {"ID": "ASC"},
+                        "select": ["ID"],
+                        "start": start,
+                    },
+                )
+                for key, start in pages.items()
+            ]
+            result = self.portal.batch_many(batch, halt=False, idempotent=True)
+            result.raise_first()
+            for command in commands:
+                items = result.results.get(command.key) or ()
+                ordered = sorted(
+                    (i for i in items if isinstance(i, Mapping)),
+                    key=lambda i: (
+                        str(i.get("IS_PRIMARY")) != "Y",
+                        mapping.link_id(i.get("SORT")) or 0,
+                    ),
+                )
+                contacts[int(command.key[1:])] = tuple(
+                    c for i in ordered if (c := mapping.link_id(i.get("CONTACT_ID")))
+                )
+            commands = []
+            following = {}
+            for key, start in pages.items():
+                rows = result.results.get(key) or ()
+                comments.setdefault(int(key[1:]), []).extend(
+                    c
+                    for r in rows
+                    if isinstance(r, Mapping) and (c := mapping.link_id(r.get("ID")))
+                )
+                if len(rows) >= PAGE_SIZE:
+                    following[key] = start + PAGE_SIZE
+            pages = following
+        requisites: dict[tuple[str, int], int] = {}
+        for name in (COMPANY, CONTACT):
+            rows = sorted(
+                found.get(f"q{name}", ()),
+                key=lambda r: (mapping.link_id(r.get("SORT")) or 0, mapping.link_id(r.get("ID"))),
+            )
+            for row in rows:  # the first by SORT, ID is the client's default (EntityRequisite)
+                owner = mapping.link_id(row.get("ENTITY_ID"))
+                if owner and (name, owner) not in requisites:
+                    requisites[(name, owner)] = mapping.link_id(row.get("ID")) or 0
+        clients = {
+            (COMPANY, row_id): dict(row)
+            for row in found.get("z", ())
+            if (row_id := mapping.link_id(row.get("ID")))
+        }
+        return Extras(
+            comments={lead: tuple(dict.fromkeys(c)) for lead, c in comments.items() if c},
+            contacts=contacts,
+            requisites=requisites,
+            clients=clients,
         )
 
     def _rows_one_by_one(self, ids: Sequence[int]) -> list[dict[str, Any]]:
@@ -419,19 +589,46 @@ def _wanted(policy: Policy) -> list[str]:
     return names
 
 
-def _activities(
-    rows: Sequence[Mapping[str, Any]], ids: Collection[int]
-) -> dict[int, tuple[int, ...]]:
-    wanted = set(ids)
-    found: dict[int, list[int]] = {}
-    for row in rows:
-        owner = mapping.link_id(row.get("OWNER_ID"))
-        activity = mapping.link_id(row.get("ID"))
-        if str(row.get("OWNER_TYPE_ID")) != str(mapping.LEAD_TYPE_ID) or owner not in wanted:
-            continue
-        if activity and str(row.get("COMPLETED", "N")).upper() != "Y":
-            found.setdefault(owner, []).append(activity)
-    return {owner: tuple(sorted(set(activities))) for owner, activities in found.items()}
+def _client_listings(reused: set[tuple[str, int]], prefix: str = "") -> list[Listing]:
+    """Listings of the requisites of these clients and of the companies' address fields."""
+    listings = []
+    for name in (COMPANY, CONTACT):
+        owners = sorted(i for kind, i in reused if kind == name)
+        if owners:
+            listings.append(
+                Listing(
+                    f"{prefix}q{name}",
+                    "crm.requisite.list",
+                    {"ENTITY_TYPE_ID": _TYPE_OF[name], "@ENTITY_ID": owners},
+                    ("ID", "ENTITY_TYPE_ID", "ENTITY_ID", "SORT"),
+                )
+            )
+    companies = sorted(i for kind, i in reused if kind == COMPANY)
+    if companies:
+        listings.append(
+            Listing(
+                f"{prefix}z",
+                "crm.company.list",
+                {"@ID": companies},
+                ("ID", "TITLE", *mapping.ADDRESS_FIELDS),
+            )
+        )
+    return listings
+
+
+def _reused(
+    leads: Sequence[Mapping[str, Any]], matches: Mapping[int, ClientMatch]
+) -> set[tuple[str, int]]:
+    """The clients conversions of these leads reuse: a repeat lead's own, matched ones."""
+    found: set[tuple[str, int]] = set()
+    for lead in leads:
+        lead_id = mapping.link_id(lead.get("ID")) or 0
+        match = matches.get(lead_id) or ClientMatch()
+        for name, matched in ((COMPANY, match.company_id), (CONTACT, match.contact_id)):
+            client = mapping.link_id(lead.get(f"{name.upper()}_ID")) or matched
+            if client:
+                found.add((name, client))
+    return found
 
 
 def _product_rows(

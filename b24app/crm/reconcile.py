@@ -521,6 +521,10 @@ def _plan_undo(
         undo.removed.append((DEAL, deal_id))
     for name in (CONTACT, COMPANY):
         for entity_id in ours[name]:
+            if entity_id == lead.platform_client(name):
+                # it carries LEAD_ID, so Bitrix24's converter reused it (leadconverter.php:
+                # 320-344): it is Bitrix24's client now, not a duplicate
+                continue
             if users.get(f"{name}:{entity_id}", set()) - doomed:
                 undo.kept.append((name, entity_id))
                 continue

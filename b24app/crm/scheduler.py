@@ -18,15 +18,16 @@ literals. Each batch is filled with the ready steps of many leads at different p
 deal, lead B's contact, lead C's activity moves, lead D's company - up to 50, leads already
 underway first. The commands of one batch are independent, so `halt=0` is safe and a failure
 touches only its own lead. As long as leads remain to start every batch is full, so a run takes
-ceil(C / 50) requests plus the pipeline's depth (at most 6 phases: company, contact, deal,
-activities, unbinding, finalization) to drain the tail. A lead closes (`crm.lead.update`) only
+ceil(C / 50) requests plus the pipeline's depth (at most 7 phases: company, contact, deal,
+settling, bindings and writes, unbinding or a requisite's address, finalization) to drain the
+tail. A lead closes (`crm.lead.update`) only
 in a batch after every other step of it has succeeded.
 
 Exactly once. A step whose answer was lost (timeout, a whole batch with an unknown outcome, an
 ambiguous server error) is *unsure*. Idempotent steps (activity binding and completion, product
 rows, lead update) are simply sent again (an "already bound" / "binding not found" answer counts
-as done). Non-idempotent ones (the three creations and the deal comment) are checked first with a
-read - `crm.<entity>.list` by `ORIGINATOR_ID`/`ORIGIN_ID`, the deal's timeline comments - and
+as done). Non-idempotent ones (the three creations and a client's requisite) are checked first
+with a read - `crm.<entity>.list` by `ORIGINATOR_ID`/`ORIGIN_ID`, the client's requisites - and
 re-sent only if nothing was found. `mark_sent` records steps as unsure *before* sending, so even a
 crash between sending and recording cannot create a duplicate. A step that keeps meeting
 transient errors (MAX_TRIES) fails its lead, unsure steps kept for a later `retry()`; lost
@@ -58,7 +59,7 @@ from enum import StrEnum
 from typing import Any
 
 from b24app import messages as msg
-from b24app.crm.mapping import link_id
+from b24app.crm.mapping import item_id, link_id
 from b24app.crm.planner import (
     COMPANY,
     CONTACT,
@@ -71,6 +72,7 @@ from b24app.crm.planner import (
     Source,
     Step,
     StepKind,
+    requisite_key,
     settle_command,
     settle_findings,
 )
@@ -92,6 +94,9 @@ _ALREADY_DONE = {
     StepKind.COMPLETE: frozenset({"NOT_FOUND"}),
     StepKind.DISCARD: frozenset({"NOT_FOUND"}),
 }
+# Legacy errors carry no code, only a text: these mean the step's effect is already there.
+# crm.address.add: "TypeAddress exists." (restservice.php:14466-14490).
+_ALREADY_DONE_TEXT = {StepKind.REQUISITE_ADDRESS: ("typeaddress exists",)}
 
 
 class Status(StrEnum):
@@ -161,15 +166,8 @@ class LeadState:
 
     @classmethod
     def start(cls, plan: LeadPlan) -> LeadState:
-        """The state before anything is sent.
-
-        A deal an earlier run created may already carry its comment, so that step starts unsure
-        (checked before it is added).
-        """
-        unsure: frozenset[str] = frozenset()
-        if plan.deal is not None and plan.deal.source is Source.JOURNAL and plan.steps:
-            unsure = _commenting(plan)
-        return cls(plan, Progress(unsure=unsure))
+        """The state before anything is sent."""
+        return cls(plan)
 
     @property
     def lead_id(self) -> int:
@@ -475,19 +473,16 @@ def settle(
         if not users and not winner[name]:
             ids.pop(name, None)
     ids[DEAL] = winner[DEAL]  # type: ignore[assignment]
-    if mine.get(DEAL) != winner[DEAL]:
-        done |= _commenting(state.plan)  # the winner's run comments on its own deal
+    # A client the winner does not have: nothing to bind to it or write onto it.
+    every = {**state.plan.known_ids, **ids}
+    done |= {
+        step.id
+        for step in state.plan.steps
+        if step.target in (CONTACT, COMPANY) and not every.get(step.target)
+    }
     return replace(
         state, progress=replace(progress, ids=ids, done=done, discard=discard, kept=kept)
     )
-
-
-def _commenting(plan: LeadPlan) -> frozenset[str]:
-    """The comment step (the one step that is not idempotent). A run that lost the settling
-    leaves it to the winner's run; one that found its deal by ORIGIN_ID checks before adding it
-    (two runs racing without a shared lock may still both add it: the comment is informational).
-    """
-    return frozenset(step.id for step in plan.steps if step.kind is StepKind.COMMENT)
 
 
 def tally(states: Iterable[LeadState]) -> dict[Status, int]:
@@ -533,20 +528,29 @@ class _Change:
             if step.creates is not None and found:
                 self.ids[step.creates] = int(found)
                 self._finish(step)
-                if step.kind is StepKind.DEAL:
-                    # Found by ORIGIN_ID after a lost answer: look before adding the comment.
-                    self.unsure.update(_commenting(plan))
+            elif step.kind is StepKind.REQUISITE and found:
+                self.ids[requisite_key(step.target or "")] = int(found)
+                self._finish(step)
             elif found:
                 self._finish(step)
             else:
                 self.unsure.discard(step.id)  # checked: it did not happen, send it
             return
-        if step.creates is not None:
-            new_id = link_id(value)
+        if step.creates is not None or step.kind is StepKind.REQUISITE:
+            new_id = item_id(value) if step.creates else link_id(value)
             if new_id is None:
                 self._again(step)  # an answer that is not an id: stays unsure, verified next
                 return
-            self.ids[step.creates] = new_id
+            self.ids[step.creates or requisite_key(step.target or "")] = new_id
+        if step.kind is StepKind.TIMELINE and value is False:
+            # crm.timeline.bindings.bind answers false, HTTP 200, when update access is denied
+            # (restservice.php:16260-16304).
+            self.unsure.discard(step.id)
+            self.failure = self.failure or (
+                f"step {step.id} (crm.timeline.bindings.bind) failed: the portal answered false "
+                f"(no right to change the {step.target})"
+            )
+            return
         self._finish(step)
 
     def error(self, step: Step, slot: Slot, method: str, error: CommandError) -> None:
@@ -562,8 +566,11 @@ class _Change:
         gone = code == "NOT_FOUND" or (
             not code and error.description.strip().lower().startswith("not found")
         )
+        text = error.description.strip().lower()
         if not slot.verify and (
-            code in _ALREADY_DONE.get(step.kind, ()) or (gone and step.kind in _ALREADY_DONE)
+            code in _ALREADY_DONE.get(step.kind, ())
+            or (gone and step.kind in _ALREADY_DONE)
+            or any(text.startswith(t) for t in _ALREADY_DONE_TEXT.get(step.kind, ()))
         ):
             self._finish(step)
             if gone and step.kind is StepKind.BIND:

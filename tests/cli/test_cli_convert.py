@@ -84,7 +84,8 @@ def _fail_deal_of(portal: Sandbox, monkeypatch: pytest.MonkeyPatch, lead_id: int
 
     def dispatch(method: str, params: dict[str, Any], ctx: Any) -> Any:
         fields = params.get("fields") or {}
-        if method.lower() == "crm.deal.add" and fields.get("ORIGIN_ID") == f"lead-{lead_id}":
+        deal = method.lower() == "crm.item.add" and str(params.get("entityTypeId")) == "2"
+        if deal and fields.get("originId") == f"lead-{lead_id}":  # b24app's crm.item.add
             raise ApiError("", 'The field "Currency" has an invalid value.', 400)
         return real(method, params, ctx)
 

@@ -151,7 +151,7 @@ def test_resume_finishes_an_interrupted_job(
 
     def dispatch(method: str, params: dict[str, Any], ctx: Any) -> Any:
         # The portal is deleted (support blocked it) after the first ten deals.
-        if method.lower() == "crm.deal.add":
+        if method.lower() == "crm.item.add" and str(params.get("entityTypeId")) == "2":
             deals[0] += 1
             if deals[0] > 10:
                 raise ApiError("PORTAL_DELETED", "Portal was deleted", 500)

@@ -132,7 +132,7 @@ def test_convert_and_jobs_list_on_a_terminal(
     deals = [0]
 
     def dispatch(method: str, params: dict[str, Any], ctx: Any) -> Any:
-        if method.lower() == "crm.deal.add":
+        if method.lower() == "crm.item.add" and str(params.get("entityTypeId")) == "2":
             deals[0] += 1
             if deals[0] > 5:
                 raise ApiError("PORTAL_DELETED", "Portal was deleted", 500)

@@ -149,7 +149,7 @@ def test_preview_changes_nothing_and_describes_each_active_lead(make_sandbox: An
     assert first.skip is None and first.stage == "CONVERTED"
     assert set(first.move) == before.open_activities.get(first.lead_id, set())
     assert first.text().startswith(f"lead {first.lead_id}: ")
-    assert client.requests_made == 3  # facts, leads, the chunk's extras
+    assert client.requests_made == 4  # facts, leads, the chunk's listings, its comments
 
 
 def test_read_mode(make_sandbox: Any) -> None:

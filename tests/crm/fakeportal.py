@@ -1,15 +1,17 @@
 """A tiny in-memory Bitrix24 for the conversion methods, to drive the scheduler in pure tests.
 
 It answers `batch` the way the docs describe (results and `result_error` by key, halt=0), knows
-the methods a conversion sends, and mimics two platform behaviours that matter here: `LEAD_ID`
-cannot be written, and a lead moved to a success stage gets its still-bound open activities
-completed. Faults can be injected per command and per batch.
+the methods a conversion sends, and mimics three platform behaviours that matter here: `LEAD_ID`
+cannot be written by the legacy `add` methods and is by `crm.item.add` (`leadId`), and a lead
+moved to a success stage gets its still-bound open activities completed. Faults can be injected
+per command and per batch.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +19,13 @@ from typing import Any
 from b24app.crm.scheduler import BatchOutcome, LeadState, mark_sent, next_batch, record
 from b24app.rest.command import Command
 
-LEAD, DEAL = 1, 2
+LEAD, DEAL, CONTACT, COMPANY = 1, 2, 3, 4
+ENTITY_OF = {2: "deal", 3: "contact", 4: "company"}
+
+
+def upper(name: str) -> str:
+    """A universal (camelCase) field name as the legacy one: `contactIds` -> `CONTACT_IDS`."""
+    return re.sub(r"(?<!^)(?=[A-Z0-9])", "_", name).upper()
 
 
 class AnswerLost(Exception):
@@ -48,7 +56,10 @@ class FakePortal:
     entities: dict[str, dict[int, dict[str, Any]]] = field(
         default_factory=lambda: {"company": {}, "contact": {}, "deal": {}}
     )
-    comments: dict[int, list[str]] = field(default_factory=dict)
+    timeline: dict[int, set[tuple[str, int]]] = field(default_factory=dict)  # comment: bindings
+    requisites: dict[int, dict[str, Any]] = field(default_factory=dict)
+    addresses: dict[int, dict[str, Any]] = field(default_factory=dict)  # requisite id: address
+    links: dict[int, int] = field(default_factory=dict)  # deal id: requisite id
     product_rows: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     batches: list[tuple[Command, ...]] = field(default_factory=list)
     executed: list[Command] = field(default_factory=list)
@@ -105,6 +116,8 @@ class FakePortal:
     def call(self, command: Command) -> Any:
         self.executed.append(command)
         method, params = command.method, command.params
+        if method in ("crm.item.add", "crm.item.update"):
+            return self._item(method, params)
         entity = method.split(".")[1]
         if method.endswith(".add") and entity in self.entities:
             fields = dict(params["fields"])
@@ -138,6 +151,27 @@ class FakePortal:
             return True
         handler = getattr(self, "_" + method.replace(".", "_"))
         return handler(params)
+
+    def _item(self, method: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        entity = ENTITY_OF[int(params["entityTypeId"])]
+        fields = {upper(k): v for k, v in params["fields"].items() if k != "fm"}
+        for item in params["fields"].get("fm", ()):
+            fields.setdefault(item["typeId"], []).append(
+                {"VALUE": item["value"], "VALUE_TYPE": item["valueType"]}
+            )
+        if fields.get("CONTACT_IDS"):
+            fields["CONTACT_ID"] = fields["CONTACT_IDS"][0]  # the primary contact
+        if fields.get("LEAD_ID") and int(fields["LEAD_ID"]) not in self.leads:
+            raise PortalError("0", f"[Lead #{fields['LEAD_ID']}] Access denied")
+        if method == "crm.item.add":
+            item_id = next(self._ids)
+            self.entities[entity][item_id] = fields
+        else:
+            item_id = int(params["id"])
+            if item_id not in self.entities[entity]:
+                raise PortalError("NOT_FOUND", "Element not found")
+            self.entities[entity][item_id].update(fields)
+        return {"item": {"id": item_id, **self.entities[entity][item_id]}}
 
     def _activity(self, activity_id: int) -> Activity:
         if activity_id not in self.activities:
@@ -176,17 +210,54 @@ class FakePortal:
         self.product_rows[p["id"]] = list(p["rows"])
         return True
 
-    def _crm_timeline_comment_add(self, p: Mapping[str, Any]) -> int:
+    def _crm_timeline_bindings_bind(self, p: Mapping[str, Any]) -> bool:
         fields = p["fields"]
-        assert fields["ENTITY_TYPE"] == "deal"
-        if fields["ENTITY_ID"] not in self.entities["deal"]:
-            raise PortalError("", "Not found")
-        self.comments.setdefault(fields["ENTITY_ID"], []).append(fields["COMMENT"])
-        return len(self.comments[fields["ENTITY_ID"]])
+        entity, entity_id = fields["ENTITY_TYPE"], int(fields["ENTITY_ID"])
+        if entity_id not in self.entities[entity]:
+            return False  # the proxy answers false when the target cannot be changed
+        self.timeline.setdefault(int(fields["OWNER_ID"]), set()).add((entity, entity_id))
+        return True
 
-    def _crm_timeline_comment_list(self, p: Mapping[str, Any]) -> list[dict[str, Any]]:
-        texts = self.comments.get(p["filter"]["ENTITY_ID"], [])
-        return [{"ID": str(n), "COMMENT": text} for n, text in enumerate(texts, 1)]
+    def _crm_requisite_add(self, p: Mapping[str, Any]) -> int:
+        fields = dict(p["fields"])
+        owner = {3: "contact", 4: "company"}[int(fields["ENTITY_TYPE_ID"])]
+        if int(fields["ENTITY_ID"]) not in self.entities[owner]:
+            raise PortalError("", "Entity not found.")
+        requisite_id = next(self._ids)
+        self.requisites[requisite_id] = fields
+        return requisite_id
+
+    def _crm_requisite_list(self, p: Mapping[str, Any]) -> list[dict[str, Any]]:
+        wanted = p["filter"]
+        return [
+            {"ID": str(i)}
+            for i, f in sorted(self.requisites.items())
+            if all(str(f.get(k)) == str(v) for k, v in wanted.items())
+        ]
+
+    def _crm_address_add(self, p: Mapping[str, Any]) -> bool:
+        fields = dict(p["fields"])
+        if int(fields["ENTITY_ID"]) in self.addresses:
+            raise PortalError("", "TypeAddress exists.")
+        self.addresses[int(fields["ENTITY_ID"])] = fields
+        return True
+
+    def _crm_requisite_link_register(self, p: Mapping[str, Any]) -> bool:
+        fields = p["fields"]
+        self.links[int(fields["ENTITY_ID"])] = int(fields["REQUISITE_ID"])
+        return True
+
+    def _crm_contact_update(self, p: Mapping[str, Any]) -> bool:
+        return self._update("contact", p)
+
+    def _crm_company_update(self, p: Mapping[str, Any]) -> bool:
+        return self._update("company", p)
+
+    def _update(self, entity: str, p: Mapping[str, Any]) -> bool:
+        if int(p["id"]) not in self.entities[entity]:
+            raise PortalError("", "Not found")
+        self.entities[entity][int(p["id"])].update(p["fields"])
+        return True
 
     def _crm_lead_list(self, p: Mapping[str, Any]) -> list[dict[str, Any]]:
         wanted = int(p["filter"]["ID"])

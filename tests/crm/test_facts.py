@@ -83,12 +83,15 @@ def test_facts_commands_fetch_everything_in_one_batch_and_from_batch_reads_it() 
     assert [(c.key, c.method) for c in commands] == [
         ("ls", "crm.status.list"),
         ("cat", "crm.category.list"),
+        ("dt", "crm.status.list"),
+        ("rp", "crm.requisite.preset.list"),
         ("ds0", "crm.status.list"),
         ("ds7", "crm.status.list"),
     ]
     assert commands[0].params == {"filter": {"ENTITY_ID": "STATUS"}}
     assert commands[1].params == {"entityTypeId": 2}
-    assert commands[3].params == {"filter": {"ENTITY_ID": "DEAL_STAGE_7"}}
+    assert commands[2].params == {"filter": {"ENTITY_ID": "DEAL_TYPE"}}
+    assert commands[5].params == {"filter": {"ENTITY_ID": "DEAL_STAGE_7"}}
     results = {
         "ls": doc("crm.status.list.lead-stages")["result"],
         "cat": doc("crm.category.list.deal")["result"],
@@ -96,5 +99,16 @@ def test_facts_commands_fetch_everything_in_one_batch_and_from_batch_reads_it() 
         "ds7": deal_stages(7),
     }
     assert PortalFacts.from_batch(results) == facts()
+    typed = PortalFacts.from_batch(
+        results
+        | {
+            "dt": [{"ENTITY_ID": "DEAL_TYPE", "STATUS_ID": "SALE", "NAME": "Sales", "SORT": 10}],
+            "rp": [
+                {"ID": "1", "XML_ID": "#CRM_REQUISITE_PRESET_DEF_US_COMPANY#", "SORT": "500"},
+                {"ID": "2", "XML_ID": "#CRM_REQUISITE_PRESET_DEF_US_PERSON#", "SORT": "510"},
+            ],
+        }
+    )
+    assert (typed.deal_type, dict(typed.presets)) == ("SALE", {"company": 1, "contact": 2})
     with pytest.raises(FactsError, match="no lead stages or no pipelines"):
         PortalFacts.from_batch({"ls": []})

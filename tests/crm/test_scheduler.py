@@ -6,6 +6,7 @@ import json
 import math
 import random
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -30,6 +31,8 @@ from b24app.rest.command import Command
 from .factories import doc, facts, lead, product_row
 from .fakeportal import LEAD, Activity, FakePortal, Fault, run
 
+NO_ADDRESS = {"ADDRESS": None, "ADDRESS_CITY": None, "ADDRESS_COUNTRY": None}
+
 
 def setup(
     count: int = 1,
@@ -43,7 +46,7 @@ def setup(
     portal = FakePortal()
     states = []
     for lead_id in range(first, first + count):
-        data = lead(lead_id, **lead_fields)
+        data = lead(lead_id, **(NO_ADDRESS | lead_fields))
         activity_ids = [lead_id * 100 + n for n in range(activities)]
         portal.add_lead(data, activity_ids)
         states.append(
@@ -73,13 +76,19 @@ def assert_converted_once(portal: FakePortal, states: Sequence[LeadState], polic
         assert len(portal.created_for(lead_id, "contact")) == int(policy.client.wants_contact)
         assert len(portal.created_for(lead_id, "company")) == int(policy.client.wants_company)
         deal_id = state.ids["deal"]
-        assert portal.comments[deal_id] == [f"Converted from lead #{lead_id} by b24app."]
+        assert portal.entities["deal"][deal_id]["LEAD_ID"] == lead_id
+        targets = {(2, deal_id)} | {
+            (type_id, state.ids[name])
+            for name, type_id in (("contact", 3), ("company", 4))
+            if name in state.created
+        }
         for activity_id in state.plan.activities:
             activity = portal.activities[activity_id]
             if policy.activities is Activities.MOVE:
-                assert activity.bindings == [(2, deal_id)] and not activity.completed
+                assert set(activity.bindings) == targets and not activity.completed
             else:
-                assert activity.bindings == [(LEAD, lead_id)] and activity.completed
+                assert set(activity.bindings) == targets | {(LEAD, lead_id)}
+                assert activity.completed
 
 
 @pytest.mark.parametrize("client", list(Client))
@@ -91,22 +100,19 @@ def test_one_lead_runs_in_bitrix24s_order(
     policy = Policy(client=client, activities=activities, pipeline=pipeline)
     portal, states = setup(policy=policy, activities=2, rows=1)
     states = run(portal, states)
-    creations = {
-        Client.CONTACT: [["crm.contact.add"]],
-        Client.COMPANY: [["crm.company.add"]],
-        Client.BOTH: [["crm.company.add"], ["crm.contact.add"]],
-    }[client]
-    on_deal = ["crm.deal.productrows.set", "crm.timeline.comment.add"]
+    creations = [["crm.item.add"]] * (2 if client is Client.BOTH else 1)
+    binds = ["crm.activity.binding.add"] * 2 * (3 if client is Client.BOTH else 2)
+    on_deal = ["crm.deal.productrows.set"]
     if activities is Activities.MOVE:
         tail = [
-            sorted(["crm.activity.binding.add"] * 2 + on_deal),
+            sorted(binds + on_deal),
             ["crm.activity.binding.delete"] * 2,
             ["crm.lead.update"],
         ]
     else:
-        tail = [sorted(["crm.activity.update"] * 2 + on_deal), ["crm.lead.update"]]
+        tail = [sorted(binds + ["crm.activity.update"] * 2 + on_deal), ["crm.lead.update"]]
     settle = [["crm.deal.list"]]  # the deal is settled before anything is bound to it
-    assert methods_by_batch(portal) == [*creations, ["crm.deal.add"], *settle, *tail]
+    assert methods_by_batch(portal) == [*creations, ["crm.item.add"], *settle, *tail]
     assert_converted_once(portal, states, policy)
     deal = portal.entities["deal"][states[0].ids["deal"]]
     assert deal["CATEGORY_ID"] == pipeline
@@ -136,8 +142,10 @@ def test_many_leads_share_batches_and_the_lead_closes_last() -> None:
             assert len(hits) >= 1
             return hits[0]
 
-        assert of("crm.company.add") < of("crm.contact.add") < of("crm.deal.add")
-        assert of("crm.deal.add") < of("crm.activity.binding.add")
+        added = portal.position(
+            lambda c, lead_id=lead_id: c.method == "crm.item.add" and c.key == f"L{lead_id}d"
+        )[0]
+        assert of("crm.item.add") < added < of("crm.activity.binding.add")
         assert of("crm.activity.binding.add") < of("crm.activity.binding.delete")
         assert of("crm.activity.binding.delete") < of("crm.lead.update")
 
@@ -157,7 +165,7 @@ def test_a_failed_company_stops_only_its_own_lead() -> None:
     states = run(portal, states)
     by_id = {s.lead_id: s for s in states}
     assert by_id[2].status is Status.FAILED
-    assert by_id[2].progress.error == "step co (crm.company.add) failed: error: Title is required"
+    assert by_id[2].progress.error == "step co (crm.item.add) failed: error: Title is required"
     assert portal.leads[2]["STATUS_ID"] == "NEW"
     assert not any(c.key.startswith("L2") and c.key != "L2co" for c in portal.executed)
     assert [by_id[1].status, by_id[3].status] == [Status.CONVERTED, Status.CONVERTED]
@@ -206,7 +214,7 @@ def test_a_whole_batch_with_unknown_outcome_is_verified_not_duplicated(when: str
         "crm.company.list",
         "crm.contact.list",
         "crm.deal.list",
-        "crm.timeline.comment.list",
+        "crm.lead.list",
     }
 
 
@@ -230,12 +238,36 @@ def test_a_rejected_command_is_simply_sent_again() -> None:
     assert [[c.key for c in b] for b in portal.batches[:2]] == [["L1c"], ["L1c"]]
 
 
-def test_a_lost_comment_is_found_not_repeated() -> None:
-    portal, states = setup(1)
-    portal.lose = lambda n: "after" if n == 3 else None  # the batch with the comment
+def test_a_lost_timeline_binding_is_simply_sent_again_and_false_fails_the_lead() -> None:
+    """crm.timeline.bindings.bind is an upsert, and answers false when access is denied
+    (restservice.php:16260-16304)."""
+    portal, states = setup(2)
+    states = [
+        LeadState.start(replace(state.plan, comments=(70 + state.lead_id,))) for state in states
+    ]
+    portal.lose = lambda n: "after" if n == 3 else None  # the batch with the bindings
+    portal.fault = lambda n, c: (
+        Fault("ambiguous", "INTERNAL_SERVER_ERROR") if c.key == "L2t72" and n == 4 else None
+    )
     states = run(portal, states)
     assert_converted_once(portal, states, Policy())
-    assert any(c.method == "crm.timeline.comment.list" for c in portal.batches[4])
+    assert portal.timeline[71] == {
+        ("deal", states[0].ids["deal"]),
+        ("contact", states[0].ids["contact"]),
+    }
+    keys = [c.key for c in portal.executed]
+    assert keys.count("L1t71") == 2  # lost, sent again: no check needed
+
+    portal, states = setup(1)
+    states = [LeadState.start(replace(states[0].plan, comments=(70,)))]
+    refuse = portal._crm_timeline_bindings_bind
+    portal._crm_timeline_bindings_bind = lambda p: (
+        False if p["fields"]["ENTITY_TYPE"] == "deal" else refuse(p)
+    )  # type: ignore[method-assign]
+    states = run(portal, states)
+    assert states[0].status is Status.FAILED
+    assert "crm.timeline.bindings.bind" in (states[0].progress.error or "")
+    assert portal.leads[1]["STATUS_ID"] == "NEW"
 
 
 def test_already_bound_and_binding_not_found_count_as_done() -> None:
@@ -313,7 +345,7 @@ def test_a_crash_between_sending_and_recording_creates_nothing_twice() -> None:
     assert_converted_once(portal, states, policy)
 
 
-def test_resuming_from_journal_ids_reuses_and_checks_the_comment() -> None:
+def test_resuming_from_journal_ids_reuses_and_links_them_to_the_lead() -> None:
     policy = Policy(client=Client.BOTH)
     portal, states = setup(1, policy=policy)
     states = run(portal, states)
@@ -328,7 +360,8 @@ def test_resuming_from_journal_ids_reuses_and_checks_the_comment() -> None:
     before = len(portal.executed)
     states = run(portal, [LeadState.start(again)])
     sent = [c.key for c in portal.executed[before:]]
-    assert sent == ["S1", "L1mv", "L1f"]  # settled, then the comment is looked for first
+    # settled; the entities found get LEAD_ID (an earlier release made them without it)
+    assert sent == ["S1", "L1lco", "L1lc", "L1ld", "L1f"]
     assert_converted_once(portal, states, policy)
 
 
@@ -525,20 +558,85 @@ def test_no_fault_makes_a_duplicate_or_closes_a_lead_early(
         if closed:
             deal_id = state.ids["deal"]
             assert portal.created_for(lead_id, "deal") == [deal_id]
-            assert len(portal.comments[deal_id]) == 1
+            assert portal.entities["deal"][deal_id]["LEAD_ID"] == lead_id
             for activity_id in state.plan.activities:
                 activity: Activity = portal.activities[activity_id]
+                assert (2, deal_id) in activity.bindings
                 if activities is Activities.MOVE:
-                    assert activity.bindings == [(2, deal_id)] and not activity.completed
+                    assert (LEAD, lead_id) not in activity.bindings and not activity.completed
                 else:
                     assert activity.completed
         if (
             state.status is Status.CONVERTED
             and client.wants_contact
             and not shape_contact(shapes, lead_id)
+            and not shapes[lead_id - 1]["company"]  # a repeat lead gets a deal only
         ):
             assert state.ids["contact"] == portal.created_for(lead_id, "contact")[0]
 
 
 def shape_contact(shapes: list[dict[str, Any]], lead_id: int) -> bool:
     return bool(shapes[lead_id - 1]["contact"])
+
+
+def test_a_job_of_the_earlier_release_resumes_and_creates_nothing_twice() -> None:
+    """A plan stored by the release before LEAD_ID (legacy adds, the deal comment, no `native`),
+    its deal's answer lost mid-run, is finished by this one: nothing is created twice, the
+    entities it made get LEAD_ID through crm.item.update, no comment is added any more."""
+    policy = Policy(client=Client.BOTH, activities=Activities.MOVE)
+    portal, states = setup(1, policy=policy, activities=1, rows=1)
+    old = states[0].plan.to_dict()
+    for key in ("native", "closed", "comments", "contacts", "address", "requisites"):
+        old.pop(key, None)
+    old.pop("deal_requisite", None)
+    old["company"]["fields"] = company_fields_old = {
+        "TITLE": "Acme",
+        "ORIGINATOR_ID": "b24app",
+        "ORIGIN_ID": "lead-1",
+    }
+    old["contact"]["fields"] = {"NAME": "Erasmus", "ORIGINATOR_ID": "b24app", "ORIGIN_ID": "lead-1"}
+    old["deal"]["fields"] = {
+        "TITLE": "Deal request 1",
+        "ORIGINATOR_ID": "b24app",
+        "ORIGIN_ID": "lead-1",
+    }
+    # the earlier release created company and contact with the legacy methods, sent the deal,
+    # and died before its answer came back (the step is "unsure")
+    company = portal.call(Command("x", "crm.company.add", {"fields": company_fields_old}))
+    contact = portal.call(
+        Command(
+            "y", "crm.contact.add", {"fields": old["contact"]["fields"] | {"COMPANY_ID": company}}
+        )
+    )
+    deal = portal.call(
+        Command(
+            "z",
+            "crm.deal.add",
+            {
+                "fields": old["deal"]["fields"]
+                | {"CONTACT_ID": contact, "CONTACT_IDS": [contact], "COMPANY_ID": company}
+            },
+        )
+    )
+    stored = {
+        "plan": old,
+        "progress": {
+            "ids": {"company": company, "contact": contact},
+            "done": ["co", "c"],
+            "unsure": ["d"],
+        },
+    }
+    state = LeadState.from_dict(json.loads(json.dumps(stored)))
+    assert not state.plan.native and "m" not in [s.id for s in state.plan.steps]
+    before = len(portal.executed)
+    states = run(portal, [state])
+    assert states[0].status is Status.CONVERTED
+    for entity in ("company", "contact", "deal"):
+        assert len(portal.created_for(1, entity)) == 1, entity
+    sent = [c.method for c in portal.executed[before:]]
+    assert "crm.deal.add" not in sent and "crm.item.add" not in sent  # found, not re-created
+    assert portal.entities["deal"][deal]["LEAD_ID"] == 1
+    assert portal.entities["contact"][contact]["LEAD_ID"] == 1
+    assert portal.entities["company"][company]["LEAD_ID"] == 1
+    assert portal.activities[100].bindings == [(2, deal)]  # as the earlier release planned
+    assert portal.leads[1]["STATUS_ID"] == "CONVERTED"

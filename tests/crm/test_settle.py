@@ -26,7 +26,7 @@ from b24app.crm.scheduler import (
 from .factories import facts, lead, product_row
 from .fakeportal import AnswerLost, FakePortal
 
-DEAL = 2
+DEAL, CONTACT, COMPANY = 2, 3, 4
 
 
 def _states(
@@ -112,13 +112,16 @@ def _assert_one_conversion(portal: FakePortal, count: int, policy: Policy) -> No
             assert deal["CONTACT_ID"] == contacts[0] == record_["CONTACT_ID"]
         if companies:
             assert deal["COMPANY_ID"] == companies[0] == record_["COMPANY_ID"]
-        assert len(portal.comments.get(deals[0], [])) <= 1
+        assert deal["LEAD_ID"] == lead_id
         assert portal.product_rows[deals[0]]
+        targets = {(DEAL, deals[0])}
+        targets |= {(CONTACT, i) for i in contacts} | {(COMPANY, i) for i in companies}
         for activity_id in (lead_id * 100, lead_id * 100 + 1):
             activity = portal.activities[activity_id]
             if policy.activities is Activities.MOVE:
-                assert activity.bindings == [(DEAL, deals[0])] and not activity.completed
+                assert set(activity.bindings) == targets and not activity.completed
             else:
+                assert set(activity.bindings) == targets | {(1, lead_id)}
                 assert activity.completed
 
 

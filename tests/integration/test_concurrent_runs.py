@@ -100,8 +100,7 @@ def _assert_once(
     portal: Sandbox, before: Any, results: list[Any], *, settled: bool = False, kill: bool = False
 ) -> None:
     """Each lead converted once; `settled` or `kill`: the runs overlapped (no shared lock, or a
-    killed run's requests still landing after the next run looked), so the informational comment
-    may be on a deal twice."""
+    killed run's requests still landing after the next run looked)."""
     for code, report, err in results:
         assert code == 0, err
         assert report["failed"] == 0, report
