@@ -38,6 +38,7 @@ def test_a_mode_switch_mid_run_loses_and_duplicates_nothing() -> None:
     assert result.ok, _failures(result)
 
 
+@pytest.mark.timeout(900)  # two chaos runs beside a busy-loop process: minutes on 2 cores
 def test_repeat_under_cpu_load_prints_each_run_and_a_summary(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
