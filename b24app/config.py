@@ -138,6 +138,16 @@ class Settings:
         except ArgumentError:
             return self.database_url.split("@")[-1]
 
+    def environment(self) -> dict[str, str]:
+        """These settings as the environment variables `from_env` reads back (for a child
+        process that must act with exactly these settings)."""
+        env = {name: str(getattr(self, key)) for name, key in _ATTR.items() if getattr(self, key)}
+        env["B24APP_RATE_PER_SECOND"] = f"{self.rate_limit.per_second:g}"
+        env["B24APP_BURST"] = str(self.rate_limit.burst)
+        env["B24APP_TIMEOUT"] = f"{self.timeout:g}"
+        env["B24APP_LOG_LEVEL"] = self.log_level
+        return env
+
     def require(self, *names: str) -> None:
         """Raise one ConfigError naming every listed setting (env variable name) that is unset."""
         missing = [name for name in names if not getattr(self, _ATTR[name])]

@@ -34,7 +34,6 @@ from b24app.crm.mode import Mode
 from b24app.crm.policy import LeadSelection, Policy, PolicyError
 from b24app.crm.reader import Reader
 from b24app.errors import B24Error
-from b24app.rest.tokens import StoredTokens
 from b24app.services import Services
 from b24app.store.db import utc_now
 
@@ -259,7 +258,7 @@ def keep_alive(
     if rotated is not None and now - rotated < max_age:
         return False
     try:
-        StoredTokens(services.installations, member_id, services.oauth).refresh(found.access_token)
+        services.tokens(member_id).refresh(found.access_token)
     except B24Error as exc:  # the installation is marked (reinstall needed, deleted, unpaid)
         log.warning("portal %s: keep-alive refresh failed (%s)", member_id, exc.code)
         return False

@@ -16,9 +16,11 @@ from urllib.parse import urlsplit
 from sqlalchemy import Engine
 
 from b24app.config import Settings
+from b24app.refresher import DetachedRefresh
 from b24app.rest import PortalClient
 from b24app.rest.oauth import OAuthServer
 from b24app.rest.throttle import OperatingBudget, RateBucket, make_bucket, make_budget
+from b24app.rest.tokens import StoredTokens
 from b24app.store.crypto import Cipher
 from b24app.store.db import make_engine, migrate
 from b24app.store.installations import InstallationStore
@@ -29,9 +31,17 @@ from b24app.store.portal_settings import PortalSettings
 class Services:
     """Lazily built shared objects for `settings`; thread-safe."""
 
-    def __init__(self, settings: Settings, *, oauth: OAuthServer | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        oauth: OAuthServer | None = None,
+        detached_refresh: bool = False,
+    ) -> None:
         self.settings = settings
         self._oauth = oauth
+        # The long-running processes (worker, web) refresh tokens in a child that outlives them.
+        self.detached_refresh = detached_refresh
         self._lock = threading.Lock()
         self._buckets: dict[str, RateBucket] = {}
         self._budgets: dict[str, OperatingBudget] = {}
@@ -65,6 +75,14 @@ class Services:
         """The OAuth server that refreshes installation tokens."""
         return self._oauth or OAuthServer.from_settings(self.settings)
 
+    def tokens(self, member_id: str) -> StoredTokens:
+        """The stored tokens of the installed portal `member_id`, refreshed as this process
+        refreshes them (in a detached child for the worker and the web app)."""
+        return StoredTokens(self.installations, member_id, self.oauth, detached=self._detached())
+
+    def _detached(self) -> DetachedRefresh | None:
+        return DetachedRefresh(self.settings) if self.detached_refresh else None
+
     def journal(self, member_id: str, **kwargs: Any) -> Journal:
         """The conversion journal of a portal."""
         return Journal(self.engine, portal=member_id, **kwargs)
@@ -91,6 +109,7 @@ class Services:
             member_id,
             settings=self.settings,
             oauth=self.oauth,
+            detached=self._detached(),
             bucket=bucket,
             operating=budget,
         )

@@ -28,6 +28,7 @@ def run_worker(settings: Settings, *, workers: int, periodic: bool, tick: float)
 
     from b24app.jobs import Jobs
     from b24app.rest.redact import install_log_redaction
+    from b24app.services import Services
 
     class _Consumer(Consumer):  # type: ignore[misc]
         """Huey's consumer, with the periodic check every `tick` seconds instead of 60."""
@@ -41,7 +42,8 @@ def run_worker(settings: Settings, *, workers: int, periodic: bool, tick: float)
     # `kill -USR1 PID` writes every thread's stack to the log: what a stuck worker is waiting on.
     faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
     settings.require("B24_CLIENT_ID", "B24_CLIENT_SECRET", "B24APP_SECRET_KEY")
-    jobs = Jobs(settings)
+    # A worker may be killed at any moment: its token refreshes run in a child that outlives it.
+    jobs = Jobs(settings, services=Services(settings, detached_refresh=True))
     jobs.services.installations  # noqa: B018 - open (and migrate) the database now, not in a task
     consumer = _Consumer(
         jobs.huey,

@@ -30,6 +30,7 @@ def create_app(settings: Settings | None = None, *, jobs: Jobs | None = None) ->
 
     Raises ConfigError when B24APP_SECRET_KEY is missing: tokens are never stored unencrypted.
     """
+    production = settings is None
     if settings is None:
         load_dotenv()
         settings = Settings.from_env()
@@ -37,7 +38,9 @@ def create_app(settings: Settings | None = None, *, jobs: Jobs | None = None) ->
     if jobs is None:
         from b24app.jobs import Jobs
 
-        jobs = Jobs(settings)
+        # gunicorn kills a worker that overruns its timeout with SIGKILL: a token refresh runs in
+        # a child that outlives it (b24app.refresher).
+        jobs = Jobs(settings, services=Services(settings, detached_refresh=production))
     services = getattr(jobs, "services", None) or Services(settings)
     services.engine  # noqa: B018 - migrate now, before the first request
     app = Flask(__name__)

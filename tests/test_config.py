@@ -86,3 +86,18 @@ def test_env_example_documents_every_variable() -> None:
         "B24APP_LOG_LEVEL",
     ]:
         assert f"\n{name}=" in example, name
+
+
+def test_settings_survive_the_trip_through_the_environment_of_a_child() -> None:
+    settings = Settings(
+        client_id="app.1",
+        client_secret="s3cret",
+        oauth_server="http://127.0.0.1:9",
+        database_url="sqlite:////tmp/x.db",
+        secret_key="k" * 44,
+        rate_limit=RateLimit(5.0, 250),
+        timeout=7.5,
+        log_level="DEBUG",
+    )
+    again = Settings.from_env(settings.environment())
+    assert again == settings

@@ -142,13 +142,15 @@ class PortalClient:
         *,
         settings: Settings,
         oauth: OAuthServer | None = None,
+        detached: Callable[[str, str], None] | None = None,
         **kwargs: Any,
     ) -> PortalClient:
         """A client for a stored installation, refreshing through `oauth` (default: the OAuth
-        server of `settings`) and persisting every new token pair in `store`."""
+        server of `settings`) and persisting every new token pair in `store`; through
+        `detached(member_id, failed_access_token)` instead when given (b24app.refresher)."""
         clock = kwargs.get("clock", SYSTEM_CLOCK)
         oauth = oauth or OAuthServer.from_settings(settings, clock=clock)
-        source = StoredTokens(store, member_id, oauth)
+        source = StoredTokens(store, member_id, oauth, detached=detached)
         return cls(OAuthAuth(source, clock=clock), **cls._options(settings, kwargs))
 
     @classmethod

@@ -104,10 +104,19 @@ class StoredTokens:
     """Tokens of the installation `member_id` in an InstallationStore, refreshed through
     `oauth` once per portal across threads and processes."""
 
-    def __init__(self, store: inst.InstallationStore, member_id: str, oauth: OAuthServer) -> None:
+    def __init__(
+        self,
+        store: inst.InstallationStore,
+        member_id: str,
+        oauth: OAuthServer,
+        *,
+        detached: Callable[[str, str], None] | None = None,
+    ) -> None:
         self._store = store
         self._member_id = member_id
         self._oauth = oauth
+        # Refreshes in a process of its own (b24app.refresher), which outlives this one.
+        self._detached = detached
         self._lock = threading.Lock()
         self._cached: Tokens | None = None
 
@@ -137,6 +146,8 @@ class StoredTokens:
     def refresh(self, failed_access_token: str) -> Tokens:
         """One refresh per portal: inside the row's write lock, use the tokens someone else
         already rotated, else ask the OAuth server and persist the pair before returning it."""
+        if self._detached is not None:
+            return self._refresh_detached(failed_access_token)
         failure: B24Error | None = None
         with self._lock, write_lock(self._store.engine) as conn:
             installation = self._store.lock_installation(conn, self._member_id)
@@ -162,6 +173,28 @@ class StoredTokens:
                         failure = exc
                     else:
                         installation = self._rotate(conn, grant)
+        if failure is not None:
+            self._cached = None
+            raise failure
+        assert installation is not None
+        self._cached = _tokens(installation)
+        return self._cached
+
+    def _refresh_detached(self, failed_access_token: str) -> Tokens:
+        """`refresh` done by the detached child: it settles the stored row, this reads it."""
+        assert self._detached is not None
+        with self._lock:
+            installation = self._store.get_installation(self._member_id)
+            failure = _status_failure(installation, self._member_id)
+            if failure is None and installation is not None:
+                if installation.access_token == failed_access_token:
+                    self._detached(self._member_id, failed_access_token)
+                    installation = self._store.get_installation(self._member_id)
+                    failure = _status_failure(installation, self._member_id)
+                else:
+                    log.info(
+                        "portal %s: using tokens rotated by another worker", installation.domain
+                    )
         if failure is not None:
             self._cached = None
             raise failure

@@ -1,0 +1,141 @@
+"""Token refreshes that outlive the process that asked for them.
+
+Bitrix24's refresh tokens may be single-use: after a refresh the old refresh token and its access
+token are dead (../docs/bitrix24-platform.md, "Lifetimes"; settings/oauth/auto-renewal.md). A
+process killed between the OAuth server's answer and the commit of the new pair takes the only
+valid pair with it, and the portal needs an admin before the app can call it again. A worker is
+killed at any moment (OOM killer, `kill -9`, a supervisor's timeout), so the app's long-running
+processes - `b24app worker` and the web app under gunicorn - refresh in a short-lived child
+process of their own (`python -m b24app.refresher`): it reads the request on stdin, runs the usual
+serialized refresh (`StoredTokens`: under the installation row's write lock, reusing a pair another
+process already rotated), commits the pair and exits. The child is in its own session and ignores
+SIGINT/SIGTERM/SIGHUP, so the parent's death, a Ctrl-C to the process group or a supervisor's
+graceful stop does not interrupt it; its parent waits for it and reads the outcome from the
+database. Only the child's own death (a machine crash) can still lose a pair.
+
+Child protocol: stdin is one JSON object {"member_id", "failed"} (the rejected access token, never
+on the command line); exit 0 when the stored tokens are settled (fresh, or the installation marked
+by a refused refresh); otherwise one JSON line on stdout, {"kind", "code", "description",
+"status"} of the error it met.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+
+from b24app import errors
+from b24app.config import Settings
+from b24app.errors import B24Error, TransportError
+
+log = logging.getLogger("b24app.rest")
+
+# The child gets the OAuth call's own timeout plus this long to start and commit.
+START_MARGIN = 30.0
+
+
+class DetachedRefresh:
+    """Refresh a portal's stored tokens in a child process that survives this one."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def __repr__(self) -> str:
+        return "DetachedRefresh()"
+
+    def __call__(self, member_id: str, failed_access_token: str) -> None:
+        """Return once the child settled the portal's stored tokens; raise what it could not
+        do as the error it met (transport, OAuth server) - the tokens are then unchanged."""
+        request = json.dumps({"member_id": member_id, "failed": failed_access_token})
+        child = subprocess.Popen(
+            [sys.executable, "-m", "b24app.refresher"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env={**os.environ, **self.settings.environment()},
+            text=True,
+            start_new_session=True,
+        )
+        timeout = self.settings.timeout + START_MARGIN
+        try:
+            out, _ = child.communicate(request, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            # Never killed: it may hold the new pair and is about to store it.
+            raise TransportError(
+                f"the token refresh did not finish in {timeout:g} s", method="oauth/token"
+            ) from None
+        if child.returncode == 0:
+            return
+        raise _error(out, child.returncode)
+
+
+def _error(out: str, returncode: int) -> B24Error:
+    """The error the child met, rebuilt from its one JSON line."""
+    try:
+        said = json.loads(out.strip().splitlines()[-1])
+        kind = getattr(errors, str(said["kind"]), None)
+        cls = kind if isinstance(kind, type) and issubclass(kind, B24Error) else TransportError
+        status = said.get("status")
+        return cls(
+            str(said.get("description") or ""),
+            code=str(said.get("code") or ""),
+            method="oauth/token",
+            status=status if isinstance(status, int) else None,
+        )
+    except (IndexError, ValueError, KeyError, TypeError, AttributeError):
+        return TransportError(
+            f"the token refresh process exited with code {returncode}", method="oauth/token"
+        )
+
+
+def main() -> int:
+    """The child: refresh the tokens named on stdin, store them, exit."""
+    for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(number, signal.SIG_IGN)
+    from b24app.rest.oauth import OAuthServer
+    from b24app.rest.tokens import StoredTokens
+    from b24app.store.crypto import Cipher
+    from b24app.store.db import make_engine
+    from b24app.store.installations import InstallationStore
+
+    settings = Settings.from_env()
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s",
+    )
+    try:
+        request = json.loads(sys.stdin.read())
+        member_id, failed = str(request["member_id"]), str(request["failed"])
+    except (ValueError, KeyError, TypeError):  # the parent died before it asked: nothing to do
+        return 2
+    store = InstallationStore(make_engine(settings.database_url), Cipher.from_settings(settings))
+    tokens = StoredTokens(store, member_id, OAuthServer.from_settings(settings))
+    try:
+        tokens.refresh(failed)
+    except B24Error as exc:
+        found = store.get_installation(member_id)
+        if found is not None and not found.active:
+            return 0  # refused and marked (reinstall needed, deleted, unpaid): the parent reads it
+        _say(
+            {
+                "kind": type(exc).__name__,
+                "code": exc.code,
+                "description": exc.description,
+                "status": exc.status,
+            }
+        )
+        return 3
+    return 0
+
+
+def _say(payload: dict[str, object]) -> None:
+    with contextlib.suppress(OSError):  # the parent is gone: the database says it all
+        print(json.dumps(payload), flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
