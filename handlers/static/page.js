@@ -25,6 +25,10 @@
     });
     var status = document.getElementById("job-status");
     if (status && p.status) { status.setAttribute("data-status", p.status); }
+    /* Why a job waits is said while it waits; once a worker has it, that line would contradict
+       the status. */
+    var waiting = document.getElementById("job-waiting");
+    if (waiting && p.status && p.status !== "pending") { waiting.parentNode.removeChild(waiting); }
   }
 
   function poll(box) {
