@@ -61,6 +61,18 @@ JOB_BUSY = N_(
 POLICY_NO_PIPELINE = N_("pipeline {pipeline} does not exist or is not visible (pipelines: {known})")
 POLICY_NO_STAGE = N_("{where}: lead stage {stage} does not exist")
 POLICY_CLOSED_STAGE = N_("{where}: lead stage {stage} is closed; only active leads are converted")
+POLICY_BAD_JSON = N_("not valid JSON ({error})")
+POLICY_NOT_OBJECT = N_("the policy must be a JSON object")
+POLICY_DATES_ORDER = N_("leads.created_after must be earlier than leads.created_before")
+POLICY_UNKNOWN = N_("unknown setting {name}")
+POLICY_SECTION = N_("{where} must be an object")
+POLICY_CHOICE = N_("{where} must be {allowed} (got {value})")
+POLICY_WHOLE = N_("{where} must be a whole number >= 0 (got {value})")
+POLICY_POSITIVE = N_("{where} must hold positive whole numbers (got {value})")
+POLICY_TEXTS = N_("{where} must hold non-empty strings (got {value})")
+POLICY_FLAG = N_("{where} must be true or false (got {value})")
+POLICY_DAY = N_("{where} must be a date YYYY-MM-DD (got {value})")
+POLICY_LIST = N_("{where} must be a list")
 NONE = N_("none")
 
 # -- why an installation was refused -------------------------------------------------------------

@@ -217,7 +217,7 @@ class Policy:
         try:
             data = json.loads(text)
         except (TypeError, ValueError) as exc:
-            raise PolicyError([f"not valid JSON ({exc})"]) from None
+            raise PolicyError([msg.POLICY_BAD_JSON.format(error=exc)]) from None
         return cls.from_dict(data)
 
     @classmethod
@@ -227,7 +227,7 @@ class Policy:
         if data is None:
             data = {}
         if not isinstance(data, Mapping):
-            raise PolicyError(["the policy must be a JSON object"])
+            raise PolicyError([msg.POLICY_NOT_OBJECT])
         reader.unknown_keys(
             "", data, {"client", "pipeline", "activities", "leads", "match_clients", "auto"}
         )
@@ -267,7 +267,7 @@ class Policy:
         )
         after, before = policy.leads.created_after, policy.leads.created_before
         if after and before and after >= before:
-            reader.problems.append("leads.created_after must be earlier than leads.created_before")
+            reader.problems.append(msg.POLICY_DATES_ORDER)
         if reader.problems:
             raise PolicyError(reader.problems)
         return policy
@@ -283,13 +283,13 @@ class _Reader:
         for key in data:
             if key not in known:
                 name = f"{where}.{key}" if where else str(key)
-                self.problems.append(f"unknown setting {name!r}")
+                self.problems.append(msg.POLICY_UNKNOWN.format(name=repr(name)))
 
     def section(self, where: str, value: Any, known: set[str]) -> Mapping[str, Any]:
         if value is None:
             return {}
         if not isinstance(value, Mapping):
-            self.problems.append(f"{where} must be an object")
+            self.problems.append(msg.POLICY_SECTION.format(where=where))
             return {}
         self.unknown_keys(where, value, known)
         return value
@@ -301,7 +301,9 @@ class _Reader:
             return enum(str(value).strip().lower())
         except ValueError:
             allowed = " | ".join(member.value for member in enum)
-            self.problems.append(f"{where} must be {allowed} (got {value!r})")
+            self.problems.append(
+                msg.POLICY_CHOICE.format(where=where, allowed=allowed, value=repr(value))
+            )
             return default
 
     def integer(self, where: str, value: Any, default: int) -> int:
@@ -309,20 +311,20 @@ class _Reader:
             return default
         number = _as_int(value)
         if number is None or number < 0:
-            self.problems.append(f"{where} must be a whole number >= 0 (got {value!r})")
+            self.problems.append(msg.POLICY_WHOLE.format(where=where, value=repr(value)))
             return default
         return number
 
     def positive(self, where: str, value: Any) -> int | None:
         number = _as_int(value)
         if number is None or number <= 0:
-            self.problems.append(f"{where} must hold positive whole numbers (got {value!r})")
+            self.problems.append(msg.POLICY_POSITIVE.format(where=where, value=repr(value)))
             return None
         return number
 
     def text(self, where: str, value: Any) -> str | None:
         if not isinstance(value, str | int) or isinstance(value, bool) or not str(value).strip():
-            self.problems.append(f"{where} must hold non-empty strings (got {value!r})")
+            self.problems.append(msg.POLICY_TEXTS.format(where=where, value=repr(value)))
             return None
         return str(value).strip()
 
@@ -336,7 +338,7 @@ class _Reader:
             return True
         if word in ("n", "no", "false", "0", "off"):
             return False
-        self.problems.append(f"{where} must be true or false (got {value!r})")
+        self.problems.append(msg.POLICY_FLAG.format(where=where, value=repr(value)))
         return False
 
     def day(self, where: str, value: Any) -> date | None:
@@ -345,7 +347,7 @@ class _Reader:
         try:
             return date.fromisoformat(str(value))
         except ValueError:
-            self.problems.append(f"{where} must be a date YYYY-MM-DD (got {value!r})")
+            self.problems.append(msg.POLICY_DAY.format(where=where, value=repr(value)))
             return None
 
     def items(self, where: str, value: Any, read: Callable[[str, Any], Any]) -> tuple[Any, ...]:
@@ -354,7 +356,7 @@ class _Reader:
         if isinstance(value, str | int) and not isinstance(value, bool):
             value = [value]
         if not isinstance(value, Sequence):
-            self.problems.append(f"{where} must be a list")
+            self.problems.append(msg.POLICY_LIST.format(where=where))
             return ()
         read_items = (read(where, item) for item in value)
         return tuple(item for item in read_items if item is not None)

@@ -200,6 +200,29 @@ def test_a_bad_policy_is_shown_inline_and_not_saved(page: PageApp, change, probl
     assert page.ctx.portal_settings.policy_data(page.member_id) is None
 
 
+@pytest.mark.parametrize(
+    ("lang", "change", "problem"),
+    [
+        (
+            "br",
+            {"activities": "bogus"},
+            "activities deve ser move | complete (recebido: &#39;bogus&#39;)",
+        ),
+        ("de", {"client": "nobody"}, "client muss contact | company | both sein"),
+        ("ru", {"pipeline": "-1"}, "pipeline должно быть целым числом &gt;= 0"),
+        ("es", {"client": "x"}, "client debe ser contact | company | both"),
+    ],
+)
+def test_a_bad_policy_is_explained_in_the_readers_language(
+    page: PageApp, lang: str, change: dict[str, str], problem: str
+) -> None:
+    token = page.token(1, lang=lang)
+    form = {"page_token": token, "client": "contact", "pipeline": "0", "activities": "complete"}
+    response = page.client().post("/app/policy", data={**form, **change})
+    assert response.status_code == 422
+    assert problem in text(response), text(response)[:3000]
+
+
 def test_the_preview_lists_what_would_happen_and_changes_nothing(page: PageApp) -> None:
     token = page.token(1)
     counts = page.sandbox.stats()["counts"]
