@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from b24app.config import PLANS, RateLimit
 from b24app.pagetoken import PageTokens, PageUser
+from b24app.rest import PortalClient
 from sandbox import Sandbox
 from tests.handlers.page_support import PageApp, make_page_app, page_token
 
@@ -234,6 +236,44 @@ def test_the_preview_lists_what_would_happen_and_changes_nothing(page: PageApp) 
     assert html.count("<td>contact, deal</td>") == active  # the default policy
     assert html.count('name="lead_id"') == active
     assert page.sandbox.stats()["counts"] == counts
+
+
+def test_the_preview_says_what_each_lead_becomes_under_the_native_rules(page: PageApp) -> None:
+    """Issue 14: a repeat lead (a deal only, with the lead's contacts), a requisite made from the
+    address, the deal linked to a reused client's requisite, closed activities and comments."""
+    hook = PortalClient.from_webhook(page.sandbox.webhook_url, rate=RateLimit(*PLANS["fast"]))
+    company = hook.call("crm.company.add", {"fields": {"TITLE": "Old Client Inc"}}).result
+    contact = hook.call("crm.contact.add", {"fields": {"NAME": "Old", "LAST_NAME": "Buyer"}}).result
+    requisite = {"ENTITY_TYPE_ID": 4, "ENTITY_ID": company, "PRESET_ID": 1, "NAME": "Old"}
+    hook.call("crm.requisite.add", {"fields": requisite})
+    fields = {"TITLE": "Back again", "COMPANY_ID": company, "CONTACT_ID": contact}
+    repeat = hook.call("crm.lead.add", {"fields": fields}).result
+    fresh_fields = {"TITLE": "Addressed", "NAME": "Ann", "COMPANY_TITLE": "Fjord AS"}
+    fresh_fields |= {"ADDRESS": "1 Main St", "ADDRESS_CITY": "Oslo"}
+    fresh = hook.call("crm.lead.add", {"fields": fresh_fields}).result
+    comment = {"ENTITY_TYPE": "lead", "ENTITY_ID": fresh, "COMMENT": "called back"}
+    hook.call("crm.timeline.comment.add", {"fields": comment})
+    done = {"OWNER_TYPE_ID": 1, "OWNER_ID": fresh, "TYPE_ID": 2, "SUBJECT": "Call"}
+    done |= {"COMPLETED": "Y", "DIRECTION": 2, "RESPONSIBLE_ID": 1}
+    done |= {"COMMUNICATIONS": [{"VALUE": "+4712345678"}]}
+    hook.call("crm.activity.add", {"fields": done})
+
+    token = page.token(1)
+    form = {"page_token": token, "client": "both", "pipeline": "0", "activities": "complete"}
+    html = text(page.client().post("/app/preview", data=form))
+    row_of = {
+        lead: html.split(f'<tr data-lead="{lead}"', 1)[1].split("</tr>", 1)[0]
+        for lead in (repeat, fresh)
+    }
+    assert "repeat lead: a deal only, with the lead&#39;s 1 contact" in row_of[repeat]
+    assert "the deal is linked to requisite #" in row_of[repeat]
+    assert "requisite from the address for: company, contact" in row_of[fresh]
+    assert "1 closed, bound to the deal" in row_of[fresh]
+    assert "1 comment, bound to the deal" in row_of[fresh]
+    br = text(
+        page.client().post("/app/preview", data={**form, "page_token": page.token(1, lang="br")})
+    )
+    assert "lead repetido: apenas um negócio" in br and "1 comentário, vinculado ao negócio" in br
 
 
 def test_mode_verify_records_the_mode_and_says_what_bitrix24_reports(page: PageApp) -> None:
