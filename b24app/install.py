@@ -35,10 +35,11 @@ from b24app.errors import (
     PaymentRequired,
     PortalDeleted,
 )
-from b24app.events import BOUND_EVENTS, Event
+from b24app.events import Event
 from b24app.rest import OAuthServer, PortalClient, TokenGrant, Tokens
 from b24app.rest.bindings import Bindings, app_info, ensure_bindings
 from b24app.store import installations as inst
+from b24app.vocabulary import BOUND_EVENTS
 
 log = logging.getLogger("b24app.install")
 

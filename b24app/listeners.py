@@ -37,10 +37,10 @@ from b24app.errors import B24Error
 from b24app.rest.tokens import StoredTokens
 from b24app.services import Services
 from b24app.store.db import utc_now
+from b24app.vocabulary import LEAD_EVENTS
 
 log = logging.getLogger("b24app.jobs")
 
-LEAD_EVENTS = changes.LEAD_EVENTS
 # Leads modified this long before the last sweep are listed again (clock skew, slow commits).
 SWEEP_MARGIN = dt.timedelta(minutes=10)
 

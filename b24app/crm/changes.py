@@ -28,10 +28,10 @@ from b24app.errors import (
     MethodNotFound,
 )
 from b24app.rest.portal import Portal
+from b24app.vocabulary import LEAD_EVENTS
 
 log = logging.getLogger("b24app.crm")
 
-LEAD_EVENTS = ("ONCRMLEADADD", "ONCRMLEADUPDATE")
 OFFLINE_PAGE = 50
 OFFLINE_PAGES = 20  # at most 1000 queued records per sweep; the rest wait for the next one
 # Where the portal does not grant offline events: not an admin, not app auth, no such method.

@@ -64,7 +64,7 @@ from b24app import messages as msg
 from b24app.crm import scheduler
 from b24app.crm.facts import PortalFacts
 from b24app.crm.mapping import link_id
-from b24app.crm.mode import MODE_METHOD, Mode, mode_command, parse_mode
+from b24app.crm.mode import MODE_KEY, MODE_METHOD, Mode, mode_command, parse_mode
 from b24app.crm.planner import (
     COMPANY,
     CONTACT,
@@ -77,7 +77,7 @@ from b24app.crm.planner import (
 )
 from b24app.crm.planner import preview as preview_plan
 from b24app.crm.policy import Policy
-from b24app.crm.reader import CHUNK, MODE_KEY, Reader, read_mode_result
+from b24app.crm.reader import CHUNK, Reader, read_mode_result
 from b24app.crm.reconcile import reconcile
 from b24app.crm.report import JobReport, LeadOutcome, build_report, load_report
 from b24app.crm.scheduler import MAX_COMMANDS, BatchOutcome, LeadState, Status
@@ -110,6 +110,7 @@ from b24app.store.journal import (
     Journal,
     LeadEntry,
 )
+from b24app.vocabulary import AMBIGUOUS, HARMLESS, NOT_EXECUTED, NOT_FOUND_TEXT
 
 __all__ = ["JobReport", "LeadOutcome", "Progress", "convert", "preview", "read_mode", "resume"]
 
@@ -930,8 +931,8 @@ def _harmless(error: B24Error) -> bool:
     """Codes the scheduler settles per step: transient ones and "already done" answers."""
     code = error.code or ""
     return (
-        code in scheduler.AMBIGUOUS
-        or code in scheduler.NOT_EXECUTED
-        or code in {"ACTIVITY_IS_ALREADY_BOUND", "BINDING_NOT_FOUND", "NOT_FOUND"}
-        or (not code and error.description.strip().lower().startswith("not found"))
+        code in AMBIGUOUS
+        or code in NOT_EXECUTED
+        or code in HARMLESS
+        or (not code and error.description.strip().lower().startswith(NOT_FOUND_TEXT))
     )

@@ -44,27 +44,24 @@ from typing import Any
 from b24app.crm import mapping
 from b24app.crm.facts import OPTIONAL_KEYS, PortalFacts, facts_commands
 from b24app.crm.matching import ClientMatch, match_commands, read_match
-from b24app.crm.mode import Mode, ModeError, mode_command, parse_mode
-from b24app.crm.planner import COMPANY, CONTACT, DEAL
+from b24app.crm.mode import MODE_KEY, Mode, ModeError, mode_command, parse_mode
 from b24app.crm.policy import LeadSelection, Policy
 from b24app.errors import B24Error, ListingError, OperationTimeLimit, QueryLimitExceeded
 from b24app.rest.command import Command
 from b24app.rest.listing import ListShape, shape_of
 from b24app.rest.portal import Portal
+from b24app.vocabulary import COMPANY, CONTACT, DEAL, LEAD_TYPE_ID, PAGE_SIZE, TYPE_ID
+from b24app.vocabulary import IDS_PER_FILTER as CHUNK
+from b24app.vocabulary import LIST_METHOD as _LISTS
+from b24app.vocabulary import MAX_BATCH as MAX_COMMANDS
 
 log = logging.getLogger("b24app.crm")
 
-CHUNK = 500
-MODE_KEY = "crm_mode"  # the key of the mode check riding in a batch
-MAX_COMMANDS = 50
-PAGE_SIZE = 50
 _RETRY_LIMITED = 5  # times a page refused by a limit is asked again before giving up
-_LISTS = {DEAL: "crm.deal.list", CONTACT: "crm.contact.list", COMPANY: "crm.company.list"}
 _ORIGIN_SELECT = ("ID", "ORIGINATOR_ID", "ORIGIN_ID")
 _ACTIVITY_SELECT = ("ID", "OWNER_ID", "OWNER_TYPE_ID", "COMPLETED")
 # Leads per `filter[BINDINGS]` listing: two query variables each, far below max_input_vars.
 BINDING_GROUP = 100
-_TYPE_OF = {COMPANY: mapping.COMPANY_TYPE_ID, CONTACT: mapping.CONTACT_TYPE_ID}
 
 
 @dataclass(frozen=True)
@@ -345,7 +342,7 @@ class Reader:
                 "crm.activity.list",
                 {
                     "BINDINGS": [
-                        {"OWNER_TYPE_ID": mapping.LEAD_TYPE_ID, "OWNER_ID": i}
+                        {"OWNER_TYPE_ID": LEAD_TYPE_ID, "OWNER_ID": i}
                         for i in ids[start : start + BINDING_GROUP]
                     ]
                 },
@@ -433,7 +430,7 @@ class Reader:
                 continue
             owner = mapping.link_id(row.get("OWNER_ID"))
             entry = {"ID": activity, "COMPLETED": str(row.get("COMPLETED") or "N").upper()}
-            if str(row.get("OWNER_TYPE_ID")) == str(mapping.LEAD_TYPE_ID) and owner in wanted:
+            if str(row.get("OWNER_TYPE_ID")) == str(LEAD_TYPE_ID) and owner in wanted:
                 found.setdefault(owner, {})[activity] = entry
             else:
                 foreign[activity] = entry
@@ -446,9 +443,7 @@ class Reader:
             for activity, entry in foreign.items():
                 for binding in result.results.get(f"ab{activity}") or ():
                     lead = mapping.link_id(binding.get("entityId"))
-                    if str(binding.get("entityTypeId")) == str(mapping.LEAD_TYPE_ID) and (
-                        lead in wanted
-                    ):
+                    if str(binding.get("entityTypeId")) == str(LEAD_TYPE_ID) and (lead in wanted):
                         found.setdefault(lead, {})[activity] = entry
         return {
             lead: tuple(entry for _, entry in sorted(by_id.items()))
@@ -599,7 +594,7 @@ def _client_listings(reused: set[tuple[str, int]], prefix: str = "") -> list[Lis
                 Listing(
                     f"{prefix}q{name}",
                     "crm.requisite.list",
-                    {"ENTITY_TYPE_ID": _TYPE_OF[name], "@ENTITY_ID": owners},
+                    {"ENTITY_TYPE_ID": TYPE_ID[name], "@ENTITY_ID": owners},
                     ("ID", "ENTITY_TYPE_ID", "ENTITY_ID", "SORT"),
                 )
             )
@@ -652,7 +647,7 @@ def _created(
 ) -> dict[int, dict[str, int]]:
     wanted = set(ids)
     created: dict[int, dict[str, int]] = {}
-    for name in _LISTS:
+    for name in (DEAL, CONTACT, COMPANY):
         for row in found.get(f"o{name}", ()):
             lead_id = mapping.lead_id_of(row.get("ORIGIN_ID"))
             entity_id = mapping.link_id(row.get("ID"))

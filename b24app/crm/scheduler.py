@@ -78,21 +78,22 @@ from b24app.crm.planner import (
 )
 from b24app.errors import OutcomeUnknown
 from b24app.rest.command import Command
+from b24app.vocabulary import (
+    ALREADY_DONE,
+    AMBIGUOUS,
+    NOT_EXECUTED,
+    NOT_FOUND,
+)
+from b24app.vocabulary import MAX_BATCH as MAX_COMMANDS
 
-MAX_COMMANDS = 50
 MAX_TRIES = 5
 
-# Sub-call errors meaning "rejected before running": safe to send again.
-NOT_EXECUTED = frozenset({"QUERY_LIMIT_EXCEEDED", "OPERATION_TIME_LIMIT"})
-# Sub-call errors after which the call may or may not have taken effect.
-AMBIGUOUS = frozenset({"INTERNAL_SERVER_ERROR", "ERROR_UNEXPECTED_ANSWER"})
 # Errors meaning the step's effect is already there (or its activity is gone), per step kind.
-# https://apidocs.bitrix24.com/api-reference/crm/timeline/activities/binding/crm-activity-binding-add.html
 _ALREADY_DONE = {
-    StepKind.BIND: frozenset({"ACTIVITY_IS_ALREADY_BOUND", "NOT_FOUND"}),
-    StepKind.UNBIND: frozenset({"BINDING_NOT_FOUND", "NOT_FOUND"}),
-    StepKind.COMPLETE: frozenset({"NOT_FOUND"}),
-    StepKind.DISCARD: frozenset({"NOT_FOUND"}),
+    StepKind.BIND: ALREADY_DONE["crm.activity.binding.add"] | {NOT_FOUND},
+    StepKind.UNBIND: ALREADY_DONE["crm.activity.binding.delete"] | {NOT_FOUND},
+    StepKind.COMPLETE: frozenset({NOT_FOUND}),
+    StepKind.DISCARD: frozenset({NOT_FOUND}),
 }
 # Legacy errors carry no code, only a text: these mean the step's effect is already there.
 # crm.address.add: "TypeAddress exists." (restservice.php:14466-14490).

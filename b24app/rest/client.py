@@ -47,10 +47,10 @@ from b24app.rest.retry import RetryPolicy, all_reads, is_read
 from b24app.rest.throttle import OperatingBudget, RateBucket, make_bucket
 from b24app.rest.tokens import MemoryTokens, StoredTokens, Tokens
 from b24app.store.installations import InstallationStore
+from b24app.vocabulary import MAX_BATCH
 
 log = logging.getLogger("b24app.rest")
 
-MAX_BATCH = 50
 _KEY = re.compile(r"^[A-Za-z0-9_\-]+$")
 _REF_KEY = re.compile(r"\$result(?:_[a-z]+)?\[([^\]]*)\]")
 # Codes meaning "this token is not (or no longer) valid": worth one re-read of stored tokens.

@@ -17,14 +17,13 @@ from typing import TYPE_CHECKING, Any
 from b24app.errors import ListingError, OperationTimeLimit, UsageError
 from b24app.rest.command import Command
 from b24app.rest.response import BatchResult
+from b24app.vocabulary import PAGE_SIZE, PAGES_PER_REQUEST
 
 if TYPE_CHECKING:
     from b24app.rest.client import PortalClient
 
 log = logging.getLogger("b24app.rest")
 
-PAGE_SIZE = 50
-PAGES_PER_REQUEST = 50
 DEFAULT_MAX_PAGES = 40_000  # two million rows
 
 
