@@ -34,9 +34,9 @@ from b24app.crm.mode import Mode
 from b24app.crm.policy import LeadSelection, Policy, PolicyError
 from b24app.crm.reader import Reader
 from b24app.errors import B24Error
-from b24app.rest.tokens import StoredTokens
 from b24app.services import Services
 from b24app.store.db import utc_now
+from b24app.store.tokens import StoredTokens
 from b24app.vocabulary import LEAD_EVENTS
 
 log = logging.getLogger("b24app.jobs")

@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 
 from b24app.config import Settings
 from b24app.rest import PortalClient
+from b24app.rest.clock import SYSTEM_CLOCK
 from b24app.rest.oauth import OAuthServer
 from b24app.rest.throttle import OperatingBudget, RateBucket, make_bucket, make_budget
 from b24app.store.crypto import Cipher
@@ -24,6 +25,23 @@ from b24app.store.db import make_engine, migrate
 from b24app.store.installations import InstallationStore
 from b24app.store.journal import Journal
 from b24app.store.portal_settings import PortalSettings
+from b24app.store.tokens import StoredTokens
+
+
+def installation_client(
+    store: InstallationStore,
+    member_id: str,
+    *,
+    settings: Settings,
+    oauth: OAuthServer | None = None,
+    **kwargs: Any,
+) -> PortalClient:
+    """A client for a stored installation, refreshing through `oauth` (default: the OAuth
+    server of `settings`) and persisting every new token pair in `store`."""
+    clock = kwargs.get("clock", SYSTEM_CLOCK)
+    oauth = oauth or OAuthServer.from_settings(settings, clock=clock)
+    source = StoredTokens(store, member_id, oauth)
+    return PortalClient.from_source(source, settings=settings, **kwargs)
 
 
 class Services:
@@ -86,7 +104,7 @@ class Services:
             if budget is None:
                 budget = make_budget(key=member_id, redis_url=self.settings.redis_url)
                 self._budgets[member_id] = budget
-        return PortalClient.for_installation(
+        return installation_client(
             self.installations,
             member_id,
             settings=self.settings,
