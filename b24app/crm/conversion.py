@@ -63,6 +63,18 @@ from typing import Any
 from b24app import messages as msg
 from b24app.crm import scheduler
 from b24app.crm.facts import PortalFacts
+from b24app.crm.journal import (
+    DONE,
+    FAILED,
+    FINISHED,
+    INTERRUPTED,
+    LEAD_FINAL,
+    PENDING,
+    JobCounts,
+    JobJournal,
+    JobRow,
+    LeadEntry,
+)
 from b24app.crm.mapping import link_id
 from b24app.crm.mode import MODE_KEY, MODE_METHOD, Mode, mode_command, parse_mode
 from b24app.crm.planner import (
@@ -98,18 +110,6 @@ from b24app.errors import (
     UsageError,
 )
 from b24app.rest.portal import Portal
-from b24app.store.journal import (
-    DONE,
-    FAILED,
-    FINISHED,
-    INTERRUPTED,
-    LEAD_FINAL,
-    PENDING,
-    JobCounts,
-    JobRow,
-    Journal,
-    LeadEntry,
-)
 from b24app.vocabulary import AMBIGUOUS, HARMLESS, NOT_EXECUTED, NOT_FOUND_TEXT
 
 __all__ = ["JobReport", "LeadOutcome", "Progress", "convert", "preview", "read_mode", "resume"]
@@ -240,7 +240,7 @@ def preview(
 
 def convert(
     portal: Portal,
-    journal: Journal,
+    journal: JobJournal,
     policy: Policy,
     *,
     lead_ids: Sequence[int] | None = None,
@@ -287,7 +287,7 @@ def _reader(portal: Portal, max_leads: int | None) -> Reader:
 
 def resume(
     portal: Portal,
-    journal: Journal,
+    journal: JobJournal,
     job_id: int,
     *,
     on_progress: ProgressCallback | None = None,
@@ -389,7 +389,9 @@ def _plan_chunk(
         except (PlanError, ValueError) as exc:
             out.append(
                 LeadEntry(
-                    lead_id=lead_id, status="failed", error=msg.FAIL_UNPLANNABLE.format(error=exc)
+                    lead_id=lead_id,
+                    status=Status.FAILED,
+                    error=msg.FAIL_UNPLANNABLE.format(error=exc),
                 )
             )
     return out
@@ -423,7 +425,7 @@ class _Run:
     def __init__(
         self,
         portal: Portal,
-        journal: Journal,
+        journal: JobJournal,
         job: JobRow,
         *,
         reader: Reader,
@@ -625,10 +627,10 @@ class _Run:
 
     def _failed_states(self, *, this_job: bool) -> list[LeadState]:
         """The stored states of leads this job failed, with something sent for them."""
-        failed = [lead_id for lead_id, status in self.final.items() if status == FAILED]
+        failed = [lead_id for lead_id, status in self.final.items() if status == Status.FAILED]
         states = []
         for record in self.journal.states(failed).values():
-            if record.status != FAILED or record.state is None:
+            if record.status != Status.FAILED or record.state is None:
                 continue
             if this_job and record.job_id != self.job.id:
                 continue
@@ -747,7 +749,11 @@ class _Run:
     @staticmethod
     def _stored(record: Any) -> LeadState | None:
         """The stored state worth continuing (something was sent for it), else None."""
-        if record is None or record.state is None or record.status not in ("creating", "failed"):
+        if (
+            record is None
+            or record.state is None
+            or record.status not in (Status.CREATING, Status.FAILED)
+        ):
             return None
         try:
             state = LeadState.from_dict(record.state)

@@ -47,13 +47,13 @@ from typing import Any
 
 from b24app import messages as msg
 from b24app.crm import mapping
+from b24app.crm.journal import LeadEntry, LeadStatus
 from b24app.crm.policy import Activities
 from b24app.crm.reader import Listing, Listings
 from b24app.crm.scheduler import LeadState
 from b24app.errors import B24Error, OutcomeUnknown
 from b24app.rest.command import Command
 from b24app.rest.portal import Portal
-from b24app.store.journal import LeadEntry
 from b24app.vocabulary import (
     ALREADY_DONE,
     COMPANY,
@@ -122,7 +122,7 @@ class Taken:
         """The journal row: converted, with Bitrix24's deal and clients."""
         return LeadEntry(
             lead_id=self.lead_id,
-            status="converted",
+            status=LeadStatus.CONVERTED,
             deal_id=self.deal_id,
             contact_id=self.contact_id,
             company_id=self.company_id,
@@ -142,7 +142,7 @@ class Reconciled:
         """The journal row of an unresolved lead: failed, its state kept for a later run."""
         return LeadEntry(
             lead_id=state.lead_id,
-            status="failed",
+            status=LeadStatus.FAILED,
             state=state.to_dict(),
             **{f"{name}_id": i for name, i in state.ids.items() if name in KINDS},
             error=self.unresolved[state.lead_id],

@@ -55,10 +55,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from enum import StrEnum
 from typing import Any
 
 from b24app import messages as msg
+from b24app.crm.journal import LeadStatus as Status
 from b24app.crm.mapping import item_id, link_id
 from b24app.crm.planner import (
     COMPANY,
@@ -98,16 +98,6 @@ _ALREADY_DONE = {
 # Legacy errors carry no code, only a text: these mean the step's effect is already there.
 # crm.address.add: "TypeAddress exists." (restservice.php:14466-14490).
 _ALREADY_DONE_TEXT = {StepKind.REQUISITE_ADDRESS: ("typeaddress exists",)}
-
-
-class Status(StrEnum):
-    """Where one lead's conversion stands (the journal's status column)."""
-
-    SKIPPED = "skipped"  # not active: nothing to do
-    PENDING = "pending"  # nothing sent yet
-    CREATING = "creating"  # underway
-    CONVERTED = "converted"  # the lead is at the success stage; every step done
-    FAILED = "failed"  # a step failed for good; the lead stays open
 
 
 @dataclass(frozen=True)
