@@ -453,7 +453,7 @@ class _Run:
             for lead_id, status in journal.outcome_statuses(job.id).items()
             if status in LEAD_FINAL
         }
-        self.tally = dict.fromkeys(LEAD_FINAL, 0)
+        self.tally: dict[str, int] = dict.fromkeys(LEAD_FINAL, 0)
         for status in self.final.values():
             self.tally[status] += 1
         self.seen: set[int] = set(self.final)

@@ -64,7 +64,7 @@ def mode_command(key: str = MODE_KEY) -> Command:
 
 def parse_mode(result: object) -> Mode:
     """Decode the `result` of `crm.settings.mode.get` (an int, or a numeric string) into a Mode."""
-    value: int | None = None
+    value = 0  # no mode: Mode(0) fails below
     if isinstance(result, int) and not isinstance(result, bool):
         value = result
     elif isinstance(result, str) and result.strip().isdigit():

@@ -17,7 +17,10 @@ from b24app.errors import UsageError
 
 CSV_COLUMNS = ("lead_id", "status", "deal_id", "contact_id", "company_id", "error")
 # A lead a job has taken up but not finished reads "pending" in its report.
-_UNFINISHED = {LeadStatus.PENDING: LeadStatus.PENDING, LeadStatus.CREATING: LeadStatus.PENDING}
+_UNFINISHED: dict[str, str] = {
+    LeadStatus.PENDING: LeadStatus.PENDING,
+    LeadStatus.CREATING: LeadStatus.PENDING,
+}
 
 
 @dataclass(frozen=True)
