@@ -49,10 +49,10 @@ from b24app import messages as msg
 from b24app.crm import mapping
 from b24app.crm.journal import LeadEntry, LeadStatus
 from b24app.crm.policy import Activities
-from b24app.crm.reader import Listing, Listings
 from b24app.crm.scheduler import LeadState
 from b24app.errors import B24Error, OutcomeUnknown
 from b24app.rest.command import Command
+from b24app.rest.listing import Listing, Listings
 from b24app.rest.portal import Portal
 from b24app.vocabulary import (
     ALREADY_DONE,
