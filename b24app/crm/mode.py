@@ -14,6 +14,7 @@ from enum import IntEnum
 
 from b24app.errors import B24AppError
 from b24app.rest.command import Command
+from b24app.rest.portal import Portal
 from b24app.vocabulary import MODE_CLASSIC, MODE_METHOD, MODE_SIMPLE
 
 MODE_KEY = "mode"  # the key of the mode check riding in a batch (reader, overview, conversion)
@@ -75,6 +76,14 @@ def parse_mode(result: object) -> Mode:
         raise ModeError(
             f"crm.settings.mode.get returned {result!r}; expected 1 (Classic) or 2 (Simple)"
         ) from None
+
+
+def read_mode(portal: Portal) -> Mode:
+    """The portal's CRM mode (`crm.settings.mode.get`).
+
+    https://apidocs.bitrix24.com/api-reference/crm/crm-settings-mode-get.html
+    """
+    return parse_mode(portal.call(MODE_METHOD).result)
 
 
 @dataclass(frozen=True)
