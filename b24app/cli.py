@@ -28,6 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from b24app.config import Settings
 from b24app.crm.facts import FactsError
+from b24app.crm.journal import LeadStatus
 from b24app.crm.mode import Mode, ModeError
 from b24app.crm.planner import PlanError
 from b24app.crm.policy import Policy, PolicyError
@@ -559,7 +560,7 @@ def _show_report(data: dict[str, Any], *, as_json: bool, title: str = "Conversio
         return
     console = stdout_console()
     show(report_sheet(data, title=title), console)
-    for status in ("failed", "skipped"):
+    for status in (LeadStatus.FAILED, LeadStatus.SKIPPED):
         for line in reason_lines(data, status=status):
             console.print(line, markup=False, highlight=False, soft_wrap=True)
     console.print(summary_line(data), markup=False, highlight=False, soft_wrap=True)
