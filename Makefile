@@ -26,9 +26,12 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow and not browser" $(PYTEST_ARGS)
 
+# Style, the dependency rule (import-linter contracts in pyproject.toml) and types (mypy).
 lint: $(STAMP)
 	$(BIN)/ruff check b24app handlers sandbox tests bench demo chaos
 	$(BIN)/ruff format --check b24app handlers sandbox tests bench demo chaos
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 bench: $(STAMP)
 	$(BIN)/python -m bench $(ARGS)

@@ -28,6 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from b24app.config import Settings
 from b24app.crm.facts import FactsError
+from b24app.crm.journal import LeadStatus
 from b24app.crm.mode import Mode, ModeError
 from b24app.crm.planner import PlanError
 from b24app.crm.policy import Policy, PolicyError
@@ -171,7 +172,7 @@ class _Group(click.Group):
             target = ctx.meta.get("b24app.portal")
             target = target if isinstance(target, PortalTarget) else None
             if isinstance(exc, SQLAlchemyError):
-                first = str(exc.orig if getattr(exc, "orig", None) else exc).splitlines()[0]
+                first = str(getattr(exc, "orig", None) or exc).splitlines()[0]
                 message = f"database (B24APP_DATABASE_URL): {type(exc).__name__}: {first}"
                 tip = hint(ConfigError("B24APP_DATABASE_URL"))
             else:
@@ -449,9 +450,9 @@ def _probe(url: str, target: PortalTarget) -> None:
 def _configure_logging(settings: Settings, *, verbose: bool) -> None:
     """Quiet by default (errors are the one line the CLI prints); `-v` logs to stderr."""
     logger = logging.getLogger("b24app")
-    for handler in list(logger.handlers):
-        if getattr(handler, "_b24app_cli", False):
-            logger.removeHandler(handler)
+    for old in list(logger.handlers):
+        if getattr(old, "_b24app_cli", False):
+            logger.removeHandler(old)
     handler: logging.Handler
     if verbose:
         handler = logging.StreamHandler(sys.stderr)
@@ -460,7 +461,7 @@ def _configure_logging(settings: Settings, *, verbose: bool) -> None:
     else:
         handler = logging.NullHandler()
     # Any handler on the way up keeps logging's last-resort stderr printer quiet.
-    handler._b24app_cli = True  # type: ignore[attr-defined]
+    handler._b24app_cli = True  # type: ignore[union-attr]
     logger.addHandler(handler)
 
 
@@ -559,7 +560,7 @@ def _show_report(data: dict[str, Any], *, as_json: bool, title: str = "Conversio
         return
     console = stdout_console()
     show(report_sheet(data, title=title), console)
-    for status in ("failed", "skipped"):
+    for status in (LeadStatus.FAILED, LeadStatus.SKIPPED):
         for line in reason_lines(data, status=status):
             console.print(line, markup=False, highlight=False, soft_wrap=True)
     console.print(summary_line(data), markup=False, highlight=False, soft_wrap=True)

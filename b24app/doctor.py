@@ -29,12 +29,12 @@ from b24app.errors import (
     TransportError,
     hint,
 )
-from b24app.events import BOUND_EVENTS
 from b24app.install import EVENTS_PATH
 from b24app.rest.client import PortalClient
 from b24app.rest.encoding import command_string
 from b24app.rest.response import BatchResult
 from b24app.rest.retry import RetryPolicy
+from b24app.vocabulary import BOUND_EVENTS
 
 # A dead or black-holed host fails within 5 s, process start included: 1 s to connect,
 # twice; a live portal may take 10 s to answer (requests takes a (connect, read) pair).

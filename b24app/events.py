@@ -21,16 +21,10 @@ from urllib.parse import parse_qsl
 from b24app.errors import B24AppError
 from b24app.store import installations as inst
 from b24app.store.journal import Journal
+from b24app.vocabulary import APP_INSTALL, APP_UNINSTALL, LEAD_EVENTS
 
 log = logging.getLogger("b24app.events")
 
-LEAD_ADD = "ONCRMLEADADD"
-LEAD_UPDATE = "ONCRMLEADUPDATE"
-APP_INSTALL = "ONAPPINSTALL"
-APP_UNINSTALL = "ONAPPUNINSTALL"
-LEAD_EVENTS = frozenset({LEAD_ADD, LEAD_UPDATE})
-# The events the app binds at install (https://apidocs.bitrix24.com/api-reference/events/event-bind.html).
-BOUND_EVENTS = (LEAD_ADD, LEAD_UPDATE, APP_UNINSTALL)
 
 # A real delivery is a few hundred bytes and about 15 fields; anything far beyond is not Bitrix24.
 MAX_BODY = 64 * 1024

@@ -35,10 +35,12 @@ from b24app.errors import (
     PaymentRequired,
     PortalDeleted,
 )
-from b24app.events import BOUND_EVENTS, Event
+from b24app.events import Event
 from b24app.rest import OAuthServer, PortalClient, TokenGrant, Tokens
 from b24app.rest.bindings import Bindings, app_info, ensure_bindings
+from b24app.services import installation_client
 from b24app.store import installations as inst
+from b24app.vocabulary import BOUND_EVENTS
 
 log = logging.getLogger("b24app.install")
 
@@ -321,7 +323,7 @@ def _bind(
     settings: Settings,
     oauth: OAuthServer,
 ) -> Bindings:
-    client = PortalClient.for_installation(store, member_id, settings=settings, oauth=oauth)
+    client = installation_client(store, member_id, settings=settings, oauth=oauth)
     try:
         bindings = ensure_bindings(client, handler, BOUND_EVENTS)
     except B24Error as exc:

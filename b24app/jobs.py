@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 from huey import Huey, MemoryHuey, RedisHuey, SqliteHuey
-from sqlalchemy import or_, select
 
 from b24app.config import Settings
 from b24app.errors import ConfigError
@@ -61,7 +60,6 @@ from b24app.store.journal import (
     JobBusy,
     Journal,
 )
-from b24app.store.journal import jobs as jobs_table
 
 log = logging.getLogger("b24app.jobs")
 
@@ -356,24 +354,7 @@ class Jobs:
         job); interrupted ones at once when their process died, else after INTERRUPTED_RETRY.
         """
         now = utc_now()
-        query = select(
-            jobs_table.c.id,
-            jobs_table.c.portal,
-            jobs_table.c.status,
-            jobs_table.c.created_at,
-            jobs_table.c.heartbeat_at,
-            jobs_table.c.finished_at,
-            jobs_table.c.error,
-        ).where(
-            jobs_table.c.kind.in_(APP_KINDS),
-            or_(
-                jobs_table.c.status == RUNNING,
-                jobs_table.c.status == PENDING,
-                jobs_table.c.status == INTERRUPTED,
-            ),
-        )
-        with self.services.engine.connect() as conn:
-            rows = conn.execute(query.order_by(jobs_table.c.id)).all()
+        rows = Journal.open_jobs(self.services.engine, kinds=APP_KINDS)
         due: list[tuple[str, int]] = []
         queued = self._queued_jobs() if any(r.status == PENDING for r in rows) else set()
         for row in rows:

@@ -30,16 +30,17 @@ from typing import Any
 
 from b24app.crm import changes, conversion
 from b24app.crm.facts import PortalFacts
+from b24app.crm.journal import LeadStatus
 from b24app.crm.mode import Mode
 from b24app.crm.policy import LeadSelection, Policy, PolicyError
 from b24app.crm.reader import Reader
 from b24app.errors import B24Error
 from b24app.services import Services
 from b24app.store.db import utc_now
+from b24app.vocabulary import LEAD_EVENTS
 
 log = logging.getLogger("b24app.jobs")
 
-LEAD_EVENTS = changes.LEAD_EVENTS
 # Leads modified this long before the last sweep are listed again (clock skew, slow commits).
 SWEEP_MARGIN = dt.timedelta(minutes=10)
 
@@ -107,7 +108,7 @@ def event_precheck(
     if not policy.auto.enabled:
         return Outcome(member_id, "skipped", "auto-convert is off")
     known = services.journal(member_id).states([lead_id]).get(lead_id)
-    if known is not None and known.status == "converted":
+    if known is not None and known.status == LeadStatus.CONVERTED:
         return Outcome(
             member_id, "skipped", f"already converted by job {known.job_id}", leads=(lead_id,)
         )

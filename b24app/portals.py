@@ -16,6 +16,7 @@ from b24app.config import Settings
 from b24app.errors import ConfigError, NotInstalled
 from b24app.locks import portal_lock_name
 from b24app.rest import PortalClient, WebhookAuth
+from b24app.services import installation_client
 from b24app.store.crypto import Cipher
 from b24app.store.db import make_engine, migrate
 from b24app.store.installations import InstallationStore
@@ -77,9 +78,7 @@ def _installed(settings: Settings, portal: str, client_options: dict[str, Any]) 
             "reinstall it from the Bitrix24 Market",
             code="NOT_INSTALLED",
         )
-    client = PortalClient.for_installation(
-        store, installation.member_id, settings=settings, **client_options
-    )
+    client = installation_client(store, installation.member_id, settings=settings, **client_options)
     return PortalTarget(
         client=client,
         key=installation.member_id,

@@ -97,10 +97,10 @@ def main() -> int:
     for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(number, signal.SIG_IGN)
     from b24app.rest.oauth import OAuthServer
-    from b24app.rest.tokens import StoredTokens
     from b24app.store.crypto import Cipher
     from b24app.store.db import make_engine
     from b24app.store.installations import InstallationStore
+    from b24app.store.tokens import StoredTokens
 
     settings = Settings.from_env()
     logging.basicConfig(

@@ -9,6 +9,7 @@ starts right after another does not assume the portal's bucket is empty.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from functools import cached_property
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,14 +19,33 @@ from sqlalchemy import Engine
 from b24app.config import Settings
 from b24app.refresher import DetachedRefresh
 from b24app.rest import PortalClient
+from b24app.rest.clock import SYSTEM_CLOCK
 from b24app.rest.oauth import OAuthServer
 from b24app.rest.throttle import OperatingBudget, RateBucket, make_bucket, make_budget
-from b24app.rest.tokens import StoredTokens
 from b24app.store.crypto import Cipher
 from b24app.store.db import make_engine, migrate
 from b24app.store.installations import InstallationStore
 from b24app.store.journal import Journal
 from b24app.store.portal_settings import PortalSettings
+from b24app.store.tokens import StoredTokens
+
+
+def installation_client(
+    store: InstallationStore,
+    member_id: str,
+    *,
+    settings: Settings,
+    oauth: OAuthServer | None = None,
+    detached: Callable[[str, str], None] | None = None,
+    **kwargs: Any,
+) -> PortalClient:
+    """A client for a stored installation, refreshing through `oauth` (default: the OAuth
+    server of `settings`) and persisting every new token pair in `store`; through
+    `detached(member_id, failed_access_token)` instead when given (b24app.refresher)."""
+    clock = kwargs.get("clock", SYSTEM_CLOCK)
+    oauth = oauth or OAuthServer.from_settings(settings, clock=clock)
+    source = StoredTokens(store, member_id, oauth, detached=detached)
+    return PortalClient.from_source(source, settings=settings, **kwargs)
 
 
 class Services:
@@ -104,7 +124,7 @@ class Services:
             if budget is None:
                 budget = make_budget(key=member_id, redis_url=self.settings.redis_url)
                 self._budgets[member_id] = budget
-        return PortalClient.for_installation(
+        return installation_client(
             self.installations,
             member_id,
             settings=self.settings,

@@ -30,7 +30,7 @@ def run_worker(settings: Settings, *, workers: int, periodic: bool, tick: float)
     from b24app.rest.redact import install_log_redaction
     from b24app.services import Services
 
-    class _Consumer(Consumer):  # type: ignore[misc]
+    class _Consumer(Consumer):
         """Huey's consumer, with the periodic check every `tick` seconds instead of 60."""
 
         def _create_scheduler(self) -> Any:

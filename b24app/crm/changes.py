@@ -18,7 +18,7 @@ from typing import Any
 from b24app.crm import mapping
 from b24app.crm.facts import PortalFacts
 from b24app.crm.mapping import link_id
-from b24app.crm.reader import LeadStream, Listing
+from b24app.crm.reader import LeadStream
 from b24app.errors import (
     AccessDenied,
     AlreadyExists,
@@ -27,11 +27,12 @@ from b24app.errors import (
     InvalidRequest,
     MethodNotFound,
 )
+from b24app.rest.listing import Listing
 from b24app.rest.portal import Portal
+from b24app.vocabulary import LEAD_EVENTS
 
 log = logging.getLogger("b24app.crm")
 
-LEAD_EVENTS = ("ONCRMLEADADD", "ONCRMLEADUPDATE")
 OFFLINE_PAGE = 50
 OFFLINE_PAGES = 20  # at most 1000 queued records per sweep; the rest wait for the next one
 # Where the portal does not grant offline events: not an admin, not app auth, no such method.

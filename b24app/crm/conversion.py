@@ -56,126 +56,39 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import replace
 
 from b24app import messages as msg
-from b24app.crm import scheduler
+from b24app.crm.dispatch import Dispatch, Stop
 from b24app.crm.facts import PortalFacts
-from b24app.crm.mapping import link_id
-from b24app.crm.mode import MODE_METHOD, Mode, mode_command, parse_mode
-from b24app.crm.planner import (
-    COMPANY,
-    CONTACT,
-    DEAL,
-    LeadPlan,
-    LeadPreview,
-    PlanError,
-    Surroundings,
-    plan_lead,
-)
-from b24app.crm.planner import preview as preview_plan
-from b24app.crm.policy import Policy
-from b24app.crm.reader import CHUNK, MODE_KEY, Reader, read_mode_result
-from b24app.crm.reconcile import reconcile
-from b24app.crm.report import JobReport, LeadOutcome, build_report, load_report
-from b24app.crm.scheduler import MAX_COMMANDS, BatchOutcome, LeadState, Status
-from b24app.errors import (
-    AccessDenied,
-    AuthError,
-    B24Error,
-    InsufficientScope,
-    InvalidRequest,
-    LimitExceeded,
-    MethodNotFound,
-    OutcomeUnknown,
-    Overloaded,
-    PaymentRequired,
-    PortalDeleted,
-    QueryLimitExceeded,
-    TransportError,
-    UsageError,
-)
-from b24app.rest.portal import Portal
-from b24app.store.journal import (
+from b24app.crm.journal import (
     DONE,
     FAILED,
     FINISHED,
     INTERRUPTED,
     LEAD_FINAL,
     PENDING,
-    JobCounts,
+    JobJournal,
     JobRow,
-    Journal,
-    LeadEntry,
 )
+from b24app.crm.mode import Mode, read_mode
+from b24app.crm.planner import LeadPlan, LeadPreview
+from b24app.crm.planner import preview as preview_plan
+from b24app.crm.planning import plan_chunk
+from b24app.crm.policy import Policy
+from b24app.crm.reader import CHUNK, Reader
+from b24app.crm.report import JobReport, LeadOutcome, build_report, load_report
+from b24app.crm.scheduler import LeadState
+from b24app.crm.tally import Progress, ProgressCallback
+from b24app.errors import B24Error, UsageError
+from b24app.rest.portal import Portal
 
 __all__ = ["JobReport", "LeadOutcome", "Progress", "convert", "preview", "read_mode", "resume"]
 
 log = logging.getLogger("b24app.crm")
 
 KIND = "convert"
-# Leads waiting to start below which the next chunk is read, so batches stay full.
-REFILL = 60
-# Batches in a row whose answers were lost before the portal counts as unreachable.
-MAX_LOST = 8
-# Per-command errors meaning no call of this run can succeed.
-_PORTAL_WIDE = (AuthError, InsufficientScope, PaymentRequired, PortalDeleted, Overloaded)
-# Errors for a whole request that Bitrix24 (or the client, for a connection never made) raises
-# before anything runs; other failures leave the batch's steps "sent", to be verified.
-_NOT_RUN = (
-    LimitExceeded,
-    AuthError,
-    AccessDenied,
-    PaymentRequired,
-    PortalDeleted,
-    TransportError,
-    InvalidRequest,
-    MethodNotFound,
-)
-# A batch touching this many leads whose every command failed with the same code is a portal
-# problem (a required field, a permission), not a per-lead one.
-_SAME_ERROR_LEADS = 5
-_ENTITY_COLUMNS = {DEAL: "deal_id", CONTACT: "contact_id", COMPANY: "company_id"}
-# Mode checks in a row that got no answer before the run stops checking (and trusting less).
-MAX_MODE_MISSES = 5
-# Errors of the mode check meaning it can never work on this portal: the run stops checking.
-_MODE_UNAVAILABLE = (AccessDenied, MethodNotFound, InsufficientScope)
-LEFT_TO_BITRIX = (
-    "left to Bitrix24: the CRM was switched to Simple mode during the job, and Bitrix24 "
-    "converts the leads in work itself"
-)
-
-
-@dataclass(frozen=True)
-class Progress:
-    """Where a running job stands, passed to `on_progress` after each batch.
-
-    `total` is an estimate until every lead has been read (the portal's count of active leads
-    plus the leads the journal had underway).
-    """
-
-    total: int
-    converted: int
-    failed: int
-    skipped: int
-    requests: int
-
-
-ProgressCallback = Callable[[Progress], None]
-
-
-class _Stop(Exception):
-    """A portal-wide failure: the job stops as interrupted with this message."""
-
-
-def read_mode(portal: Portal) -> Mode:
-    """The portal's CRM mode (`crm.settings.mode.get`).
-
-    https://apidocs.bitrix24.com/api-reference/crm/crm-settings-mode-get.html
-    """
-    return parse_mode(portal.call(MODE_METHOD).result)
 
 
 def _explicit(policy: Policy, lead_ids: Sequence[int] | None) -> tuple[int, ...] | None:
@@ -213,7 +126,7 @@ def preview(
     previews: list[LeadPreview] = []
     seen: set[int] = set()
     for chunk in stream.chunks():
-        for item in _plan_chunk(reader, chunk, policy=policy, facts=facts):
+        for item in plan_chunk(reader, chunk, policy=policy, facts=facts):
             seen.add(item.lead_id)
             if isinstance(item, LeadPlan):
                 previews.append(preview_plan(item))
@@ -239,7 +152,7 @@ def preview(
 
 def convert(
     portal: Portal,
-    journal: Journal,
+    journal: JobJournal,
     policy: Policy,
     *,
     lead_ids: Sequence[int] | None = None,
@@ -286,7 +199,7 @@ def _reader(portal: Portal, max_leads: int | None) -> Reader:
 
 def resume(
     portal: Portal,
-    journal: Journal,
+    journal: JobJournal,
     job_id: int,
     *,
     on_progress: ProgressCallback | None = None,
@@ -323,106 +236,13 @@ def resume(
     ).run()
 
 
-def _plan_chunk(
-    reader: Reader, leads: Sequence[Mapping[str, Any]], *, policy: Policy, facts: PortalFacts
-) -> list[LeadPlan | LeadEntry]:
-    """Fresh plans for these leads (reads their extras); LeadEntry(failed) for unplannable ones.
-
-    Leads the policy's selection does not pick (its stages, sources, dates: the ids were applied
-    when reading), and inactive ones, get a skipped plan and no reads.
-    """
-    selection = replace(policy.leads, ids=())
-    out: list[LeadPlan | LeadEntry] = []
-    success = facts.success_stage
-    wanted = []
-    for lead in leads:
-        lead_id = link_id(lead.get("ID"))
-        if lead_id is None:
-            continue
-        if not selection.selects(lead):
-            out.append(
-                LeadPlan(
-                    lead_id=lead_id,
-                    skip=msg.SKIP_NOT_SELECTED,
-                    success_stage=success,
-                )
-            )
-        elif not facts.is_active(lead):
-            out.append(plan_lead(lead, policy=policy, facts=facts))
-        else:
-            wanted.append((lead_id, lead))
-    if not wanted:
-        return out
-    ids = [lead_id for lead_id, _ in wanted]
-    extras = reader.extras([lead for _, lead in wanted], policy, origins=ids)
-    for lead_id, lead in wanted:
-        match = extras.matches.get(lead_id)
-        clients = {
-            name: client
-            for name in (COMPANY, CONTACT)
-            if (
-                client := link_id(lead.get(f"{name.upper()}_ID"))
-                or (getattr(match, f"{name}_id") if match else None)
-            )
-        }
-        around = Surroundings(
-            activities=extras.activities.get(lead_id, ()),
-            comments=extras.comments.get(lead_id, ()),
-            product_rows=extras.product_rows.get(lead_id, ()),
-            match=match,
-            known=extras.created.get(lead_id) or {},
-            contacts=extras.contacts.get(lead_id, ()),
-            requisites={
-                name: found
-                for name, client in clients.items()
-                if (found := extras.requisites.get((name, client)))
-            },
-            clients={
-                name: extras.clients[(name, client)]
-                for name, client in clients.items()
-                if (name, client) in extras.clients
-            },
-        )
-        try:
-            out.append(plan_lead(lead, policy=policy, facts=facts, around=around))
-        except (PlanError, ValueError) as exc:
-            out.append(
-                LeadEntry(
-                    lead_id=lead_id, status="failed", error=msg.FAIL_UNPLANNABLE.format(error=exc)
-                )
-            )
-    return out
-
-
-def _entry(state: LeadState) -> LeadEntry:
-    """A lead state as the journal stores it (no stored plan once converted)."""
-    status = state.status
-    ids = state.ids
-    error = state.progress.error if status is Status.FAILED else state.plan.skip
-    if status is Status.CONVERTED:
-        error = state.settle_note
-    keep = status not in (Status.CONVERTED, Status.SKIPPED)
-    return LeadEntry(
-        lead_id=state.lead_id,
-        status=status.value,
-        state=state.to_dict() if keep else None,
-        **{column: ids.get(name) for name, column in _ENTITY_COLUMNS.items()},
-        error=error,
-    )
-
-
-def _has_progress(state: LeadState) -> bool:
-    progress = state.progress
-    return bool(progress.ids or progress.done or progress.unsure)
-
-
-class _Run:
+class _Run(Dispatch):
     """One run of a job: reads leads chunk by chunk, executes the scheduler's loop, journals."""
 
     def __init__(
         self,
         portal: Portal,
-        journal: Journal,
+        journal: JobJournal,
         job: JobRow,
         *,
         reader: Reader,
@@ -450,7 +270,7 @@ class _Run:
             for lead_id, status in journal.outcome_statuses(job.id).items()
             if status in LEAD_FINAL
         }
-        self.tally = dict.fromkeys(LEAD_FINAL, 0)
+        self.tally: dict[str, int] = dict.fromkeys(LEAD_FINAL, 0)
         for status in self.final.values():
             self.tally[status] += 1
         self.seen: set[int] = set(self.final)
@@ -465,8 +285,6 @@ class _Run:
         self.mode_misses = 0
         self.switched = False  # Bitrix24 took over: the CRM went Simple under this job
         self.by_bitrix = 0  # leads of this job Bitrix24 converted itself
-
-    # -- the run -------------------------------------------------------------------------------
 
     def run(self) -> JobReport:
         """Run the job to its end (or interruption) and return its report."""
@@ -484,7 +302,7 @@ class _Run:
                 self._execute(self._by_id(self._left_over()))
             if self.switched:
                 self._left_to_bitrix()
-        except _Stop as stop:
+        except Stop as stop:
             message = str(stop)
             log.warning("conversion job %d interrupted: %s", self.job.id, message)
             return self._finish(INTERRUPTED, message)
@@ -499,12 +317,6 @@ class _Run:
         log.info("conversion job %d %s: %s", self.job.id, status, self._counts())
         return self._finish(status, self._switch_note())
 
-    def _switch_note(self) -> str | None:
-        """What the job's end says when Bitrix24 took over (None otherwise)."""
-        if not self.switched:
-            return None
-        return msg.JOB_SWITCHED.format(count=self.by_bitrix)
-
     def _finish(self, status: str, error: str | None) -> JobReport:
         counts = self._counts()
         self.journal.finish_job(self.job.id, status=status, error=error, counts=counts)
@@ -516,422 +328,3 @@ class _Run:
             status=status,
             error=error,
         )
-
-    def _left_over(self) -> list[int]:
-        """Leads this job took up earlier and has not settled (e.g. no longer listed)."""
-        return [
-            lead_id
-            for lead_id, status in self.journal.outcome_statuses(self.job.id).items()
-            if status not in LEAD_FINAL
-            and lead_id not in self.final
-            and lead_id not in self.working
-        ]
-
-    def _active(self) -> Iterator[list[dict[str, Any]]]:
-        stream = self.reader.active_leads(self.facts, self.policy.leads)
-        for chunk in stream.chunks():
-            self.stream_total = stream.total
-            self.listed += len(chunk)
-            yield chunk
-
-    def _by_id(self, lead_ids: Sequence[int]) -> Iterator[list[dict[str, Any]]]:
-        """These leads (read by id, whatever their stage); ids the portal lacks: not found."""
-        todo = [i for i in dict.fromkeys(lead_ids) if i not in self.seen]
-        self._skip_converted(todo)
-        todo = [i for i in todo if i not in self.seen]
-        if todo:
-            self.stream_total = (self.stream_total or 0) + len(todo)
-            for chunk in self.reader.leads_by_id(todo).chunks():
-                self.listed += len(chunk)
-                yield chunk
-        missing = [i for i in todo if i not in self.seen]
-        self.seen.update(missing)
-        self._take(
-            [],
-            [
-                LeadEntry(lead_id=i, status=Status.SKIPPED.value, error=msg.SKIP_NOT_FOUND)
-                for i in missing
-            ],
-        )
-
-    def _execute(
-        self, chunks: Iterator[list[dict[str, Any]]], *, stop_on_switch: bool = False
-    ) -> None:
-        """Send batches until these chunks' leads (and every lead underway) are settled.
-
-        `stop_on_switch`: take no more of these chunks once Bitrix24 has taken over.
-        """
-        exhausted = False
-        while True:
-            if not exhausted and stop_on_switch and self.switched:
-                exhausted = True
-            if not exhausted and self._waiting() < REFILL:
-                if self.max_leads and self.taken >= self.max_leads and not self.switched:
-                    exhausted = self.paused = True  # this run's share is taken: finish it
-                    continue
-                exhausted = not self._admit_next(chunks)
-                continue
-            size = MAX_COMMANDS - 1 if self.watch else MAX_COMMANDS
-            batch = scheduler.next_batch(self.working.values(), size=size)
-            if batch:
-                self._send(batch)
-            elif exhausted:
-                return
-            else:
-                exhausted = not self._admit_next(chunks)
-
-    def _admit_next(self, chunks: Iterator[list[dict[str, Any]]]) -> bool:
-        chunk = next(chunks, None)
-        if chunk is None:
-            return False
-        self._admit(chunk)
-        return True
-
-    def _waiting(self) -> int:
-        return sum(1 for state in self.working.values() if state.status is Status.PENDING)
-
-    # -- taking leads up -----------------------------------------------------------------------
-
-    def _admit_unfinished(self) -> None:
-        """Leads the journal has underway: checked, then finished first from their stored state."""
-        states = []
-        for record in self.journal.unfinished(self.explicit):
-            if record.lead_id in self.seen or record.state is None:
-                continue
-            try:
-                states.append(LeadState.from_dict(record.state))
-            except PlanError:
-                continue  # unreadable: planned afresh if listed, found by ORIGIN_ID then
-            self.seen.add(record.lead_id)
-        states, entries = self._recheck(states)
-        self._take(states, entries)
-
-    def _recheck(self, states: list[LeadState]) -> tuple[list[LeadState], list[LeadEntry]]:
-        """States from an earlier run, before anything more is sent for them: the leads
-        Bitrix24 converted meanwhile come back as entries (converted by Bitrix24, or failed
-        when b24app's duplicate could not be removed), the others as states to continue."""
-        if not states:
-            return states, []
-        outcome = reconcile(self.portal, states)
-        if outcome.taken:
-            self.by_bitrix += len(outcome.taken)
-            if self.mode is Mode.SIMPLE:
-                self.switched = True  # Bitrix24 took these over while no run was watching
-        entries = [taken.entry() for taken in outcome.taken.values()]
-        entries += [outcome.failed_entry(s) for s in states if s.lead_id in outcome.unresolved]
-        settled = {entry.lead_id for entry in entries}
-        return [s for s in states if s.lead_id not in settled], entries
-
-    def _failed_states(self, *, this_job: bool) -> list[LeadState]:
-        """The stored states of leads this job failed, with something sent for them."""
-        failed = [lead_id for lead_id, status in self.final.items() if status == FAILED]
-        states = []
-        for record in self.journal.states(failed).values():
-            if record.status != FAILED or record.state is None:
-                continue
-            if this_job and record.job_id != self.job.id:
-                continue
-            with contextlib.suppress(PlanError):
-                state = LeadState.from_dict(record.state)
-                if _has_progress(state):
-                    states.append(state)
-        return states
-
-    def _recheck_failed(self) -> None:
-        """In Simple mode: leads this job failed that Bitrix24 has converted since."""
-        states = self._failed_states(this_job=True)
-        if not states:
-            return
-        outcome = reconcile(self.portal, states)
-        if outcome.taken:
-            self.by_bitrix += len(outcome.taken)
-            self._take([], [taken.entry() for taken in outcome.taken.values()])
-
-    def _switch(self) -> None:
-        """The CRM went Simple under this run: settle every lead it holds (see the module doc)."""
-        log.warning(
-            "conversion job %d: the CRM was switched to Simple mode; Bitrix24 converts the "
-            "leads in work itself, b24app settles the %d lead(s) it holds and takes no more",
-            self.job.id,
-            len(self.working),
-        )
-        self.switched = True
-        self.stream_total = self.listed  # leads not read yet are Bitrix24's now
-        held = [*self.working.values(), *self._failed_states(this_job=True)]
-        outcome = reconcile(self.portal, held)
-        self.by_bitrix += len(outcome.taken)
-        entries = [taken.entry() for taken in outcome.taken.values()]
-        entries += [
-            outcome.failed_entry(state)
-            for state in held
-            if state.lead_id in outcome.unresolved and state.lead_id in self.working
-        ]
-        for entry in entries:
-            self.working.pop(entry.lead_id, None)
-            self._settle(entry.lead_id, entry.status)
-        if entries:
-            self.journal.save(self.job.id, entries, counts=self._counts())
-            self._report_progress()
-
-    def _left_to_bitrix(self) -> None:
-        """Explicit leads the run never got to after the switch: reported, not converted."""
-        unseen = [i for i in self.explicit or () if i not in self.seen]
-        self.seen.update(unseen)
-        self._take(
-            [],
-            [
-                LeadEntry(lead_id=i, status=Status.SKIPPED.value, error=LEFT_TO_BITRIX)
-                for i in unseen
-            ],
-        )
-
-    def _skip_converted(self, lead_ids: Sequence[int]) -> None:
-        """Explicit leads the journal says are converted: skipped, and not even read."""
-        entries = [
-            self._already(record)
-            for record in self.journal.states(lead_ids).values()
-            if record.status == Status.CONVERTED.value
-        ]
-        self.seen.update(entry.lead_id for entry in entries)
-        self._take([], entries)
-
-    @staticmethod
-    def _already(record: Any) -> LeadEntry:
-        return LeadEntry(
-            lead_id=record.lead_id,
-            status=Status.SKIPPED.value,
-            deal_id=record.deal_id,
-            contact_id=record.contact_id,
-            company_id=record.company_id,
-            error=msg.SKIP_CONVERTED_BY_JOB.format(job=record.job_id),
-        )
-
-    def _admit(self, chunk: Sequence[Mapping[str, Any]]) -> None:
-        """Plan a chunk of listed leads and add them to the working set."""
-        leads = {}
-        for lead in chunk:
-            lead_id = link_id(lead.get("ID"))
-            if lead_id is not None and lead_id not in self.seen and lead_id not in leads:
-                leads[lead_id] = lead
-        self.seen.update(leads)
-        records = self.journal.states(list(leads))
-        states: list[LeadState] = []
-        entries: list[LeadEntry] = []
-        fresh = []
-        stored_states = []
-        for lead_id, lead in leads.items():
-            record = records.get(lead_id)
-            if record is not None and record.status == Status.CONVERTED.value:
-                entries.append(self._already(record))
-                continue
-            stored = self._stored(record)
-            if stored is not None:
-                stored_states.append(stored)
-            else:
-                fresh.append(lead)
-        stored_states, settled = self._recheck(stored_states)
-        states += stored_states
-        entries += settled
-        for item in _plan_chunk(self.reader, fresh, policy=self.policy, facts=self.facts):
-            if isinstance(item, LeadEntry):
-                entries.append(item)
-            elif item.skip is not None:
-                entries.append(
-                    LeadEntry(lead_id=item.lead_id, status=Status.SKIPPED.value, error=item.skip)
-                )
-            else:
-                states.append(LeadState.start(replace(item, token=self.token)))
-        self._take(states, entries)
-
-    @staticmethod
-    def _stored(record: Any) -> LeadState | None:
-        """The stored state worth continuing (something was sent for it), else None."""
-        if record is None or record.state is None or record.status not in ("creating", "failed"):
-            return None
-        try:
-            state = LeadState.from_dict(record.state)
-        except PlanError:
-            return None
-        if state.status is Status.FAILED:
-            state = state.retry()
-        return state if _has_progress(state) else None
-
-    def _take(self, states: Iterable[LeadState], entries: Sequence[LeadEntry]) -> None:
-        states = list(states)
-        self.taken += len(states)
-        for state in states:
-            self.working[state.lead_id] = state
-        for entry in entries:
-            self._settle(entry.lead_id, entry.status)
-        if states or entries:
-            self.journal.save(
-                self.job.id, [*map(_entry, states), *entries], counts=self._counts(), taken=True
-            )
-            self._report_progress()
-
-    # -- sending -------------------------------------------------------------------------------
-
-    def _send(self, batch: scheduler.Batch) -> None:
-        settling = [lead_id for group in batch.settles.values() for lead_id in group]
-        involved = list(
-            dict.fromkeys([*(slot.lead_id for slot in batch.slots.values()), *settling])
-        )
-        before = [self.working[lead_id] for lead_id in involved]
-        marked = scheduler.mark_sent(before, batch)
-        self._save(marked)  # committed before sending: a crash after this cannot duplicate
-        fatal: B24Error | None = None
-        commands = batch.commands
-        if self.watch:
-            commands = (*commands, mode_command(MODE_KEY))  # last: it vouches for the others
-        switched = False
-        try:
-            result = self.portal.batch(commands, halt=False)
-        except OutcomeUnknown:
-            self.lost += 1
-            if self.lost >= MAX_LOST:
-                raise _Stop(msg.JOB_PORTAL_LOST.format(count=self.lost)) from None
-            outcome = BatchOutcome.unknown()
-        except QueryLimitExceeded:
-            # Busy, not failing: the client let nothing through for a long while (it waits out
-            # ordinary 503s itself). Nothing ran; the batch is sent again, the job goes on.
-            self._save(before)
-            log.warning("conversion job %d: the portal is still busy; waiting", self.job.id)
-            return
-        except B24Error as exc:
-            if isinstance(exc, _NOT_RUN):
-                self._save(before)  # rejected before running: nothing to verify later
-            raise _Stop(msg.JOB_BATCH_REFUSED.format(error=exc)) from None
-        else:
-            self.lost = 0
-            results = dict(result.results)
-            lead_errors = {k: e for k, e in result.errors.items() if k != MODE_KEY}
-            fatal, dropped = _portal_wide(batch, lead_errors)
-            # Commands refused that way did not run: left "sent", they are verified on resume.
-            errors = {k: e for k, e in lead_errors.items() if k not in dropped}
-            vouched, switched = self._observe(result)
-            if not vouched:
-                # The switch may have come before a closing call: it counts once vouched for.
-                for key, slot in batch.slots.items():
-                    if slot.step == "f":
-                        results.pop(key, None)
-            outcome = BatchOutcome.from_result(_Result(results, errors))
-        recorded = scheduler.record(marked, batch, outcome, in_use=self._clients_in_use())
-        self._save(recorded)
-        if fatal is not None:
-            raise _Stop(msg.JOB_EVERY_CALL_REFUSED.format(error=fatal))
-        if switched:
-            self._switch()
-        self._report_progress()
-
-    def _clients_in_use(self) -> dict[tuple[str, int], set[int]]:
-        """Which leads the run holds use each contact and company (settling keeps those)."""
-        used: dict[tuple[str, int], set[int]] = {}
-        for state in self.working.values():
-            for name in (CONTACT, COMPANY):
-                if entity_id := state.ids.get(name):
-                    used.setdefault((name, entity_id), set()).add(state.lead_id)
-        return used
-
-    def _observe(self, result: Any) -> tuple[bool, bool]:
-        """Read the batch's mode check: (its calls are vouched for, the CRM just went Simple)."""
-        if not self.watch:
-            return True, False
-        mode = read_mode_result(result.results)
-        if mode is None:
-            error = result.errors.get(MODE_KEY)
-            self.mode_misses += 1
-            if isinstance(error, _MODE_UNAVAILABLE) or self.mode_misses >= MAX_MODE_MISSES:
-                self.watch = False
-                log.warning(
-                    "conversion job %d: the CRM mode cannot be read (%s); a switch to Simple "
-                    "mode during the job will not be noticed",
-                    self.job.id,
-                    error or "no answer",
-                )
-                return True, False
-            return False, False
-        self.mode_misses = 0
-        previous, self.mode = self.mode, mode
-        if previous is None or previous is mode:
-            return True, False
-        return False, previous is Mode.CLASSIC and mode is Mode.SIMPLE
-
-    def _save(self, states: Sequence[LeadState]) -> None:
-        for state in states:
-            status = state.status.value
-            if status in LEAD_FINAL:
-                self._settle(state.lead_id, status)
-                self.working.pop(state.lead_id, None)
-            else:
-                self.working[state.lead_id] = state
-        self.journal.save(self.job.id, [_entry(state) for state in states], counts=self._counts())
-
-    # -- counting ------------------------------------------------------------------------------
-
-    def _requests(self) -> int:
-        return self.portal.requests_made - self.first_request
-
-    def _settle(self, lead_id: int, status: str) -> None:
-        old = self.final.get(lead_id)
-        if old is not None:
-            self.tally[old] -= 1
-        self.final[lead_id] = status
-        self.tally[status] += 1
-
-    def _counts(self) -> JobCounts:
-        remaining = max(0, (self.stream_total or 0) - self.listed)
-        total = len(self.final) + len(self.working) + remaining
-        return JobCounts(requests=self.job.requests + self._requests(), total=total, **self.tally)
-
-    def _report_progress(self) -> None:
-        if self.on_progress is None:
-            return
-        counts = self._counts()
-        self.on_progress(
-            Progress(
-                total=counts.total or 0,
-                converted=counts.converted,
-                failed=counts.failed,
-                skipped=counts.skipped,
-                requests=self._requests(),
-            )
-        )
-
-
-@dataclass(frozen=True)
-class _Result:
-    """A batch result with some errors taken out (for `BatchOutcome.from_result`)."""
-
-    results: Mapping[str, Any]
-    errors: Mapping[str, B24Error]
-
-
-def _portal_wide(
-    batch: scheduler.Batch, errors: Mapping[str, B24Error]
-) -> tuple[B24Error | None, set[str]]:
-    """The error saying no call can succeed now, if the batch got one, and the keys it hit."""
-    wide = {key for key, error in errors.items() if isinstance(error, _PORTAL_WIDE)}
-    if wide:
-        return errors[min(wide)], wide
-    leads = {slot.lead_id for slot in batch.slots.values()}
-    codes = {(type(error), error.code, error.description) for error in errors.values()}
-    if (
-        errors
-        and len(errors) == len(batch)
-        and len(leads) >= _SAME_ERROR_LEADS
-        and len(codes) == 1
-        and not _harmless(next(iter(errors.values())))
-    ):
-        return next(iter(errors.values())), set(errors)
-    return None, set()
-
-
-def _harmless(error: B24Error) -> bool:
-    """Codes the scheduler settles per step: transient ones and "already done" answers."""
-    code = error.code or ""
-    return (
-        code in scheduler.AMBIGUOUS
-        or code in scheduler.NOT_EXECUTED
-        or code in {"ACTIVITY_IS_ALREADY_BOUND", "BINDING_NOT_FOUND", "NOT_FOUND"}
-        or (not code and error.description.strip().lower().startswith("not found"))
-    )

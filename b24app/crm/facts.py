@@ -14,9 +14,9 @@ from typing import Any
 
 from b24app.errors import B24AppError
 from b24app.rest.command import Command
+from b24app.vocabulary import DEAL_TYPE_ID as DEAL_ENTITY_TYPE_ID
 
 LEAD_STAGES = "STATUS"
-DEAL_ENTITY_TYPE_ID = 2
 PROCESS, SUCCESS, FAILURE = "P", "S", "F"
 # `crm.status.list` gives SEMANTICS null/"S"/"F"; EXTRA.SEMANTICS spells them out.
 _EXTRA_SEMANTICS = {"process": PROCESS, "success": SUCCESS, "failure": FAILURE}

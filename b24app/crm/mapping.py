@@ -25,10 +25,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-ORIGINATOR_ID = "b24app"
+from b24app.vocabulary import (  # noqa: F401 (re-exported: mapping.LEAD_TYPE_ID and kin)
+    COMPANY_TYPE_ID,
+    CONTACT_TYPE_ID,
+    DEAL_TYPE_ID,
+    LEAD_TYPE_ID,
+)
 
-# Entity type ids (https://apidocs.bitrix24.com/api-reference/crm/data-types.html#object_type).
-LEAD_TYPE_ID, DEAL_TYPE_ID, CONTACT_TYPE_ID, COMPANY_TYPE_ID = 1, 2, 3, 4
+ORIGINATOR_ID = "b24app"
 
 MULTIFIELDS = ("PHONE", "EMAIL", "WEB", "IM", "LINK")
 # `select` for reading leads: "*" does not include the multifields, they must be named.

@@ -14,8 +14,10 @@ from enum import IntEnum
 
 from b24app.errors import B24AppError
 from b24app.rest.command import Command
+from b24app.rest.portal import Portal
+from b24app.vocabulary import MODE_CLASSIC, MODE_METHOD, MODE_SIMPLE
 
-MODE_METHOD = "crm.settings.mode.get"
+MODE_KEY = "mode"  # the key of the mode check riding in a batch (reader, overview, conversion)
 # "CRM modes" (EN) and "Change CRM mode" (PL, the one describing the conversion options).
 MODE_HELP_URL = "https://helpdesk.bitrix24.com/open/17627868/"
 # The English helpdesk's article on what the switch does to leads in work (the Polish one,
@@ -33,8 +35,8 @@ class Mode(IntEnum):
     https://apidocs.bitrix24.com/api-reference/crm/auxiliary/enum/crm-enum-settings-mode.html
     """
 
-    CLASSIC = 1
-    SIMPLE = 2
+    CLASSIC = MODE_CLASSIC
+    SIMPLE = MODE_SIMPLE
 
     @property
     def label(self) -> str:
@@ -56,14 +58,14 @@ class Mode(IntEnum):
         raise ModeError(f"unknown CRM mode {text!r}: expected 'classic' or 'simple'")
 
 
-def mode_command(key: str = "mode") -> Command:
+def mode_command(key: str = MODE_KEY) -> Command:
     """The command that reads the CRM mode (no parameters, any user may call it)."""
     return Command(key, MODE_METHOD, {})
 
 
 def parse_mode(result: object) -> Mode:
     """Decode the `result` of `crm.settings.mode.get` (an int, or a numeric string) into a Mode."""
-    value: int | None = None
+    value = 0  # no mode: Mode(0) fails below
     if isinstance(result, int) and not isinstance(result, bool):
         value = result
     elif isinstance(result, str) and result.strip().isdigit():
@@ -74,6 +76,14 @@ def parse_mode(result: object) -> Mode:
         raise ModeError(
             f"crm.settings.mode.get returned {result!r}; expected 1 (Classic) or 2 (Simple)"
         ) from None
+
+
+def read_mode(portal: Portal) -> Mode:
+    """The portal's CRM mode (`crm.settings.mode.get`).
+
+    https://apidocs.bitrix24.com/api-reference/crm/crm-settings-mode-get.html
+    """
+    return parse_mode(portal.call(MODE_METHOD).result)
 
 
 @dataclass(frozen=True)

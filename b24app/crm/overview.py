@@ -26,12 +26,11 @@ from b24app.crm.facts import (
     PortalFacts,
     Stage,
 )
-from b24app.crm.mode import Mode, mode_command, parse_mode
+from b24app.crm.mode import MODE_KEY, Mode, mode_command, parse_mode
 from b24app.rest.command import Command
 from b24app.rest.portal import Portal
 
 SOURCES = "SOURCE"
-MODE_KEY = "mode"
 SOURCES_KEY = "src"
 _COUNT_PREFIX = "n_"
 

@@ -71,26 +71,27 @@ from b24app.crm.matching import ClientMatch
 from b24app.crm.policy import Activities, Policy
 from b24app.errors import B24AppError
 from b24app.rest.command import Command
+from b24app.vocabulary import ADD_METHOD as _ADD
+from b24app.vocabulary import (
+    CLIENTS,
+    COMPANY,
+    CONTACT,
+    DEAL,
+    ENTITIES,
+    PAGE_SIZE,
+    PRIMARY_ADDRESS,
+    REQUISITE_TYPE_ID,
+)
+from b24app.vocabulary import DELETE_METHOD as _DELETE
+from b24app.vocabulary import LIST_METHOD as _LIST
+from b24app.vocabulary import TYPE_ID as _TYPE_ID
+from b24app.vocabulary import UPDATE_METHOD as _UPDATE
 
-COMPANY, CONTACT, DEAL = "company", "contact", "deal"
-ENTITIES = (COMPANY, CONTACT, DEAL)
-CLIENTS = (COMPANY, CONTACT)
-_TYPE_ID = {
-    DEAL: mapping.DEAL_TYPE_ID,
-    CONTACT: mapping.CONTACT_TYPE_ID,
-    COMPANY: mapping.COMPANY_TYPE_ID,
-}
-_ADD = {COMPANY: "crm.company.add", CONTACT: "crm.contact.add", DEAL: "crm.deal.add"}
-_UPDATE = {COMPANY: "crm.company.update", CONTACT: "crm.contact.update"}
-_LIST = {COMPANY: "crm.company.list", CONTACT: "crm.contact.list", DEAL: "crm.deal.list"}
-_DELETE = {COMPANY: "crm.company.delete", CONTACT: "crm.contact.delete", DEAL: "crm.deal.delete"}
 # Leads one settle listing reads: a page holds 50 rows, so even five runs racing on every lead of
 # the group fit in it (a full page is read again, never trusted).
 SETTLE_GROUP = 10
 # Requisites (crm/lib/requisite/addressrequisiteconverter.php:42-135, as the sandbox models it):
-# the owner type of a requisite, its primary address type, and how the converter fills it.
-REQUISITE_TYPE_ID = 8
-PRIMARY_ADDRESS = 1
+# how the converter fills a requisite's primary address (type ids in b24app.vocabulary).
 REQUISITE_ADDRESS = {  # client ADDRESS* -> requisite address fields (crm.address.fields)
     "ADDRESS": "ADDRESS_1",
     "ADDRESS_2": "ADDRESS_2",
@@ -701,7 +702,7 @@ class Found:
 def settle_findings(result: Any, group: Sequence[int]) -> dict[int, Found] | None:
     """Each lead's `Found` from the answer to `settle_command(group)`; None when there is no
     answer or it may be incomplete (a full page): read it again."""
-    if not isinstance(result, list) or len(result) >= 50:
+    if not isinstance(result, list) or len(result) >= PAGE_SIZE:
         return None
     found: dict[int, dict[int, tuple[int | None, int | None]]] = {i: {} for i in group}
     for row in result:

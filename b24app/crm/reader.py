@@ -44,179 +44,22 @@ from typing import Any
 from b24app.crm import mapping
 from b24app.crm.facts import OPTIONAL_KEYS, PortalFacts, facts_commands
 from b24app.crm.matching import ClientMatch, match_commands, read_match
-from b24app.crm.mode import Mode, ModeError, mode_command, parse_mode
-from b24app.crm.planner import COMPANY, CONTACT, DEAL
+from b24app.crm.mode import MODE_KEY, Mode, ModeError, mode_command, parse_mode
 from b24app.crm.policy import LeadSelection, Policy
-from b24app.errors import B24Error, ListingError, OperationTimeLimit, QueryLimitExceeded
 from b24app.rest.command import Command
-from b24app.rest.listing import ListShape, shape_of
+from b24app.rest.listing import Listing, Listings
 from b24app.rest.portal import Portal
+from b24app.vocabulary import COMPANY, CONTACT, DEAL, LEAD_TYPE_ID, PAGE_SIZE, TYPE_ID
+from b24app.vocabulary import IDS_PER_FILTER as CHUNK
+from b24app.vocabulary import LIST_METHOD as _LISTS
+from b24app.vocabulary import MAX_BATCH as MAX_COMMANDS
 
 log = logging.getLogger("b24app.crm")
 
-CHUNK = 500
-MODE_KEY = "crm_mode"  # the key of the mode check riding in a batch
-MAX_COMMANDS = 50
-PAGE_SIZE = 50
-_RETRY_LIMITED = 5  # times a page refused by a limit is asked again before giving up
-_LISTS = {DEAL: "crm.deal.list", CONTACT: "crm.contact.list", COMPANY: "crm.company.list"}
 _ORIGIN_SELECT = ("ID", "ORIGINATOR_ID", "ORIGIN_ID")
 _ACTIVITY_SELECT = ("ID", "OWNER_ID", "OWNER_TYPE_ID", "COMPLETED")
 # Leads per `filter[BINDINGS]` listing: two query variables each, far below max_input_vars.
 BINDING_GROUP = 100
-_TYPE_OF = {COMPANY: mapping.COMPANY_TYPE_ID, CONTACT: mapping.CONTACT_TYPE_ID}
-
-
-@dataclass(frozen=True)
-class Listing:
-    """One keyset listing: `method` with `filter`/`select`; `pages`: how many pages to ask for
-    in the first request (its expected size); `count`: ask the first page for the total."""
-
-    name: str
-    method: str
-    filter: Mapping[str, Any] = field(default_factory=dict)
-    select: tuple[str, ...] | None = None
-    pages: int = 1
-    count: bool = False
-    repeats: bool = False  # a row may come again (a join): equal ids are skipped, not an error
-
-
-@dataclass
-class _Cursor:
-    listing: Listing
-    shape: ListShape
-    last: int | None = None
-    done: bool = False
-    started: bool = False
-    limited: int = 0
-    total: int | None = None
-    error: B24Error | None = None
-
-
-class Listings:
-    """Several keyset listings read side by side, their pages chained in shared batches."""
-
-    def __init__(self, portal: Portal, listings: Sequence[Listing]) -> None:
-        if len({listing.name for listing in listings}) != len(listings):
-            raise ValueError("listing names must be unique")
-        self._portal = portal
-        self._cursors = [_Cursor(listing, shape_of(listing.method)) for listing in listings]
-
-    @property
-    def done(self) -> bool:
-        """Whether every listing has ended (or failed)."""
-        return all(cursor.done for cursor in self._cursors)
-
-    @property
-    def errors(self) -> dict[str, B24Error]:
-        """Listings that failed, by name, with the error."""
-        return {c.listing.name: c.error for c in self._cursors if c.error is not None}
-
-    @property
-    def totals(self) -> dict[str, int]:
-        """Totals reported by the first page of listings that asked (`count`)."""
-        return {c.listing.name: c.total for c in self._cursors if c.total is not None}
-
-    def step(self) -> dict[str, list[dict[str, Any]]]:
-        """Send one request and return the rows it brought, by listing name."""
-        active = [c for c in self._cursors if not c.done]
-        if not active:
-            return {}
-        commands: list[Command] = []
-        sent: list[tuple[_Cursor, list[str]]] = []
-        for cursor, pages in zip(active, _share(active), strict=True):
-            if pages:
-                keys = self._pages(cursor, pages, commands)
-                sent.append((cursor, keys))
-        result = self._portal.batch(commands, halt=False, idempotent=True)
-        rows: dict[str, list[dict[str, Any]]] = {}
-        for cursor, keys in sent:
-            rows[cursor.listing.name] = self._take(cursor, keys, result)
-        return rows
-
-    def read(self) -> dict[str, list[dict[str, Any]]]:
-        """Every row of every listing (failed listings are in `errors`)."""
-        found: dict[str, list[dict[str, Any]]] = {c.listing.name: [] for c in self._cursors}
-        while not self.done:
-            for name, rows in self.step().items():
-                found[name].extend(rows)
-        return found
-
-    def _pages(self, cursor: _Cursor, pages: int, commands: list[Command]) -> list[str]:
-        listing, shape = cursor.listing, cursor.shape
-        field_name = shape.filter_field
-        keys = []
-        for index in range(pages):
-            key = f"{listing.name}_{index}"
-            after: Any = cursor.last if index == 0 else shape.ref(keys[-1])
-            page_filter = dict(listing.filter)
-            if after is not None:
-                page_filter[f">{field_name}"] = after
-            params: dict[str, Any] = {
-                "filter": page_filter,
-                "order": {field_name: "ASC"},
-                "start": 0 if listing.count and not cursor.started and index == 0 else -1,
-            }
-            if listing.select is not None:
-                select = list(listing.select)
-                if shape.id_field not in select and "*" not in select:
-                    select.append(shape.id_field)
-                params["select"] = select
-            commands.append(Command(key, listing.method, params))
-            keys.append(key)
-        return keys
-
-    def _take(self, cursor: _Cursor, keys: list[str], result: Any) -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = []
-        shape = cursor.shape
-        for index, key in enumerate(keys):
-            error = result.errors.get(key)
-            if error is not None:
-                limited = isinstance(error, QueryLimitExceeded | OperationTimeLimit)
-                if limited and cursor.limited < _RETRY_LIMITED:
-                    cursor.limited += 1  # not run: ask for this page again next request
-                    return found
-                cursor.error, cursor.done = error, True
-                return found
-            cursor.limited = 0
-            if index == 0 and not cursor.started:
-                cursor.started = True
-                cursor.total = result.totals.get(key)
-            rows = shape.rows(result.results.get(key))
-            for row in rows:
-                row_id = mapping.link_id(row.get(shape.id_field))
-                if cursor.listing.repeats and row_id is not None and row_id == cursor.last:
-                    continue  # the same row again (an activity bound to two leads of a group)
-                if row_id is None or (cursor.last is not None and row_id <= cursor.last):
-                    raise ListingError(
-                        f"ids did not advance past {cursor.last} (got {row_id})",
-                        code="LISTING",
-                        method=cursor.listing.method,
-                    )
-                cursor.last = row_id
-                found.append(row)
-            if len(rows) < PAGE_SIZE:
-                cursor.done = True  # later pages chained on this one are not meaningful
-                return found
-        return found
-
-
-def _share(active: Sequence[_Cursor]) -> list[int]:
-    """Pages per listing in the next request: first requests by estimate, then an equal share;
-    every listing gets at least one page while there is room."""
-    wanted = [
-        max(1, c.listing.pages) if not c.started else max(1, MAX_COMMANDS // len(active))
-        for c in active
-    ]
-    total = sum(wanted)
-    if total > MAX_COMMANDS:
-        wanted = [max(1, w * MAX_COMMANDS // total) for w in wanted]
-    room, shares = MAX_COMMANDS, []
-    for want in wanted:
-        take = min(want, room)
-        shares.append(take)
-        room -= take
-    return shares
 
 
 def _estimate(count: int, per_lead: float) -> int:
@@ -345,7 +188,7 @@ class Reader:
                 "crm.activity.list",
                 {
                     "BINDINGS": [
-                        {"OWNER_TYPE_ID": mapping.LEAD_TYPE_ID, "OWNER_ID": i}
+                        {"OWNER_TYPE_ID": LEAD_TYPE_ID, "OWNER_ID": i}
                         for i in ids[start : start + BINDING_GROUP]
                     ]
                 },
@@ -433,7 +276,7 @@ class Reader:
                 continue
             owner = mapping.link_id(row.get("OWNER_ID"))
             entry = {"ID": activity, "COMPLETED": str(row.get("COMPLETED") or "N").upper()}
-            if str(row.get("OWNER_TYPE_ID")) == str(mapping.LEAD_TYPE_ID) and owner in wanted:
+            if str(row.get("OWNER_TYPE_ID")) == str(LEAD_TYPE_ID) and owner in wanted:
                 found.setdefault(owner, {})[activity] = entry
             else:
                 foreign[activity] = entry
@@ -446,9 +289,7 @@ class Reader:
             for activity, entry in foreign.items():
                 for binding in result.results.get(f"ab{activity}") or ():
                     lead = mapping.link_id(binding.get("entityId"))
-                    if str(binding.get("entityTypeId")) == str(mapping.LEAD_TYPE_ID) and (
-                        lead in wanted
-                    ):
+                    if str(binding.get("entityTypeId")) == str(LEAD_TYPE_ID) and (lead in wanted):
                         found.setdefault(lead, {})[activity] = entry
         return {
             lead: tuple(entry for _, entry in sorted(by_id.items()))
@@ -599,7 +440,7 @@ def _client_listings(reused: set[tuple[str, int]], prefix: str = "") -> list[Lis
                 Listing(
                     f"{prefix}q{name}",
                     "crm.requisite.list",
-                    {"ENTITY_TYPE_ID": _TYPE_OF[name], "@ENTITY_ID": owners},
+                    {"ENTITY_TYPE_ID": TYPE_ID[name], "@ENTITY_ID": owners},
                     ("ID", "ENTITY_TYPE_ID", "ENTITY_ID", "SORT"),
                 )
             )
@@ -652,7 +493,7 @@ def _created(
 ) -> dict[int, dict[str, int]]:
     wanted = set(ids)
     created: dict[int, dict[str, int]] = {}
-    for name in _LISTS:
+    for name in (DEAL, CONTACT, COMPANY):
         for row in found.get(f"o{name}", ()):
             lead_id = mapping.lead_id_of(row.get("ORIGIN_ID"))
             entity_id = mapping.link_id(row.get("ID"))

@@ -47,33 +47,40 @@ from typing import Any
 
 from b24app import messages as msg
 from b24app.crm import mapping
-from b24app.crm.planner import COMPANY, CONTACT, DEAL
+from b24app.crm.journal import LeadEntry, LeadStatus
 from b24app.crm.policy import Activities
-from b24app.crm.reader import PAGE_SIZE, Listing, Listings
 from b24app.crm.scheduler import LeadState
 from b24app.errors import B24Error, OutcomeUnknown
 from b24app.rest.command import Command
+from b24app.rest.listing import Listing, Listings
 from b24app.rest.portal import Portal
-from b24app.store.journal import LeadEntry
+from b24app.vocabulary import (
+    ALREADY_DONE,
+    COMPANY,
+    CONTACT,
+    DEAL,
+    DEAL_TYPE_ID,
+    IDS_PER_FILTER,
+    LEAD_TYPE_ID,
+    PAGE_SIZE,
+    PAGES_PER_REQUEST,
+    is_not_found,
+)
+from b24app.vocabulary import DELETE_METHOD as _DELETE
+from b24app.vocabulary import LIST_METHOD as _LIST
 
 log = logging.getLogger("b24app.crm")
 
 MAX_PASSES = 4
-IDS_PER_FILTER = 500  # values per `@FIELD` filter, under PHP's max_input_vars
 EVIDENCE = 50  # untouched activities read, at most, to infer the admin's activity choice
 COMPLETE, MOVE = "complete", "move"
 KINDS = (DEAL, CONTACT, COMPANY)
-_LIST = {DEAL: "crm.deal.list", CONTACT: "crm.contact.list", COMPANY: "crm.company.list"}
-_DELETE = {DEAL: "crm.deal.delete", CONTACT: "crm.contact.delete", COMPANY: "crm.company.delete"}
 _LEAD_SELECT = ("ID", "STATUS_ID", "STATUS_SEMANTIC_ID", "CONTACT_ID", "COMPANY_ID")
 _DEAL_SELECT = ("ID", "LEAD_ID", "ORIGINATOR_ID", "CONTACT_ID", "COMPANY_ID")
 _ORIGIN_SELECT = ("ID", "ORIGINATOR_ID", "ORIGIN_ID")
 _ACTIVITY_SELECT = ("ID", "COMPLETED")
 # Answers meaning the change is already there (or its object is gone), by method.
-_ALREADY = {
-    "crm.activity.binding.add": frozenset({"ACTIVITY_IS_ALREADY_BOUND"}),
-    "crm.activity.binding.delete": frozenset({"BINDING_NOT_FOUND"}),
-}
+_ALREADY = ALREADY_DONE
 _GONE_OK = frozenset(
     {
         "crm.activity.update",
@@ -83,7 +90,7 @@ _GONE_OK = frozenset(
         "crm.company.delete",
     }
 )
-LEAD, DEAL_TYPE = mapping.LEAD_TYPE_ID, mapping.DEAL_TYPE_ID
+LEAD, DEAL_TYPE = LEAD_TYPE_ID, DEAL_TYPE_ID
 
 
 @dataclass(frozen=True)
@@ -115,7 +122,7 @@ class Taken:
         """The journal row: converted, with Bitrix24's deal and clients."""
         return LeadEntry(
             lead_id=self.lead_id,
-            status="converted",
+            status=LeadStatus.CONVERTED,
             deal_id=self.deal_id,
             contact_id=self.contact_id,
             company_id=self.company_id,
@@ -135,7 +142,7 @@ class Reconciled:
         """The journal row of an unresolved lead: failed, its state kept for a later run."""
         return LeadEntry(
             lead_id=state.lead_id,
-            status="failed",
+            status=LeadStatus.FAILED,
             state=state.to_dict(),
             **{f"{name}_id": i for name, i in state.ids.items() if name in KINDS},
             error=self.unresolved[state.lead_id],
@@ -251,7 +258,7 @@ def _chunks(values: Sequence[Any], size: int = IDS_PER_FILTER) -> Iterator[list[
 
 
 def _pages(expected: int) -> int:
-    return min(50, math.ceil(expected / PAGE_SIZE) + 1)
+    return min(PAGES_PER_REQUEST, math.ceil(expected / PAGE_SIZE) + 1)
 
 
 def _read_all(portal: Portal, listings: Sequence[Listing]) -> dict[str, list[dict[str, Any]]]:
@@ -399,7 +406,7 @@ def _activities(
 
 def _gone(error: B24Error) -> bool:
     code = (error.code or "").upper()
-    return code == "NOT_FOUND" or (not code and "not found" in error.description.lower())
+    return is_not_found(code, error.description)
 
 
 def _involved(lead: _Lead, activities: Mapping[int, _Activity]) -> list[int]:
@@ -545,7 +552,7 @@ def _failure(command: Command, result: Any) -> str | None:
     code = (error.code or "").upper()
     if code in _ALREADY.get(command.method, ()):
         return None
-    gone = code == "NOT_FOUND" or (not code and "not found" in error.description.lower())
+    gone = is_not_found(code, error.description)
     if gone and (command.method in _GONE_OK or command.method == "crm.activity.binding.add"):
         return None
     return f"{command.method}: {code or 'error'}: {error.description}".rstrip(": ")

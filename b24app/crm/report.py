@@ -12,12 +12,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from b24app.crm.journal import JobJournal, JobRow, LeadEntry, LeadStatus
 from b24app.errors import UsageError
-from b24app.store.journal import JobRow, Journal, LeadEntry
 
 CSV_COLUMNS = ("lead_id", "status", "deal_id", "contact_id", "company_id", "error")
 # A lead a job has taken up but not finished reads "pending" in its report.
-_UNFINISHED = {"pending": "pending", "creating": "pending"}
+_UNFINISHED: dict[str, str] = {
+    LeadStatus.PENDING: LeadStatus.PENDING,
+    LeadStatus.CREATING: LeadStatus.PENDING,
+}
 
 
 @dataclass(frozen=True)
@@ -126,7 +129,7 @@ def build_report(
     )
 
 
-def load_report(journal: Journal, job_id: int) -> JobReport:
+def load_report(journal: JobJournal, job_id: int) -> JobReport:
     """The stored report of job `job_id`; UsageError when the portal has no such job."""
     job = journal.job(job_id)
     if job is None:

@@ -55,10 +55,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from enum import StrEnum
 from typing import Any
 
 from b24app import messages as msg
+from b24app.crm.journal import LeadStatus as Status
 from b24app.crm.mapping import item_id, link_id
 from b24app.crm.planner import (
     COMPANY,
@@ -78,35 +78,26 @@ from b24app.crm.planner import (
 )
 from b24app.errors import OutcomeUnknown
 from b24app.rest.command import Command
+from b24app.vocabulary import (
+    ALREADY_DONE,
+    AMBIGUOUS,
+    NOT_EXECUTED,
+    NOT_FOUND,
+)
+from b24app.vocabulary import MAX_BATCH as MAX_COMMANDS
 
-MAX_COMMANDS = 50
 MAX_TRIES = 5
 
-# Sub-call errors meaning "rejected before running": safe to send again.
-NOT_EXECUTED = frozenset({"QUERY_LIMIT_EXCEEDED", "OPERATION_TIME_LIMIT"})
-# Sub-call errors after which the call may or may not have taken effect.
-AMBIGUOUS = frozenset({"INTERNAL_SERVER_ERROR", "ERROR_UNEXPECTED_ANSWER"})
 # Errors meaning the step's effect is already there (or its activity is gone), per step kind.
-# https://apidocs.bitrix24.com/api-reference/crm/timeline/activities/binding/crm-activity-binding-add.html
 _ALREADY_DONE = {
-    StepKind.BIND: frozenset({"ACTIVITY_IS_ALREADY_BOUND", "NOT_FOUND"}),
-    StepKind.UNBIND: frozenset({"BINDING_NOT_FOUND", "NOT_FOUND"}),
-    StepKind.COMPLETE: frozenset({"NOT_FOUND"}),
-    StepKind.DISCARD: frozenset({"NOT_FOUND"}),
+    StepKind.BIND: ALREADY_DONE["crm.activity.binding.add"] | {NOT_FOUND},
+    StepKind.UNBIND: ALREADY_DONE["crm.activity.binding.delete"] | {NOT_FOUND},
+    StepKind.COMPLETE: frozenset({NOT_FOUND}),
+    StepKind.DISCARD: frozenset({NOT_FOUND}),
 }
 # Legacy errors carry no code, only a text: these mean the step's effect is already there.
 # crm.address.add: "TypeAddress exists." (restservice.php:14466-14490).
 _ALREADY_DONE_TEXT = {StepKind.REQUISITE_ADDRESS: ("typeaddress exists",)}
-
-
-class Status(StrEnum):
-    """Where one lead's conversion stands (the journal's status column)."""
-
-    SKIPPED = "skipped"  # not active: nothing to do
-    PENDING = "pending"  # nothing sent yet
-    CREATING = "creating"  # underway
-    CONVERTED = "converted"  # the lead is at the success stage; every step done
-    FAILED = "failed"  # a step failed for good; the lead stays open
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from b24app.crm.journal import LeadStatus
 from b24app.crm.planner import COMPANY, CONTACT, DEAL, LeadPreview
 from b24app.crm.report import JobReport
 
@@ -61,12 +62,12 @@ class JobTotals:
     @classmethod
     def of(cls, report: JobReport) -> JobTotals:
         """The totals of a job's report (clients shared by several leads count once)."""
-        done = [lead for lead in report.leads if lead.status == "converted"]
+        done = [lead for lead in report.leads if lead.status == LeadStatus.CONVERTED]
         return cls(
             converted=report.converted,
             failed=report.failed,
             skipped=report.skipped,
-            unfinished=sum(lead.status == "pending" for lead in report.leads),
+            unfinished=sum(lead.status == LeadStatus.PENDING for lead in report.leads),
             deals=len({lead.deal_id for lead in done if lead.deal_id}),
             contacts=len({lead.contact_id for lead in done if lead.contact_id}),
             companies=len({lead.company_id for lead in done if lead.company_id}),

@@ -15,12 +15,12 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from b24app.crm.conversion import ProgressCallback, convert, read_mode
+from b24app.crm.journal import DONE, INTERRUPTED, JobJournal
 from b24app.crm.mode import Mode, guide_switch
 from b24app.crm.policy import Policy
 from b24app.crm.report import JobReport
 from b24app.errors import UsageError
 from b24app.rest.portal import Portal
-from b24app.store.journal import DONE, INTERRUPTED, Journal
 
 KIND = "switch"
 
@@ -49,7 +49,7 @@ class SwitchReport:
 
 def switch(
     portal: Portal,
-    journal: Journal,
+    journal: JobJournal,
     target: Mode,
     policy: Policy,
     *,

@@ -13,9 +13,8 @@ from typing import Any
 
 from b24app.crm.mapping import link_id
 from b24app.rest.command import Command
-
-PAGE = 50
-MAX_COMMANDS = 50
+from b24app.vocabulary import MAX_BATCH as MAX_COMMANDS
+from b24app.vocabulary import PAGE_SIZE as PAGE
 
 
 def title_commands(lead_ids: Sequence[int]) -> tuple[Command, ...]:

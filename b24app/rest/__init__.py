@@ -14,7 +14,7 @@ from b24app.rest.portal import Portal
 from b24app.rest.response import BatchResult, Response, Time
 from b24app.rest.retry import RetryPolicy, is_read
 from b24app.rest.throttle import LocalBucket, OperatingBudget, RateBucket, RedisBucket, make_bucket
-from b24app.rest.tokens import MemoryTokens, StoredTokens, Tokens
+from b24app.rest.tokens import MemoryTokens, Tokens, TokenSource
 
 __all__ = [
     "SYSTEM_CLOCK",
@@ -34,10 +34,10 @@ __all__ = [
     "Response",
     "RetryPolicy",
     "Slot",
-    "StoredTokens",
     "SystemClock",
     "Time",
     "TokenGrant",
+    "TokenSource",
     "Tokens",
     "WebhookAuth",
     "is_read",

@@ -45,12 +45,11 @@ from b24app.rest.redact import install_log_redaction, redact, redact_data
 from b24app.rest.response import BatchResult, Response, Time
 from b24app.rest.retry import RetryPolicy, all_reads, is_read
 from b24app.rest.throttle import OperatingBudget, RateBucket, make_bucket
-from b24app.rest.tokens import MemoryTokens, StoredTokens, Tokens
-from b24app.store.installations import InstallationStore
+from b24app.rest.tokens import MemoryTokens, Tokens, TokenSource
+from b24app.vocabulary import MAX_BATCH
 
 log = logging.getLogger("b24app.rest")
 
-MAX_BATCH = 50
 _KEY = re.compile(r"^[A-Za-z0-9_\-]+$")
 _REF_KEY = re.compile(r"\$result(?:_[a-z]+)?\[([^\]]*)\]")
 # Codes meaning "this token is not (or no longer) valid": worth one re-read of stored tokens.
@@ -73,7 +72,8 @@ def _never_sent(exc: requests.RequestException) -> bool:
 class PortalClient:
     """Calls one portal: `call`, `batch`, `batch_many`, `iterate`; thread-safe.
 
-    Build it with `from_webhook`, `from_settings`, `for_installation` or `from_tokens`.
+    Build it with `from_webhook`, `from_settings`, `from_source` or `from_tokens`
+    (`b24app.services.installation_client` for an installed portal).
     `requests_made` counts every HTTP request sent to the portal, `requests_refused` those the
     portal refused as over its rate limit.
     """
@@ -135,22 +135,12 @@ class PortalClient:
         return cls.from_webhook(settings.webhook_url or "", settings=settings, **kwargs)
 
     @classmethod
-    def for_installation(
-        cls,
-        store: InstallationStore,
-        member_id: str,
-        *,
-        settings: Settings,
-        oauth: OAuthServer | None = None,
-        detached: Callable[[str, str], None] | None = None,
-        **kwargs: Any,
+    def from_source(
+        cls, source: TokenSource, *, settings: Settings | None = None, **kwargs: Any
     ) -> PortalClient:
-        """A client for a stored installation, refreshing through `oauth` (default: the OAuth
-        server of `settings`) and persisting every new token pair in `store`; through
-        `detached(member_id, failed_access_token)` instead when given (b24app.refresher)."""
+        """An OAuth client whose tokens come from `source` (e.g. the installation store's
+        `StoredTokens`, built by `b24app.services.installation_client`)."""
         clock = kwargs.get("clock", SYSTEM_CLOCK)
-        oauth = oauth or OAuthServer.from_settings(settings, clock=clock)
-        source = StoredTokens(store, member_id, oauth, detached=detached)
         return cls(OAuthAuth(source, clock=clock), **cls._options(settings, kwargs))
 
     @classmethod

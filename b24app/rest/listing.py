@@ -5,27 +5,37 @@ COUNT); fifty such pages are chained inside one batch, each taking the last ID o
 through `$result[prev][49][ID]`. It stops at the first short page, and refuses to loop: a page whose
 IDs do not advance, or a listing past `max_pages`, raises ListingError.
 https://apidocs.bitrix24.com/settings/performance/huge-data.html
+
+`Listings` reads several such listings side by side, their pages sharing each batch (what the
+conversion's reads use); `iterate` is one listing on its own, rows yielded as they come.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from b24app.errors import ListingError, OperationTimeLimit, UsageError
+from b24app.errors import (
+    B24Error,
+    ListingError,
+    OperationTimeLimit,
+    QueryLimitExceeded,
+    UsageError,
+)
 from b24app.rest.command import Command
 from b24app.rest.response import BatchResult
+from b24app.vocabulary import MAX_BATCH, PAGE_SIZE, PAGES_PER_REQUEST
 
 if TYPE_CHECKING:
     from b24app.rest.client import PortalClient
+    from b24app.rest.portal import Portal
 
 log = logging.getLogger("b24app.rest")
 
-PAGE_SIZE = 50
-PAGES_PER_REQUEST = 50
 DEFAULT_MAX_PAGES = 40_000  # two million rows
+_RETRY_LIMITED = 5  # times a page refused by a limit is asked again before giving up
 
 
 @dataclass(frozen=True)
@@ -168,3 +178,166 @@ def _not_after(current: int | str, last: int | str) -> bool:
     if isinstance(current, int) and isinstance(last, int):
         return current <= last
     return str(current) <= str(last)
+
+
+def _row_id(value: Any) -> int | None:
+    """A row's id as a positive int; "0", "", None and non-numbers mean none."""
+    if isinstance(value, bool):
+        return None
+    try:
+        number = int(str(value).strip())
+    except (TypeError, ValueError):
+        return None
+    return number if number > 0 else None
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One keyset listing: `method` with `filter`/`select`; `pages`: how many pages to ask for
+    in the first request (its expected size); `count`: ask the first page for the total."""
+
+    name: str
+    method: str
+    filter: Mapping[str, Any] = field(default_factory=dict)
+    select: tuple[str, ...] | None = None
+    pages: int = 1
+    count: bool = False
+    repeats: bool = False  # a row may come again (a join): equal ids are skipped, not an error
+
+
+@dataclass
+class _Cursor:
+    listing: Listing
+    shape: ListShape
+    last: int | None = None
+    done: bool = False
+    started: bool = False
+    limited: int = 0
+    total: int | None = None
+    error: B24Error | None = None
+
+
+class Listings:
+    """Several keyset listings read side by side, their pages chained in shared batches."""
+
+    def __init__(self, portal: Portal, listings: Sequence[Listing]) -> None:
+        if len({listing.name for listing in listings}) != len(listings):
+            raise ValueError("listing names must be unique")
+        self._portal = portal
+        self._cursors = [_Cursor(listing, shape_of(listing.method)) for listing in listings]
+
+    @property
+    def done(self) -> bool:
+        """Whether every listing has ended (or failed)."""
+        return all(cursor.done for cursor in self._cursors)
+
+    @property
+    def errors(self) -> dict[str, B24Error]:
+        """Listings that failed, by name, with the error."""
+        return {c.listing.name: c.error for c in self._cursors if c.error is not None}
+
+    @property
+    def totals(self) -> dict[str, int]:
+        """Totals reported by the first page of listings that asked (`count`)."""
+        return {c.listing.name: c.total for c in self._cursors if c.total is not None}
+
+    def step(self) -> dict[str, list[dict[str, Any]]]:
+        """Send one request and return the rows it brought, by listing name."""
+        active = [c for c in self._cursors if not c.done]
+        if not active:
+            return {}
+        commands: list[Command] = []
+        sent: list[tuple[_Cursor, list[str]]] = []
+        for cursor, pages in zip(active, _share(active), strict=True):
+            if pages:
+                keys = self._pages(cursor, pages, commands)
+                sent.append((cursor, keys))
+        result = self._portal.batch(commands, halt=False, idempotent=True)
+        rows: dict[str, list[dict[str, Any]]] = {}
+        for cursor, keys in sent:
+            rows[cursor.listing.name] = self._take(cursor, keys, result)
+        return rows
+
+    def read(self) -> dict[str, list[dict[str, Any]]]:
+        """Every row of every listing (failed listings are in `errors`)."""
+        found: dict[str, list[dict[str, Any]]] = {c.listing.name: [] for c in self._cursors}
+        while not self.done:
+            for name, rows in self.step().items():
+                found[name].extend(rows)
+        return found
+
+    def _pages(self, cursor: _Cursor, pages: int, commands: list[Command]) -> list[str]:
+        listing, shape = cursor.listing, cursor.shape
+        field_name = shape.filter_field
+        keys: list[str] = []
+        for index in range(pages):
+            key = f"{listing.name}_{index}"
+            after: Any = cursor.last if index == 0 else shape.ref(keys[-1])
+            page_filter = dict(listing.filter)
+            if after is not None:
+                page_filter[f">{field_name}"] = after
+            params: dict[str, Any] = {
+                "filter": page_filter,
+                "order": {field_name: "ASC"},
+                "start": 0 if listing.count and not cursor.started and index == 0 else -1,
+            }
+            if listing.select is not None:
+                select = list(listing.select)
+                if shape.id_field not in select and "*" not in select:
+                    select.append(shape.id_field)
+                params["select"] = select
+            commands.append(Command(key, listing.method, params))
+            keys.append(key)
+        return keys
+
+    def _take(self, cursor: _Cursor, keys: list[str], result: Any) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        shape = cursor.shape
+        for index, key in enumerate(keys):
+            error = result.errors.get(key)
+            if error is not None:
+                limited = isinstance(error, QueryLimitExceeded | OperationTimeLimit)
+                if limited and cursor.limited < _RETRY_LIMITED:
+                    cursor.limited += 1  # not run: ask for this page again next request
+                    return found
+                cursor.error, cursor.done = error, True
+                return found
+            cursor.limited = 0
+            if index == 0 and not cursor.started:
+                cursor.started = True
+                cursor.total = result.totals.get(key)
+            rows = shape.rows(result.results.get(key))
+            for row in rows:
+                row_id = _row_id(row.get(shape.id_field))
+                if cursor.listing.repeats and row_id is not None and row_id == cursor.last:
+                    continue  # the same row again (an activity bound to two leads of a group)
+                if row_id is None or (cursor.last is not None and row_id <= cursor.last):
+                    raise ListingError(
+                        f"ids did not advance past {cursor.last} (got {row_id})",
+                        code="LISTING",
+                        method=cursor.listing.method,
+                    )
+                cursor.last = row_id
+                found.append(row)
+            if len(rows) < PAGE_SIZE:
+                cursor.done = True  # later pages chained on this one are not meaningful
+                return found
+        return found
+
+
+def _share(active: Sequence[_Cursor]) -> list[int]:
+    """Pages per listing in the next request: first requests by estimate, then an equal share;
+    every listing gets at least one page while there is room."""
+    wanted = [
+        max(1, c.listing.pages) if not c.started else max(1, MAX_BATCH // len(active))
+        for c in active
+    ]
+    total = sum(wanted)
+    if total > MAX_BATCH:
+        wanted = [max(1, w * MAX_BATCH // total) for w in wanted]
+    room, shares = MAX_BATCH, []
+    for want in wanted:
+        take = min(want, room)
+        shares.append(take)
+        room -= take
+    return shares

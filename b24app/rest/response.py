@@ -103,12 +103,12 @@ class BatchResult:
         errors: dict[str, B24Error] = {}
         for key, raw in keyed(inner.get("result_error")).items():
             raw = raw if isinstance(raw, Mapping) else {"error_description": str(raw)}
-            times = Time.parse(raw.get("time"))
+            timing = Time.parse(raw.get("time"))
             errors[key] = make_error(
                 str(raw.get("error") or ""),
                 str(raw.get("error_description") or ""),
                 method=methods.get(key),
-                reset_at=times.operating_reset_at if times else None,
+                reset_at=timing.operating_reset_at if timing else None,
             )
         times = {k: t for k, v in keyed(inner.get("result_time")).items() if (t := Time.parse(v))}
         return cls(

@@ -19,12 +19,10 @@ marked interrupted and may be taken over).
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import socket
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
@@ -49,7 +47,24 @@ from sqlalchemy import (
 from sqlalchemy.exc import SQLAlchemyError
 
 from b24app import messages as msg
-from b24app.errors import B24AppError, ConfigError, UsageError
+from b24app.crm.journal import (  # noqa: F401 (re-exported: the journal's public names)
+    DONE,
+    FAILED,
+    FINISHED,
+    INTERRUPTED,
+    JOB_STATUSES,
+    LEAD_FINAL,
+    PENDING,
+    RUNNING,
+    JobBusy,
+    JobCounts,
+    JobRow,
+    JobStatus,
+    LeadEntry,
+    LeadRecord,
+    LeadStatus,
+)
+from b24app.errors import ConfigError, UsageError
 from b24app.store.db import (
     UtcDateTime,
     is_sqlite,
@@ -61,11 +76,6 @@ from b24app.store.db import (
     write_lock,
 )
 
-PENDING, RUNNING, DONE, FAILED, INTERRUPTED = "pending", "running", "done", "failed", "interrupted"
-JOB_STATUSES = (PENDING, RUNNING, DONE, FAILED, INTERRUPTED)
-FINISHED = frozenset({DONE, FAILED})
-# Lead statuses are the scheduler's: pending, creating, converted, failed, skipped.
-LEAD_FINAL = frozenset({"converted", "failed", "skipped"})
 # A job on another machine that has not beaten its heart for this long is taken for dead.
 STALE_AFTER = 900.0
 # How `_take_portal` explains a job it found abandoned (its process gone, or its lease lapsed):
@@ -127,82 +137,6 @@ job_leads = Table(
 
 _IDS = ("deal_id", "contact_id", "company_id")
 _IN_CHUNK = 500  # ids per IN (...) clause: far below SQLite's and PostgreSQL's parameter caps
-
-
-class JobBusy(B24AppError):
-    """Another job of the same portal is running in a live process; wait for it or stop it."""
-
-
-@dataclass(frozen=True)
-class JobRow:
-    """One conversion job as stored."""
-
-    id: int
-    portal: str
-    kind: str
-    policy: Mapping[str, Any]
-    lead_ids: tuple[int, ...] | None
-    status: str
-    created_at: dt.datetime
-    started_at: dt.datetime | None = None
-    finished_at: dt.datetime | None = None
-    heartbeat_at: dt.datetime | None = None
-    requests: int = 0
-    total: int | None = None
-    converted: int = 0
-    failed: int = 0
-    skipped: int = 0
-    owner: str | None = None
-    error: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (times as ISO strings)."""
-        data = {name: getattr(self, name) for name in self.__dataclass_fields__}
-        for name in ("created_at", "started_at", "finished_at", "heartbeat_at"):
-            data[name] = data[name].isoformat() if data[name] else None
-        data["policy"] = dict(self.policy)
-        data["lead_ids"] = list(self.lead_ids) if self.lead_ids is not None else None
-        return data
-
-
-@dataclass(frozen=True)
-class LeadEntry:
-    """One lead as a job writes it: status, the scheduler state (None once final), ids, error."""
-
-    lead_id: int
-    status: str
-    state: Mapping[str, Any] | None = None
-    deal_id: int | None = None
-    contact_id: int | None = None
-    company_id: int | None = None
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class LeadRecord:
-    """One `lead_states` row: a lead's conversion as the journal last saw it."""
-
-    lead_id: int
-    status: str
-    state: Mapping[str, Any] | None
-    deal_id: int | None
-    contact_id: int | None
-    company_id: int | None
-    error: str | None
-    attempts: int
-    job_id: int | None
-    updated_at: dt.datetime
-
-
-@dataclass(frozen=True)
-class JobCounts:
-    """A job's running totals, written with each step."""
-
-    requests: int = 0
-    converted: int = 0
-    failed: int = 0
-    skipped: int = 0
-    total: int | None = None
 
 
 def this_process() -> str:
@@ -268,6 +202,21 @@ class Journal:
                 shown = "the configured URL"
             reason = str(getattr(exc, "orig", None) or exc).splitlines()[0][:200]
             raise ConfigError(f"cannot open the database {shown}: {reason}") from None
+
+    @staticmethod
+    def open_jobs(engine: Engine, *, kinds: Sequence[str]) -> list[JobRow]:
+        """Every portal's jobs of these kinds that are not finished (pending, running,
+        interrupted), oldest first: what a recovery sweep looks at."""
+        query = (
+            select(jobs)
+            .where(
+                jobs.c.kind.in_(list(kinds)),
+                jobs.c.status.in_([RUNNING, PENDING, INTERRUPTED]),
+            )
+            .order_by(jobs.c.id)
+        )
+        with engine.connect() as conn:
+            return [_job(row) for row in conn.execute(query)]
 
     # -- jobs ----------------------------------------------------------------------------------
 
@@ -479,7 +428,7 @@ class Journal:
     def unfinished(self, lead_ids: Sequence[int] | None = None) -> list[LeadRecord]:
         """Leads whose conversion is underway (status creating), optionally among `lead_ids`."""
         query = select(lead_states).where(
-            lead_states.c.portal == self.portal, lead_states.c.status == "creating"
+            lead_states.c.portal == self.portal, lead_states.c.status == LeadStatus.CREATING
         )
         with self.engine.connect() as conn:
             if lead_ids is None:
@@ -558,7 +507,7 @@ class Journal:
                 "updated_at": now,
             }
             for e in leads
-            if e.status != "skipped"
+            if e.status != LeadStatus.SKIPPED
         ]
         outcomes = [
             {
@@ -621,7 +570,7 @@ def _job(row: Any) -> JobRow:
         kind=row.kind,
         policy=json.loads(row.policy),
         lead_ids=tuple(int(i) for i in lead_ids) if lead_ids is not None else None,
-        status=row.status,
+        status=JobStatus(row.status),
         created_at=row.created_at,
         started_at=row.started_at,
         finished_at=row.finished_at,
@@ -643,7 +592,7 @@ def _record(row: Any) -> LeadRecord:
         state = None  # unreadable: treated like a lead the journal does not know
     return LeadRecord(
         lead_id=row.lead_id,
-        status=row.status,
+        status=LeadStatus(row.status),
         state=state,
         deal_id=row.deal_id,
         contact_id=row.contact_id,

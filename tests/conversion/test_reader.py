@@ -9,9 +9,10 @@ from typing import Any
 
 from b24app.crm.mapping import ORIGINATOR_ID, origin_id
 from b24app.crm.policy import Client, MatchBy, Policy
-from b24app.crm.reader import Listing, Listings, Reader
+from b24app.crm.reader import Reader
 from b24app.rest import PortalClient
 from b24app.rest.command import Command
+from b24app.rest.listing import Listing, Listings
 from b24app.rest.response import BatchResult
 
 from .conftest import client_for

@@ -12,8 +12,8 @@ from b24app.crm import checkup
 from b24app.crm.checkup import FAIL, OK, WARN, Answers
 from b24app.doctor import public_url_check
 from b24app.errors import B24Error, OperationTimeLimit, make_error
-from b24app.events import BOUND_EVENTS
 from b24app.rest.response import Time
+from b24app.vocabulary import BOUND_EVENTS
 
 STAGES = [
     {"ENTITY_ID": "STATUS", "STATUS_ID": "NEW", "NAME": "New", "SORT": 10, "SEMANTICS": None},

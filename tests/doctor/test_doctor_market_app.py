@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from b24app.events import BOUND_EVENTS
 from b24app.install import EVENTS_PATH
 from b24app.rest.bindings import ensure_bindings
 from b24app.store.db import make_engine
 from b24app.store.portal_variants import PortalVariants
+from b24app.vocabulary import BOUND_EVENTS
 from sandbox.server import Sandbox
 from tests.cli.cli_support import Ran, run_cli
 from tests.handlers.page_support import make_page_app

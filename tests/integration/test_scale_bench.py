@@ -1,38 +1,37 @@
-"""`python -m bench.scale --quick` keeps working (the full run is in docs/deploy.md)."""
+"""`python -m bench.scale --quick` keeps working (the full run is in docs/deploy.md): every portal
+converted once by the workers, no 503, and the table row saying so."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 
-from tests.integration.cluster import ROOT
+from bench import scale
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
 
 def test_the_quick_scale_bench_converts_every_portal_with_no_503(
-    postgres_url: str, redis_url: str
+    postgres_url: str, redis_url: str, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.scale", "--quick", "--workers", "2"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={
-            **os.environ,
-            "B24APP_TEST_POSTGRES_URL": postgres_url,
-            "B24APP_TEST_REDIS_URL": redis_url,
-        },
-    )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    row = next(line for line in done.stdout.splitlines() if "4 x 60 (fast)" in line)
-    cells = [cell.strip() for cell in row.strip("│ ").split("│")]
-    assert cells[0] == "2"
-    converted, active = cells[2].split("/")
-    assert converted == active and int(active) > 0
-    assert cells[-2:] == ["0", "ok"]
-    assert "reproduce: python -m bench.scale" in done.stdout
+    monkeypatch.setattr(scale, "POSTGRES_URL", postgres_url)
+    monkeypatch.setattr(scale, "REDIS_URL", redis_url)
+    outcomes: list[scale.Outcome] = []
+    measure = scale.run
+
+    def run(options: scale.Options) -> list[scale.Outcome]:
+        outcomes.extend(measure(options))
+        return outcomes
+
+    monkeypatch.setattr(scale, "run", run)
+    assert scale.main(["--quick", "--workers", "2"]) == 0
+    (outcome,) = outcomes
+    assert outcome.workers == 2
+    assert len(outcome.usages) == scale.QUICK["portals"]
+    assert outcome.converted == outcome.active > 0
+    assert (outcome.duplicates, outcome.unfinished) == (0, 0)
+    assert sum(usage.rejected_503 for usage in outcome.usages) == 0
+    options = scale.parse(["--quick", "--workers", "2"])
+    (row,) = scale.rows_of(outcomes, options)
+    assert (row["portals x leads"], row["503s"], row["result"]) == ("4 x 60 (fast)", "0", "ok")
+    printed = capsys.readouterr().out
+    assert f"reproduce: {options.command()}" in printed

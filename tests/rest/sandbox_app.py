@@ -6,6 +6,7 @@ import multiprocessing
 
 from b24app.config import PLANS, RateLimit, Settings
 from b24app.rest import Command, PortalClient
+from b24app.services import installation_client
 from b24app.store import installations as inst
 from b24app.store.crypto import Cipher
 from b24app.store.db import make_engine, migrate
@@ -91,6 +92,4 @@ class Installed:
         )
 
     def client(self) -> PortalClient:
-        return PortalClient.for_installation(
-            self.store, self.member_id, settings=Settings(**self.settings)
-        )
+        return installation_client(self.store, self.member_id, settings=Settings(**self.settings))

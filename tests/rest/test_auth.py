@@ -14,6 +14,7 @@ from responses import matchers
 from b24app import errors as e
 from b24app.config import RateLimit
 from b24app.rest import OAuthServer, PortalClient, Tokens
+from b24app.services import installation_client
 from b24app.store import installations as inst
 from b24app.store.crypto import Cipher
 from b24app.store.db import make_engine, migrate
@@ -189,9 +190,7 @@ def stored_client(store, clock) -> PortalClient:
         oauth_server=OAUTH,
         rate_limit=RateLimit(1000.0, 1000),
     )
-    return PortalClient.for_installation(
-        store, MEMBER, settings=settings, clock=clock, rng=random.Random(1)
-    )
+    return installation_client(store, MEMBER, settings=settings, clock=clock, rng=random.Random(1))
 
 
 def test_stored_tokens_are_persisted_before_the_retry(rsps, clock, store):

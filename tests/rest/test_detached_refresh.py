@@ -16,6 +16,7 @@ from b24app import errors as e
 from b24app.config import Settings
 from b24app.refresher import DetachedRefresh
 from b24app.rest import PortalClient
+from b24app.services import installation_client
 from b24app.store import installations as inst
 from sandbox import Sandbox
 from tests.rest.sandbox_app import Installed
@@ -27,7 +28,7 @@ def _settings(app: Installed) -> Settings:
 
 def _client(app: Installed) -> PortalClient:
     settings = _settings(app)
-    return PortalClient.for_installation(
+    return installation_client(
         app.store, app.member_id, settings=settings, detached=DetachedRefresh(settings)
     )
 

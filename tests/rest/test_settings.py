@@ -9,6 +9,7 @@ import pytest
 from b24app.config import RateLimit, Settings
 from b24app.errors import ConfigError
 from b24app.rest import LocalBucket, PortalClient, RedisBucket
+from b24app.services import installation_client
 from tests.rest.conftest import WEBHOOK
 
 
@@ -55,4 +56,4 @@ def test_oauth_client_needs_the_app_credentials(tmp_path):
         make_engine(f"sqlite:///{tmp_path / 'x.db'}"), Cipher(Cipher.generate_key())
     )
     with pytest.raises(ConfigError, match="B24_CLIENT_ID, B24_CLIENT_SECRET"):
-        PortalClient.for_installation(store, "m", settings=Settings())
+        installation_client(store, "m", settings=Settings())

@@ -8,6 +8,7 @@ from typing import Any
 
 from b24app.config import RateLimit, Settings
 from b24app.rest import Command, PortalClient
+from b24app.services import installation_client
 from b24app.store.crypto import Cipher
 from b24app.store.db import make_engine
 from b24app.store.installations import InstallationStore
@@ -27,7 +28,7 @@ def refresh_race(
     (the tokens have expired meanwhile); report ("ok", n) or ("error", text) per thread."""
     try:
         store = InstallationStore(make_engine(db_url), Cipher(key))
-        client = PortalClient.for_installation(store, member_id, settings=Settings(**settings))
+        client = installation_client(store, member_id, settings=Settings(**settings))
         client.call("profile")
     except Exception:
         results.put(("error", traceback.format_exc()))

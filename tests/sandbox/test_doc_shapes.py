@@ -92,9 +92,38 @@ def assert_form_shape(expected: Any, actual: Any, path: str = "$") -> None:
         assert isinstance(actual, str), f"{path}: {actual!r}"
 
 
+# What each kind of example is: a REST answer, an error body, an OAuth grant, a posted form.
+KINDS = {
+    "error": {"error", "error_description"},
+    "event": {"event", "data", "ts", "auth"},
+    "oauth": {"access_token", "refresh_token", "expires_in", "member_id", "client_endpoint"},
+    "install": {"AUTH_ID", "REFRESH_ID", "member_id", "DOMAIN", "APPLICATION_TOKEN"},
+}
+
+
+def kind_of(example: dict[str, Any]) -> str:
+    if "result" in example:
+        return "result"
+    return next(kind for kind, keys in KINDS.items() if keys <= set(example))
+
+
 @pytest.mark.parametrize("name", ALL)
-def test_every_doc_example_parses(name: str) -> None:
-    assert isinstance(doc(name), dict)
+def test_every_doc_example_is_a_known_kind(name: str) -> None:
+    example = doc(name)
+    kind = kind_of(example)
+    if name.startswith(("error.", "oauth.error.")) or name.endswith("access-denied"):
+        assert kind == "error"
+        # a legacy error (crm.lead.list's access denied) has an empty code and a description
+        assert isinstance(example["error"], str) and isinstance(example["error_description"], str)
+        assert example["error"] or example["error_description"]
+    elif name.startswith("event.") and name != "event.offline.get":
+        assert (kind, example["event"]) == ("event", name.removeprefix("event."))
+    elif name.startswith("oauth."):
+        assert kind == "oauth"
+    elif name.startswith("install."):
+        assert kind == "install"
+    else:
+        assert kind == "result"
 
 
 @pytest.fixture(scope="module")
@@ -159,9 +188,15 @@ def test_crm_answers(portal: Sandbox) -> None:
         doc("crm.category.list.deal"), rest(portal, "crm.category.list", entityTypeId=2)
     )
     assert_same_shape(doc("crm.enum.settings.mode"), rest(portal, "crm.enum.settings.mode"))
-    assert_same_shape(doc("crm.settings.mode.get"), rest(portal, "crm.settings.mode.get"))
+    mode = rest(portal, "crm.settings.mode.get")
+    assert_same_shape(doc("crm.settings.mode.get"), mode)
+    assert mode["result"] == 1  # a new sandbox portal is in Classic mode, as Bitrix24's are
     stages = doc("crm.status.list.lead-stages")
-    assert_same_shape(stages, rest(portal, "crm.status.list", filter={"ENTITY_ID": "STATUS"}))
+    answer = rest(portal, "crm.status.list", filter={"ENTITY_ID": "STATUS"})
+    assert_same_shape(stages, answer)
+    assert {row["ENTITY_ID"] for row in answer["result"]} == {"STATUS"}
+    assert answer["total"] == len(answer["result"])
+    assert {"S", "F"} <= {row.get("SEMANTICS") for row in answer["result"]}
 
 
 def test_lead_list_page(portal: Sandbox) -> None:
@@ -174,6 +209,11 @@ def test_lead_list_page(portal: Sandbox) -> None:
     answer = rest(portal, "crm.lead.list", select=["*"])
     assert_same_shape(trimmed, answer)
     assert not custom & set(answer["result"][0])
+    # 60 seeded leads (the tests before may add some): a full first page, then `next`.
+    assert len(answer["result"]) == 50 and answer["next"] == 50
+    assert answer["total"] >= 60
+    ids = [int(row["ID"]) for row in answer["result"]]
+    assert ids == sorted(ids) and len(set(ids)) == 50
 
 
 def test_lead_list_access_denied(portal: Sandbox) -> None:
