@@ -73,6 +73,9 @@ class Settings:
     workers: int = 2
     slice_leads: int = 500
     keepalive_days: float = 20.0
+    event_window: float = 5.0
+    event_batch: int = 500
+    lanes: int = 64
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -101,6 +104,10 @@ class Settings:
             get("B24APP_KEEPALIVE_DAYS"), 20.0, "B24APP_KEEPALIVE_DAYS", problems
         )
 
+        event_window = _number(get("B24APP_EVENT_WINDOW"), 5.0, "B24APP_EVENT_WINDOW", problems)
+        event_batch = int(_number(get("B24APP_EVENT_BATCH"), 500, "B24APP_EVENT_BATCH", problems))
+        lanes = int(_number(get("B24APP_LANES"), 64, "B24APP_LANES", problems))
+
         webhook_url = get("B24_WEBHOOK_URL")
         if webhook_url and not webhook_url.startswith(("http://", "https://")):
             problems.append("B24_WEBHOOK_URL must start with http:// or https://")
@@ -125,6 +132,9 @@ class Settings:
             workers=max(1, workers),
             slice_leads=max(1, slice_leads),
             keepalive_days=keepalive_days,
+            event_window=event_window,
+            event_batch=max(1, event_batch),
+            lanes=max(1, lanes),
         )
 
     @property

@@ -15,6 +15,17 @@ Rules every task keeps:
   sweep and the recovery pass still find its work).
 * Fair scheduling: a conversion task converts at most B24APP_SLICE_LEADS leads, then re-enqueues
   its job at the back of the queue, so one huge portal does not hold a worker for hours.
+* Events coalesce: a lead event gathers its lead into the portal's open automatic job (no REST
+  request; see `b24app.listeners`), whose run is scheduled for when its window
+  (B24APP_EVENT_WINDOW) ends, or at once when it holds B24APP_EVENT_BATCH leads. Sweeps add to
+  the same job.
+* A portal's turn (`_turn`): holding the portal lock, the worker runs the portal's due jobs one
+  slice at a time in the order of `b24app.turns` - admin jobs first, then automatic work - and
+  re-reads the journal after each slice, so a job that became due meanwhile needs no new task.
+  Admin tasks also go first in queues that keep priorities (SQLite, memory).
+* In `b24app worker` the turns run in lanes (`b24app.lanes`): one thread per portal with work,
+  so a portal waiting on its rate limit does not hold up the others. When portals wait for a
+  lane, a turn ends after its slice and the portal queues again at the back.
 * Progress lives in the journal (status_counts, job()); Huey stores no results.
 * A periodic tick (every minute by default; `b24app worker --tick`) recovers stuck jobs, enqueues
   the sweeps that are due (B24APP_SWEEP_MINUTES) and the token keep-alives (B24APP_KEEPALIVE_DAYS).
@@ -31,14 +42,16 @@ import contextlib
 import datetime as dt
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from huey import Huey, MemoryHuey, RedisHuey, SqliteHuey
 
+from b24app import turns
 from b24app.config import Settings
-from b24app.errors import ConfigError
+from b24app.errors import B24AppError, ConfigError
+from b24app.lanes import Lanes
 from b24app.locks import (
     FileLocks,
     MemoryLocks,
@@ -69,6 +82,8 @@ BUSY_DELAY = 10.0
 BUSY_ATTEMPTS = 180
 # Job kinds the app runs (the CLI's `convert` jobs are resumed by `b24app jobs resume`).
 APP_KINDS = ("app", "event", "sweep")
+# Queue priority of a task running an admin's job (queues that keep priorities run it first).
+ADMIN_PRIORITY = 100
 # A pending job untouched this long with no task in the queue lost its task (a worker killed
 # between taking the task and starting the job, or the web could not enqueue).
 PENDING_STALE = dt.timedelta(seconds=30)
@@ -160,11 +175,23 @@ class Jobs:
         immediate: bool = False,
         services: Services | None = None,
         locks: PortalLocks | None = None,
+        lanes: int = 0,
+        window: float | None = None,
+        batch: int | None = None,
+        now: Callable[[], dt.datetime] = utc_now,
     ) -> None:
+        """`lanes`: portals this process converts at once, each in a thread of its own (0: in
+        the task's thread). `window`/`batch`: the coalescing of event leads (default the
+        settings; no window in immediate mode, where nothing runs later). `now`: the clock."""
         self.settings = settings
         self.huey = huey if huey is not None else make_huey(settings, immediate=immediate)
         self.services = services or Services(settings)
         self.locks = locks or make_locks(settings, self.huey, engine=self._shared_engine())
+        default_window = 0.0 if self.huey.immediate else settings.event_window
+        self.window = default_window if window is None else max(0.0, window)
+        self.batch = settings.event_batch if batch is None else max(1, batch)
+        self.now = now
+        self.lanes = Lanes(lanes, self._turn, name="portal-lane")
         task = self.huey.task
         self._convert = task(name="convert_job")(self._convert_job)
         self._event = task(name="lead_event")(self._lead_event)
@@ -178,10 +205,19 @@ class Jobs:
         return f"Jobs({type(self.huey.storage).__name__})"
 
     def _shared_engine(self) -> Any:
-        """The database engine when it is one other machines share (PostgreSQL), else None."""
+        """An engine for the portal locks when the database is one other machines share
+        (PostgreSQL), else None. Its own, without a pool: a held advisory lock keeps its
+        connection for the whole turn, and a process with many lanes holds many at once - in
+        the journal's pool (15 connections) they would starve the journal's own work."""
         if self.huey.immediate or not self.settings.database_url.startswith("postgres"):
             return None
-        return self.services.engine
+        from sqlalchemy import create_engine
+        from sqlalchemy.pool import NullPool
+
+        from b24app.store.db import normalize_url
+
+        self.services.engine  # noqa: B018 - migrated before any lock is taken
+        return create_engine(normalize_url(self.settings.database_url), poolclass=NullPool)
 
     # -- enqueue API (the web) -----------------------------------------------------------------
 
@@ -190,8 +226,12 @@ class Jobs:
         self._event(member_id, int(lead_id), str(event))
 
     def run_job(self, member_id: str, job_id: int) -> None:
-        """Enqueue a conversion job the caller created as pending in the journal."""
-        self._convert(member_id, int(job_id))
+        """Enqueue a conversion job an admin created as pending in the journal (ahead of
+        automatic work where the queue keeps priorities)."""
+        if getattr(self.huey.storage, "priority", False):
+            self._convert(member_id, int(job_id), priority=ADMIN_PRIORITY)
+        else:
+            self._convert(member_id, int(job_id))
 
     def sweep(self, member_id: str | None = None) -> None:
         """Enqueue a sweep of one portal now, or of every active portal."""
@@ -223,57 +263,105 @@ class Jobs:
         return True
 
     def _convert_job(self, member_id: str, job_id: int, *, attempt: int = 0) -> None:
-        """Run (a slice of) a pending, paused or interrupted conversion job."""
-        from b24app.crm import conversion
-
-        journal = self._journal(member_id)
-        job = journal.job(job_id)
+        """Give the portal a turn that runs this job (pending, paused, interrupted or abandoned)
+        and the portal's other due jobs, in the order of `b24app.turns`."""
+        job = self._journal(member_id).job(job_id)
         if job is None or job.status in FINISHED or not self._active(member_id):
             return
+        self.lanes.submit(member_id, job_id, attempt)
+
+    def _turn(self, member_id: str, job_id: int, attempt: int = 0) -> None:
+        """Hold the portal lock and run its due jobs one slice at a time, `job_id` among them."""
+        journal = self._journal(member_id)
+        tried: set[int] = set()  # jobs that stopped (interrupted, busy) in this turn
         with self.locks.hold(self.lock_name(member_id)) as got:
             if not got:
-                if job.status != RUNNING:  # a running job holds the lock itself
+                job = journal.job(job_id)
+                if job is not None and job.status not in FINISHED and job.status != RUNNING:
                     self._later(self._convert, member_id, job_id, attempt=attempt)
                 return
-            client = self.services.client(member_id)
-            try:
-                with lease(journal, job_id):
-                    report = conversion.resume(
-                        client, journal, job_id, max_leads=self.settings.slice_leads
-                    )
-            except JobBusy:
-                current = journal.job(job_id)
-                if current is not None and current.status != RUNNING:
-                    self._later(self._convert, member_id, job_id, attempt=attempt)
-                return
-            finally:
-                client.close()
-        if report.status == PENDING:  # paused after its slice: back of the queue
+            named = {job_id}
+            while True:
+                live = journal.live_jobs(APP_KINDS)
+                job = turns.next_job(
+                    live,
+                    now=self.now(),
+                    window=self.window,
+                    batch=self.batch,
+                    named=named,
+                    skip=tried,
+                )
+                if job is None:
+                    break
+                status = self._slice(member_id, journal, job.id)
+                named.discard(job.id)
+                if status is None:  # another live job holds the portal (a run without the lock)
+                    self._later(self._convert, member_id, job.id, attempt=attempt)
+                    return
+                if status != PENDING:
+                    tried.add(job.id)
+                elif self.lanes.crowded() or self.lanes.closed:
+                    self._convert(member_id, job.id)  # others wait for a lane: back of the line
+                    return
+        self._wake_when_due(member_id, journal)
+
+    def _slice(self, member_id: str, journal: Journal, job_id: int) -> str | None:
+        """Run one slice of a job (the caller holds the portal lock): its status after it,
+        None when another live job holds the portal."""
+        from b24app.crm import conversion
+
+        client = self.services.client(member_id)
+        try:
+            with lease(journal, job_id):
+                report = conversion.resume(
+                    client, journal, job_id, max_leads=self.settings.slice_leads
+                )
+        except JobBusy:
+            return None
+        except B24AppError as exc:  # the portal or the policy refused before the job ran
+            log.warning("portal %s: job %d not run: %s", member_id, job_id, exc)
+            return INTERRUPTED
+        finally:
+            client.close()
+        return report.status
+
+    def _wake_when_due(self, member_id: str, journal: Journal) -> None:
+        """Schedule a turn for when the portal's gathering automatic job comes due."""
+        live = journal.live_jobs(turns.AUTO_KINDS)
+        due = turns.next_due(live, window=self.window)
+        if due is None:
+            return
+        waiting = next(j for j in live if turns.due_at(j, self.window) == due)
+        delay = max(0.0, (due - self.now()).total_seconds())
+        self._run_later(member_id, waiting.id, delay)
+
+    def _run_later(self, member_id: str, job_id: int, delay: float) -> None:
+        if delay <= 0:
             self._convert(member_id, job_id)
+        else:  # a little after the window ends, so the turn finds the job due
+            self._convert.schedule(args=(member_id, job_id), delay=delay + 0.05)
 
     def _journal(self, member_id: str) -> Journal:
         """The portal's journal as workers judge it: app jobs live by their lease."""
         return self.services.journal(member_id, leases=dict.fromkeys(APP_KINDS, LEASE_STALE))
 
     def _lead_event(self, member_id: str, lead_id: int, event: str, *, attempt: int = 0) -> None:
-        """Convert the lead an event named if the portal's auto-convert rule says so."""
+        """Gather the lead an event named into the portal's open automatic job (no REST request
+        as a rule); run the job when its window ends, or now when it holds a full batch."""
         from b24app import listeners
 
-        early = listeners.event_precheck(self.services, member_id, lead_id=lead_id, event=event)
-        if isinstance(early, listeners.Outcome):  # decided without the portal (and the lock)
+        found = listeners.gather_from_event(self.services, member_id, lead_id=lead_id, event=event)
+        if isinstance(found, listeners.Outcome):
             return
-        with self.locks.hold(self.lock_name(member_id)) as got:
-            if not got:
-                self._later(self._event, member_id, lead_id, event, attempt=attempt)
-                return
-            try:
-                outcome = listeners.convert_from_event(
-                    self.services, member_id, lead_id=lead_id, event=event
-                )
-            except JobBusy:
-                self._later(self._event, member_id, lead_id, event, attempt=attempt)
-                return
-        self._continue(member_id, outcome.job_id, outcome.status)
+        self._gathered(found)
+
+    def _gathered(self, found: Any) -> None:
+        """Start what gathering leads into a job calls for (`listeners.Gathered`)."""
+        before = found.size - len(found.added)
+        if found.size >= self.batch > before:  # this call filled the batch: no more waiting
+            self._convert(found.member_id, found.job_id)
+        elif found.created:
+            self._run_later(found.member_id, found.job_id, self.window)
 
     def _continue(self, member_id: str, job_id: int | None, status: str | None) -> None:
         if job_id is not None and status == PENDING:
@@ -300,7 +388,7 @@ class Jobs:
                 if not force and not self._sweep_due(member_id, utc_now()):
                     return
                 try:
-                    outcome = listeners.sweep_portal(self.services, member_id)
+                    outcome = listeners.sweep_portal(self.services, member_id, gathering=True)
                 except JobBusy:
                     waiting = True
                     self._later(self._sweep, member_id, force=force, attempt=attempt)

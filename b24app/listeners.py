@@ -19,6 +19,16 @@ B24APP_SWEEP_MINUTES: it records the portal's mode (a change lands in the instal
 lists the active leads modified since the last sweep minus `SWEEP_MARGIN`, adds the leads from
 the portal's offline event queue where the portal grants one (admin installs), and converts those
 the rule picks.
+
+Coalescing (issue 16): the leads events and sweeps bring in are not converted one job each. They
+are *gathered* (`gather`) into the portal's open automatic job - one job record, pending, whose
+lead list grows - and that job runs once its window (B24APP_EVENT_WINDOW) has passed or it holds a
+full batch (B24APP_EVENT_BATCH), under the portal's policy with the rule as its lead selection, so
+the conversion reads the portal's facts and the leads once per batch (`b24app.turns`,
+`b24app.jobs`). Deciding to gather costs no REST request: the journal answers the app's own
+changes echoing back (a lead converted, or underway in a job); the CRM mode, which only matters
+when the rule names stages or sources, is the one last recorded unless that is older than
+`MODE_FRESH`. A lead that arrives while its portal's job runs goes to the next job.
 """
 
 from __future__ import annotations
@@ -30,8 +40,8 @@ from typing import Any
 
 from b24app.crm import changes, conversion
 from b24app.crm.facts import PortalFacts
-from b24app.crm.journal import LeadStatus
-from b24app.crm.mode import Mode
+from b24app.crm.journal import JobStatus, LeadStatus
+from b24app.crm.mode import Mode, ModeError
 from b24app.crm.policy import LeadSelection, Policy, PolicyError
 from b24app.crm.reader import Reader
 from b24app.errors import B24Error
@@ -43,6 +53,11 @@ log = logging.getLogger("b24app.jobs")
 
 # Leads modified this long before the last sweep are listed again (clock skew, slow commits).
 SWEEP_MARGIN = dt.timedelta(minutes=10)
+# The recorded CRM mode is trusted this long for the rule's lead selection; older, it is read
+# again. Every conversion batch checks the mode itself (a switch during a job is handled there).
+MODE_FRESH = dt.timedelta(minutes=10)
+# Job kinds holding automatic work (see `b24app.turns`).
+AUTO_KINDS = ("event", "sweep")
 
 
 @dataclass(frozen=True)
@@ -112,7 +127,97 @@ def event_precheck(
         return Outcome(
             member_id, "skipped", f"already converted by job {known.job_id}", leads=(lead_id,)
         )
+    if known is not None and known.status == LeadStatus.CREATING:
+        # Underway in a job (its closing call echoing back, most often): that job, or the
+        # recovery of it, finishes the lead.
+        return Outcome(member_id, "skipped", f"underway in job {known.job_id}", leads=(lead_id,))
     return policy
+
+
+@dataclass(frozen=True)
+class Gathered:
+    """Leads added to the portal's open automatic job: `added` the ones it did not hold yet,
+    `size` how many it holds now, `created` whether the job was opened by this call."""
+
+    member_id: str
+    job_id: int
+    added: tuple[int, ...]
+    size: int
+    created: bool
+
+
+def rule_selection(policy: Policy, mode: Mode | None) -> Policy:
+    """The policy an automatic job runs with: the rule picks its leads (Classic: the rule's
+    stages and sources; Simple: every lead Bitrix24 left active), the page's selection does not.
+    The conversion skips inactive leads itself."""
+    if mode is Mode.SIMPLE or not policy.auto.enabled:
+        return replace(policy, leads=LeadSelection())
+    return replace(
+        policy, leads=LeadSelection(stages=policy.auto.stages, sources=policy.auto.sources)
+    )
+
+
+def known_mode(
+    services: Services, member_id: str, policy: Policy, *, now: dt.datetime | None = None
+) -> Mode | None:
+    """The CRM mode the rule's selection depends on: None when it does not (the rule names no
+    stage or source), else the one last recorded if fresher than MODE_FRESH, else read now."""
+    if not (policy.auto.stages or policy.auto.sources):
+        return None
+    label, at = services.portal_settings.observed_mode(member_id)
+    if label and at is not None and (now or utc_now()) - at < MODE_FRESH:
+        try:
+            return Mode.from_label(label)
+        except ModeError:
+            pass  # unreadable: read it again
+    client = services.client(member_id)
+    try:
+        return _mode(services, member_id, client)
+    finally:
+        client.close()
+
+
+def gather(
+    services: Services,
+    member_id: str,
+    lead_ids: list[int],
+    *,
+    kind: str,
+    policy: Policy,
+    mode: Mode | None,
+) -> Gathered | Outcome:
+    """Add leads the rule should look at to the portal's open automatic job (a new pending job
+    of `kind` when none is open); an Outcome when none is left (converted, or underway)."""
+    journal = services.journal(member_id)
+    known = journal.states(lead_ids)
+    fresh = [
+        i
+        for i in dict.fromkeys(lead_ids)
+        if (found := known.get(i)) is None
+        or found.status not in (LeadStatus.CONVERTED, LeadStatus.CREATING)
+    ]
+    if not fresh:
+        return Outcome(member_id, "skipped", "converted or underway already", leads=tuple(lead_ids))
+    job, added, created = journal.gather(
+        kind=kind,
+        policy=rule_selection(policy, mode).to_dict(),
+        lead_ids=fresh,
+        kinds=AUTO_KINDS,
+    )
+    return Gathered(member_id, job.id, added, len(job.lead_ids or ()), created)
+
+
+def gather_from_event(
+    services: Services, member_id: str, *, lead_id: int, event: str
+) -> Gathered | Outcome:
+    """What a verified ONCRMLEADADD/UPDATE does now: the lead joins the portal's open automatic
+    job, or nothing happens (rule off, converted, underway, not an active installation). No REST
+    request unless the rule names stages or sources and the recorded mode is stale."""
+    policy = event_precheck(services, member_id, lead_id=lead_id, event=event)
+    if isinstance(policy, Outcome):
+        return policy
+    mode = known_mode(services, member_id, policy)
+    return gather(services, member_id, [lead_id], kind="event", policy=policy, mode=mode)
 
 
 def convert_from_event(services: Services, member_id: str, *, lead_id: int, event: str) -> Outcome:
@@ -177,9 +282,12 @@ def sweep_portal(
     *,
     now: dt.datetime | None = None,
     margin: dt.timedelta = SWEEP_MARGIN,
+    gathering: bool = False,
 ) -> Outcome:
     """Record the portal's mode and convert the leads the rule should have caught since the
     last sweep; mark the portal swept (not when it failed: the next sweep looks further back).
+    `gathering`: add them to the portal's open automatic job instead (the Outcome names it,
+    status pending: the caller runs it).
 
     Raises JobBusy when another conversion of the portal is running.
     """
@@ -213,7 +321,18 @@ def sweep_portal(
             i for i, lead in candidates.items() if should_convert(mode, policy, lead, facts)
         )
         outcome = Outcome(member_id, "swept", f"{len(candidates)} changed lead(s) checked")
-        if wanted:
+        if wanted and gathering:
+            found = gather(services, member_id, wanted, kind="sweep", policy=policy, mode=mode)
+            if isinstance(found, Gathered):
+                outcome = Outcome(
+                    member_id,
+                    "swept",
+                    f"{len(found.added)} lead(s) added to job {found.job_id}",
+                    job_id=found.job_id,
+                    status=JobStatus.PENDING,
+                    leads=tuple(wanted),
+                )
+        elif wanted:
             outcome = _convert(services, member_id, client, policy, wanted, kind="sweep")
         if offline is not None:
             changes.clear_offline(client, offline.process_id)

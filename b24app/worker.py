@@ -5,6 +5,11 @@ Run one or more per machine; every worker shares the queue (B24APP_QUEUE_URL), t
 The periodic tick (stuck-job recovery, due sweeps, token keep-alive) may run in every worker - its
 work is idempotent and locked per portal - but one per deployment is enough (`--no-periodic` on
 the others saves a few queries a minute).
+
+The worker threads (`--workers`) take tasks off the queue; conversions run in the process's
+portal lanes (`--lanes`, B24APP_LANES; `b24app.lanes`), one per portal with work, so one process
+converts for many portals at once, each at its own rate limit. On SIGINT the lanes finish the
+slice in hand before the process exits.
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ from b24app.config import Settings
 DEFAULT_TICK = 60.0
 
 
-def run_worker(settings: Settings, *, workers: int, periodic: bool, tick: float) -> None:
+def run_worker(
+    settings: Settings, *, workers: int, periodic: bool, tick: float, lanes: int | None = None
+) -> None:
     """Build the app's tasks and consume the queue until SIGINT (graceful) or SIGTERM."""
     from huey.consumer import Consumer
 
@@ -42,8 +49,9 @@ def run_worker(settings: Settings, *, workers: int, periodic: bool, tick: float)
     # `kill -USR1 PID` writes every thread's stack to the log: what a stuck worker is waiting on.
     faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
     settings.require("B24_CLIENT_ID", "B24_CLIENT_SECRET", "B24APP_SECRET_KEY")
+    lanes = settings.lanes if lanes is None else lanes
     # A worker may be killed at any moment: its token refreshes run in a child that outlives it.
-    jobs = Jobs(settings, services=Services(settings, detached_refresh=True))
+    jobs = Jobs(settings, lanes=lanes, services=Services(settings, detached_refresh=True))
     jobs.services.installations  # noqa: B018 - open (and migrate) the database now, not in a task
     consumer = _Consumer(
         jobs.huey,
@@ -55,11 +63,12 @@ def run_worker(settings: Settings, *, workers: int, periodic: bool, tick: float)
         max_delay=2.0,
     )
     click.echo(
-        f"b24app worker: {workers} thread(s), periodic "
+        f"b24app worker: {workers} thread(s), {lanes} portal lane(s), periodic "
         f"{f'every {tick:g}s' if periodic else 'off'}, queue {type(jobs.huey.storage).__name__}",
         err=True,
     )
     consumer.run()
+    jobs.lanes.close()  # the slices in hand finish, their jobs queued again; then exit
 
 
 def _configure_logging(level: str) -> None:
@@ -80,6 +89,12 @@ def _configure_logging(level: str) -> None:
     help="Worker threads in this process (default B24APP_WORKERS).",
 )
 @click.option(
+    "--lanes",
+    type=click.IntRange(min=1, max=1024),
+    default=None,
+    help="Portals this process converts at once (default B24APP_LANES).",
+)
+@click.option(
     "--periodic/--no-periodic",
     default=True,
     show_default=True,
@@ -92,8 +107,10 @@ def _configure_logging(level: str) -> None:
     show_default=True,
     help="Seconds between periodic ticks.",
 )
-def worker(workers: int | None, periodic: bool, tick: float) -> None:
+def worker(workers: int | None, lanes: int | None, periodic: bool, tick: float) -> None:
     """Run background jobs: conversions, event-triggered conversions, sweeps, keep-alives."""
     settings = Settings.from_env()
     _configure_logging(settings.log_level)
-    run_worker(settings, workers=workers or settings.workers, periodic=periodic, tick=tick)
+    run_worker(
+        settings, workers=workers or settings.workers, periodic=periodic, tick=tick, lanes=lanes
+    )

@@ -1,4 +1,4 @@
-"""Bench: many portals at once - `b24app worker` processes converting every active lead of 20
+"""Bench: many portals at once - `b24app worker` processes converting every active lead of 50
 sandbox portals (500 leads each, standard plan) on PostgreSQL + Redis, with 1, 2 and 4 workers.
 
 Every portal has its own leaky bucket (2 requests/s after a burst of 50), so the best possible
@@ -9,11 +9,13 @@ bottleneck and never idle), and the 503 QUERY_LIMIT_EXCEEDED answers received (g
 Afterwards each portal is checked: every active lead converted, no duplicates by ORIGIN_ID.
 
 Jobs are created and enqueued the way the app page does; each worker process runs one worker
-thread (`b24app worker --workers 1`) and converts B24APP_SLICE_LEADS leads per turn.
-The sandboxes run as threads of this process, so on a 2-core machine the portals' own CPU time
-shares the cores with the workers.
+thread (`b24app worker --workers 1`) taking tasks off the queue, converts in its portal lanes
+(B24APP_LANES, one per portal with work: `b24app.lanes`) and converts B24APP_SLICE_LEADS leads
+per turn. The sandboxes run as threads of this process, so on a 2-core machine the portals' own
+CPU time shares the cores with the workers: the CPU column says how busy the cores were (the
+workers' CPU seconds and this process's, the sandboxes', over the wall time).
 
-    python -m bench.scale                       # 20 portals x 500 leads, standard, 1/2/4 workers
+    python -m bench.scale                       # 50 portals x 500 leads, standard, 1/2/4 workers
     python -m bench.scale --quick               # 4 portals x 60 leads, fast plan, 1/2 workers
     python -m bench.scale --portals 10 --workers 2,4 --slice 100
 """
@@ -52,7 +54,7 @@ REDIS_URL = os.environ.get("B24APP_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 class Options:
     """One bench run's settings."""
 
-    portals: int = 20
+    portals: int = 50
     leads: int = 500
     plan: str = "standard"
     workers: tuple[int, ...] = (1, 2, 4)
@@ -80,6 +82,18 @@ class Outcome:
     duplicates: int
     unfinished: int
     plan: str = "standard"
+    worker_cpu: float = 0.0  # CPU seconds of the worker processes
+    portal_cpu: float = 0.0  # CPU seconds of this process (the sandboxes)
+
+    @property
+    def cpu(self) -> str:
+        """CPU use over the run: worker and sandbox seconds, and the share of the cores."""
+        cores = os.cpu_count() or 1
+        busy = (self.worker_cpu + self.portal_cpu) / max(self.seconds, 1e-9) / cores
+        return (
+            f"workers {self.worker_cpu:.0f} s + sandboxes {self.portal_cpu:.0f} s CPU "
+            f"= {busy:.0%} of {cores} cores"
+        )
 
     @property
     def floors(self) -> list[float]:
@@ -112,6 +126,18 @@ def _install(store: inst.InstallationStore, sandbox: Any) -> str:
 
 def run_once(options: Options, workers: int) -> Outcome:
     """Fresh portals, database and queue; `workers` worker processes; every portal's job."""
+    import resource
+
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    outcome, own = _run_once(options, workers)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    used = after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
+    return replace(outcome, worker_cpu=used, portal_cpu=own)
+
+
+def _run_once(options: Options, workers: int) -> tuple[Outcome, float]:
+    import resource
+
     from sandbox import Sandbox
     from tests.conversion.portalstate import created, duplicates, snapshot
     from tests.integration.cluster import (
@@ -160,6 +186,7 @@ def run_once(options: Options, workers: int) -> Outcome:
         for i in range(workers):
             stack.callback(start_worker(env, f"worker{i}", logs, threads=1, tick=5.0).stop)
         jobs = Jobs(settings)
+        own = resource.getrusage(resource.RUSAGE_SELF)
         tick = time.monotonic()
         started = {}
         for member_id in members:
@@ -173,6 +200,8 @@ def run_once(options: Options, workers: int) -> Outcome:
 
         wait_for(finished, timeout=options.timeout, what="every portal's job", every=0.05)
         seconds = time.monotonic() - tick
+        mine = resource.getrusage(resource.RUSAGE_SELF)
+        own_cpu = mine.ru_utime + mine.ru_stime - own.ru_utime - own.ru_stime
         usages = tuple(
             usage_between(old, sandbox.stats())
             for old, sandbox in zip(stats, sandboxes, strict=True)
@@ -183,7 +212,7 @@ def run_once(options: Options, workers: int) -> Outcome:
         )
         rows = [services.journal(m).job(j) for m, j in started.items()]
         unfinished = sum(1 for row in rows if row is None or row.status != DONE)
-    return Outcome(
+    outcome = Outcome(
         workers=workers,
         seconds=seconds,
         usages=usages,
@@ -193,6 +222,7 @@ def run_once(options: Options, workers: int) -> Outcome:
         unfinished=unfinished,
         plan=options.plan,
     )
+    return outcome, own_cpu
 
 
 def run(options: Options) -> list[Outcome]:
@@ -216,6 +246,7 @@ def rows_of(outcomes: Sequence[Outcome], options: Options) -> list[dict[str, str
                 "largest portal floor s": f"{largest:.1f}",
                 "total/largest": ratio(outcome.seconds, largest),
                 "sum of floors / workers s": f"{summed:.1f}",
+                "CPU": outcome.cpu,
                 "503s": str(sum(u.rejected_503 for u in outcome.usages)),
                 "result": "ok" if outcome.ok else _why(outcome),
             }
@@ -243,8 +274,12 @@ def figures(outcomes: Sequence[Outcome], options: Options) -> list[dict[str, str
                 ),
                 measured=(
                     f"{outcome.seconds:.1f} s, {sum(u.rejected_503 for u in outcome.usages)} x 503"
+                    f" ({outcome.cpu})"
                 ),
-                versus=f"largest single-portal floor {largest:.1f} s, goal 0 x 503",
+                versus=(
+                    f"largest single-portal floor {largest:.1f} s, goal "
+                    f"{'<= 1.3x, ' if outcome.workers == 1 else ''}0 x 503"
+                ),
                 ratio=ratio(outcome.seconds, largest),
                 result="ok" if outcome.ok else _why(outcome),
                 reproduce=options.command(),
@@ -266,7 +301,7 @@ def parse(argv: Sequence[str] | None) -> Options:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--portals", type=int, default=None, help="sandbox portals (default 20)")
+    parser.add_argument("--portals", type=int, default=None, help="sandbox portals (default 50)")
     parser.add_argument("--leads", type=int, default=None, help="leads per portal (default 500)")
     parser.add_argument("--plan", choices=sorted(PLANS), default=None, help="default standard")
     parser.add_argument("--workers", default=None, help="worker counts to run (default 1,2,4)")

@@ -237,6 +237,71 @@ class Journal:
         with self.engine.connect() as conn:
             return [_job(row) for row in conn.execute(query)]
 
+    def count_jobs(self) -> int:
+        """How many jobs this portal has (for a pager)."""
+        query = select(func.count()).select_from(jobs).where(jobs.c.portal == self.portal)
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def live_jobs(self, kinds: Sequence[str] | None = None) -> list[JobRow]:
+        """This portal's jobs not finished (pending, running, interrupted), oldest first;
+        only those of `kinds` when given."""
+        query = select(jobs).where(
+            jobs.c.portal == self.portal, jobs.c.status.in_((PENDING, RUNNING, INTERRUPTED))
+        )
+        if kinds is not None:
+            query = query.where(jobs.c.kind.in_(list(kinds)))
+        with self.engine.connect() as conn:
+            return [_job(row) for row in conn.execute(query.order_by(jobs.c.id))]
+
+    def gather(
+        self,
+        *,
+        kind: str,
+        policy: Mapping[str, Any],
+        lead_ids: Sequence[int],
+        kinds: Sequence[str],
+    ) -> tuple[JobRow, tuple[int, ...], bool]:
+        """Add leads to the portal's open job: the newest pending job of `kinds` with this
+        policy, else a new pending job of `kind`. (the job, the ids it did not have yet, whether
+        it was created). A job a process has claimed (running) takes no leads: they wait for the
+        next one, so a run never misses a lead added while it ran."""
+        wanted = [int(i) for i in dict.fromkeys(lead_ids)]
+        stored = json.dumps(dict(policy), sort_keys=True)
+        with write_lock(self.engine) as conn:
+            if not is_sqlite(self.engine):  # serialized with `claim_job` (see `_take_portal`)
+                conn.execute(
+                    text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+                    {"key": f"b24app-journal:{self.portal}"},
+                )
+            row = conn.execute(
+                select(jobs)
+                .where(
+                    jobs.c.portal == self.portal,
+                    jobs.c.status == PENDING,
+                    jobs.c.kind.in_(list(kinds)),
+                    jobs.c.policy == stored,
+                )
+                .order_by(jobs.c.id.desc())
+                .limit(1)
+            ).first()
+            if row is None:
+                job = self._insert_job(
+                    conn, kind=kind, policy=policy, lead_ids=wanted, status=PENDING
+                )
+                return job, tuple(wanted), True
+            job = _job(row)
+            have = set(job.lead_ids or ())
+            added = tuple(i for i in wanted if i not in have)
+            if added:
+                conn.execute(
+                    update(jobs)
+                    .where(jobs.c.id == job.id)
+                    .values(lead_ids=json.dumps([*(job.lead_ids or ()), *added]))
+                )
+                job = self._job(conn, job.id) or job
+            return job, added, False
+
     def job(self, job_id: int) -> JobRow | None:
         """The job with this id, if it belongs to this portal."""
         with self.engine.connect() as conn:
