@@ -1021,6 +1021,84 @@ def jobs_resume(job_id: int, wait: bool, portal: str | None, as_json: bool) -> N
     _exit_for(report)
 
 
+@jobs.command("undo")
+@click.argument("job_id", type=click.IntRange(min=1))
+@click.option(
+    "--dry-run", is_flag=True, help="Show what would be reverted and kept; change nothing."
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Revert leads changed since the conversion too (a client used elsewhere is never "
+    "deleted).",
+)
+@click.option("--yes", "-y", is_flag=True, help="Do not ask (a terminal asks before undoing).")
+@_wait_option
+@_portal_option
+@_json_option
+def jobs_undo(
+    job_id: int,
+    dry_run: bool,
+    force: bool,
+    yes: bool,
+    wait: bool,
+    portal: str | None,
+    as_json: bool,
+) -> None:
+    """Undo conversion job JOB_ID: delete what it created, put its leads back as they were.
+
+    Leads changed since the conversion are kept and listed with why (--force reverts them).
+    Running it again continues an interrupted undo; on an undone job it changes nothing.
+    Exit 0 when no lead failed, 1 when some failed, 3 when the portal stopped the undo.
+    """
+    settings, target = _connect(portal)
+    from b24app.crm import undo as undoing
+
+    journal = _journal(settings, target)
+    if dry_run or (not as_json and _asking(yes)):
+        planned = undoing.preview(target.client, journal, job_id, force=force)
+        if dry_run or planned.status == "noop":
+            _show_undo(planned.to_dict(), as_json=as_json, title=f"Undo of job {job_id} (preview)")
+            return
+        _show_undo(planned.to_dict(), as_json=False, title=f"Undo of job {job_id} (preview)")
+        if not _ask(f"Undo job {job_id} as shown?"):
+            click.echo("b24app: nothing changed", err=True)
+            return
+    try:
+        with _portal_turn(settings, target, wait=wait):
+            report = undoing.undo(target.client, journal, job_id, force=force)
+    except KeyboardInterrupt:
+        click.echo(
+            f"b24app: interrupted; run 'b24app jobs undo {job_id}{_portal_args()}' again to "
+            "finish the undo (nothing is reverted twice)",
+            err=True,
+        )
+        sys.exit(EXIT_INTERRUPTED)
+    _show_undo(report.to_dict(), as_json=as_json, title=f"Undo of job {job_id}")
+    if report.status == INTERRUPTED:
+        click.echo(f"b24app: error: the undo stopped: {redact(report.error or '')}", err=True)
+        click.echo(
+            f"b24app: hint: fix that, then run 'b24app jobs undo {job_id}{_portal_args()}' "
+            "again: it continues",
+            err=True,
+        )
+        sys.exit(EXIT_PORTAL)
+    if report.failed:
+        sys.exit(EXIT_FAILED)
+
+
+def _show_undo(data: dict[str, Any], *, as_json: bool, title: str) -> None:
+    from b24app.undo_output import undo_sheet, undo_summary
+
+    if as_json:
+        echo_json(data)
+        return
+    console = stdout_console()
+    if data.get("leads"):
+        show(undo_sheet(data, title=title), console)
+    console.print(undo_summary(data), markup=False, highlight=False, soft_wrap=True)
+
+
 def _job_report(journal: Any, job_id: int) -> Any:
     from b24app.crm.report import load_report
 
