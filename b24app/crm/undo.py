@@ -67,6 +67,7 @@ class UndoLead:
     error: str | None = None
     deletes: Mapping[str, int] = field(default_factory=dict)
     stage: str = ""
+    phases: tuple[int, ...] = ()  # the phases of its steps (for the floor of an undo)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (stable keys)."""

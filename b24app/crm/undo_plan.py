@@ -29,8 +29,9 @@ What the conversion did, and how each part is taken back (docs/native-conversion
   it on them) lose it in that cascade, so they get it back last (`crm.item.update leadId`,
   `crm/lib/Service/Factory/Deal.php:415-421`).
 
-Phases, per lead: 1 activities and comments, reused clients' requisites; 2 deletions; 3 the lead;
-4 LEAD_ID back on reused clients. A phase starts when the previous one is done; every step is
+Phases, per lead: 1 activities moved off the lead bound back to it (before their other bindings
+go); 2 deletions, reopening, unbinding from clients that stay; 3 the lead; 4 LEAD_ID back on
+reused clients. A phase starts when the previous one is done; every step is
 idempotent (an "already bound" / "not found" answer counts as done), so a lost answer, a kill or
 a second worker only re-sends.
 
@@ -405,11 +406,12 @@ def plan_undo(
                 )
             )
     else:
+        # Reopening needs no order: the activity kept its lead binding (phase 2, with deletions).
         for activity in plan.activities:
             steps.append(
                 UndoStep(
                     f"a{activity}",
-                    REBIND,
+                    DELETE,
                     "crm.activity.update",
                     {"id": activity, "fields": {"COMPLETED": "N"}},
                 )
@@ -419,7 +421,7 @@ def plan_undo(
             steps.append(
                 UndoStep(
                     f"u{name[:2]}{activity}",
-                    REBIND,
+                    DELETE,
                     "crm.activity.binding.delete",
                     {"activityId": activity, "entityTypeId": _TYPE_ID[name], "entityId": entity_id},
                 )
@@ -428,7 +430,7 @@ def plan_undo(
             steps.append(
                 UndoStep(
                     f"t{name[:2]}{comment}",
-                    REBIND,
+                    DELETE,
                     "crm.timeline.bindings.unbind",
                     {"fields": {"OWNER_ID": comment, "ENTITY_ID": entity_id, "ENTITY_TYPE": name}},
                 )
@@ -505,6 +507,11 @@ class UndoProgress:
             return "reverted"
         return "reverting" if (self.done or self.sent) else "pending"
 
+    @property
+    def phases_left(self) -> int:
+        """How many phases of steps are not done yet."""
+        return len({s.phase for s in self.plan.steps if s.id not in self.done})
+
     def ready(self) -> list[UndoStep]:
         """The steps that may go now: the undone ones of the lowest phase left."""
         if self.status not in ("pending", "reverting"):
@@ -545,9 +552,10 @@ def command_key(lead_id: int, step: UndoStep) -> str:
 def next_batch(
     progress: Iterable[UndoProgress], *, size: int = 50
 ) -> list[tuple[int, UndoStep, Command]]:
-    """Up to `size` ready steps, leads furthest along first (their phases drain the pipeline)."""
+    """Up to `size` ready steps, leads with the most phases left first: the longest chains
+    start early, so the last batches are not left with one lead's tail each."""
     picked: list[tuple[int, UndoStep, Command]] = []
-    ordered = sorted(progress, key=lambda p: (-len(p.done), p.plan.lead_id))
+    ordered = sorted(progress, key=lambda p: (-p.phases_left, p.plan.lead_id))
     for item in ordered:
         for step in item.ready():
             if len(picked) >= size:
