@@ -16,8 +16,9 @@ other difference is printed; the goal is none.
 
 Requests are held against the undo's floor: its read, `ceil(listing commands / 50)`, then its
 writes, which cannot share a request with the read they are planned from: `ceil(write commands /
-50)`, and no fewer than the phases the leads go through (activities, deletions, the lead, LEAD_ID
-back: each waits for the one before). A listing that needs a second page costs a command and, in
+50)`, and for each phase k (activities, deletions, the lead, LEAD_ID back: each waits for the
+one before) no fewer than `ceil(steps of phases <= k / 50)` plus the phases still to go after the
+last of them (`undo_floor`). A listing that needs a second page costs a command and, in
 the worst case, a request of its own: counted against b24app, not added to the floor.
 
     python -m bench.undo                   # 6 variants, 120 seeded leads each, standard plan
@@ -174,10 +175,23 @@ class Trip:
 
 
 def undo_floor(report: UndoReport, reads: int, writes: int) -> int:
-    """The fewest requests an undo with these commands can take (see the module doc): the
-    read, then the writes, at least one request per phase a lead goes through."""
-    phases = {step_phase for lead in report.leads for step_phase in lead.phases}
-    return math.ceil(reads / MAX_COMMANDS) + max(math.ceil(writes / MAX_COMMANDS), len(phases))
+    """The fewest requests an undo with these commands can take (see the module doc).
+
+    The read, then the writes: at least ceil(writes / 50), and for every phase k, the steps of
+    phases <= k need ceil(n / 50) requests and the last of them belongs to a lead with at least
+    `later` phases still to go, each a request of its own.
+    """
+    reverting = [lead.phases for lead in report.leads if lead.phases]
+    bound = math.ceil(writes / MAX_COMMANDS)
+    for k in sorted({phase for phases in reverting for phase in phases}):
+        upto = sum(n for phases in reverting for phase, n in phases.items() if phase <= k)
+        later = min(
+            len([phase for phase in phases if phase > k])
+            for phases in reverting
+            if any(phase <= k for phase in phases)
+        )
+        bound = max(bound, math.ceil(upto / MAX_COMMANDS) + later)
+    return math.ceil(reads / MAX_COMMANDS) + bound
 
 
 def round_trip(

@@ -67,7 +67,7 @@ class UndoLead:
     error: str | None = None
     deletes: Mapping[str, int] = field(default_factory=dict)
     stage: str = ""
-    phases: tuple[int, ...] = ()  # the phases of its steps (for the floor of an undo)
+    phases: Mapping[int, int] = field(default_factory=dict)  # phase -> steps (bench floors)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (stable keys)."""
@@ -129,7 +129,12 @@ def _lead(item: UndoProgress, *, dry_run: bool = False) -> UndoLead:
     plan = item.plan
     status = plan.verdict if dry_run else item.status
     why = plan.reasons if plan.verdict != undo_plan.REVERT else ()
-    return UndoLead(plan.lead_id, status, why, plan.notes, item.error, plan.deletes, plan.stage)
+    phases: dict[int, int] = {}
+    for step in plan.steps:
+        phases[step.phase] = phases.get(step.phase, 0) + 1
+    return UndoLead(
+        plan.lead_id, status, why, plan.notes, item.error, plan.deletes, plan.stage, phases
+    )
 
 
 class _Stop(Exception):
