@@ -1,6 +1,6 @@
 """Chaos for the undo: kill -9 at random points (a child process), an interrupt injected after
-each batch ran but before its answers were recorded, two undos at once; then a rerun. The round trip still
-holds: the portal ends as it was before the conversion, and nothing is reverted twice."""
+each batch ran but before its answers were recorded, two undos at once; then a rerun. The round
+trip still holds: the portal ends as it was before the conversion, nothing is reverted twice."""
 
 from __future__ import annotations
 
