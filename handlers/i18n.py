@@ -216,8 +216,14 @@ JOB_KINDS = {
     "event": N_("automatic (new or updated lead)"),
     "sweep": N_("automatic (periodic check)"),
     "auto": N_("automatic"),
+    "undo": N_("undo of a conversion"),
 }
 OTHER_KIND = N_("other ({kind})")
-ENTITIES = {"deal": N_("deal"), "contact": N_("contact"), "company": N_("company")}
+ENTITIES = {
+    "deal": N_("deal"),
+    "contact": N_("contact"),
+    "company": N_("company"),
+    "lead": N_("lead"),
+}
 # What stopped a run, by the Python exception name the core records (JOB_STOPPED_BY's cause).
 CAUSES = {"KeyboardInterrupt": N_("Ctrl-C"), "SystemExit": N_("the process was told to exit")}

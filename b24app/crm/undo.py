@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from b24app import messages as msg
 from b24app.crm import undo_plan
 from b24app.crm.planner import PlanError
 from b24app.crm.reader import Listings
@@ -47,9 +48,9 @@ _TRANSIENT = frozenset(
     }
 )
 
-NOTHING = "job {job} converted no leads: nothing to undo"
-UNDONE = "job {job} is already undone (undo job {undo}): nothing changed"
-NOT_CONVERSION = "job {job} is an undo, not a conversion"
+NOTHING = msg.UNDO_NOTHING
+UNDONE = msg.UNDO_UNDONE
+NOT_CONVERSION = msg.UNDO_NOT_CONVERSION
 NOT_FINISHED = "job {job} is {status}; finish it first ('b24app jobs resume {job}'), then undo it"
 NO_JOB = "no conversion job {job} for this portal"
 
@@ -135,6 +136,10 @@ def _lead(item: UndoProgress, *, dry_run: bool = False) -> UndoLead:
     return UndoLead(
         plan.lead_id, status, why, plan.notes, item.error, plan.deletes, plan.stage, phases
     )
+
+
+def _failed(method: str, error: str) -> str:
+    return msg.UNDO_STEP_FAILED.format(method=method, error=error)
 
 
 class _Stop(Exception):
@@ -295,9 +300,9 @@ class _Undo:
                     tries[step.id] = tries.get(step.id, 0) + 1
                     item = replace(item, tries=tries)
                     if tries[step.id] >= MAX_TRIES:
-                        item = replace(item, error=f"{step.method}: {text or code}")
+                        item = replace(item, error=_failed(step.method, text or code))
                 else:
-                    item = replace(item, error=f"{step.method}: {text or code}")
+                    item = replace(item, error=_failed(step.method, text or code))
             by_lead[lead_id] = item
         self._save(list(by_lead.values()))
         return 0

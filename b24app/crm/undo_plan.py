@@ -50,6 +50,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from b24app import messages as msg
 from b24app.crm import mapping
 from b24app.crm.planner import COMPANY, CONTACT, DEAL, PlanError, requisite_key
 from b24app.crm.policy import Activities
@@ -81,21 +82,10 @@ _ALREADY = {
     "crm.requisite.delete": _GONE,
 }
 
-# Why a lead is kept (English; the app page translates them through its catalogs).
-LEAD_GONE = "the lead no longer exists"
-LEAD_MOVED = "the lead moved to {stage} since the conversion"
-DEAL_MOVED = "deal #{id} moved to stage {stage}"
-EDITED = "{entity} #{id} was edited after the conversion"
-NEW_ACTIVITIES = "deal #{id} has new activities ({ids})"
-ROWS_CHANGED = "deal #{id} has other product rows ({now} now, {then} at the conversion)"
-USED = "{entity} #{id} is used by {users}"
-NO_RECORD = "converted before b24app kept undo records: what it created is not known"
-NO_BEFORE = "the stage the lead had before is not recorded"
-UNREADABLE = "the record of this lead's conversion cannot be read ({error})"
-ALREADY = "already reverted by undo job {job}"
-FORCED = "forced: {changes}"
-KEPT_CLIENT = "{entity} #{id} kept: used by {users}"
-GONE_ALREADY = "{entity} #{id} was already deleted"
+
+def _item(entity: str, entity_id: Any) -> str:
+    """An entity and its id as the messages name it: "deal 12"."""
+    return f"{entity} {entity_id}"
 
 
 @dataclass(frozen=True)
@@ -275,7 +265,7 @@ class PortalNow:
             for row_id, row in by_id(prefix).items():
                 used = mapping.link_id(row.get(column))
                 if used:
-                    users.setdefault((entity, used), set()).add(f"{user} #{row_id}")
+                    users.setdefault((entity, used), set()).add(_item(user, row_id))
         return cls(
             leads=by_id("l"),
             deals=by_id("d"),
@@ -329,66 +319,79 @@ def plan_undo(
 ) -> LeadUndo:
     """The undo of one converted lead from its conversion record and the portal as read."""
     if record is None:
-        return LeadUndo(lead_id, FAIL, (NO_RECORD,))
+        return LeadUndo(lead_id, FAIL, (msg.UNDO_NO_RECORD,))
     try:
         state = LeadState.from_dict(record)
     except PlanError as exc:
-        return LeadUndo(lead_id, FAIL, (UNREADABLE.format(error=exc),))
+        return LeadUndo(lead_id, FAIL, (msg.UNDO_UNREADABLE.format(error=exc),))
     plan = state.plan
     before = plan.before
     if not before or not before.get("STATUS_ID"):
-        return LeadUndo(lead_id, FAIL, (NO_BEFORE,))
+        return LeadUndo(lead_id, FAIL, (msg.UNDO_NO_BEFORE,))
     lead = now.leads.get(lead_id)
     if lead is None:
-        return LeadUndo(lead_id, KEEP, (LEAD_GONE,))
+        return LeadUndo(lead_id, KEEP, (msg.UNDO_LEAD_GONE,))
     closed_at = _when(lead.get("DATE_MODIFY"))
     created = state.created
     changes: list[str] = []
     notes: list[str] = []
     if str(lead.get("STATUS_ID") or "") != plan.success_stage:
-        changes.append(LEAD_MOVED.format(stage=lead.get("STATUS_ID") or "?"))
+        changes.append(msg.UNDO_LEAD_MOVED.format(stage=lead.get("STATUS_ID") or "?"))
     known_activities = set(plan.activities) | set(plan.closed)
     deal_id = created.get(DEAL)
     if deal_id:
         deal = now.deals.get(deal_id)
         if deal is None:
-            notes.append(GONE_ALREADY.format(entity=DEAL, id=deal_id))
+            notes.append(msg.UNDO_GONE_ALREADY.format(item=_item(DEAL, deal_id)))
         else:
             if str(deal.get("IS_NEW") or "Y") == "N":
-                changes.append(DEAL_MOVED.format(id=deal_id, stage=deal.get("STAGE_ID")))
+                changes.append(
+                    msg.UNDO_DEAL_MOVED.format(
+                        item=_item(DEAL, deal_id), stage=deal.get("STAGE_ID")
+                    )
+                )
             elif _later(deal, closed_at):
-                changes.append(EDITED.format(entity=DEAL, id=deal_id))
+                changes.append(msg.UNDO_EDITED.format(item=_item(DEAL, deal_id)))
             new = sorted(now.activities.get(deal_id, frozenset()) - known_activities)
             if new:
-                changes.append(NEW_ACTIVITIES.format(id=deal_id, ids=", ".join(map(str, new))))
+                changes.append(
+                    msg.UNDO_NEW_ACTIVITIES.format(
+                        item=_item(DEAL, deal_id), ids=", ".join(map(str, new))
+                    )
+                )
             rows = now.product_rows.get(deal_id, ())
             if _rows_key(rows) != _rows_key(plan.product_rows):
                 changes.append(
-                    ROWS_CHANGED.format(id=deal_id, now=len(rows), then=len(plan.product_rows))
+                    msg.UNDO_ROWS_CHANGED.format(
+                        item=_item(DEAL, deal_id), now=len(rows), then=len(plan.product_rows)
+                    )
                 )
     protected: dict[str, int] = {}
+    used_by: dict[str, str] = {}
     for name in (CONTACT, COMPANY):
         entity_id = created.get(name)
         if not entity_id:
             continue
         row = now.row(name, entity_id)
         if row is None:
-            notes.append(GONE_ALREADY.format(entity=name, id=entity_id))
+            notes.append(msg.UNDO_GONE_ALREADY.format(item=_item(name, entity_id)))
             continue
         if _later(row, closed_at):
-            changes.append(EDITED.format(entity=name, id=entity_id))
-        mine = {f"lead #{lead_id}", f"deal #{deal_id}", f"contact #{created.get(CONTACT)}"}
+            changes.append(msg.UNDO_EDITED.format(item=_item(name, entity_id)))
+        mine = {_item("lead", lead_id), _item(DEAL, deal_id), _item(CONTACT, created.get(CONTACT))}
         users = sorted(now.users.get((name, entity_id), frozenset()) - mine)
         if users:
-            changes.append(USED.format(entity=name, id=entity_id, users=", ".join(users)))
+            changes.append(
+                msg.UNDO_USED.format(item=_item(name, entity_id), users=", ".join(users))
+            )
             protected[name] = entity_id
+            used_by[name] = ", ".join(users)
     if changes and not force:
         return LeadUndo(lead_id, KEEP, tuple(changes), tuple(notes))
     if changes:
-        notes.insert(0, FORCED.format(changes="; ".join(changes)))
+        notes[:0] = [msg.UNDO_FORCED, *changes]
     for name, entity_id in protected.items():
-        users = sorted(now.users.get((name, entity_id), frozenset()))
-        notes.append(KEPT_CLIENT.format(entity=name, id=entity_id, users=", ".join(users)))
+        notes.append(msg.UNDO_KEPT_CLIENT.format(item=_item(name, entity_id), users=used_by[name]))
     steps: list[UndoStep] = []
     # 1: activities back to the lead as they were; comments off clients that stay.
     if plan.activity_mode is Activities.MOVE:

@@ -79,3 +79,27 @@ def test_undo_errors_are_one_line(env: dict[str, str], portal: Sandbox) -> None:
     undo = run_cli(["jobs", "undo", str(job), "--json"], env).json()["job_id"]
     of_undo = run_cli(["jobs", "undo", str(undo)], env)
     assert_one_line_error(of_undo, contains="is an undo", code=2)
+
+
+def test_a_contact_used_elsewhere_is_never_deleted(env: dict[str, str], portal: Sandbox) -> None:
+    job = _convert(env)
+    report = run_cli(["jobs", "show", str(job), "--json"], env).json()
+    lead = next(x for x in report["leads"] if x["status"] == "converted" and x["contact_id"])
+    other = core(
+        portal, "crm.deal.add", {"fields": {"TITLE": "x", "CONTACT_ID": lead["contact_id"]}}
+    )
+
+    kept = run_cli(["jobs", "undo", str(job), "--json"], env).json()
+    row = next(x for x in kept["leads"] if x["lead_id"] == lead["lead_id"])
+    assert row["status"] == "kept"
+    assert f"contact {lead['contact_id']} is used by deal {other}" in row["why"]
+
+    forced = run_cli(["jobs", "undo", str(job), "--force", "--json"], env).json()
+    (row,) = forced["leads"]
+    assert row["status"] == "reverted"
+    assert "contact" not in row["deletes"] and row["deletes"]["deal"] == lead["deal_id"]
+    assert (
+        f"contact {lead['contact_id']} was not deleted: it is used by deal {other}" in row["notes"]
+    )
+    assert core(portal, "crm.contact.get", {"id": lead["contact_id"]})["ID"]
+    assert lead["lead_id"] in active_leads(portal)
