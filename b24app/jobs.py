@@ -39,7 +39,7 @@ from huey import Huey, MemoryHuey, RedisHuey, SqliteHuey
 from sqlalchemy import or_, select
 
 from b24app.config import Settings
-from b24app.errors import ConfigError
+from b24app.errors import ConfigError, UsageError
 from b24app.locks import (
     FileLocks,
     MemoryLocks,
@@ -169,6 +169,7 @@ class Jobs:
         self.locks = locks or make_locks(settings, self.huey, engine=self._shared_engine())
         task = self.huey.task
         self._convert = task(name="convert_job")(self._convert_job)
+        self._undo = task(name="undo_job")(self._undo_job)
         self._event = task(name="lead_event")(self._lead_event)
         self._sweep_all = task(name="sweep_all")(self._sweep_every_portal)
         self._sweep = task(name="sweep_portal")(self._sweep_portal)
@@ -194,6 +195,10 @@ class Jobs:
     def run_job(self, member_id: str, job_id: int) -> None:
         """Enqueue a conversion job the caller created as pending in the journal."""
         self._convert(member_id, int(job_id))
+
+    def run_undo(self, member_id: str, job_id: int, *, force: bool = False) -> None:
+        """Enqueue the undo of conversion job `job_id` (b24app.crm.undo)."""
+        self._undo(member_id, int(job_id), force=bool(force))
 
     def sweep(self, member_id: str | None = None) -> None:
         """Enqueue a sweep of one portal now, or of every active portal."""
@@ -252,6 +257,33 @@ class Jobs:
                 client.close()
         if report.status == PENDING:  # paused after its slice: back of the queue
             self._convert(member_id, job_id)
+
+    def _undo_job(
+        self, member_id: str, job_id: int, *, force: bool = False, attempt: int = 0
+    ) -> None:
+        """Undo conversion job `job_id` under the portal's conversion lock; an undo another
+        process runs, or a busy portal, is tried again later (a rerun continues an undo)."""
+        from b24app.crm import undo
+
+        if not self._active(member_id):
+            return
+        journal = self._journal(member_id)
+        with self.locks.hold(self.lock_name(member_id)) as got:
+            if not got:
+                self._later(self._undo, member_id, job_id, force=force, attempt=attempt)
+                return
+            client = self.services.client(member_id)
+            try:
+                report = undo.undo(client, journal, job_id, force=force)
+            except JobBusy:
+                self._later(self._undo, member_id, job_id, force=force, attempt=attempt)
+                return
+            except UsageError as exc:
+                log.info("undo of job %s on %s refused: %s", job_id, member_id, exc)
+                return
+            finally:
+                client.close()
+        log.info("undo of job %s on %s: %s", job_id, member_id, report.status)
 
     def _journal(self, member_id: str) -> Journal:
         """The portal's journal as workers judge it: app jobs live by their lease."""

@@ -208,6 +208,17 @@ LEAD_STATUS = {
     "pending": N_("not finished"),
     "creating": N_("not finished"),
 }
+# A lead in an undo: planned (revert, keep, fail) and done (the undo journal's statuses).
+UNDO_STATUS = {
+    "revert": N_("will be reverted"),
+    "keep": N_("will be kept"),
+    "fail": N_("cannot be undone"),
+    "reverted": N_("reverted"),
+    "kept": N_("kept"),
+    "failed": N_("failed"),
+    "pending": N_("not finished"),
+    "reverting": N_("not finished"),
+}
 # Where a job came from (`jobs.kind`): the page, the guided switch, the CLI, an event, a sweep.
 JOB_KINDS = {
     "app": N_("app page"),
