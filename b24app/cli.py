@@ -986,7 +986,11 @@ def jobs_show(job_id: int, as_csv: bool, portal: str | None, as_json: bool) -> N
     if as_csv and as_json:
         raise UsageError("--csv and --json cannot be combined")
     settings, target = _connect(portal)
-    report = _job_report(_journal(settings, target), job_id)
+    journal = _journal(settings, target)
+    if _undo_source(journal, job_id) is not None:
+        _show_undo_job(journal, job_id, as_json=as_json, as_csv=as_csv)
+        return
+    report = _job_report(journal, job_id)
     if as_csv:
         click.echo(report.to_csv(), nl=False)
         return
@@ -1015,6 +1019,11 @@ def jobs_resume(job_id: int, wait: bool, portal: str | None, as_json: bool) -> N
     from b24app.crm import conversion
 
     journal = _journal(settings, target)
+    source = _undo_source(journal, job_id)
+    if source is not None:
+        raise UsageError(
+            f"job {job_id} is an undo; continue it with 'b24app jobs undo {source}{_portal_args()}'"
+        )
     with _portal_turn(settings, target, wait=wait), _interruptible(journal, job_id), Live() as bar:
         report = conversion.resume(target.client, journal, job_id, on_progress=bar)
     _show_report(report.to_dict(), as_json=as_json, title=f"Job {job_id}")
@@ -1085,6 +1094,46 @@ def jobs_undo(
         sys.exit(EXIT_PORTAL)
     if report.failed:
         sys.exit(EXIT_FAILED)
+
+
+def _undo_source(journal: Any, job_id: int) -> int | None:
+    """The conversion job an undo job undoes; None when `job_id` is not an undo job."""
+    from b24app.store.undo import KIND
+
+    found = journal.job(job_id)
+    if found is None or found.kind != KIND:
+        return None
+    return int(found.policy.get("undo") or 0)
+
+
+def _show_undo_job(journal: Any, job_id: int, *, as_json: bool, as_csv: bool) -> None:
+    """`jobs show` of an undo job: its leads, reverted / kept (why) / failed (portal text)."""
+    import csv
+    import io
+
+    from b24app.crm.undo import stored_report
+
+    data = stored_report(journal, job_id).to_dict()
+    if as_csv:
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(["lead_id", "status", "why", "notes", "error", "deletes", "stage"])
+        for lead in data["leads"]:
+            deletes = " ".join(f"{k}:{v}" for k, v in lead["deletes"].items())
+            writer.writerow(
+                [
+                    lead["lead_id"],
+                    lead["status"],
+                    "; ".join(lead["why"]),
+                    "; ".join(lead["notes"]),
+                    lead["error"] or "",
+                    deletes,
+                    lead["stage"],
+                ]
+            )
+        click.echo(out.getvalue(), nl=False)
+        return
+    _show_undo(data, as_json=as_json, title=f"Job {job_id} (undo of job {data['undo_of']})")
 
 
 def _show_undo(data: dict[str, Any], *, as_json: bool, title: str) -> None:

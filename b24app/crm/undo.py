@@ -367,6 +367,28 @@ def undo(
     return _Undo(portal, journal, job_id, force=force).run(on_progress)
 
 
+def stored_report(journal: Journal, job_id: int) -> UndoReport:
+    """The report of undo job `job_id` as the journal holds it (no portal call)."""
+    job = journal.job(job_id)
+    if job is None or job.kind != KIND:
+        raise UsageError(f"no undo job {job_id} for this portal")
+    leads = []
+    for lead_id, row in UndoStore(journal).rows(job_id).items():
+        if row.state is not None:
+            leads.append(_lead(UndoProgress.from_dict(row.state)))
+        else:
+            leads.append(UndoLead(lead_id, row.status, error=row.reason))
+    return UndoReport(
+        int(job.policy.get("undo") or 0),
+        job.id,
+        job.status,
+        tuple(leads),
+        force=bool(job.policy.get("force")),
+        requests=job.requests,
+        error=job.error,
+    )
+
+
 def preview(portal: Portal, journal: Journal, job_id: int, *, force: bool = False) -> UndoReport:
     """What `undo` would do now, per lead; reads the portal, writes nothing."""
     run = _Undo(portal, journal, job_id, force=force)

@@ -103,3 +103,18 @@ def test_a_contact_used_elsewhere_is_never_deleted(env: dict[str, str], portal: 
     )
     assert core(portal, "crm.contact.get", {"id": lead["contact_id"]})["ID"]
     assert lead["lead_id"] in active_leads(portal)
+
+
+def test_an_undo_job_shows_its_leads_and_is_not_resumed_as_a_conversion(
+    env: dict[str, str], portal: Sandbox
+) -> None:
+    job = _convert(env)
+    undo = run_cli(["jobs", "undo", str(job), "--json"], env).json()
+    shown = run_cli(["jobs", "show", str(undo["job_id"]), "--json"], env)
+    assert shown.code == 0
+    assert shown.json()["leads"] == undo["leads"] and shown.json()["undo_of"] == job
+    as_csv = run_cli(["jobs", "show", str(undo["job_id"]), "--csv"], env)
+    assert as_csv.out.splitlines()[0].startswith("lead_id,status,why")
+    assert len(as_csv.out.splitlines()) == 1 + len(undo["leads"])
+    resumed = run_cli(["jobs", "resume", str(undo["job_id"])], env)
+    assert_one_line_error(resumed, contains=f"continue it with 'b24app jobs undo {job}'", code=2)
