@@ -21,3 +21,14 @@ def test_convert_then_undo_leaves_the_portal_as_it_was(variant: str, tmp_path) -
     assert set(trip.diff.explained) <= {"lead.IS_RETURN_CUSTOMER"}
     assert trip.refused == 0
     assert trip.requests <= 1.05 * trip.floor, (trip.requests, trip.floor)
+
+
+@pytest.mark.services
+def test_the_round_trip_on_postgresql(fresh_postgres_url: str) -> None:
+    trip = round_trip("both/move", leads=30, plan="fast", db=fresh_postgres_url)
+    assert trip.report.to_dict()["counts"] == {
+        "reverted": trip.converted,
+        "kept": 0,
+        "failed": 0,
+    }
+    assert trip.diff.lines == []
