@@ -102,6 +102,13 @@ UNDO_STEP_FAILED = N_("{method} failed: {error}")
 UNDO_NOTHING = N_("job {job} converted no leads: nothing to undo")
 UNDO_UNDONE = N_("job {job} is already undone (undo job {undo}): nothing changed")
 UNDO_NOT_CONVERSION = N_("job {job} is an undo, not a conversion")
+UNDO_SIMPLE = N_(
+    "the CRM is in Simple mode, where leads are not used: switch it back to Classic to undo"
+)
+UNDO_SWITCHED = N_(
+    "the CRM was switched to Simple mode during the undo; switch it back to Classic and undo "
+    "again to finish (nothing is reverted twice)"
+)
 
 ALL: tuple[str, ...] = tuple(
     value for name, value in dict(globals()).items() if name.isupper() and isinstance(value, str)

@@ -26,17 +26,20 @@ from typing import Any
 
 from b24app import messages as msg
 from b24app.crm import undo_plan
+from b24app.crm.mode import Mode, mode_command
 from b24app.crm.planner import PlanError
-from b24app.crm.reader import Listings
+from b24app.crm.reader import MODE_KEY, Listings, read_mode_result
 from b24app.crm.scheduler import LeadState
 from b24app.crm.undo_plan import UndoProgress, plan_undo
 from b24app.errors import B24Error, OutcomeUnknown, QueryLimitExceeded, UsageError
+from b24app.rest.command import Command
 from b24app.rest.portal import Portal
 from b24app.store.journal import DONE, FAILED, FINISHED, INTERRUPTED, JobCounts, Journal
 from b24app.store.undo import KIND, REVERTED, UndoRow, UndoStore
 
 log = logging.getLogger("b24app.crm")
 
+MAX_COMMANDS = 50
 MAX_TRIES = 5  # transient errors of one step before its lead fails
 MAX_LOST = 5  # batches in a row whose answer was lost before the job stops (interrupted)
 _TRANSIENT = frozenset(
@@ -138,6 +141,30 @@ def _lead(item: UndoProgress, *, dry_run: bool = False) -> UndoLead:
     )
 
 
+class _ModeRider:
+    """The portal, with `crm.settings.mode.get` riding in the first batch the read sends (a
+    command, not a request); the mode it read, if any."""
+
+    def __init__(self, portal: Portal) -> None:
+        self.portal = portal
+        self.mode: Mode | None = None
+        self._asked = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.portal, name)
+
+    def batch(self, commands: Sequence[Command], **kwargs: Any) -> Any:
+        """Send; the first batch with room carries the mode check."""
+        ride = not self._asked and len(commands) < MAX_COMMANDS
+        result = self.portal.batch(
+            [*commands, mode_command(MODE_KEY)] if ride else commands, **kwargs
+        )
+        if ride:
+            self._asked = True
+            self.mode = read_mode_result(result.results)
+        return result
+
+
 def _failed(method: str, error: str) -> str:
     return msg.UNDO_STEP_FAILED.format(method=method, error=error)
 
@@ -193,10 +220,13 @@ class _Undo:
                 states.append(LeadState.from_dict(record))
         now = undo_plan.PortalNow()
         if states:
-            reading = Listings(self.portal, undo_plan.read_listings(states))
+            rider = _ModeRider(self.portal)
+            reading = Listings(rider, undo_plan.read_listings(states))  # type: ignore[arg-type]
             rows = reading.read()
             if reading.errors:
                 raise next(iter(reading.errors.values()))
+            if rider.mode is Mode.SIMPLE:
+                raise UsageError(msg.UNDO_SIMPLE)
             now = undo_plan.PortalNow.from_rows(rows)
         return [
             UndoProgress(plan_undo(lead_id, records.get(lead_id), now, force=self.force))
@@ -248,6 +278,9 @@ class _Undo:
                 lost = self._send(batch, lost)
                 if on_progress is not None:
                     on_progress(len(self.final), total)
+        except UsageError as exc:  # the CRM is in Simple mode: nothing was sent
+            self._finish(INTERRUPTED, str(exc))
+            raise
         except B24Error as exc:
             self._finish(INTERRUPTED, f"the portal could not be read: {exc}")
             return self._report(INTERRUPTED, f"the portal could not be read: {exc}")
@@ -270,6 +303,8 @@ class _Undo:
         ]
         self._save(marked)  # committed before sending
         commands = [command for _, _, command in batch]
+        if len(commands) < MAX_COMMANDS:  # room: a mode check rides along (no extra request)
+            commands.append(mode_command(MODE_KEY))
         try:
             result = self.portal.batch(commands, halt=False)
         except OutcomeUnknown:
@@ -305,6 +340,8 @@ class _Undo:
                     item = replace(item, error=_failed(step.method, text or code))
             by_lead[lead_id] = item
         self._save(list(by_lead.values()))
+        if read_mode_result(result.results) is Mode.SIMPLE:
+            raise _Stop(msg.UNDO_SWITCHED)
         return 0
 
     def _save(self, items: Sequence[UndoProgress]) -> None:

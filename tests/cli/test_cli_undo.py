@@ -118,3 +118,16 @@ def test_an_undo_job_shows_its_leads_and_is_not_resumed_as_a_conversion(
     assert len(as_csv.out.splitlines()) == 1 + len(undo["leads"])
     resumed = run_cli(["jobs", "resume", str(undo["job_id"])], env)
     assert_one_line_error(resumed, contains=f"continue it with 'b24app jobs undo {job}'", code=2)
+
+
+def test_in_simple_mode_the_undo_refuses_and_changes_nothing(
+    env: dict[str, str], portal: Sandbox
+) -> None:
+    job = _convert(env)
+    converted = run_cli(["jobs", "show", str(job), "--json"], env).json()["converted"]
+    portal.set_mode("simple", client="contact", complete_activities=True)
+    ran = run_cli(["jobs", "undo", str(job)], env)
+    assert_one_line_error(ran, contains="Simple mode", code=2)
+    portal.set_mode("classic")
+    done = run_cli(["jobs", "undo", str(job), "--json"], env).json()
+    assert done["counts"]["reverted"] == converted
