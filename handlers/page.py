@@ -551,8 +551,10 @@ def job(job_id: int) -> Any:
     page = _page()
     found = _job_or_404(page, job_id)
     journal = page.ctx.journal(page.member_id)
-    progress = progress_of(found, journal.status_counts(job_id), _texts(page))
-    report = load_report(journal, job_id) if progress["finished"] else None
+    progress = progress_of(found, _status_counts(journal, found), _texts(page))
+    report = (
+        load_report(journal, job_id) if progress["finished"] and found.kind != UNDO_KIND else None
+    )
     start = _int_arg("from") or 0
     rows = report.leads[start : start + REPORT_ROWS] if report is not None else ()
     return _render(
@@ -578,8 +580,15 @@ def job_progress(job_id: int) -> Any:
     """The job's progress as JSON, for the page's polling script."""
     page = _page()
     found = _job_or_404(page, job_id)
-    counts = page.ctx.journal(page.member_id).status_counts(job_id)
+    counts = _status_counts(page.ctx.journal(page.member_id), found)
     return jsonify(progress_of(found, counts, _texts(page)))
+
+
+def _status_counts(journal: Any, found: JobRow) -> dict[str, int]:
+    """A job's leads by status; an undo job's from its row (reverted, failed, kept)."""
+    if found.kind == UNDO_KIND:
+        return {"converted": found.converted, "failed": found.failed, "skipped": found.skipped}
+    return journal.status_counts(found.id)
 
 
 @blueprint.get("/app/jobs/<int:job_id>/report.csv")

@@ -256,15 +256,19 @@ class _Undo:
             stored = {}
         self.job_id = job.id
         self.requests_before = job.requests
+        replan: set[int] = set()
         for lead_id, row in stored.items():
             if row.state is None:
+                replan.add(lead_id)
                 continue
             item = UndoProgress.from_dict(row.state)
             if item.status in ("pending", "reverting"):
                 self.working[lead_id] = replace(item, sent=frozenset())
+            elif self.force and item.status == "kept":
+                replan.add(lead_id)  # continued with --force: nothing was sent for it
             else:
                 self.final[lead_id] = item
-        fresh = [i for i in leads if i not in stored]
+        fresh = [i for i in leads if i not in stored or i in replan]
         try:
             if fresh:
                 planned = self.plan(fresh, records)

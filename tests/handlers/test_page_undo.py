@@ -84,3 +84,16 @@ def test_the_page_speaks_the_readers_language(page: PageApp) -> None:
     client.post("/app/convert", data={"page_token": token, "leads": "all"})
     html = client.get("/app/jobs/1/undo", query_string={"t": token}).get_data(as_text=True)
     assert "would be reverted" not in html and "Undo" not in html.split("<main", 1)[-1]
+
+
+def test_the_undo_jobs_own_page_counts_its_leads(page: PageApp) -> None:
+    before = active_leads(page)
+    token = page.token(1)
+    client = page.client()
+    client.post("/app/convert", data={"page_token": token, "leads": "all"})
+    client.post("/app/jobs/1/undo", data={"page_token": token, "confirm": "yes"})
+    progress = client.get("/app/jobs/2/progress", headers={"X-Page-Token": token}).get_json()
+    assert progress["status"] == "done" and progress["done"] == len(before)
+    html = client.get("/app/jobs/2", query_string={"t": token}).get_data(as_text=True)
+    assert "Undo job 2" in html and 'id="undo-link"' not in html
+    assert html.count('class="reverted"') == len(before)
