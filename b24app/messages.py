@@ -102,6 +102,7 @@ UNDO_STEP_FAILED = N_("{method} failed: {error}")
 UNDO_NOTHING = N_("job {job} converted no leads: nothing to undo")
 UNDO_UNDONE = N_("job {job} is already undone (undo job {undo}): nothing changed")
 UNDO_NOT_CONVERSION = N_("job {job} is an undo, not a conversion")
+UNDO_READ_FAILED = N_("the portal could not be read: {error}")
 UNDO_SIMPLE = N_(
     "the CRM is in Simple mode, where leads are not used: switch it back to Classic to undo"
 )

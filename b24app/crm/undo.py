@@ -286,13 +286,14 @@ class _Undo:
             self._finish(INTERRUPTED, str(exc))
             raise
         except B24Error as exc:
-            self._finish(INTERRUPTED, f"the portal could not be read: {exc}")
-            return self._report(INTERRUPTED, f"the portal could not be read: {exc}")
+            reason = msg.UNDO_READ_FAILED.format(error=exc)
+            self._finish(INTERRUPTED, reason)
+            return self._report(INTERRUPTED, reason)
         except _Stop as stop:
             self._finish(INTERRUPTED, str(stop))
             return self._report(INTERRUPTED, str(stop))
         except KeyboardInterrupt:
-            self._finish(INTERRUPTED, "interrupted")
+            self._finish(INTERRUPTED, msg.JOB_STOPPED_BY.format(cause="KeyboardInterrupt"))
             raise
         status = FAILED if any(i.status == "failed" for i in self.final.values()) else DONE
         self._finish(status, None)
@@ -314,13 +315,13 @@ class _Undo:
         except OutcomeUnknown:
             lost += 1
             if lost >= MAX_LOST:
-                raise _Stop(f"{lost} batches in a row got no answer") from None
+                raise _Stop(msg.JOB_PORTAL_LOST.format(count=lost)) from None
             return lost
         except QueryLimitExceeded:
             log.warning("undo job %d: the portal is still busy; waiting", self.job_id)
             return lost
         except B24Error as exc:
-            raise _Stop(f"the portal refused the batch: {exc}") from None
+            raise _Stop(msg.JOB_BATCH_REFUSED.format(error=exc)) from None
         by_lead = {i: self.working[i] for i in involved}
         for lead_id, step, command in batch:
             item = by_lead[lead_id]
