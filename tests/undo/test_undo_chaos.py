@@ -18,6 +18,7 @@ import pytest
 from b24app.crm.conversion import convert
 from b24app.crm.policy import Policy
 from b24app.crm.undo import undo
+from b24app.errors import AuthError
 from b24app.store.journal import INTERRUPTED, JobBusy, Journal
 from b24app.store.undo import UndoStore
 from bench.undo import compare, portal_snapshot
@@ -170,4 +171,30 @@ def test_two_undos_at_once_one_runs_the_other_is_refused(
     assert isinstance(other, JobBusy) or other == "noop", other
     report = undo(client_for(sandbox), Journal.open(url, portal=PORTAL), job_id)
     assert report.status == "noop"
+    _assert_round_trip(sandbox, before)
+
+
+class RefusesAfter(CrashAfter):
+    """A portal client that refuses every batch (credentials revoked) from the `crash_at`-th."""
+
+    def batch(self, commands: Sequence[Any], **kwargs: Any) -> Any:
+        """Refuse once the count is reached, else send."""
+        self.batches += 1
+        if self.batches >= self.crash_at:
+            raise AuthError("the webhook was revoked", code="INVALID_CREDENTIALS")
+        return self.client.batch(commands, **kwargs)
+
+
+def test_a_portal_refusal_interrupts_the_undo_and_a_rerun_finishes_it(
+    converted: tuple[Any, str, int, dict[str, Any]],
+) -> None:
+    sandbox, url, job_id, before = converted
+    journal = Journal.open(url, portal=PORTAL)
+    stopped = undo(RefusesAfter(client_for(sandbox), 3), journal, job_id)
+    assert stopped.status == INTERRUPTED
+    assert "the portal refused the batch" in (stopped.error or "")
+    statuses = {lead.status for lead in stopped.leads}
+    assert "reverting" in statuses and statuses <= {"reverting", "reverted", "pending"}
+    finished = undo(client_for(sandbox), journal, job_id)
+    assert finished.status == "done" and finished.job_id == stopped.job_id
     _assert_round_trip(sandbox, before)
