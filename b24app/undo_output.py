@@ -7,6 +7,7 @@ from typing import Any
 
 from b24app.output import Col, Sheet
 
+_ENTITIES = ("deal", "contact", "company")
 _WORDS = {
     "revert": "will revert",
     "keep": "will keep",
@@ -28,7 +29,8 @@ def undo_sheet(report: Mapping[str, Any], *, title: str) -> Sheet:
     )
     rows = []
     for lead in report.get("leads", ()):
-        deletes = ", ".join(f"{name} #{i}" for name, i in (lead.get("deletes") or {}).items())
+        found = lead.get("deletes") or {}
+        deletes = ", ".join(f"{name} #{found[name]}" for name in _ENTITIES if name in found)
         why = [*(lead.get("why") or ()), *(lead.get("notes") or ())]
         if lead.get("error"):
             why.insert(0, str(lead["error"]))
