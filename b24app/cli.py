@@ -987,7 +987,11 @@ def jobs_show(job_id: int, as_csv: bool, portal: str | None, as_json: bool) -> N
     if as_csv and as_json:
         raise UsageError("--csv and --json cannot be combined")
     settings, target = _connect(portal)
-    report = _job_report(_journal(settings, target), job_id)
+    journal = _journal(settings, target)
+    if _undo_source(journal, job_id) is not None:
+        _show_undo_job(journal, job_id, as_json=as_json, as_csv=as_csv)
+        return
+    report = _job_report(journal, job_id)
     if as_csv:
         click.echo(report.to_csv(), nl=False)
         return
@@ -1016,10 +1020,133 @@ def jobs_resume(job_id: int, wait: bool, portal: str | None, as_json: bool) -> N
     from b24app.crm import conversion
 
     journal = _journal(settings, target)
+    source = _undo_source(journal, job_id)
+    if source is not None:
+        raise UsageError(
+            f"job {job_id} is an undo; continue it with 'b24app jobs undo {source}{_portal_args()}'"
+        )
     with _portal_turn(settings, target, wait=wait), _interruptible(journal, job_id), Live() as bar:
         report = conversion.resume(target.client, journal, job_id, on_progress=bar)
     _show_report(report.to_dict(), as_json=as_json, title=f"Job {job_id}")
     _exit_for(report)
+
+
+@jobs.command("undo")
+@click.argument("job_id", type=click.IntRange(min=1))
+@click.option(
+    "--dry-run", is_flag=True, help="Show what would be reverted and kept; change nothing."
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Revert leads changed since the conversion too (a client used elsewhere is never "
+    "deleted).",
+)
+@click.option("--yes", "-y", is_flag=True, help="Do not ask (a terminal asks before undoing).")
+@_wait_option
+@_portal_option
+@_json_option
+def jobs_undo(
+    job_id: int,
+    dry_run: bool,
+    force: bool,
+    yes: bool,
+    wait: bool,
+    portal: str | None,
+    as_json: bool,
+) -> None:
+    """Undo conversion job JOB_ID: delete what it created, put its leads back as they were.
+
+    Leads changed since the conversion are kept and listed with why (--force reverts them).
+    Running it again continues an interrupted undo; on an undone job it changes nothing.
+    Exit 0 when no lead failed, 1 when some failed, 3 when the portal stopped the undo.
+    """
+    settings, target = _connect(portal)
+    from b24app import undo as undoing
+
+    journal = _journal(settings, target)
+    if dry_run or (not as_json and _asking(yes)):
+        planned = undoing.preview(target.client, journal, job_id, force=force)
+        if dry_run or planned.status == "noop":
+            _show_undo(planned.to_dict(), as_json=as_json, title=f"Undo of job {job_id} (preview)")
+            return
+        _show_undo(planned.to_dict(), as_json=False, title=f"Undo of job {job_id} (preview)")
+        if not _ask(f"Undo job {job_id} as shown?"):
+            click.echo("b24app: nothing changed", err=True)
+            return
+    try:
+        with _portal_turn(settings, target, wait=wait):
+            report = undoing.undo(target.client, journal, job_id, force=force)
+    except KeyboardInterrupt:
+        click.echo(
+            f"b24app: interrupted; run 'b24app jobs undo {job_id}{_portal_args()}' again to "
+            "finish the undo (nothing is reverted twice)",
+            err=True,
+        )
+        sys.exit(EXIT_INTERRUPTED)
+    _show_undo(report.to_dict(), as_json=as_json, title=f"Undo of job {job_id}")
+    if report.status == INTERRUPTED:
+        click.echo(f"b24app: error: the undo stopped: {redact(report.error or '')}", err=True)
+        click.echo(
+            f"b24app: hint: fix that, then run 'b24app jobs undo {job_id}{_portal_args()}' "
+            "again: it continues",
+            err=True,
+        )
+        sys.exit(EXIT_PORTAL)
+    if report.failed:
+        sys.exit(EXIT_FAILED)
+
+
+def _undo_source(journal: Any, job_id: int) -> int | None:
+    """The conversion job an undo job undoes; None when `job_id` is not an undo job."""
+    from b24app.store.undo import KIND
+
+    found = journal.job(job_id)
+    if found is None or found.kind != KIND:
+        return None
+    return int(found.policy.get("undo") or 0)
+
+
+def _show_undo_job(journal: Any, job_id: int, *, as_json: bool, as_csv: bool) -> None:
+    """`jobs show` of an undo job: its leads, reverted / kept (why) / failed (portal text)."""
+    import csv
+    import io
+
+    from b24app.undo import stored_report
+
+    data = stored_report(journal, job_id).to_dict()
+    if as_csv:
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(["lead_id", "status", "why", "notes", "error", "deletes", "stage"])
+        for lead in data["leads"]:
+            deletes = " ".join(f"{k}:{v}" for k, v in lead["deletes"].items())
+            writer.writerow(
+                [
+                    lead["lead_id"],
+                    lead["status"],
+                    "; ".join(lead["why"]),
+                    "; ".join(lead["notes"]),
+                    lead["error"] or "",
+                    deletes,
+                    lead["stage"],
+                ]
+            )
+        click.echo(out.getvalue(), nl=False)
+        return
+    _show_undo(data, as_json=as_json, title=f"Job {job_id} (undo of job {data['undo_of']})")
+
+
+def _show_undo(data: dict[str, Any], *, as_json: bool, title: str) -> None:
+    from b24app.undo_output import undo_sheet, undo_summary
+
+    if as_json:
+        echo_json(data)
+        return
+    console = stdout_console()
+    if data.get("leads"):
+        show(undo_sheet(data, title=title), console)
+    console.print(undo_summary(data), markup=False, highlight=False, soft_wrap=True)
 
 
 def _job_report(journal: Any, job_id: int) -> Any:

@@ -50,7 +50,7 @@ from huey import Huey, MemoryHuey, RedisHuey, SqliteHuey
 
 from b24app import turns
 from b24app.config import Settings
-from b24app.errors import B24AppError, ConfigError
+from b24app.errors import B24AppError, ConfigError, UsageError
 from b24app.lanes import Lanes
 from b24app.locks import (
     FileLocks,
@@ -194,6 +194,7 @@ class Jobs:
         self.lanes = Lanes(lanes, self._turn, name="portal-lane")
         task = self.huey.task
         self._convert = task(name="convert_job")(self._convert_job)
+        self._undo = task(name="undo_job")(self._undo_job)
         self._event = task(name="lead_event")(self._lead_event)
         self._sweep_all = task(name="sweep_all")(self._sweep_every_portal)
         self._sweep = task(name="sweep_portal")(self._sweep_portal)
@@ -232,6 +233,10 @@ class Jobs:
             self._convert(member_id, int(job_id), priority=ADMIN_PRIORITY)
         else:
             self._convert(member_id, int(job_id))
+
+    def run_undo(self, member_id: str, job_id: int, *, force: bool = False) -> None:
+        """Enqueue the undo of conversion job `job_id` (b24app.undo)."""
+        self._undo(member_id, int(job_id), force=bool(force))
 
     def sweep(self, member_id: str | None = None) -> None:
         """Enqueue a sweep of one portal now, or of every active portal."""
@@ -340,6 +345,33 @@ class Jobs:
             self._convert(member_id, job_id)
         else:  # a little after the window ends, so the turn finds the job due
             self._convert.schedule(args=(member_id, job_id), delay=delay + 0.05)
+
+    def _undo_job(
+        self, member_id: str, job_id: int, *, force: bool = False, attempt: int = 0
+    ) -> None:
+        """Undo conversion job `job_id` under the portal's conversion lock; an undo another
+        process runs, or a busy portal, is tried again later (a rerun continues an undo)."""
+        from b24app import undo
+
+        if not self._active(member_id):
+            return
+        journal = self._journal(member_id)
+        with self.locks.hold(self.lock_name(member_id)) as got:
+            if not got:
+                self._later(self._undo, member_id, job_id, force=force, attempt=attempt)
+                return
+            client = self.services.client(member_id)
+            try:
+                report = undo.undo(client, journal, job_id, force=force)
+            except JobBusy:
+                self._later(self._undo, member_id, job_id, force=force, attempt=attempt)
+                return
+            except UsageError as exc:
+                log.info("undo of job %s on %s refused: %s", job_id, member_id, exc)
+                return
+            finally:
+                client.close()
+        log.info("undo of job %s on %s: %s", job_id, member_id, report.status)
 
     def _journal(self, member_id: str) -> Journal:
         """The portal's journal as workers judge it: app jobs live by their lease."""

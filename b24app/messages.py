@@ -93,6 +93,36 @@ INSTALL_UNBOUND = N_(
     "reinstall the app to retry"
 )
 
+# -- undoing a conversion job (b24app.undo): why a lead is kept, notes, failures ----------
+# {item} is an entity and its id ("deal 12"); {users} a list of them ("deal 5, lead 7").
+UNDO_LEAD_GONE = N_("the lead no longer exists")
+UNDO_LEAD_MOVED = N_("the lead moved to stage {stage} after the conversion")
+UNDO_DEAL_MOVED = N_("{item} moved to stage {stage}")
+UNDO_EDITED = N_("{item} was edited after the conversion")
+UNDO_NEW_ACTIVITIES = N_("{item} has new activities: {ids}")
+UNDO_ROWS_CHANGED = N_("{item} has other product rows ({now} now, {then} at the conversion)")
+UNDO_USED = N_("{item} is used by {users}")
+UNDO_NO_RECORD = N_(
+    "converted before b24app kept undo records, so what the conversion created is not known"
+)
+UNDO_NO_BEFORE = N_("the stage the lead had before the conversion is not recorded")
+UNDO_UNREADABLE = N_("the record of this lead's conversion cannot be read: {error}")
+UNDO_FORCED = N_("forced: reverted although changed after the conversion")
+UNDO_KEPT_CLIENT = N_("{item} was not deleted: it is used by {users}")
+UNDO_GONE_ALREADY = N_("{item} was already deleted")
+UNDO_STEP_FAILED = N_("{method} failed: {error}")
+UNDO_NOTHING = N_("job {job} converted no leads: nothing to undo")
+UNDO_UNDONE = N_("job {job} is already undone (undo job {undo}): nothing changed")
+UNDO_NOT_CONVERSION = N_("job {job} is an undo, not a conversion")
+UNDO_READ_FAILED = N_("the portal could not be read: {error}")
+UNDO_SIMPLE = N_(
+    "the CRM is in Simple mode, where leads are not used: switch it back to Classic to undo"
+)
+UNDO_SWITCHED = N_(
+    "the CRM was switched to Simple mode during the undo; switch it back to Classic and undo "
+    "again to finish (nothing is reverted twice)"
+)
+
 ALL: tuple[str, ...] = tuple(
     value for name, value in dict(globals()).items() if name.isupper() and isinstance(value, str)
 )

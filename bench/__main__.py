@@ -15,6 +15,8 @@ helpers. Each bench also runs alone, often with a wider table: `python -m bench.
     memory      peak RSS of `b24app convert` on 100,000 leads vs the 300 MB goal (8 minutes)
     neighbour   converting 1,000 leads beside another app spending 40% of the portal's budget:
                 failed leads, 503s, wall time vs the floor for the budget left (~3 minutes)
+    undo        convert then undo, six policy variants: the portal's diff (goal empty), requests vs
+                the undo's floor (goal 1.05x), 503s (~3 minutes)
 """
 
 from __future__ import annotations

@@ -208,6 +208,17 @@ LEAD_STATUS = {
     "pending": N_("not finished"),
     "creating": N_("not finished"),
 }
+# A lead in an undo: planned (revert, keep, fail) and done (the undo journal's statuses).
+UNDO_STATUS = {
+    "revert": N_("will be reverted"),
+    "keep": N_("will be kept"),
+    "fail": N_("cannot be undone"),
+    "reverted": N_("reverted"),
+    "kept": N_("kept"),
+    "failed": N_("failed"),
+    "pending": N_("not finished"),
+    "reverting": N_("not finished"),
+}
 # Where a job came from (`jobs.kind`): the page, the guided switch, the CLI, an event, a sweep.
 JOB_KINDS = {
     "app": N_("app page"),
@@ -216,8 +227,14 @@ JOB_KINDS = {
     "event": N_("automatic (new or updated lead)"),
     "sweep": N_("automatic (periodic check)"),
     "auto": N_("automatic"),
+    "undo": N_("undo of a conversion"),
 }
 OTHER_KIND = N_("other ({kind})")
-ENTITIES = {"deal": N_("deal"), "contact": N_("contact"), "company": N_("company")}
+ENTITIES = {
+    "deal": N_("deal"),
+    "contact": N_("contact"),
+    "company": N_("company"),
+    "lead": N_("lead"),
+}
 # What stopped a run, by the Python exception name the core records (JOB_STOPPED_BY's cause).
 CAUSES = {"KeyboardInterrupt": N_("Ctrl-C"), "SystemExit": N_("the process was told to exit")}

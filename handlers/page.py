@@ -36,6 +36,9 @@ from b24app.rest import PortalClient
 from b24app.rest.user import read_viewer, viewer_client
 from b24app.store.journal import DONE, FAILED, INTERRUPTED, PENDING, RUNNING, JobBusy, JobRow
 from b24app.store.portal_variants import PortalVariants
+from b24app.store.undo import KIND as UNDO_KIND
+from b24app.store.undo import UndoStore
+from b24app.undo import preview as undo_preview_of
 from b24app.waits import why_waiting
 from handlers import i18n
 from handlers.context import AppContext, app_context
@@ -548,8 +551,10 @@ def job(job_id: int) -> Any:
     page = _page()
     found = _job_or_404(page, job_id)
     journal = page.ctx.journal(page.member_id)
-    progress = progress_of(found, journal.status_counts(job_id), _texts(page))
-    report = load_report(journal, job_id) if progress["finished"] else None
+    progress = progress_of(found, _status_counts(journal, found), _texts(page))
+    report = (
+        load_report(journal, job_id) if progress["finished"] and found.kind != UNDO_KIND else None
+    )
     start = _int_arg("from") or 0
     rows = report.leads[start : start + REPORT_ROWS] if report is not None else ()
     return _render(
@@ -565,6 +570,8 @@ def job(job_id: int) -> Any:
         page_rows=REPORT_ROWS,
         titles=lead_titles(page.portal(), [row.lead_id for row in rows]) if rows else {},
         links=_links(page),
+        undoable=_undoable(found),
+        undos=_undos(page, found),
     )
 
 
@@ -573,8 +580,15 @@ def job_progress(job_id: int) -> Any:
     """The job's progress as JSON, for the page's polling script."""
     page = _page()
     found = _job_or_404(page, job_id)
-    counts = page.ctx.journal(page.member_id).status_counts(job_id)
+    counts = _status_counts(page.ctx.journal(page.member_id), found)
     return jsonify(progress_of(found, counts, _texts(page)))
+
+
+def _status_counts(journal: Any, found: JobRow) -> dict[str, int]:
+    """A job's leads by status; an undo job's from its row (reverted, failed, kept)."""
+    if found.kind == UNDO_KIND:
+        return {"converted": found.converted, "failed": found.failed, "skipped": found.skipped}
+    return journal.status_counts(found.id)
 
 
 @blueprint.get("/app/jobs/<int:job_id>/report.csv")
@@ -588,6 +602,78 @@ def job_csv(job_id: int) -> Any:
         mimetype="text/csv",
         headers={"Content-Disposition": f'attachment; filename="b24app-job-{job_id}.csv"'},
     )
+
+
+# -- undo ----------------------------------------------------------------------------------------
+
+
+def _undoable(job: JobRow) -> bool:
+    """Whether the job's page offers "Undo": a finished conversion job."""
+    return job.kind != UNDO_KIND and job.status in (DONE, FAILED)
+
+
+def _undos(page: Page, found: JobRow) -> dict[str, Any]:
+    """The undo jobs of a conversion job (or the undo job itself) and the latest one's leads."""
+    store = UndoStore(page.ctx.journal(page.member_id))
+    source = int(found.policy.get("undo") or 0) if found.kind == UNDO_KIND else found.id
+    runs = store.undo_jobs(source) if source else []
+    if found.kind == UNDO_KIND:
+        runs = [found]
+    latest = runs[-1] if runs else None
+    leads = []
+    if latest is not None:
+        for lead_id, row in store.rows(latest.id).items():
+            plan = (row.state or {}).get("plan") or {}
+            leads.append(
+                {
+                    "lead_id": lead_id,
+                    "status": row.status,
+                    "why": [*plan.get("reasons", ()), *plan.get("notes", ())],
+                    "error": (row.state or {}).get("error"),
+                    "deletes": plan.get("deletes") or {},
+                }
+            )
+    return {"source": source, "runs": runs, "latest": latest, "leads": leads[:REPORT_ROWS]}
+
+
+@blueprint.get("/app/jobs/<int:job_id>/undo")
+def undo_preview(job_id: int) -> Any:
+    """What undoing a conversion job would revert and keep (admins; changes nothing)."""
+    page = _page(write=True)
+    found = _job_or_404(page, job_id)
+    if not _undoable(found):
+        raise PageRefused(409, "err_not_undoable")
+    force = request.args.get("force") == "1"
+    planned = undo_preview_of(page.portal(), page.ctx.journal(page.member_id), job_id, force=force)
+    rows = planned.leads[:PREVIEW_ROWS]
+    return _render(
+        "page_undo.html",
+        page,
+        job=found,
+        planned=planned,
+        counts=planned.to_dict()["counts"],
+        rows=rows,
+        force=force,
+        titles=lead_titles(page.portal(), [row.lead_id for row in rows]) if rows else {},
+        links=_links(page),
+    )
+
+
+@blueprint.post("/app/jobs/<int:job_id>/undo")
+def undo_job(job_id: int) -> Any:
+    """Start undoing a conversion job (admins, confirmed on the preview); then show the job."""
+    page = _page(write=True)
+    found = _job_or_404(page, job_id)
+    if not _undoable(found):
+        raise PageRefused(409, "err_not_undoable")
+    if request.form.get("confirm") != "yes":
+        return redirect(page.url("page.undo_preview", job_id=job_id), code=303)
+    force = request.form.get("force") == "1"
+    log.info(
+        "page: user %s started the undo of job %s on %s", page.user.user_id, job_id, page.member_id
+    )
+    page.ctx.jobs.run_undo(page.member_id, job_id, force=force)
+    return redirect(page.url("page.job", job_id=job_id) + "#undo", code=303)
 
 
 # -- the guided switch ---------------------------------------------------------------------------
@@ -638,6 +724,7 @@ ERRORS = {
     "err_admin": N_("Only a portal administrator can do this."),
     "err_portal": N_("Bitrix24 did not answer as expected ({code}). Try again in a minute."),
     "err_not_found": N_("There is no such job on this portal."),
+    "err_not_undoable": N_("Only a finished conversion job can be undone."),
 }
 
 

@@ -94,6 +94,7 @@ class LeadEntry:
     contact_id: int | None = None
     company_id: int | None = None
     error: str | None = None
+    done: Mapping[str, Any] | None = None  # converted: the final state, kept for an undo
 
 
 @dataclass(frozen=True)

@@ -246,6 +246,8 @@ class LeadPlan:
     address: Mapping[str, Any] = field(default_factory=dict, repr=False)
     requisites: Mapping[str, RequisitePlan] = field(default_factory=dict, repr=False)
     deal_requisite: int | None = None
+    # What the lead was when planned (STATUS_ID, CONTACT_ID, COMPANY_ID): what an undo restores.
+    before: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     def entity(self, name: str) -> EntityPlan | None:
         """The plan of "company", "contact" or "deal" (None for any other name)."""
@@ -622,6 +624,7 @@ class LeadPlan:
                 "address": dict(self.address),
                 "requisites": {k: r.to_dict() for k, r in self.requisites.items()},
                 "deal_requisite": self.deal_requisite,
+                **({"before": dict(self.before)} if self.before else {}),
             }
         return data
 
@@ -658,6 +661,7 @@ class LeadPlan:
                     for k, v in (data.get("requisites") or {}).items()
                 },
                 deal_requisite=mapping.link_id(data.get("deal_requisite")),
+                before=dict(data.get("before") or {}),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise PlanError(f"not a stored lead plan ({exc.__class__.__name__}: {exc})") from None
@@ -895,7 +899,17 @@ def plan_lead(
         address=address,
         requisites=requisites,
         deal_requisite=deal_requisite,
+        before=lead_before(lead),
     )
+
+
+def lead_before(lead: Mapping[str, Any]) -> dict[str, Any]:
+    """What a conversion changes on the lead, as it was: its stage and client links."""
+    return {
+        "STATUS_ID": str(lead.get("STATUS_ID") or ""),
+        "CONTACT_ID": mapping.link_id(lead.get("CONTACT_ID")),
+        "COMPANY_ID": mapping.link_id(lead.get("COMPANY_ID")),
+    }
 
 
 def plan_leads(

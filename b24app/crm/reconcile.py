@@ -144,7 +144,9 @@ class Reconciled:
             lead_id=state.lead_id,
             status=LeadStatus.FAILED,
             state=state.to_dict(),
-            **{f"{name}_id": i for name, i in state.ids.items() if name in KINDS},
+            deal_id=state.ids.get("deal"),
+            contact_id=state.ids.get("contact"),
+            company_id=state.ids.get("company"),
             error=self.unresolved[state.lead_id],
         )
 

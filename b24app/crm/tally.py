@@ -55,6 +55,7 @@ def _entry(state: LeadState) -> LeadEntry:
         state=state.to_dict() if keep else None,
         **{column: ids.get(name) for name, column in _ENTITY_COLUMNS.items()},
         error=error,
+        done=state.to_dict() if status is Status.CONVERTED else None,  # for b24app.undo
     )
 
 

@@ -135,6 +135,18 @@ job_leads = Table(
     Column("updated_at", UtcDateTime(), nullable=False),
 )
 
+# What each lead's conversion did, kept for good (lead_states drops the plan once converted): the
+# converted `LeadState.to_dict()` per (job, lead), the record an undo reverts from (migration 0007).
+conversion_records = Table(
+    "conversion_records",
+    metadata,
+    Column("portal", String(255), primary_key=True),
+    Column("job_id", Integer, primary_key=True),
+    Column("lead_id", BigInteger, primary_key=True),
+    Column("state", Text, nullable=False),
+    Column("recorded_at", UtcDateTime(), nullable=False),
+)
+
 _IDS = ("deal_id", "contact_id", "company_id")
 _IN_CHUNK = 500  # ids per IN (...) clause: far below SQLite's and PostgreSQL's parameter caps
 
@@ -475,6 +487,12 @@ class Journal:
             ids = select(jobs.c.id).where(jobs.c.portal == self.portal)
             conn.execute(delete(job_leads).where(job_leads.c.job_id.in_(ids)))
             conn.execute(delete(lead_states).where(lead_states.c.portal == self.portal))
+            conn.execute(
+                delete(conversion_records).where(conversion_records.c.portal == self.portal)
+            )
+            from b24app.store.undo import undo_leads  # the undo's rows (b24app.store.undo)
+
+            conn.execute(delete(undo_leads).where(undo_leads.c.portal == self.portal))
             return conn.execute(delete(jobs).where(jobs.c.portal == self.portal)).rowcount
 
     # -- leads ---------------------------------------------------------------------------------
@@ -585,9 +603,22 @@ class Journal:
             }
             for e in leads
         ]
+        records = [
+            {
+                "portal": self.portal,
+                "job_id": job_id,
+                "lead_id": e.lead_id,
+                "state": json.dumps(e.done, sort_keys=True),
+                "recorded_at": now,
+            }
+            for e in leads
+            if e.done is not None
+        ]
         with write_lock(self.engine) as conn:
             if states:
                 self._upsert(conn, lead_states, states, ("portal", "lead_id"), increment="attempts")
+            if records:
+                self._upsert(conn, conversion_records, records, ("portal", "job_id", "lead_id"))
             if outcomes:
                 self._upsert(conn, job_leads, outcomes, ("job_id", "lead_id"))
             values: dict[str, Any] = {"heartbeat_at": now}

@@ -43,6 +43,10 @@ def pages(page: PageApp, user_id: int, lang: str, jobs: dict[str, int]) -> dict[
         shown[f"job {name}"] = client.get(
             f"/app/jobs/{job_id}", query_string={"t": token}
         ).get_data(as_text=True)
+    # the undo preview of the report's job (a plain user gets the "administrators only" page)
+    shown["undo preview"] = client.get(
+        f"/app/jobs/{jobs['report']}/undo", query_string={"t": token}
+    ).get_data(as_text=True)
     shown["older jobs"] = client.get(
         "/app", query_string={"t": token, "before": jobs["stopped"]}
     ).get_data(as_text=True)
@@ -94,3 +98,5 @@ def test_every_page_rendered_for_the_check_is_the_page_itself(seeded) -> None:
         assert 'id="report-table"' in shown["job report"]
         assert "Stopped: the run was interrupted (Ctrl-C)" in shown["job stopped"]
         assert 'id="error"' in shown["refused"] and 'id="status"' in shown["installer"]
+    assert 'id="undo-table"' in pages(page, ADMIN, "en", jobs)["undo preview"]
+    assert 'id="error"' in pages(page, READER, "en", jobs)["undo preview"]

@@ -1,0 +1,191 @@
+"""The undo journal: each undo job's per-lead state, beside the conversion journal.
+
+An undo job is a row of `jobs` (kind "undo", policy `{"undo": <conversion job id>, "force": ...}`),
+so the journal's one-live-job-per-portal rule keeps an undo away from a conversion and from a
+second undo. `undo_leads` holds, per (undo job, lead): status (pending, reverting, reverted, kept,
+failed), the undo's stored plan and progress while it is underway, and the reason or the
+portal's text. A lead is reverted once per conversion job: `reverted` rows of every undo of that
+job are consulted before planning. Reverting a lead also drops its `lead_states` row (its
+conversion is gone, so a later convert takes it up afresh), in the same transaction.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    and_,
+    delete,
+    select,
+    update,
+)
+
+from b24app.store.db import UtcDateTime, metadata, utc_now, write_lock
+from b24app.store.journal import (
+    JobCounts,
+    JobRow,
+    Journal,
+    conversion_records,
+    jobs,
+    lead_states,
+)
+
+KIND = "undo"
+PENDING, REVERTING, REVERTED, KEPT, FAILED = "pending", "reverting", "reverted", "kept", "failed"
+FINAL = frozenset({REVERTED, KEPT, FAILED})
+
+undo_leads = Table(
+    "undo_leads",
+    metadata,
+    Column("job_id", Integer, primary_key=True),
+    Column("portal", String(255), nullable=False),
+    Column("source_job_id", Integer, nullable=False),
+    Column("lead_id", BigInteger, primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("state", Text, nullable=True),
+    Column("reason", Text, nullable=True),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Index("ix_undo_leads_source", "portal", "source_job_id", "status"),
+)
+
+
+@dataclass(frozen=True)
+class UndoRow:
+    """One lead of an undo job as stored."""
+
+    lead_id: int
+    status: str
+    state: Mapping[str, Any] | None = None
+    reason: str | None = None
+
+
+class UndoStore:
+    """Undo jobs of one portal, on the conversion journal's database."""
+
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+        self.engine = journal.engine
+        self.portal = journal.portal
+
+    def records(self, job_id: int) -> dict[int, dict[str, Any]]:
+        """What conversion job `job_id` did to each lead it converted (the stored LeadState)."""
+        query = select(conversion_records.c.lead_id, conversion_records.c.state).where(
+            conversion_records.c.portal == self.portal, conversion_records.c.job_id == job_id
+        )
+        found: dict[int, dict[str, Any]] = {}
+        with self.engine.connect() as conn:
+            for lead_id, state in conn.execute(query):
+                try:
+                    found[int(lead_id)] = json.loads(state)
+                except ValueError:
+                    continue
+        return found
+
+    def undo_jobs(self, source_job_id: int) -> list[JobRow]:
+        """Every undo job of conversion job `source_job_id`, oldest first."""
+        query = (
+            select(jobs.c.id)
+            .where(jobs.c.portal == self.portal, jobs.c.kind == KIND)
+            .order_by(jobs.c.id)
+        )
+        with self.engine.connect() as conn:
+            ids = [row.id for row in conn.execute(query)]
+        found = [job for i in ids if (job := self.journal.job(i)) is not None]
+        return [job for job in found if int(job.policy.get("undo") or 0) == source_job_id]
+
+    def reverted(self, source_job_id: int) -> dict[int, int]:
+        """Lead id -> the undo job that reverted it, for conversion job `source_job_id`."""
+        query = select(undo_leads.c.lead_id, undo_leads.c.job_id).where(
+            undo_leads.c.portal == self.portal,
+            undo_leads.c.source_job_id == source_job_id,
+            undo_leads.c.status == REVERTED,
+        )
+        with self.engine.connect() as conn:
+            return {int(lead): int(job) for lead, job in conn.execute(query)}
+
+    def rows(self, job_id: int) -> dict[int, UndoRow]:
+        """The leads of undo job `job_id`, by lead id."""
+        query = (
+            select(undo_leads)
+            .where(undo_leads.c.portal == self.portal, undo_leads.c.job_id == job_id)
+            .order_by(undo_leads.c.lead_id)
+        )
+        found: dict[int, UndoRow] = {}
+        with self.engine.connect() as conn:
+            for row in conn.execute(query):
+                try:
+                    state = json.loads(row.state) if row.state else None
+                except ValueError:
+                    state = None
+                found[int(row.lead_id)] = UndoRow(int(row.lead_id), row.status, state, row.reason)
+        return found
+
+    def save(
+        self,
+        job_id: int,
+        source_job_id: int,
+        rows: Iterable[UndoRow],
+        *,
+        counts: JobCounts | None = None,
+    ) -> None:
+        """One transaction: the leads' undo rows (a reverted lead's conversion state dropped),
+        the job's counts and heartbeat."""
+        now = utc_now()
+        values = [
+            {
+                "job_id": job_id,
+                "portal": self.portal,
+                "source_job_id": source_job_id,
+                "lead_id": row.lead_id,
+                "status": row.status,
+                "state": None if row.state is None else json.dumps(row.state, sort_keys=True),
+                "reason": row.reason,
+                "updated_at": now,
+            }
+            for row in rows
+        ]
+        reverted = [row.lead_id for row in rows if row.status == REVERTED]
+        with write_lock(self.engine) as conn:
+            if values:
+                self.journal._upsert(conn, undo_leads, values, ("job_id", "lead_id"))
+            for chunk in _chunks(reverted):
+                conn.execute(
+                    delete(lead_states).where(
+                        and_(
+                            lead_states.c.portal == self.portal,
+                            lead_states.c.lead_id.in_(chunk),
+                            lead_states.c.status == "converted",
+                        )
+                    )
+                )
+            changed: dict[str, Any] = {"heartbeat_at": now}
+            if counts is not None:
+                changed |= {
+                    "requests": counts.requests,
+                    "converted": counts.converted,
+                    "failed": counts.failed,
+                    "skipped": counts.skipped,
+                }
+                if counts.total is not None:
+                    changed["total"] = counts.total
+            conn.execute(update(jobs).where(jobs.c.id == job_id).values(**changed))
+
+    def purge(self) -> None:
+        """Forget every undo row of this portal (an uninstall with CLEAN=1)."""
+        with write_lock(self.engine) as conn:
+            conn.execute(delete(undo_leads).where(undo_leads.c.portal == self.portal))
+
+
+def _chunks(ids: Sequence[int], size: int = 500) -> Iterable[list[int]]:
+    for start in range(0, len(ids), size):
+        yield list(ids[start : start + size])
