@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 
-from b24app.crm.journal import JobStatus, LeadStatus
+import pytest
+
+from b24app.crm.journal import JobStatus, JobWaiting, LeadStatus
 from b24app.store.journal import Journal, LeadEntry
 
 
@@ -40,3 +42,22 @@ def test_lead_states_come_back_as_the_enum_the_scheduler_uses(tmp_path) -> None:
 
     assert (record.lead_id, record.status) == (1, LeadStatus.CREATING)
     assert journal.outcome_statuses(job.id) == {1: "creating"}
+
+
+def test_a_job_recorded_alone_waits_for_the_portals_live_job(tmp_path) -> None:
+    journal = Journal.open(f"sqlite:///{tmp_path / 'j.db'}", portal="p")
+    other = Journal(journal.engine, portal="other")
+    assert journal.live_job() is None
+    first = journal.create_job(kind="app", policy={}, alone=True)
+    other.create_job(kind="app", policy={}, alone=True)  # another portal's slot is its own
+
+    with pytest.raises(JobWaiting) as refused:
+        journal.create_job(kind="app", policy={}, alone=True)
+
+    assert refused.value.job == first.id
+    live = journal.live_job()
+    assert live is not None and live.id == first.id
+    assert [job.id for job in journal.jobs()] == [first.id]
+    journal.finish_job(first.id, status=JobStatus.DONE)
+    assert journal.live_job() is None
+    assert journal.create_job(kind="app", policy={}, alone=True).id > first.id
