@@ -20,7 +20,6 @@ from urllib.parse import parse_qsl
 
 from b24app.errors import B24AppError
 from b24app.store import installations as inst
-from b24app.store.journal import Journal
 from b24app.vocabulary import APP_INSTALL, APP_UNINSTALL, LEAD_EVENTS
 
 log = logging.getLogger("b24app.events")
@@ -262,6 +261,14 @@ class Purgeable(Protocol):
         """Delete everything stored for `member_id`."""
 
 
+class JournalPurge(Protocol):
+    """A portal's conversion journal, as far as an uninstall needs it (`Journal`)."""
+
+    def purge(self) -> int:
+        """Delete every job and lead state of the portal; how many jobs were deleted."""
+        ...
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What handling a delivery did: `action` is enqueued | uninstalled | installed | ignored."""
@@ -281,6 +288,7 @@ class EventRouter:
     jobs: LeadEvents
     portal_settings: Purgeable
     install: Callable[[Event], object]
+    journal: Callable[[str], JournalPurge]  # a portal's journal (`Services.journal`)
 
     def receive(self, form: Any) -> Outcome:
         """Parse, verify and handle one delivery. Raises MalformedEvent, EventRejected, or the
@@ -303,7 +311,7 @@ class EventRouter:
             self.store.mark_uninstalled(event.member_id, clean=event.clean)
             if event.clean:
                 self.portal_settings.purge(event.member_id)
-                Journal(self.store.engine, portal=event.member_id).purge()
+                self.journal(event.member_id).purge()
             log.info(
                 "portal %s uninstalled the app%s",
                 event.member_id,

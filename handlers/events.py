@@ -30,6 +30,7 @@ def _router() -> EventRouter:
         jobs=ctx.jobs,
         portal_settings=ctx.portal_settings,
         install=partial(install_from_event, ctx.installations, settings=ctx.settings),
+        journal=ctx.journal,
     )
 
 

@@ -34,7 +34,16 @@ from b24app.errors import AuthError, B24Error
 from b24app.pagetoken import PageTokenError, PageTokens, PageUser
 from b24app.rest import PortalClient
 from b24app.rest.user import read_viewer, viewer_client
-from b24app.store.journal import DONE, FAILED, INTERRUPTED, PENDING, RUNNING, JobBusy, JobRow
+from b24app.store.journal import (
+    DONE,
+    FAILED,
+    INTERRUPTED,
+    PENDING,
+    RUNNING,
+    JobBusy,
+    JobRow,
+    JobWaiting,
+)
 from b24app.store.portal_variants import PortalVariants
 from b24app.store.undo import KIND as UNDO_KIND
 from b24app.store.undo import UndoStore
@@ -193,9 +202,10 @@ def _live_jobs(page: Page) -> list[JobRow]:
     return page.ctx.journal(page.member_id).jobs(LIVE_JOBS, statuses=(PENDING, RUNNING))
 
 
-def _live_job(page: Page) -> JobRow | None:
-    live = _live_jobs(page)
-    return live[-1] if live else None
+def _waits_for(page: Page, job_id: int) -> Any:
+    """The overview refusing a new conversion while job `job_id` is pending or running."""
+    busy = _texts(page).gettext("Job {job} is still running; wait for it to finish.", job=job_id)
+    return _overview_page(page, status=409, convert_problem=busy)
 
 
 def _history(page: Page, before: int | None) -> tuple[list[JobRow], int | None]:
@@ -434,12 +444,10 @@ def convert() -> Any:
         return _overview_page(page, status=422, convert_problem=_ids_problem(page, "bad"))
     if lead_ids == ():
         return _overview_page(page, status=422, convert_problem=_ids_problem(page, "none"))
-    live = _live_job(page)
+    journal = page.ctx.journal(page.member_id)
+    live = journal.live_job()
     if live is not None:
-        busy = _texts(page).gettext(
-            "Job {job} is still running; wait for it to finish.", job=live.id
-        )
-        return _overview_page(page, status=409, convert_problem=busy)
+        return _waits_for(page, live.id)
     try:
         if request.form.get("client"):
             policy = _checked_policy(page, _policy_data(page, _posted_form()))
@@ -450,8 +458,10 @@ def convert() -> Any:
             policy.check(Reader(page.portal()).facts((policy.pipeline,)))
     except PolicyError as exc:
         return _overview_page(page, status=422, problems=list(exc.problems))
-    journal = page.ctx.journal(page.member_id)
-    job = journal.create_job(kind=kind, policy=policy.to_dict(), lead_ids=lead_ids)
+    try:
+        job = journal.create_job(kind=kind, policy=policy.to_dict(), lead_ids=lead_ids, alone=True)
+    except JobWaiting as exc:  # another request recorded one since the check above
+        return _waits_for(page, exc.job)
     log.info(
         "page: user %s started job %s on %s (%s)",
         page.user.user_id,

@@ -26,3 +26,18 @@ def test_bitrix_method_names_live_only_in_rest_and_crm() -> None:
             ):
                 offenders.append(f"{path.relative_to(ROOT)}: {node.value}")
     assert offenders == []
+
+
+def test_event_names_are_spelled_only_in_the_vocabulary() -> None:
+    """Bitrix24's event names live in b24app/vocabulary.py alone; the rest import them."""
+    from b24app import vocabulary
+
+    spelled = {*vocabulary.BOUND_EVENTS, *vocabulary.LEAD_EVENTS, vocabulary.APP_INSTALL}
+    offenders = []
+    for path in sorted((ROOT / "b24app").rglob("*.py")):
+        if path == ROOT / "b24app" / "vocabulary.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and node.value in spelled:
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}: {node.value}")
+    assert offenders == []

@@ -4,7 +4,6 @@ from the journal's state (see `b24app.crm.conversion`'s doc, "Which leads a run 
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -17,8 +16,6 @@ from b24app.crm.planning import plan_chunk
 from b24app.crm.scheduler import LeadState, Status
 from b24app.crm.tally import has_progress
 from b24app.crm.watch import ModeWatch
-
-log = logging.getLogger("b24app.crm")
 
 
 class Intake(ModeWatch):

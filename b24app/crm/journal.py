@@ -51,6 +51,14 @@ class JobBusy(B24AppError):
     """Another job of the same portal is running in a live process; wait for it or stop it."""
 
 
+class JobWaiting(JobBusy):
+    """A job may not be recorded while another of the portal's jobs is pending or running."""
+
+    def __init__(self, message: str, *, job: int) -> None:
+        super().__init__(message)
+        self.job = job
+
+
 @dataclass(frozen=True)
 class JobRow:
     """One conversion job as stored."""

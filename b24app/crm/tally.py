@@ -5,7 +5,6 @@ concerns (mode watch, intake, dispatch) build on it in that order.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -17,8 +16,6 @@ from b24app.crm.policy import Policy
 from b24app.crm.reader import Reader
 from b24app.crm.scheduler import LeadState, Status
 from b24app.rest.portal import Portal
-
-log = logging.getLogger("b24app.crm")
 
 _ENTITY_COLUMNS = {DEAL: "deal_id", CONTACT: "contact_id", COMPANY: "company_id"}
 
@@ -60,6 +57,7 @@ def _entry(state: LeadState) -> LeadEntry:
 
 
 def has_progress(state: LeadState) -> bool:
+    """Whether anything was sent or created for this lead: its stored state is worth continuing."""
     progress = state.progress
     return bool(progress.ids or progress.done or progress.unsure)
 

@@ -60,6 +60,7 @@ from b24app.crm.journal import (  # noqa: F401 (re-exported: the journal's publi
     JobCounts,
     JobRow,
     JobStatus,
+    JobWaiting,
     LeadEntry,
     LeadRecord,
     LeadStatus,
@@ -325,11 +326,39 @@ class Journal:
         ).first()
         return _job(row) if row else None
 
+    def live_job(self) -> JobRow | None:
+        """The portal's oldest pending or running job: the one a new job would wait for."""
+        query = (
+            select(jobs)
+            .where(jobs.c.portal == self.portal, jobs.c.status.in_([PENDING, RUNNING]))
+            .order_by(jobs.c.id)
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        return _job(row) if row else None
+
     def create_job(
-        self, *, kind: str, policy: Mapping[str, Any], lead_ids: Sequence[int] | None = None
+        self,
+        *,
+        kind: str,
+        policy: Mapping[str, Any],
+        lead_ids: Sequence[int] | None = None,
+        alone: bool = False,
     ) -> JobRow:
-        """Record a job to run later (status pending); `claim_job` starts it."""
+        """Record a job to run later (status pending); `claim_job` starts it. `alone`: refuse
+        (JobWaiting) while another job of this portal is pending or running, checked in the
+        same transaction that records the job."""
         with write_lock(self.engine) as conn:
+            if alone:
+                live = conn.execute(
+                    select(jobs.c.id)
+                    .where(jobs.c.portal == self.portal, jobs.c.status.in_([PENDING, RUNNING]))
+                    .order_by(jobs.c.id)
+                    .limit(1)
+                ).scalar()
+                if live is not None:
+                    raise JobWaiting(f"job {live} of this portal is pending or running", job=live)
             return self._insert_job(
                 conn, kind=kind, policy=policy, lead_ids=lead_ids, status=PENDING
             )

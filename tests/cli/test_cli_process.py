@@ -87,6 +87,7 @@ def test_an_installed_portal_by_member_id_or_domain(env: dict[str, str], portal:
     assert grant["access_token"] not in ran.out + ran.err
 
 
+@pytest.mark.slow  # the whole demo: about 30 s
 def test_demo_runs_with_a_few_leads(tmp_path: Path) -> None:
     done = run_python(["-m", "demo", "--leads", "60"], {}, cwd=ROOT)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

@@ -120,6 +120,7 @@ def _assert_clean(lines: list[str], width: int) -> None:
     assert "Traceback" not in text
 
 
+@pytest.mark.slow  # a conversion in tmux per width: about 20 s each
 @pytest.mark.parametrize("width", [80, 120])
 def test_convert_and_jobs_list_on_a_terminal(
     width: int,

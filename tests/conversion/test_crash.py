@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from b24app.crm.conversion import convert
 from b24app.crm.policy import Policy
 from b24app.store.journal import INTERRUPTED, Journal
@@ -44,6 +46,7 @@ def _start(sandbox: Any, database_url: str, policy: Policy) -> subprocess.Popen[
     )
 
 
+@pytest.mark.slow  # about 100 s: `make test` runs it, `make test-fast` does not
 def test_twenty_kill_9s_then_a_rerun_convert_every_lead_exactly_once(
     make_sandbox: Any, database_url: str, journal: Journal
 ) -> None:

@@ -442,6 +442,7 @@ def count_commands(states: Sequence[LeadState]) -> int:
     return sum(len([t for t in s.plan.steps if t.id != "s"]) for s in states)
 
 
+@pytest.mark.slow  # about 50 s of planning
 def test_two_thousand_leads_take_the_request_floor() -> None:
     """client both, activities move, ~1.5 activities per lead, some product rows."""
     policy = Policy(client=Client.BOTH, activities=Activities.MOVE)

@@ -238,6 +238,7 @@ def _post(target: Target, body: bytes, content_type: str = FORM) -> int:
     return target.client.post("/events", data=body, content_type=content_type).status_code
 
 
+@pytest.mark.slow  # 100 deliveries to a live app: about 20 s
 @FUZZ
 @given(body=raw_bodies, content_type=st.sampled_from([FORM, "text/plain", "application/json"]))
 def test_a_malformed_body_is_4xx_and_changes_nothing(
@@ -257,6 +258,7 @@ def test_a_malformed_body_is_4xx_and_changes_nothing(
     assert target.state() == before
 
 
+@pytest.mark.slow  # 100 deliveries to a live app: about 25 s
 @FUZZ
 @given(data=st.data())
 def test_a_forged_delivery_is_rejected_and_changes_nothing(target: Target, data: Any) -> None:
@@ -272,6 +274,7 @@ def test_a_forged_delivery_is_rejected_and_changes_nothing(target: Target, data:
 tokens = st.from_regex(r"[A-Za-z0-9_.\-]{8,64}", fullmatch=True)
 
 
+@pytest.mark.slow  # 100 deliveries to a live app: about 25 s
 @FUZZ
 @given(
     member=st.one_of(
