@@ -20,6 +20,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from importlib.metadata import entry_points, version
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -516,17 +517,25 @@ def _recorded(journal: Any) -> dict[str, str]:
 
 def _variants(settings: Settings, target: PortalTarget) -> dict[str, str]:
     """The recorded variants for a run that keeps no journal (a dry run): read from the database
-    when it can be opened; {} (find out on the way) when not."""
+    when it already holds them; {} (find out on the way) otherwise. Creates and migrates nothing.
+    """
+    from sqlalchemy.engine import make_url
+
+    from b24app.store.db import make_engine, normalize_url
+    from b24app.store.portal_variants import PortalVariants
+
     try:
-        journal = _journal(settings, target)
-    except ConfigError:
+        url = make_url(normalize_url(settings.database_url))
+        on_disk = url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")
+        if on_disk and not Path(str(url.database)).exists():
+            return {}
+        engine = make_engine(settings.database_url)
+        try:
+            return PortalVariants(engine).of(target.key)
+        finally:
+            engine.dispose()
+    except (SQLAlchemyError, OSError, ValueError):
         return {}
-    try:
-        return _recorded(journal)
-    except SQLAlchemyError:
-        return {}
-    finally:
-        journal.engine.dispose()
 
 
 def _portal_args() -> str:

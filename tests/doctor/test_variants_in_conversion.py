@@ -123,3 +123,24 @@ def test_a_recorded_code_reading_on_a_portal_that_refuses_still_finds_out() -> N
         extras = reader.extras(leads, Policy())
     assert {i: len(r) for i, r in extras.product_rows.items()} == expected
     assert reader.rows_per_lead
+
+
+def test_a_dry_run_reads_the_record_and_creates_no_database(tmp_path: Path) -> None:
+    knobs = {"productrow_owner_arrays": "docs"}
+    with Sandbox(plan="fast", seed_leads=20, seed=3, knobs=knobs) as running:
+        leads = len(lead_rows(running))
+        absent = tmp_path / "absent.db"
+        before = running.stats()["sub_calls"].get(ROWS, 0)
+        cold = cli(running, f"sqlite:///{absent}", "convert", "--dry-run", "--json")
+        cold_calls = running.stats()["sub_calls"].get(ROWS, 0) - before
+        db_url = f"sqlite:///{tmp_path / 'app.db'}"
+        assert cli(running, db_url, "doctor", "--json").json()["recorded"] is True
+        before = running.stats()["sub_calls"].get(ROWS, 0)
+        warm = cli(running, db_url, "convert", "--dry-run", "--json")
+        warm_calls = running.stats()["sub_calls"].get(ROWS, 0) - before
+    assert cold.code == 0 and warm.code == 0, cold.err + warm.err
+    cold_preview, warm_preview = cold.json(), warm.json()
+    assert warm_preview.pop("requests") < cold_preview.pop("requests")  # one request fewer
+    assert cold_preview == warm_preview  # the same preview either way
+    assert not absent.exists()  # a dry run does not create the database to look for a record
+    assert warm_calls == leads < cold_calls
