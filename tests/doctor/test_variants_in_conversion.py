@@ -144,3 +144,29 @@ def test_a_dry_run_reads_the_record_and_creates_no_database(tmp_path: Path) -> N
     assert cold_preview == warm_preview  # the same preview either way
     assert not absent.exists()  # a dry run does not create the database to look for a record
     assert warm_calls == leads < cold_calls
+
+
+def test_the_app_pages_job_takes_the_path_the_panel_recorded(tmp_path: Path) -> None:
+    """The page's "Check the portal" records the variants; the worker's job (through
+    `Services.variants`) then reads product rows one lead per command from its first request."""
+    from tests.handlers.page_support import make_page_app
+
+    knobs = {"productrow_owner_arrays": "docs"}
+    with Sandbox(plan="fast", seed_leads=20, seed=3, knobs=knobs) as running:
+        page = make_page_app(running, tmp_path)
+        expected = lead_rows(running)
+        token = page.token(1)
+        client = page.client()
+        assert client.get("/app/doctor", query_string={"t": token}).status_code == 200
+        before = running.stats()["sub_calls"].get(ROWS, 0)
+        started = client.post("/app/convert", data={"page_token": token, "leads": "all"})
+        calls = running.stats()["sub_calls"].get(ROWS, 0) - before
+        job = page.ctx.journal(page.member_id).job(1)
+        converted = {
+            outcome.lead_id: deal_rows(running, outcome.deal_id)
+            for outcome in page.ctx.journal(page.member_id).outcomes(1)
+            if outcome.deal_id
+        }
+    assert started.status_code == 303 and job is not None and job.status == "done"
+    assert converted == expected
+    assert calls == len(expected)  # no command asked for several owners' rows
