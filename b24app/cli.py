@@ -20,6 +20,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from importlib.metadata import entry_points, version
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -508,6 +509,36 @@ def _journal(settings: Settings, target: PortalTarget) -> Any:
     return Journal.open(settings.database_url, portal=target.key)
 
 
+def _recorded(journal: Any) -> dict[str, str]:
+    """What `b24app doctor` recorded for the journal's portal ({} when it never ran there)."""
+    from b24app.store.portal_variants import PortalVariants
+
+    return PortalVariants(journal.engine).of(journal.portal)
+
+
+def _variants(settings: Settings, target: PortalTarget) -> dict[str, str]:
+    """The recorded variants for a run that keeps no journal (a dry run): read from the database
+    when it already holds them; {} (find out on the way) otherwise. Creates and migrates nothing.
+    """
+    from sqlalchemy.engine import make_url
+
+    from b24app.store.db import make_engine, normalize_url
+    from b24app.store.portal_variants import PortalVariants
+
+    try:
+        url = make_url(normalize_url(settings.database_url))
+        on_disk = url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")
+        if on_disk and not Path(str(url.database)).exists():
+            return {}
+        engine = make_engine(settings.database_url)
+        try:
+            return PortalVariants(engine).of(target.key)
+        finally:
+            engine.dispose()
+    except (SQLAlchemyError, OSError, ValueError):
+        return {}
+
+
 def _portal_args() -> str:
     """` --portal X` when the command was given one, so a printed command runs as is."""
     flag = click.get_current_context().meta.get("b24app.portal_flag")
@@ -636,7 +667,9 @@ def convert(
     from b24app.crm import conversion
 
     if dry_run:
-        previews = conversion.preview(target.client, policy, lead_ids=lead_ids)
+        previews = conversion.preview(
+            target.client, policy, lead_ids=lead_ids, variants=_variants(settings, target)
+        )
         _show_previews(previews, as_json=as_json, requests=target.client.requests_made)
         return
     journal = _journal(settings, target)
@@ -649,10 +682,17 @@ def convert(
         Live() as bar,
     ):
         if twin is not None:
-            report = conversion.resume(target.client, journal, twin, on_progress=bar)
+            report = conversion.resume(
+                target.client, journal, twin, on_progress=bar, variants=_recorded(journal)
+            )
         else:
             report = conversion.convert(
-                target.client, journal, policy, lead_ids=lead_ids, on_progress=bar
+                target.client,
+                journal,
+                policy,
+                lead_ids=lead_ids,
+                on_progress=bar,
+                variants=_recorded(journal),
             )
     _show_report(report.to_dict(), as_json=as_json)
     _exit_for(report)
@@ -801,6 +841,7 @@ def switch(
             poll_interval=poll_interval,
             on_step=_narrator(live, as_json),
             wait=live.waiter(poll_timeout, f"waiting for the toggle in Bitrix24 ({target.title})"),
+            variants=_recorded(journal),
         )
     conversion = report.conversion.to_dict() if report.conversion is not None else None
     if as_json:
@@ -1026,7 +1067,9 @@ def jobs_resume(job_id: int, wait: bool, portal: str | None, as_json: bool) -> N
             f"job {job_id} is an undo; continue it with 'b24app jobs undo {source}{_portal_args()}'"
         )
     with _portal_turn(settings, target, wait=wait), _interruptible(journal, job_id), Live() as bar:
-        report = conversion.resume(target.client, journal, job_id, on_progress=bar)
+        report = conversion.resume(
+            target.client, journal, job_id, on_progress=bar, variants=_recorded(journal)
+        )
     _show_report(report.to_dict(), as_json=as_json, title=f"Job {job_id}")
     _exit_for(report)
 

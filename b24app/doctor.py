@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from b24app import messages as msg
 from b24app.crm import checkup
 from b24app.crm.checkup import FAIL, OK, UNKNOWN, WARN, Answers, Check, Variant
 from b24app.errors import (
@@ -119,7 +120,7 @@ def examine(
         lines.append(_refused(exc, app=app))
         return report()
     answers = Answers(first.results, first.errors, first.times)
-    lines.append(Check("reach", OK, f"the portal answered ({display})"))
+    lines.append(Check("reach", OK, msg.DOCTOR_REACHED.format(portal=display)))
     lines.append(checkup.credentials(answers, app=app))
     license_name = checkup.license_of(answers)
     for check in (
@@ -199,39 +200,29 @@ def _refused(error: B24Error, *, app: bool) -> Check:
         return Check(
             "reach",
             FAIL,
-            f"cannot reach the portal ({_reason(error)})",
-            fix="check the portal address (B24_WEBHOOK_URL, or the installation's domain), "
-            "the network and any proxy",
+            msg.DOCTOR_UNREACHABLE.format(reason=_reason(error)),
+            fix=msg.DOCTOR_UNREACHABLE_FIX,
         )
     if isinstance(error, PortalDeleted):
-        return Check("reach", FAIL, "the portal was deleted", fix="nothing to convert there")
+        return Check("reach", FAIL, msg.DOCTOR_DELETED, fix=msg.DOCTOR_DELETED_FIX)
     if isinstance(error, PaymentRequired):
-        return Check(
-            "credentials",
-            FAIL,
-            "the portal refused the app: its payment has expired",
-            fix="renew the app's subscription in the Bitrix24 Market",
-        )
+        return Check("credentials", FAIL, msg.DOCTOR_UNPAID, fix=msg.DOCTOR_UNPAID_FIX)
     if isinstance(error, AuthError | AccessDenied):
-        kind = "the app's token" if app else "the webhook"
-        default = (
-            "reinstall the app from the Bitrix24 Market"
-            if app
-            else "create an inbound webhook with the CRM (crm) permission and set "
-            "B24_WEBHOOK_URL to its URL"
-        )
+        refused = msg.DOCTOR_REFUSED_TOKEN if app else msg.DOCTOR_REFUSED_WEBHOOK
+        default = msg.DOCTOR_REINSTALL if app else msg.DOCTOR_NEW_WEBHOOK
         return Check(
             "credentials",
             FAIL,
-            f"the portal refused {kind} ({code})",
+            refused.format(code=code),
             fix=hint(error) or default,
             data={"error": code, "status": error.status},
         )
+    failed = msg.DOCTOR_PORTAL_FAILED_STATUS if error.status else msg.DOCTOR_PORTAL_FAILED
     return Check(
         "reach",
         FAIL,
-        f"the portal failed ({code}{f', HTTP {error.status}' if error.status else ''})",
-        fix="try again in a minute; if it persists, the portal is having trouble",
+        failed.format(code=code, status=error.status),
+        fix=msg.DOCTOR_TRY_AGAIN,
         data={"error": code, "status": error.status},
     )
 
@@ -247,12 +238,7 @@ def _reason(error: TransportError) -> str:
 def public_url_check(url: str | None, http_get: HttpGet = requests.get) -> Check:
     """B24APP_PUBLIC_URL answers (`/healthz`), at an address Bitrix24's servers can reach."""
     if not url:
-        return Check(
-            "public_url",
-            FAIL,
-            "B24APP_PUBLIC_URL is not set: Bitrix24 has nowhere to send events",
-            fix="set B24APP_PUBLIC_URL to the https address where Bitrix24 reaches the app",
-        )
+        return Check("public_url", FAIL, msg.DOCTOR_NO_PUBLIC_URL, fix=msg.DOCTOR_NO_PUBLIC_URL_FIX)
     target = url.rstrip("/") + HEALTH_PATH
     try:
         answer = http_get(target, timeout=PUBLIC_URL_TIMEOUT, allow_redirects=False)
@@ -260,26 +246,24 @@ def public_url_check(url: str | None, http_get: HttpGet = requests.get) -> Check
         return Check(
             "public_url",
             FAIL,
-            f"{url} does not answer ({type(exc).__name__})",
-            fix="start the web app (gunicorn 'handlers:create_app()') and open its address "
-            "to the internet",
+            msg.DOCTOR_URL_SILENT.format(url=url, error=type(exc).__name__),
+            fix=msg.DOCTOR_URL_SILENT_FIX,
         )
     if answer.status_code != 200:
         return Check(
             "public_url",
             FAIL,
-            f"{target} answered HTTP {answer.status_code}, not 200",
-            fix="B24APP_PUBLIC_URL must point at this app (its /healthz answers 200)",
+            msg.DOCTOR_URL_STATUS.format(url=target, status=answer.status_code),
+            fix=msg.DOCTOR_URL_STATUS_FIX,
         )
     if _local(urlsplit(url).hostname or ""):
         return Check(
             "public_url",
             WARN,
-            f"{url} answers here, but it is a loopback or private address Bitrix24's servers "
-            "cannot reach",
-            fix="use a public https address (a tunnel while developing)",
+            msg.DOCTOR_URL_LOCAL.format(url=url),
+            fix=msg.DOCTOR_URL_LOCAL_FIX,
         )
-    return Check("public_url", OK, f"{url} answers ({HEALTH_PATH} 200)")
+    return Check("public_url", OK, msg.DOCTOR_URL_OK.format(url=url, path=HEALTH_PATH))
 
 
 def _local(host: str) -> bool:

@@ -319,7 +319,11 @@ class Jobs:
         try:
             with lease(journal, job_id):
                 report = conversion.resume(
-                    client, journal, job_id, max_leads=self.settings.slice_leads
+                    client,
+                    journal,
+                    job_id,
+                    max_leads=self.settings.slice_leads,
+                    variants=self.services.variants(member_id),
                 )
         except JobBusy:
             return None

@@ -261,6 +261,7 @@ def _convert(
             lead_ids=lead_ids,
             kind=kind,
             max_leads=services.settings.slice_leads,
+            variants=services.variants(member_id),
         )
     except PolicyError as exc:  # the policy does not fit the portal (e.g. a pipeline was deleted)
         log.warning("portal %s: policy does not fit the portal: %s", member_id, exc)

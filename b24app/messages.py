@@ -1,4 +1,5 @@
-"""The core's user-facing texts: skip reasons, lead failures, why a job stopped, install refusals.
+"""The core's user-facing texts: skip reasons, lead failures, why a job stopped, install refusals,
+what `b24app doctor` finds.
 
 The journal stores them in English, as the terminal prints them. Each is marked with `N_` so the
 message extractor puts it into the gettext catalogs (handlers/translations); the app page matches a
@@ -122,6 +123,133 @@ UNDO_SWITCHED = N_(
     "the CRM was switched to Simple mode during the undo; switch it back to Classic and undo "
     "again to finish (nothing is reverted twice)"
 )
+# -- what `b24app doctor` finds (b24app/doctor.py, b24app/crm/checkup.py) ------------------------
+DOCTOR_REACHED = N_("the portal answered ({portal})")
+DOCTOR_UNREACHABLE = N_("cannot reach the portal ({reason})")
+DOCTOR_UNREACHABLE_FIX = N_(
+    "check the portal address (B24_WEBHOOK_URL, or the installation's domain), the network and "
+    "any proxy"
+)
+DOCTOR_DELETED = N_("the portal was deleted")
+DOCTOR_DELETED_FIX = N_("nothing to convert there")
+DOCTOR_UNPAID = N_("the portal refused the app: its payment has expired")
+DOCTOR_UNPAID_FIX = N_("renew the app's subscription in the Bitrix24 Market")
+DOCTOR_REFUSED_TOKEN = N_("the portal refused the app's token ({code})")
+DOCTOR_REFUSED_WEBHOOK = N_("the portal refused the webhook ({code})")
+DOCTOR_REINSTALL = N_("reinstall the app from the Bitrix24 Market")
+DOCTOR_NEW_WEBHOOK = N_(
+    "create an inbound webhook with the CRM (crm) permission and set B24_WEBHOOK_URL to its URL"
+)
+DOCTOR_PORTAL_FAILED = N_("the portal failed ({code})")
+DOCTOR_PORTAL_FAILED_STATUS = N_("the portal failed ({code}, HTTP {status})")
+DOCTOR_TRY_AGAIN = N_("try again in a minute; if it persists, the portal is having trouble")
+DOCTOR_TOKEN_USER = N_("accepted: the app's token acts as user #{user}")
+DOCTOR_TOKEN_USER_NAMED = N_("accepted: the app's token acts as user #{user} ({name})")
+DOCTOR_WEBHOOK_USER = N_("accepted: the webhook acts as user #{user}")
+DOCTOR_WEBHOOK_USER_NAMED = N_("accepted: the webhook acts as user #{user} ({name})")
+DOCTOR_SCOPES_UNLISTED = N_(
+    "the portal did not list the scopes (`scope` failed); CRM calls answered"
+)
+DOCTOR_APP_LACKS = N_("the app lacks the {scopes} scope")
+DOCTOR_WEBHOOK_LACKS = N_("the webhook lacks the {scopes} scope")
+DOCTOR_APP_SCOPES_FIX = N_(
+    "reinstall the app with these scopes (the Market registration's permissions)"
+)
+DOCTOR_WEBHOOK_SCOPES_FIX = N_(
+    "edit the inbound webhook (Developer resources > Other > Inbound webhook), tick {scopes} and "
+    "save"
+)
+DOCTOR_GRANTED = N_("granted: {scopes}")
+DOCTOR_ADMIN = N_("the acting user is a portal administrator")
+DOCTOR_NOT_ADMIN = N_(
+    "the acting user is not a portal administrator: b24app cannot read custom fields, and "
+    "conversion runs with that user's CRM rights"
+)
+DOCTOR_NOT_ADMIN_FIX = N_(
+    "create the inbound webhook as a portal administrator (or make this user one)"
+)
+DOCTOR_MODE_FAILED = N_("crm.settings.mode.get failed: {error}")
+DOCTOR_CLASSIC = N_("Classic CRM: leads exist and can be converted")
+DOCTOR_CLASSIC_PLAN = N_("Classic CRM: leads exist and can be converted (plan {plan})")
+DOCTOR_SIMPLE = N_("Simple CRM: the portal has no leads to convert")
+DOCTOR_SIMPLE_PLAN = N_("Simple CRM: the portal has no leads to convert (plan {plan})")
+DOCTOR_SIMPLE_FIX = N_(
+    "switch back in CRM > Leads or Deals > gear > CRM mode > Classic ({url}); if Classic is not "
+    "offered, the plan does not include leads"
+)
+DOCTOR_METHODS_MISSING = N_("{count} method(s) conversion calls are missing: {methods}")
+DOCTOR_METHODS_FIX = N_(
+    "check the portal's plan and the scopes; a box portal may need a module update"
+)
+DOCTOR_METHODS_UNKNOWN = N_("the portal does not answer `method.get`; not checked")
+DOCTOR_METHODS_OK = N_("all {count} methods conversion calls exist")
+DOCTOR_NO_STAGES = N_("could not read the lead stages (crm.status.list)")
+DOCTOR_STAGES_FIX = N_("give one lead stage success semantics in CRM > Leads > stages")
+DOCTOR_STAGES = N_("{count} lead stages, {active} in work; converted leads go to {stage}")
+DOCTOR_NO_PIPELINE = N_("no deal pipeline is visible to the acting user (crm.category.list)")
+DOCTOR_NO_PIPELINE_FIX = N_("give the user read access to deals")
+DOCTOR_PIPELINES = N_("{count} deal pipeline(s): {names}")
+DOCTOR_FIELDS_UNREAD = N_("could not read custom fields of {entities}: {error}")
+DOCTOR_NO_FIELDS = N_("no custom lead fields: nothing to carry over")
+DOCTOR_FIELDS_OK = N_("{count} custom lead fields, each has a twin")
+DOCTOR_FIELDS_GAPS = N_(
+    "{count} custom lead fields; without a twin (values not carried over): {gaps}"
+)
+DOCTOR_FIELDS_GAPS_NAMED = N_(
+    "{count} custom lead fields; without a twin (values not carried over): {gaps} (deal: {fields})"
+)
+DOCTOR_GAP_DEAL = N_("{count} on deal")
+DOCTOR_GAP_CONTACT = N_("{count} on contact")
+DOCTOR_GAP_COMPANY = N_("{count} on company")
+DOCTOR_FIELDS_FIX = N_(
+    "add a field with the same label, type and multiple to the entity, if its value should "
+    "follow the lead (--json lists every field)"
+)
+DOCTOR_PLAN_UNKNOWN = N_(
+    "the portal did not name its plan; b24app paces itself as B24APP_PLAN={configured}"
+)
+DOCTOR_PLAN_UNKNOWN_FIX = N_("if the portal is on Enterprise, set B24APP_PLAN=enterprise")
+DOCTOR_PLAN_STANDARD = N_("standard plan (2 requests/s, burst 50), as B24APP_PLAN says")
+DOCTOR_PLAN_ENTERPRISE = N_("enterprise plan (5 requests/s, burst 250), as B24APP_PLAN says")
+DOCTOR_PLAN_FAST_STANDARD = N_("standard plan; B24APP_PLAN=fast is the sandbox's time-scaled plan")
+DOCTOR_PLAN_FAST_ENTERPRISE = N_(
+    "enterprise plan; B24APP_PLAN=fast is the sandbox's time-scaled plan"
+)
+DOCTOR_PLAN_SLOW = N_(
+    "Enterprise plan, but B24APP_PLAN=standard: b24app runs 2.5x slower than allowed"
+)
+DOCTOR_PLAN_FAST = N_("standard plan, but B24APP_PLAN=enterprise: b24app would exceed 2 requests/s")
+DOCTOR_PLAN_FIX = N_("set B24APP_PLAN={plan}")
+DOCTOR_BLOCKED = N_("blocked by the operating-time limit: {methods}")
+DOCTOR_BLOCKED_FIX = N_("another app or run is using these methods heavily; wait up to 10 minutes")
+DOCTOR_NO_OPERATING = N_("no operating time reported for the probed methods (none used recently)")
+DOCTOR_OPERATING = N_("most used: {method}, {used} s of {limit} s in 10 min")
+DOCTOR_OPERATING_HIGH = N_(
+    "most used: {method}, {used} s of {limit} s in 10 min: a long conversion may be paused by "
+    "the limit"
+)
+DOCTOR_OPERATING_FIX = N_("run the conversion when other integrations are quiet")
+DOCTOR_EVENTS_FAILED = N_("event.get failed: {error}")
+DOCTOR_NOT_BOUND = N_("not bound to {handler}: {events}")
+DOCTOR_NOT_BOUND_FIX = N_(
+    "open the app page once or reinstall the app: its installer binds them again"
+)
+DOCTOR_BOUND = N_("{events} bound to {handler}")
+DOCTOR_NO_PUBLIC_URL = N_("B24APP_PUBLIC_URL is not set: Bitrix24 has nowhere to send events")
+DOCTOR_NO_PUBLIC_URL_FIX = N_(
+    "set B24APP_PUBLIC_URL to the https address where Bitrix24 reaches the app"
+)
+DOCTOR_URL_SILENT = N_("{url} does not answer ({error})")
+DOCTOR_URL_SILENT_FIX = N_(
+    "start the web app (gunicorn 'handlers:create_app()') and open its address to the internet"
+)
+DOCTOR_URL_STATUS = N_("{url} answered HTTP {status}, not 200")
+DOCTOR_URL_STATUS_FIX = N_("B24APP_PUBLIC_URL must point at this app (its /healthz answers 200)")
+DOCTOR_URL_LOCAL = N_(
+    "{url} answers here, but it is a loopback or private address Bitrix24's servers cannot reach"
+)
+DOCTOR_URL_LOCAL_FIX = N_("use a public https address (a tunnel while developing)")
+DOCTOR_URL_OK = N_("{url} answers ({path} 200)")
 
 ALL: tuple[str, ...] = tuple(
     value for name, value in dict(globals()).items() if name.isupper() and isinstance(value, str)

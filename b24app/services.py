@@ -27,6 +27,7 @@ from b24app.store.db import make_engine, migrate
 from b24app.store.installations import InstallationStore
 from b24app.store.journal import Journal
 from b24app.store.portal_settings import PortalSettings
+from b24app.store.portal_variants import PortalVariants
 from b24app.store.tokens import StoredTokens
 
 
@@ -102,6 +103,11 @@ class Services:
 
     def _detached(self) -> DetachedRefresh | None:
         return DetachedRefresh(self.settings) if self.detached_refresh else None
+
+    def variants(self, member_id: str) -> dict[str, str]:
+        """What `b24app doctor` recorded for the portal ({name: value}; {} when it never ran),
+        handed to a conversion so it takes the portal's path at once."""
+        return PortalVariants(self.engine).of(member_id)
 
     def journal(self, member_id: str, **kwargs: Any) -> Journal:
         """The conversion journal of a portal."""

@@ -175,6 +175,25 @@ class Texts:
             return f"{self.gettext(ENTITIES[words[0]])} {words[1]}"
         return value
 
+    def core_html(self, text: str | None) -> Markup:
+        """`core` as HTML, each value the template does not translate (the portal's data: names,
+        ids, addresses, scopes) marked `translate="no"`, so no reader's tool translates it and
+        the untranslated-text checks leave it out."""
+        if not text:
+            return Markup("")
+        for pattern, template in _templates():
+            matched = pattern.match(text)
+            if matched is not None:
+                values = {name: self._value_html(v) for name, v in matched.groupdict().items()}
+                return self.html(template, **values)
+        return escape(text)
+
+    def _value_html(self, value: str) -> Markup:
+        translated = self._value(value)
+        if translated != value:
+            return escape(translated)
+        return Markup('<span translate="no">{}</span>').format(value)
+
     def labels(self, table: Mapping[str, str]) -> dict[str, str]:
         """A table of marked texts (e.g. STATUS) in this language."""
         return {key: self.gettext(text) for key, text in table.items()}
@@ -230,6 +249,23 @@ JOB_KINDS = {
     "undo": N_("undo of a conversion"),
 }
 OTHER_KIND = N_("other ({kind})")
+# The "Check the portal" panel (b24app/doctor.py): each line's status and what it checks.
+DOCTOR_STATUS = {"ok": N_("ok"), "warn": N_("warning"), "fail": N_("failed")}
+DOCTOR_CHECKS = {
+    "reach": N_("portal"),
+    "credentials": N_("credentials"),
+    "scopes": N_("permissions"),
+    "admin": N_("administrator"),
+    "mode": N_("CRM mode"),
+    "methods": N_("methods"),
+    "stages": N_("lead stages"),
+    "pipelines": N_("pipelines"),
+    "fields": N_("custom fields"),
+    "plan": N_("plan"),
+    "operating": N_("operating time"),
+    "events": N_("events"),
+    "public_url": N_("public address"),
+}
 ENTITIES = {
     "deal": N_("deal"),
     "contact": N_("contact"),

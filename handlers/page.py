@@ -382,7 +382,12 @@ def preview() -> Any:
             policy, problems = _saved_policy(page)
             if problems:
                 raise PolicyError(problems)
-        rows = preview_leads(page.portal(), policy, lead_ids=lead_ids)
+        rows = preview_leads(
+            page.portal(),
+            policy,
+            lead_ids=lead_ids,
+            variants=PortalVariants(page.ctx.engine).of(page.member_id),
+        )
     except PolicyError as exc:
         return _overview_page(page, status=422, problems=list(exc.problems))
     shown = rows[:PREVIEW_ROWS]

@@ -14,6 +14,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from b24app import messages as msg
 from b24app.crm import fieldpairs
 from b24app.crm.facts import FactsError, PortalFacts, facts_commands
 from b24app.crm.mode import MODE_HELP_URL, Mode, ModeError, mode_command, parse_mode
@@ -199,11 +200,14 @@ def credentials(answers: Answers, *, app: bool) -> Check:
     me = _mapping(answers.results.get(PROFILE))
     who = " ".join(str(me.get(k) or "") for k in ("NAME", "LAST_NAME")).strip()
     user_id = str(me.get("ID") or "?")
-    kind = "the app's token" if app else "the webhook"
+    if who:
+        template = msg.DOCTOR_TOKEN_USER_NAMED if app else msg.DOCTOR_WEBHOOK_USER_NAMED
+    else:
+        template = msg.DOCTOR_TOKEN_USER if app else msg.DOCTOR_WEBHOOK_USER
     return Check(
         "credentials",
         OK,
-        f"accepted: {kind} acts as user #{user_id}" + (f" ({who})" if who else ""),
+        template.format(user=user_id, name=who),
         data={"user_id": user_id, "auth": "app" if app else "webhook"},
     )
 
@@ -220,65 +224,63 @@ def scopes(answers: Answers, *, app: bool) -> Check:
             return Check(
                 "scopes",
                 WARN,
-                "the portal did not list the scopes (`scope` failed); CRM calls answered",
+                msg.DOCTOR_SCOPES_UNLISTED,
                 data={"needed": list(needed)},
             )
     missing = [s for s in needed if s not in granted]
     if missing:
         where = (
-            "reinstall the app with these scopes (the Market registration's permissions)"
+            msg.DOCTOR_APP_SCOPES_FIX
             if app
-            else "edit the inbound webhook (Developer resources > Other > Inbound webhook), tick "
-            + ", ".join(f"{s.upper()} ({s})" for s in missing)
-            + " and save"
+            else msg.DOCTOR_WEBHOOK_SCOPES_FIX.format(
+                scopes=", ".join(f"{s.upper()} ({s})" for s in missing)
+            )
         )
+        lacks = msg.DOCTOR_APP_LACKS if app else msg.DOCTOR_WEBHOOK_LACKS
         return Check(
             "scopes",
             FAIL,
-            f"the {'app' if app else 'webhook'} lacks the {', '.join(missing)} scope",
+            lacks.format(scopes=", ".join(missing)),
             fix=where,
             data={"granted": list(granted), "missing": missing},
         )
-    return Check("scopes", OK, f"granted: {', '.join(granted)}", data={"granted": list(granted)})
+    return Check(
+        "scopes",
+        OK,
+        msg.DOCTOR_GRANTED.format(scopes=", ".join(granted)),
+        data={"granted": list(granted)},
+    )
 
 
 def admin(answers: Answers) -> Check:
     """The acting user is a portal administrator (user fields and the mode switch need one)."""
     raw = answers.results.get(ADMIN)
     if raw is True or str(raw).lower() in ("true", "1", "y"):
-        return Check("admin", OK, "the acting user is a portal administrator")
-    return Check(
-        "admin",
-        FAIL,
-        "the acting user is not a portal administrator: b24app cannot read custom fields, "
-        "and conversion runs with that user's CRM rights",
-        fix="create the inbound webhook as a portal administrator (or make this user one)",
-    )
+        return Check("admin", OK, msg.DOCTOR_ADMIN)
+    return Check("admin", FAIL, msg.DOCTOR_NOT_ADMIN, fix=msg.DOCTOR_NOT_ADMIN_FIX)
 
 
 def mode(answers: Answers, license_name: str | None) -> Check:
     """Classic CRM (leads exist); Simple is a failure with the way back."""
     if MODE in answers.errors:
         error = answers.errors[MODE]
-        return Check("mode", FAIL, f"crm.settings.mode.get failed: {error.code or error}")
+        return Check("mode", FAIL, msg.DOCTOR_MODE_FAILED.format(error=error.code or error))
     try:
         current = parse_mode(answers.results.get(MODE))
     except ModeError as exc:
         return Check("mode", FAIL, str(exc))
-    plan = f" (plan {license_name})" if license_name else ""
     if current is Mode.CLASSIC:
-        return Check(
-            "mode", OK, f"Classic CRM: leads exist and can be converted{plan}", data={"mode": 1}
-        )
+        classic = msg.DOCTOR_CLASSIC_PLAN if license_name else msg.DOCTOR_CLASSIC
+        return Check("mode", OK, classic.format(plan=license_name), data={"mode": 1})
     # LeadSettings::isEnabled() is false when the plan lacks the `crm_leads` feature too
     # (crm/lib/settings/leadsettings.php, RestrictionManager::getLeadsRestriction): the same
     # answer 2 then means the plan does not allow Classic, which REST cannot tell apart.
+    simple = msg.DOCTOR_SIMPLE_PLAN if license_name else msg.DOCTOR_SIMPLE
     return Check(
         "mode",
         FAIL,
-        f"Simple CRM: the portal has no leads to convert{plan}",
-        fix="switch back in CRM > Leads or Deals > gear > CRM mode > Classic "
-        f"({MODE_HELP_URL}); if Classic is not offered, the plan does not include leads",
+        simple.format(plan=license_name),
+        fix=msg.DOCTOR_SIMPLE_FIX.format(url=MODE_HELP_URL),
         data={"mode": 2},
     )
 
@@ -299,13 +301,13 @@ def methods(answers: Answers) -> Check:
         return Check(
             "methods",
             FAIL,
-            f"{len(missing)} method(s) conversion calls are missing: {', '.join(missing)}",
-            fix="check the portal's plan and the scopes; a box portal may need a module update",
+            msg.DOCTOR_METHODS_MISSING.format(count=len(missing), methods=", ".join(missing)),
+            fix=msg.DOCTOR_METHODS_FIX,
             data={"missing": missing},
         )
     if unknown and len(unknown) == len(CONVERSION_METHODS):
-        return Check("methods", WARN, "the portal does not answer `method.get`; not checked")
-    return Check("methods", OK, f"all {len(CONVERSION_METHODS)} methods conversion calls exist")
+        return Check("methods", WARN, msg.DOCTOR_METHODS_UNKNOWN)
+    return Check("methods", OK, msg.DOCTOR_METHODS_OK.format(count=len(CONVERSION_METHODS)))
 
 
 def facts(answers: Answers) -> PortalFacts | None:
@@ -320,7 +322,7 @@ def stages(answers: Answers) -> Check:
     """Lead stages: one with success semantics (where converted leads go), some in work."""
     found = facts(answers)
     if found is None or not found.lead_stages:
-        return Check("stages", FAIL, "could not read the lead stages (crm.status.list)")
+        return Check("stages", FAIL, msg.DOCTOR_NO_STAGES)
     try:
         success = found.success_stage
     except FactsError as exc:
@@ -328,14 +330,13 @@ def stages(answers: Answers) -> Check:
             "stages",
             FAIL,
             str(exc),
-            fix="give one lead stage success semantics in CRM > Leads > stages",
+            fix=msg.DOCTOR_STAGES_FIX,
         )
     active = found.active_lead_stages
     return Check(
         "stages",
         OK if active else WARN,
-        f"{len(found.lead_stages)} lead stages, {len(active)} in work; converted leads go to "
-        f"{success}",
+        msg.DOCTOR_STAGES.format(count=len(found.lead_stages), active=len(active), stage=success),
         data={"success": success, "active": list(active)},
     )
 
@@ -347,14 +348,14 @@ def pipelines(answers: Answers) -> Check:
         return Check(
             "pipelines",
             FAIL,
-            "no deal pipeline is visible to the acting user (crm.category.list)",
-            fix="give the user read access to deals",
+            msg.DOCTOR_NO_PIPELINE,
+            fix=msg.DOCTOR_NO_PIPELINE_FIX,
         )
     names = ", ".join(f"{p.id} {p.name}" for p in found.pipelines)
     return Check(
         "pipelines",
         OK,
-        f"{len(found.pipelines)} deal pipeline(s): {names}",
+        msg.DOCTOR_PIPELINES.format(count=len(found.pipelines), names=names),
         data={"ids": list(found.pipeline_ids)},
     )
 
@@ -367,7 +368,7 @@ def custom_fields(answers: Answers, language: str = "en") -> Check:
         return Check(
             "fields",
             WARN,
-            f"could not read custom fields of {', '.join(failed)}: {error.code or error}",
+            msg.DOCTOR_FIELDS_UNREAD.format(entities=", ".join(failed), error=error.code or error),
         )
     defs = {
         e: fieldpairs.field_defs(answers.results.get(fields_key(e)), language)
@@ -375,7 +376,7 @@ def custom_fields(answers: Answers, language: str = "en") -> Check:
     }
     lead = defs["lead"]
     if not lead:
-        return Check("fields", OK, "no custom lead fields: nothing to carry over")
+        return Check("fields", OK, msg.DOCTOR_NO_FIELDS)
     data: dict[str, Any] = {"lead": [f.name for f in lead]}
     gaps: dict[str, tuple[fieldpairs.FieldDef, ...]] = {}
     for target in FIELD_ENTITIES[1:]:
@@ -387,18 +388,24 @@ def custom_fields(answers: Answers, language: str = "en") -> Check:
         if pairing.missing:
             gaps[target] = pairing.missing
     if not gaps:
-        return Check("fields", OK, f"{len(lead)} custom lead fields, each has a twin", data=data)
-    counts = ", ".join(f"{len(missing)} on {target}" for target, missing in gaps.items())
+        return Check("fields", OK, msg.DOCTOR_FIELDS_OK.format(count=len(lead)), data=data)
+    counts = ", ".join(_GAPS[target].format(count=len(missing)) for target, missing in gaps.items())
     named = ", ".join(f.label or f.name for f in gaps.get("deal", ())[:5])
+    summary = msg.DOCTOR_FIELDS_GAPS_NAMED if named else msg.DOCTOR_FIELDS_GAPS
     return Check(
         "fields",
         WARN,
-        f"{len(lead)} custom lead fields; without a twin (values not carried over): {counts}"
-        + (f" (deal: {named})" if named else ""),
-        fix="add a field with the same label, type and multiple to the entity, if its value "
-        "should follow the lead (--json lists every field)",
+        summary.format(count=len(lead), gaps=counts, fields=named),
+        fix=msg.DOCTOR_FIELDS_FIX,
         data=data,
     )
+
+
+_GAPS = {
+    "deal": msg.DOCTOR_GAP_DEAL,
+    "contact": msg.DOCTOR_GAP_CONTACT,
+    "company": msg.DOCTOR_GAP_COMPANY,
+}
 
 
 def license_of(answers: Answers) -> str | None:
@@ -421,24 +428,23 @@ def plan(answers: Answers, configured: str) -> Check:
     license_name = license_of(answers)
     found = plan_of(license_name)
     data = {"license": license_name, "plan": found, "configured": configured}
-    limits = {"enterprise": "5 requests/s, burst 250", "standard": "2 requests/s, burst 50"}
+    enterprise = found == "enterprise"
     if found == UNKNOWN:
         return Check(
             "plan",
             WARN,
-            f"the portal did not name its plan; b24app paces itself as B24APP_PLAN={configured}",
-            fix="if the portal is on Enterprise, set B24APP_PLAN=enterprise",
+            msg.DOCTOR_PLAN_UNKNOWN.format(configured=configured),
+            fix=msg.DOCTOR_PLAN_UNKNOWN_FIX,
             data=data,
         )
     if configured == found:
-        return Check("plan", OK, f"{found} plan ({limits[found]}), as B24APP_PLAN says", data=data)
+        same = msg.DOCTOR_PLAN_ENTERPRISE if enterprise else msg.DOCTOR_PLAN_STANDARD
+        return Check("plan", OK, same, data=data)
     if configured == "fast":
-        summary = f"{found} plan; B24APP_PLAN=fast is the sandbox's time-scaled plan"
-    elif found == "enterprise":
-        summary = "Enterprise plan, but B24APP_PLAN=standard: b24app runs 2.5x slower than allowed"
+        summary = msg.DOCTOR_PLAN_FAST_ENTERPRISE if enterprise else msg.DOCTOR_PLAN_FAST_STANDARD
     else:
-        summary = "standard plan, but B24APP_PLAN=enterprise: b24app would exceed 2 requests/s"
-    return Check("plan", WARN, summary, fix=f"set B24APP_PLAN={found}", data=data)
+        summary = msg.DOCTOR_PLAN_SLOW if enterprise else msg.DOCTOR_PLAN_FAST
+    return Check("plan", WARN, summary, fix=msg.DOCTOR_PLAN_FIX.format(plan=found), data=data)
 
 
 def operating(batches: Sequence[tuple[Answers, Mapping[str, str]]]) -> Check:
@@ -459,36 +465,36 @@ def operating(batches: Sequence[tuple[Answers, Mapping[str, str]]]) -> Check:
         return Check(
             "operating",
             FAIL,
-            f"blocked by the operating-time limit: {', '.join(blocked)}",
-            fix="another app or run is using these methods heavily; wait up to 10 minutes",
+            msg.DOCTOR_BLOCKED.format(methods=", ".join(blocked)),
+            fix=msg.DOCTOR_BLOCKED_FIX,
             data=data,
         )
     if not used:
         return Check(
             "operating",
             OK,
-            "no operating time reported for the probed methods (none used recently)",
+            msg.DOCTOR_NO_OPERATING,
             data=data,
         )
     worst = max(used, key=lambda m: used[m])
     share = used[worst] / OPERATING_LIMIT
-    summary = f"most used: {worst}, {used[worst]:.1f} s of {OPERATING_LIMIT:.0f} s in 10 min"
+    values = {"method": worst, "used": f"{used[worst]:.1f}", "limit": f"{OPERATING_LIMIT:.0f}"}
     if share >= 0.5:
         return Check(
             "operating",
             WARN,
-            summary + ": a long conversion may be paused by the limit",
-            fix="run the conversion when other integrations are quiet",
+            msg.DOCTOR_OPERATING_HIGH.format(**values),
+            fix=msg.DOCTOR_OPERATING_FIX,
             data=data,
         )
-    return Check("operating", OK, summary, data=data)
+    return Check("operating", OK, msg.DOCTOR_OPERATING.format(**values), data=data)
 
 
 def events(answers: Answers, handler: str, wanted: Sequence[str]) -> Check:
     """The app's event handlers are bound to its public URL (`event.get`)."""
     if EVENTS in answers.errors:
         error = answers.errors[EVENTS]
-        return Check("events", FAIL, f"event.get failed: {error.code or error}")
+        return Check("events", FAIL, msg.DOCTOR_EVENTS_FAILED.format(error=error.code or error))
     rows = answers.results.get(EVENTS)
     rows = list(rows.values()) if isinstance(rows, Mapping) else rows
     rows = rows if isinstance(rows, list) else []
@@ -502,14 +508,14 @@ def events(answers: Answers, handler: str, wanted: Sequence[str]) -> Check:
         return Check(
             "events",
             FAIL,
-            f"not bound to {handler}: {', '.join(missing)}",
-            fix="open the app page once or reinstall the app: its installer binds them again",
+            msg.DOCTOR_NOT_BOUND.format(handler=handler, events=", ".join(missing)),
+            fix=msg.DOCTOR_NOT_BOUND_FIX,
             data={"bound": sorted(bound), "missing": missing},
         )
     return Check(
         "events",
         OK,
-        f"{', '.join(wanted)} bound to {handler}",
+        msg.DOCTOR_BOUND.format(events=", ".join(wanted), handler=handler),
         data={"bound": sorted(bound)},
     )
 

@@ -56,7 +56,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from b24app import messages as msg
@@ -116,11 +116,15 @@ def _facts_mode(reader: Reader, policy: Policy) -> tuple[PortalFacts, Mode | Non
 
 
 def preview(
-    portal: Portal, policy: Policy, *, lead_ids: Sequence[int] | None = None
+    portal: Portal,
+    policy: Policy,
+    *,
+    lead_ids: Sequence[int] | None = None,
+    variants: Mapping[str, str] | None = None,
 ) -> list[LeadPreview]:
     """What converting would do to each selected lead; changes nothing on the portal."""
     explicit = _explicit(policy, lead_ids)
-    reader = Reader(portal)
+    reader = Reader(portal, variants=variants)
     facts = _facts(reader, policy)
     stream = reader.leads_by_id(explicit) if explicit else reader.active_leads(facts, policy.leads)
     previews: list[LeadPreview] = []
@@ -159,10 +163,12 @@ def convert(
     on_progress: ProgressCallback | None = None,
     kind: str = KIND,
     max_leads: int | None = None,
+    variants: Mapping[str, str] | None = None,
 ) -> JobReport:
     """Convert every active lead selected by the policy (or only `lead_ids`), exactly once.
 
     `max_leads` pauses the job (status pending) once this run has taken up that many leads.
+    `variants`: what `b24app doctor` recorded for this portal (`Reader`); None: find out.
 
     Raises PolicyError (the policy does not fit the portal), JobBusy (another job of this portal
     is running) or a B24Error when the portal cannot be read at all; once the job exists, every
@@ -170,7 +176,7 @@ def convert(
     """
     explicit = _explicit(policy, lead_ids)
     first_request = portal.requests_made
-    reader = _reader(portal, max_leads)
+    reader = _reader(portal, max_leads, variants)
     facts, mode = _facts_mode(reader, policy)
     job = journal.start_job(kind=kind, policy=policy.to_dict(), lead_ids=explicit)
     log.info(
@@ -193,8 +199,11 @@ def convert(
     ).run()
 
 
-def _reader(portal: Portal, max_leads: int | None) -> Reader:
-    return Reader(portal, chunk_size=min(CHUNK, max_leads) if max_leads else CHUNK)
+def _reader(
+    portal: Portal, max_leads: int | None, variants: Mapping[str, str] | None = None
+) -> Reader:
+    size = min(CHUNK, max_leads) if max_leads else CHUNK
+    return Reader(portal, chunk_size=size, variants=variants)
 
 
 def resume(
@@ -204,9 +213,10 @@ def resume(
     *,
     on_progress: ProgressCallback | None = None,
     max_leads: int | None = None,
+    variants: Mapping[str, str] | None = None,
 ) -> JobReport:
-    """Continue an interrupted (or pending) job with its own policy and leads; `max_leads` as
-    for `convert`.
+    """Continue an interrupted (or pending) job with its own policy and leads; `max_leads` and
+    `variants` as for `convert`.
 
     A finished job is not run again: its stored report comes back (requests 0).
     """
@@ -217,7 +227,7 @@ def resume(
         return replace(load_report(journal, job_id), requests=0)
     first_request = portal.requests_made
     policy = Policy.from_dict(job.policy)
-    reader = _reader(portal, max_leads)
+    reader = _reader(portal, max_leads, variants)
     facts, mode = _facts_mode(reader, policy)
     job = journal.claim_job(job_id)
     log.info("conversion job %d resumed", job.id)

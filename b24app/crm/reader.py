@@ -27,6 +27,9 @@ Product rows of many leads at once: the docs disagree. The 2024 page of `crm.ite
 says `=` "works with arrays as well"; the current one says only `@id` takes an array and other
 keys ignore one. So a chunk is asked with `=ownerId: [ids]` first; if the portal refuses that, the
 reader asks one lead per command from then on (always valid, ~10 requests per 500 leads more).
+When `b24app doctor` recorded which reading the portal follows (`variants`, passed in by the
+entry points as a plain mapping), the reader takes that path at once: `docs` sends no list of
+owners at all; `code` (or nothing recorded) asks with the list first, as above.
 https://apidocs.bitrix24.com/api-reference/crm/universal/product-rows/crm-item-productrow-list.html
 
 An activity whose primary owner is not one of the chunk's leads (bound to a lead *and* to
@@ -56,10 +59,25 @@ from b24app.vocabulary import MAX_BATCH as MAX_COMMANDS
 
 log = logging.getLogger("b24app.crm")
 
+# The doctor's name for the product-row disagreement, and the reading that refuses owner lists
+# (b24app/crm/checkup.py `productrow_owner_arrays`).
+OWNER_ARRAYS, OWNER_ARRAYS_REFUSED = "productrow_owner_arrays", "docs"
 _ORIGIN_SELECT = ("ID", "ORIGINATOR_ID", "ORIGIN_ID")
 _ACTIVITY_SELECT = ("ID", "OWNER_ID", "OWNER_TYPE_ID", "COMPLETED")
 # Leads per `filter[BINDINGS]` listing: two query variables each, far below max_input_vars.
 BINDING_GROUP = 100
+
+
+def _row_listings(ids: Sequence[int]) -> list[Listing]:
+    """Product rows one lead per command (`=ownerId` takes one id on every portal)."""
+    return [
+        Listing(f"r{i}", "crm.item.productrow.list", {"=ownerType": "L", "=ownerId": i})
+        for i in ids
+    ]
+
+
+def _row_listing(name: str) -> bool:
+    return name[:1] == "r" and name[1:].isdigit()
 
 
 def _estimate(count: int, per_lead: float) -> int:
@@ -122,10 +140,17 @@ class LeadStream:
 class Reader:
     """Bulk reads for a conversion run (see the module doc)."""
 
-    def __init__(self, portal: Portal, *, chunk_size: int = CHUNK) -> None:
+    def __init__(
+        self,
+        portal: Portal,
+        *,
+        chunk_size: int = CHUNK,
+        variants: Mapping[str, str] | None = None,
+    ) -> None:
         self.portal = portal
         self.chunk_size = chunk_size
-        self.rows_per_lead = False  # the portal refused `=ownerId` with a list
+        # the portal refused `=ownerId` with a list (this run, or when the doctor asked it)
+        self.rows_per_lead = (variants or {}).get(OWNER_ARRAYS) == OWNER_ARRAYS_REFUSED
 
     def facts(self, pipelines: Collection[int] = (0,)) -> PortalFacts:
         """Lead stages, deal pipelines and the stages of `pipelines`, in one request."""
@@ -198,7 +223,10 @@ class Reader:
             )
             for start in range(0, len(ids), BINDING_GROUP)
         ]
-        if not self.rows_per_lead:
+        per_lead = self.rows_per_lead  # known before asking: one command per lead, same batch
+        if per_lead:
+            listings += _row_listings(ids)
+        else:
             listings.append(
                 Listing(
                     "r",
@@ -239,8 +267,11 @@ class Reader:
             log.info("%s refused (%s); planning without it", name, errors.pop(name).code)
         if errors:
             raise next(iter(errors.values()))
-        rows = found.get("r") if "r" in found and not self.rows_per_lead else None
-        if rows is None:
+        if per_lead:
+            rows = [row for name, got in found.items() if _row_listing(name) for row in got]
+        elif "r" in found and not self.rows_per_lead:
+            rows = found["r"]
+        else:
             rows = self._rows_one_by_one(ids)
         activity_rows = [row for name, got in found.items() if name[:1] == "a" for row in got]
         matches = self._matches(leads, policy)
@@ -381,13 +412,7 @@ class Reader:
         )
 
     def _rows_one_by_one(self, ids: Sequence[int]) -> list[dict[str, Any]]:
-        lists = Listings(
-            self.portal,
-            [
-                Listing(f"r{i}", "crm.item.productrow.list", {"=ownerType": "L", "=ownerId": i})
-                for i in ids
-            ],
-        )
+        lists = Listings(self.portal, _row_listings(ids))
         found = lists.read()
         if lists.errors:
             raise next(iter(lists.errors.values()))

@@ -10,7 +10,7 @@ target mode or the time runs out. To Classic nothing is converted.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -58,13 +58,14 @@ def switch(
     poll_timeout: float = 600.0,
     poll_interval: float = 5.0,
     on_step: Callable[[str], None] | None = None,
+    variants: Mapping[str, str] | None = None,
 ) -> SwitchReport:
     """To Simple: convert every active lead, then tell the admin where the toggle is and poll
     crm.settings.mode.get until it reads Simple (or the timeout). To Classic: convert nothing.
 
     `on_step` gets each message for the admin as it happens (the guide among them). A conversion
     that is interrupted ends the switch there (no guide to flip yet): resume the job, then switch
-    again.
+    again. `variants`: what `b24app doctor` recorded for the portal (see `convert`).
     """
     if poll_interval <= 0 or poll_timeout < 0:
         raise UsageError("poll_interval must be above 0 and poll_timeout not below 0")
@@ -81,7 +82,9 @@ def switch(
             f"Converting the active leads first (policy: client {policy.client.value}, "
             f"pipeline {policy.pipeline}, activities {policy.activities.value})."
         )
-        conversion = convert(portal, journal, policy, on_progress=on_progress, kind=KIND)
+        conversion = convert(
+            portal, journal, policy, on_progress=on_progress, kind=KIND, variants=variants
+        )
         if conversion.status == INTERRUPTED:
             text = (
                 f"The conversion (job {conversion.job_id}) was interrupted: "

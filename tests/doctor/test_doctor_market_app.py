@@ -3,6 +3,7 @@ panel: the bound events and the public URL on top of the webhook's checks."""
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -11,14 +12,18 @@ from typing import Any
 
 import pytest
 
+from b24app.crm import checkup
+from b24app.doctor import public_url_check
 from b24app.install import EVENTS_PATH
 from b24app.rest.bindings import ensure_bindings
 from b24app.store.db import make_engine
 from b24app.store.portal_variants import PortalVariants
 from b24app.vocabulary import BOUND_EVENTS
+from handlers import i18n
 from sandbox.server import Sandbox
 from tests.cli.cli_support import Ran, run_cli
 from tests.handlers.page_support import make_page_app
+from tests.handlers.untranslated import english_left, visible_texts
 from tests.rest.sandbox_app import Installed
 
 
@@ -124,3 +129,51 @@ def test_the_app_pages_panel_shows_the_lines_to_admins_only(
         as_text=True
     )
     assert page.client().get("/app/doctor", query_string={"t": reader}).status_code == 403
+
+
+@pytest.fixture
+def fields_portal() -> Iterator[Sandbox]:
+    """Custom fields without twins (a `warn` line with its fix)."""
+    with Sandbox(plan="fast", seed_leads=4, seed=2, custom_fields=True) as running:
+        yield running
+
+
+@pytest.mark.parametrize("lang", [lang for lang in i18n.LOCALES if lang != "en"])
+def test_the_panel_speaks_the_readers_language(
+    fields_portal: Sandbox, public_url: str, tmp_path: Path, lang: str
+) -> None:
+    page = make_page_app(fields_portal, tmp_path, public_url=public_url)
+    english = page.client().get("/app/doctor", query_string={"t": page.token(1)})
+    token = page.token(1, lang=lang)
+    response = page.client().get("/app/doctor", query_string={"t": token})
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200, html[:500]
+    shown = visible_texts(html)
+    assert english_left(shown, lang) == [], english_left(shown, lang)
+    texts = i18n.texts(lang)
+    badges = re.findall(r'<span class="badge (ok|warn|fail)">([^<]*)</span>', html)
+    assert {status for status, _ in badges} >= {"ok", "warn"}
+    for status, label in badges:
+        assert label == texts.gettext(i18n.DOCTOR_STATUS[status]) != status or status == "ok"
+    # every line is a translated template: no row reads as it does in English
+    rows = re.compile(r'data-check="(\w+)">(.*?)</tr>', re.DOTALL)
+    english_rows = dict(rows.findall(english.get_data(as_text=True)))
+    translated_rows = dict(rows.findall(html))
+    assert translated_rows.keys() == english_rows.keys()
+    assert [name for name in english_rows if english_rows[name] == translated_rows[name]] == []
+
+
+def test_every_line_the_doctor_writes_is_a_template_the_page_translates() -> None:
+    """Each summary and fix of the readings matches a template of b24app.messages."""
+    german = i18n.texts("de")
+    lines = [
+        checkup.admin(checkup.Answers(results={"admin": False})),
+        checkup.plan(checkup.Answers(results={"app": {"LICENSE": "en_ent250"}}), "standard"),
+        checkup.methods(checkup.Answers()),
+        public_url_check(None),
+        public_url_check("http://127.0.0.1:9"),
+    ]
+    for line in lines:
+        for text in (line.summary, line.fix):
+            if text:
+                assert german.core(text) != text, text
