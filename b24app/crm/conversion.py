@@ -382,9 +382,12 @@ def _plan_chunk(
                 for name, client in clients.items()
                 if (name, client) in extras.clients
             },
+            custom=reader.custom_fields,
         )
         try:
-            out.append(plan_lead(lead, policy=policy, facts=facts, around=around))
+            out.append(
+                reader.fill_files(plan_lead(lead, policy=policy, facts=facts, around=around))
+            )
         except (PlanError, ValueError) as exc:
             out.append(
                 LeadEntry(
@@ -400,7 +403,7 @@ def _entry(state: LeadState) -> LeadEntry:
     ids = state.ids
     error = state.progress.error if status is Status.FAILED else state.plan.skip
     if status is Status.CONVERTED:
-        error = state.settle_note
+        error = "; ".join(filter(None, (state.settle_note, *state.plan.warnings))) or None
     keep = status not in (Status.CONVERTED, Status.SKIPPED)
     return LeadEntry(
         lead_id=state.lead_id,

@@ -65,7 +65,7 @@ from functools import cached_property
 from typing import Any
 
 from b24app import messages as msg
-from b24app.crm import mapping
+from b24app.crm import customfields, mapping
 from b24app.crm.facts import PortalFacts
 from b24app.crm.matching import ClientMatch
 from b24app.crm.policy import Activities, Policy
@@ -245,6 +245,7 @@ class LeadPlan:
     address: Mapping[str, Any] = field(default_factory=dict, repr=False)
     requisites: Mapping[str, RequisitePlan] = field(default_factory=dict, repr=False)
     deal_requisite: int | None = None
+    warnings: tuple[str, ...] = ()  # custom-field values left out (b24app.crm.customfields)
 
     def entity(self, name: str) -> EntityPlan | None:
         """The plan of "company", "contact" or "deal" (None for any other name)."""
@@ -622,6 +623,8 @@ class LeadPlan:
                 "requisites": {k: r.to_dict() for k, r in self.requisites.items()},
                 "deal_requisite": self.deal_requisite,
             }
+        if self.warnings:
+            data["warnings"] = list(self.warnings)
         return data
 
     @classmethod
@@ -657,6 +660,7 @@ class LeadPlan:
                     for k, v in (data.get("requisites") or {}).items()
                 },
                 deal_requisite=mapping.link_id(data.get("deal_requisite")),
+                warnings=tuple(str(w) for w in data.get("warnings", ())),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise PlanError(f"not a stored lead plan ({exc.__class__.__name__}: {exc})") from None
@@ -793,6 +797,7 @@ class Surroundings:
     contacts: Sequence[int] = ()
     requisites: Mapping[str, int] = field(default_factory=dict)
     clients: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    custom: customfields.CustomFields | None = None  # custom-field definitions of the job
 
 
 def plan_lead(
@@ -830,13 +835,14 @@ def plan_lead(
         stage = lead.get("STATUS_ID") or "?"
         reason = msg.SKIP_CONVERTED if stage == success else msg.SKIP_NOT_ACTIVE.format(stage=stage)
         return LeadPlan(lead_id=lead_id, skip=reason, success_stage=success)
+    custom = _custom_values(lead, around.custom)
     company = _client(
         name=COMPANY,
         lead=lead,
         wanted=policy.client.wants_company,
         known=known,
         matched=match.company_id,
-        fields=mapping.company_fields(lead),
+        fields=mapping.company_fields(lead) | custom[COMPANY].values,
     )
     contact = _client(
         name=CONTACT,
@@ -844,13 +850,21 @@ def plan_lead(
         wanted=policy.client.wants_contact,
         known=known,
         matched=match.contact_id,
-        fields=mapping.contact_fields(lead),
+        fields=mapping.contact_fields(lead) | custom[CONTACT].values,
     )
     if known.get(DEAL):
         deal = EntityPlan(Source.JOURNAL, int(known[DEAL]))
     else:
         fields = mapping.deal_fields(lead, pipeline=policy.pipeline, deal_type=facts.deal_type)
-        deal = EntityPlan(Source.CREATE, None, fields)
+        deal = EntityPlan(Source.CREATE, None, fields | custom[DEAL].values)
+    warnings = tuple(
+        dict.fromkeys(
+            w
+            for name, plan in ((COMPANY, company), (CONTACT, contact), (DEAL, deal))
+            if plan is not None and plan.created
+            for w in custom[name].warnings
+        )
+    )
     contacts: tuple[int, ...] = ()
     if contact is not None and contact.source is Source.LEAD:
         # every contact of the repeat lead, its primary CONTACT_ID first
@@ -894,7 +908,27 @@ def plan_lead(
         address=address,
         requisites=requisites,
         deal_requisite=deal_requisite,
+        warnings=warnings,
     )
+
+
+def _custom_values(
+    lead: Mapping[str, Any], found: customfields.CustomFields | None
+) -> dict[str, customfields.Mapped]:
+    """The lead's custom-field values per target; file values as markers the shell fills in
+    (`customfields.fill_files`) before the entity is created."""
+    out = {}
+    for target in ENTITIES:
+        if found is None or found.error or not found.any:
+            out[target] = customfields.Mapped()
+            continue
+        mapped = found.map_lead(lead, target)
+        values = dict(mapped.values) | {
+            name: customfields.file_marker(urls, multiple)
+            for name, (urls, multiple) in mapped.files.items()
+        }
+        out[target] = customfields.Mapped(values, mapped.files, mapped.warnings)
+    return out
 
 
 def plan_leads(
