@@ -635,8 +635,10 @@ def convert(
     from b24app.crm import conversion
 
     if dry_run:
-        previews = conversion.preview(target.client, policy, lead_ids=lead_ids)
-        _show_previews(previews, as_json=as_json, requests=target.client.requests_made)
+        previews, fields = conversion.preview_with_fields(target.client, policy, lead_ids=lead_ids)
+        _show_previews(
+            previews, as_json=as_json, requests=target.client.requests_made, fields=fields
+        )
         return
     journal = _journal(settings, target)
     twin = _interrupted_twin(journal, policy, lead_ids, yes=yes)
@@ -710,7 +712,9 @@ def _confirm_count(
         sys.exit(EXIT_FAILED)
 
 
-def _show_previews(previews: Sequence[Any], *, as_json: bool, requests: int) -> None:
+def _show_previews(
+    previews: Sequence[Any], *, as_json: bool, requests: int, fields: Any = None
+) -> None:
     totals = preview_totals(previews)
     if as_json:
         echo_json(
@@ -719,11 +723,14 @@ def _show_previews(previews: Sequence[Any], *, as_json: bool, requests: int) -> 
                 "totals": totals,
                 "requests": requests,
                 "leads": [p.to_dict() for p in previews],
+                "custom_fields": fields.to_dict() if fields is not None else None,
             }
         )
         return
     console = stdout_console()
     for line in preview_lines(previews):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+    for line in fields.text_lines() if fields is not None else ():
         console.print(line, markup=False, highlight=False, soft_wrap=True)
     show(totals_sheet(totals, title="Dry run: nothing was changed"), console)
 

@@ -62,6 +62,7 @@ from typing import Any
 
 from b24app import messages as msg
 from b24app.crm import scheduler
+from b24app.crm.customfields import FieldMapping, field_mapping
 from b24app.crm.facts import PortalFacts
 from b24app.crm.mapping import link_id
 from b24app.crm.mode import MODE_METHOD, Mode, mode_command, parse_mode
@@ -206,14 +207,22 @@ def preview(
     portal: Portal, policy: Policy, *, lead_ids: Sequence[int] | None = None
 ) -> list[LeadPreview]:
     """What converting would do to each selected lead; changes nothing on the portal."""
+    return preview_with_fields(portal, policy, lead_ids=lead_ids)[0]
+
+
+def preview_with_fields(
+    portal: Portal, policy: Policy, *, lead_ids: Sequence[int] | None = None
+) -> tuple[list[LeadPreview], FieldMapping]:
+    """`preview`, and where each custom lead field goes (read in the same facts request)."""
     explicit = _explicit(policy, lead_ids)
     reader = Reader(portal)
     facts = _facts(reader, policy)
+    fields = field_mapping(reader.custom_fields, policy)
     stream = reader.leads_by_id(explicit) if explicit else reader.active_leads(facts, policy.leads)
     previews: list[LeadPreview] = []
     seen: set[int] = set()
     for chunk in stream.chunks():
-        for item in _plan_chunk(reader, chunk, policy=policy, facts=facts):
+        for item in _plan_chunk(reader, chunk, policy=policy, facts=facts, files=False):
             seen.add(item.lead_id)
             if isinstance(item, LeadPlan):
                 previews.append(preview_plan(item))
@@ -234,7 +243,7 @@ def preview(
                     )
                 )
             )
-    return sorted(previews, key=lambda p: p.lead_id)
+    return sorted(previews, key=lambda p: p.lead_id), fields
 
 
 def convert(
@@ -324,9 +333,15 @@ def resume(
 
 
 def _plan_chunk(
-    reader: Reader, leads: Sequence[Mapping[str, Any]], *, policy: Policy, facts: PortalFacts
+    reader: Reader,
+    leads: Sequence[Mapping[str, Any]],
+    *,
+    policy: Policy,
+    facts: PortalFacts,
+    files: bool = True,
 ) -> list[LeadPlan | LeadEntry]:
     """Fresh plans for these leads (reads their extras); LeadEntry(failed) for unplannable ones.
+    `files`: download the custom-field files the plans carry (not for a preview).
 
     Leads the policy's selection does not pick (its stages, sources, dates: the ids were applied
     when reading), and inactive ones, get a skipped plan and no reads.
@@ -385,9 +400,8 @@ def _plan_chunk(
             custom=reader.custom_fields,
         )
         try:
-            out.append(
-                reader.fill_files(plan_lead(lead, policy=policy, facts=facts, around=around))
-            )
+            plan = plan_lead(lead, policy=policy, facts=facts, around=around)
+            out.append(reader.fill_files(plan) if files else plan)
         except (PlanError, ValueError) as exc:
             out.append(
                 LeadEntry(
@@ -500,7 +514,12 @@ class _Run:
             raise
         status = PENDING if self.paused else FAILED if self._counts().failed else DONE
         log.info("conversion job %d %s: %s", self.job.id, status, self._counts())
-        return self._finish(status, self._switch_note())
+        note = "; ".join(filter(None, (self._switch_note(), self._fields_note()))) or None
+        return self._finish(status, note)
+
+    def _fields_note(self) -> str | None:
+        """The custom lead fields this job could not copy, per target (None when none)."""
+        return field_mapping(self.reader.custom_fields, self.policy).note()
 
     def _switch_note(self) -> str | None:
         """What the job's end says when Bitrix24 took over (None otherwise)."""

@@ -407,3 +407,60 @@ def fill_files(
         if items:
             out[name] = items if value.get("multiple") else items[0]
     return out, warnings
+
+
+# -- the job's mapping, for the preview ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FieldMapping:
+    """Where each custom lead field goes in a job: `lines` per target, or `error` when the
+    definitions could not be read (nothing is copied then)."""
+
+    lines: tuple[Line, ...] = ()
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: {"error", "fields": [...]}."""
+        return {"error": self.error, "fields": [line.to_dict() for line in self.lines]}
+
+    def text_lines(self) -> list[str]:
+        """`custom fields:` and one line per lead field and target; [] when there are none."""
+        if self.error:
+            return [f"custom fields: {self.error}"]
+        if not self.lines:
+            return []
+        return ["custom fields:", *(f"  {line.text()}" for line in self.lines)]
+
+    def note(self) -> str | None:
+        """One sentence for the job's end: which lead fields were not copied where."""
+        if self.error:
+            return self.error
+        missing: dict[str, list[str]] = {}
+        for line in self.lines:
+            if line.state == NOT_COPIED and line.type not in UNSUPPORTED:
+                missing.setdefault(line.target, []).append(line.label or line.lead_field)
+        if not missing:
+            return None
+        return "custom fields not copied (no field with the same label, type and multiple): " + (
+            "; ".join(f"{target}: {', '.join(names)}" for target, names in missing.items())
+        )
+
+    @property
+    def unpaired(self) -> tuple[Line, ...]:
+        """The lines whose values are not copied."""
+        return tuple(line for line in self.lines if line.state == NOT_COPIED)
+
+
+def field_mapping(found: CustomFields, policy: Any) -> FieldMapping:
+    """The mapping a job under `policy` uses: the deal, and the clients the policy makes."""
+    if found.error:
+        return FieldMapping(error=found.error)
+    client = getattr(policy, "client", None)
+    targets = ["deal"]
+    if client is None or client.wants_contact:
+        targets.append("contact")
+    if client is None or client.wants_company:
+        targets.append("company")
+    create = bool(getattr(policy, "create_fields", False))
+    return FieldMapping(tuple(found.report(targets, create=create)))

@@ -987,6 +987,7 @@ class LeadPreview:
     bound_to: tuple[str, ...] = ()
     requisites: tuple[str, ...] = ()
     deal_requisite: int | None = None
+    warnings: tuple[str, ...] = ()  # custom-field values that will be left out
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -1007,6 +1008,7 @@ class LeadPreview:
             "bound_to": list(self.bound_to),
             "requisites": list(self.requisites),
             "deal_requisite": self.deal_requisite,
+            "warnings": list(self.warnings),
         }
 
     def text(self) -> str:
@@ -1045,6 +1047,7 @@ class LeadPreview:
         if self.deal_requisite:
             parts.append(f"deal linked to requisite #{self.deal_requisite}")
         parts.append(f"lead -> {self.stage}")
+        parts.extend(f"warning: {w}" for w in self.warnings)
         return f"lead {self.lead_id}: " + "; ".join(parts)
 
 
@@ -1082,4 +1085,5 @@ def preview(plan: LeadPlan) -> LeadPreview:
         bound_to=plan.targets if live else (),
         requisites=tuple(name for name in CLIENTS if name in plan.requisites),
         deal_requisite=plan.deal_requisite,
+        warnings=plan.warnings if live else (),
     )
