@@ -20,8 +20,7 @@ from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, redirect, render_template, request, url_for
 
-from b24app.crm.conversion import preview as preview_leads
-from b24app.crm.conversion import read_mode
+from b24app.crm.conversion import preview_with_fields, read_mode
 from b24app.crm.mode import Mode, ModeError, guide_switch
 from b24app.crm.overview import read_overview
 from b24app.crm.policy import Policy, PolicyError
@@ -369,7 +368,7 @@ def preview() -> Any:
             policy, problems = _saved_policy(page)
             if problems:
                 raise PolicyError(problems)
-        rows = preview_leads(page.portal(), policy, lead_ids=lead_ids)
+        rows, fields = preview_with_fields(page.portal(), policy, lead_ids=lead_ids)
     except PolicyError as exc:
         return _overview_page(page, status=422, problems=list(exc.problems))
     shown = rows[:PREVIEW_ROWS]
@@ -377,6 +376,7 @@ def preview() -> Any:
         "page_preview.html",
         page,
         rows=shown,
+        fields=fields,
         total=len(rows),
         totals=PreviewTotals.of(rows),
         policy=policy,
