@@ -356,6 +356,13 @@ def _policy_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             default=None,
             help="Only leads created before this day.",
         ),
+        click.option(
+            "--create-fields",
+            is_flag=True,
+            default=False,
+            help="Create the custom lead fields a deal, contact or company lacks (once per "
+            "portal), so their values are copied too. Off by default, as Bitrix24 asks first.",
+        ),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -376,6 +383,7 @@ def policy_from_flags(
     sources: Sequence[str] = (),
     created_after: str | None = None,
     created_before: str | None = None,
+    create_fields: bool = False,
 ) -> Policy:
     """The Policy the policy flags describe; PolicyError (exit 2) lists every bad value."""
     return Policy.from_dict(
@@ -390,6 +398,7 @@ def policy_from_flags(
                 "created_after": created_after,
                 "created_before": created_before,
             },
+            "create_fields": create_fields,
         }
     )
 

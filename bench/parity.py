@@ -18,6 +18,7 @@ graphs are compared field by field. Every difference is printed; those docs/pari
     python -m bench.parity                           # 24 pairs, client both, activities complete
     python -m bench.parity --client contact --activities move --pairs 10
     python -m bench.parity --custom-fields           # + every custom-field type (sandbox seed)
+    python -m bench.parity --create-fields           # + both sides create the missing fields
 
 With `--custom-fields` the portal gets the sandbox's realistic custom fields (every type, some
 without a twin, a target list lacking an option) and most leads carry values in them; the native
@@ -94,6 +95,7 @@ class Options:
     activities: str = "complete"
     seed: int = 1
     custom_fields: bool = False
+    create_fields: bool = False
 
     def command(self) -> str:
         """The command that reproduces this run."""
@@ -101,6 +103,7 @@ class Options:
             f"python -m bench.parity --pairs {self.pairs} --client {self.client} "
             f"--activities {self.activities} --seed {self.seed}"
             + (" --custom-fields" if self.custom_fields else "")
+            + (" --create-fields" if self.create_fields else "")
         )
 
 
@@ -481,7 +484,12 @@ def run(options: Options) -> tuple[list[Difference], int]:
         core = sandbox.portal
         pairs = _pairs(core, options)
         policy = Policy.from_dict(
-            {"client": options.client, "activities": options.activities, "pipeline": 0}
+            {
+                "client": options.client,
+                "activities": options.activities,
+                "pipeline": 0,
+                "create_fields": options.create_fields,
+            }
         )
         with tempfile.TemporaryDirectory(prefix="b24app-parity-") as tmp:
             settings = Settings.from_env(
@@ -503,7 +511,7 @@ def run(options: Options) -> tuple[list[Difference], int]:
             "simple",
             client=options.client,
             complete_activities=options.activities == "complete",
-            sync_fields=not options.custom_fields,
+            sync_fields=options.create_fields or not options.custom_fields,
         )
         found = []
         for mine, native in pairs:
@@ -545,8 +553,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="seed custom fields of every type and compare their values too",
     )
+    parser.add_argument(
+        "--create-fields",
+        action="store_true",
+        help="b24app creates the fields a target lacks, and so does the native side",
+    )
     args = parser.parse_args(argv)
-    options = Options(args.pairs, args.client, args.activities, args.seed, args.custom_fields)
+    options = Options(
+        args.pairs,
+        args.client,
+        args.activities,
+        args.seed,
+        args.custom_fields or args.create_fields,
+        args.create_fields,
+    )
     differences, pairs = run(options)
     for line in report_lines(differences, pairs, options):
         print(line)

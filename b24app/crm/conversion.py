@@ -61,7 +61,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from b24app import messages as msg
-from b24app.crm import scheduler
+from b24app.crm import fieldsync, scheduler
 from b24app.crm.customfields import FieldMapping, field_mapping
 from b24app.crm.facts import PortalFacts
 from b24app.crm.mapping import link_id
@@ -78,7 +78,7 @@ from b24app.crm.planner import (
 )
 from b24app.crm.planner import preview as preview_plan
 from b24app.crm.policy import Policy
-from b24app.crm.reader import CHUNK, MODE_KEY, Reader, read_mode_result
+from b24app.crm.reader import CHUNK, MODE_KEY, Reader, forget_custom_fields, read_mode_result
 from b24app.crm.reconcile import reconcile
 from b24app.crm.report import JobReport, LeadOutcome, build_report, load_report
 from b24app.crm.scheduler import MAX_COMMANDS, BatchOutcome, LeadState, Status
@@ -99,6 +99,7 @@ from b24app.errors import (
     UsageError,
 )
 from b24app.rest.portal import Portal
+from b24app.store.created_fields import CreatedFields
 from b24app.store.journal import (
     DONE,
     FAILED,
@@ -269,6 +270,7 @@ def convert(
     reader = _reader(portal, max_leads)
     facts, mode = _facts_mode(reader, policy)
     job = journal.start_job(kind=kind, policy=policy.to_dict(), lead_ids=explicit)
+    _create_fields(portal, journal, reader, policy, job.id)
     log.info(
         "conversion job %d started (%s)",
         job.id,
@@ -287,6 +289,19 @@ def convert(
         max_leads=max_leads,
         mode=mode,
     ).run()
+
+
+def _create_fields(
+    portal: Portal, journal: Journal, reader: Reader, policy: Policy, job_id: int
+) -> None:
+    """Policy "create missing custom fields": create them before any lead is planned."""
+    if not policy.create_fields:
+        return
+    store = CreatedFields(journal.engine, journal.portal)
+    found, notes = fieldsync.ensure(portal, store, reader.custom_fields, policy, job_id=job_id)
+    if found is not reader.custom_fields:
+        forget_custom_fields(portal)
+    reader.custom_fields, reader.field_notes = found, notes
 
 
 def _reader(portal: Portal, max_leads: int | None) -> Reader:
@@ -316,6 +331,7 @@ def resume(
     reader = _reader(portal, max_leads)
     facts, mode = _facts_mode(reader, policy)
     job = journal.claim_job(job_id)
+    _create_fields(portal, journal, reader, policy, job.id)
     log.info("conversion job %d resumed", job.id)
     return _Run(
         portal,
@@ -519,7 +535,11 @@ class _Run:
 
     def _fields_note(self) -> str | None:
         """The custom lead fields this job could not copy, per target (None when none)."""
-        return field_mapping(self.reader.custom_fields, self.policy).note()
+        notes = [
+            *self.reader.field_notes,
+            field_mapping(self.reader.custom_fields, self.policy).note(),
+        ]
+        return "; ".join(n for n in notes if n) or None
 
     def _switch_note(self) -> str | None:
         """What the job's end says when Bitrix24 took over (None otherwise)."""

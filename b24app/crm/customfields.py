@@ -26,6 +26,7 @@ The rules are Bitrix24's own conversion (yuliai/bitrix-modules, `crm/lib/convers
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -42,6 +43,7 @@ KEY_PREFIX = "uf"
 # Not supported by the native conversion (userfieldsynchronizer.php isUserFieldTypeSupported).
 UNSUPPORTED = frozenset({"resourcebooking"})
 FILE = "file"
+MAX_NAME = 50
 # The definition keys `crm.*.userfield.add` takes from a lead field (synchronize():
 # SORT, MULTIPLE, MANDATORY, SHOW_FILTER, SHOW_IN_LIST, SETTINGS, the three labels).
 _COPIED = ("USER_TYPE_ID", "SORT", "MULTIPLE", "MANDATORY", "SHOW_FILTER", "SHOW_IN_LIST")
@@ -325,11 +327,19 @@ class CustomFields:
 
 
 def created_name(lead_field: str, target: str) -> str:
-    """The name b24app gives the copy of `lead_field` it creates on `target` (without UF_CRM_,
-    which `userfield.add` prefixes: userfieldproxy.php:222-283). Deterministic, so two runs that
-    both try to create it collide on the name instead of making two fields."""
+    """The full name b24app gives the copy of `lead_field` it creates on `target`.
+
+    Deterministic, so two runs that both try to create it collide on the name (the portal keeps
+    one field per name) instead of making two fields. `userfield.add` prefixes UF_CRM_
+    (userfieldproxy.php:222-283); FIELD_NAME holds 50 characters at most (b_user_field), so a
+    long stem is cut and made unique by a hash of the lead field's name.
+    """
     stem = lead_field.removeprefix("UF_CRM_")
-    return f"{stem}_B24{target[:2].upper()}"
+    tail = f"_B24{target[:2].upper()}"
+    if len("UF_CRM_") + len(stem) + len(tail) > MAX_NAME:
+        digest = hashlib.sha256(lead_field.encode()).hexdigest()[:8].upper()
+        stem = stem[: MAX_NAME - len("UF_CRM_") - len(tail) - 9] + "_" + digest
+    return f"UF_CRM_{stem}{tail}"
 
 
 def _options(row: Mapping[str, Any]) -> list[Mapping[str, Any]]:

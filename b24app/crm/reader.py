@@ -302,6 +302,7 @@ class Reader:
         self.rows_per_lead = False  # the portal refused `=ownerId` with a list
         # the custom-field definitions, read with the facts (b24app.crm.customfields)
         self.custom_fields = CustomFields()
+        self.field_notes: list[str] = []  # custom fields the job could not create
         self.file_requests = 0  # custom-field file downloads (not batchable: one request each)
 
     def facts(self, pipelines: Collection[int] = (0,)) -> PortalFacts:
