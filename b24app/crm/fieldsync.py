@@ -86,12 +86,12 @@ def ensure(
             result = portal.batch(chunk, halt=False)
         except B24Error as exc:
             for command in chunk:
-                answers[command.key] = str(exc)
+                answers[command.key] = exc.description or exc.code or str(exc)
             continue
         for command in chunk:
             error = result.errors.get(command.key)
             if error is not None:
-                answers[command.key] = str(error) or error.code
+                answers[command.key] = error.description or error.code or str(error)
     fresh = read_definitions(portal, found)
     names = {(e, str(r.get("FIELD_NAME"))) for e in TARGETS for r in fresh.rows.get(e, ())}
     notes = []
