@@ -265,6 +265,7 @@ def _form_values(policy: Policy) -> dict[str, Any]:
         "pipeline": policy.pipeline,
         "activities": policy.activities.value,
         "match_clients": [m.value for m in policy.match_clients],
+        "create_fields": policy.create_fields,
         "auto_enabled": policy.auto.enabled,
         "auto_stages": list(policy.auto.stages),
         "auto_sources": list(policy.auto.sources),
@@ -281,6 +282,7 @@ def _posted_form() -> dict[str, Any]:
         "pipeline": request.form.get("pipeline", ""),
         "activities": request.form.get("activities", ""),
         "match_clients": request.form.getlist("match_clients"),
+        "create_fields": request.form.get("create_fields") in ("on", "1"),
         "auto_enabled": request.form.get("auto_enabled") == "on",
         "auto_stages": request.form.getlist("auto_stages"),
         "auto_sources": request.form.getlist("auto_sources"),
@@ -304,6 +306,7 @@ def _policy_data(page: Page, form: Mapping[str, Any]) -> dict[str, Any]:
         "pipeline": form["pipeline"] or None,
         "activities": form["activities"] or None,
         "match_clients": form["match_clients"],
+        "create_fields": form.get("create_fields", False),
         "auto": auto,
         "leads": stored.get("leads"),
     }
