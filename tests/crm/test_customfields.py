@@ -194,3 +194,9 @@ def test_created_names_are_fixed_and_fit_the_column() -> None:
     name = customfields.created_name(long, "company")
     assert len(name) <= 50 and name == customfields.created_name(long, "company")
     assert name != customfields.created_name(long + "Y", "company")
+
+
+def test_a_field_without_a_label_never_pairs() -> None:
+    found = fields([row("UF_CRM_1", "", "string")], [row("UF_CRM_9", "", "string")])
+    assert found.pairs("deal") == {}
+    assert found.map_lead({"UF_CRM_1": "x"}, "deal").values == {}
