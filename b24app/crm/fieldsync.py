@@ -61,15 +61,19 @@ def ensure(
     if found.error or not found.any or not getattr(policy, "create_fields", False):
         return found, []
     rows = {(r.entity, r.lead_field): r for r in store.all()}
+    known = {(e, str(r.get("FIELD_NAME"))) for e in TARGETS for r in found.rows.get(e, ())}
+    if any(r.status == DONE and (r.entity, r.field_name) not in known for r in rows.values()):
+        # created by another process after these definitions were cached: read them again
+        found = read_definitions(portal, found)
     wanted: list[tuple[str, str, str]] = []  # (target, lead field, new name)
     for target in targets_of(policy):
-        for field in found.missing(target):
+        for field in _with_created(found, store).missing(target):
             row = rows.get((target, field.name))
             name = row.field_name if row is not None else created_name(field.name, target)
             if row is None and not store.claim(target, field.name, name, job_id=job_id):
                 continue  # another job or worker claimed it a moment ago: it creates it
             if row is not None and row.status == DONE:
-                continue  # created earlier and gone from the portal since: not made again
+                continue  # created earlier and deleted from the portal since: not made again
             if row is not None and row.status == REFUSED:
                 store.settle(target, field.name, SENT)
             wanted.append((target, field.name, name))

@@ -46,11 +46,18 @@ from typing import Any
 from b24app.crm import mapping
 from b24app.crm.customfields import CustomFields, fill_files, list_commands, pending_files
 from b24app.crm.facts import OPTIONAL_KEYS, PortalFacts, facts_commands
+from b24app.crm.fieldpairs import label_of
 from b24app.crm.matching import ClientMatch, match_commands, read_match
 from b24app.crm.mode import Mode, ModeError, mode_command, parse_mode
 from b24app.crm.planner import COMPANY, CONTACT, DEAL, LeadPlan
 from b24app.crm.policy import LeadSelection, Policy
-from b24app.errors import B24Error, ListingError, OperationTimeLimit, QueryLimitExceeded
+from b24app.errors import (
+    B24AppError,
+    B24Error,
+    ListingError,
+    OperationTimeLimit,
+    QueryLimitExceeded,
+)
 from b24app.rest.command import Command
 from b24app.rest.listing import ListShape, shape_of
 from b24app.rest.portal import Portal
@@ -357,13 +364,23 @@ class Reader:
                 try:
                     got[url] = download(url)
                 except B24Error as exc:
-                    got[url] = f"{exc.code or 'error'}: {exc}"
-            fields, more = fill_files(entity.fields, got)
+                    got[url] = f"{exc.code or 'error'}: {exc.description or exc}"
+                except B24AppError as exc:  # a URL that names no REST method
+                    got[url] = str(exc)
+            fields, more = fill_files(entity.fields, got, label=self._labels(name))
             changed[name] = replace(entity, fields=fields)
             warnings.extend(more)
         if not changed:
             return plan
         return replace(plan, **changed, warnings=tuple(dict.fromkeys(warnings)))
+
+    def _labels(self, target: str) -> dict[str, str]:
+        """Target field -> the label of the lead field it takes (for warnings)."""
+        found = self.custom_fields
+        return {
+            made: label_of(found.row("lead", lead) or {}, found.language) or lead
+            for lead, made in found.pairs(target).items()
+        }
 
     def _cached_custom_fields(self) -> CustomFields | None:
         key = getattr(self.portal, "cache_key", None)
