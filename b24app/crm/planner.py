@@ -1008,8 +1008,7 @@ class LeadPreview:
             "bound_to": list(self.bound_to),
             "requisites": list(self.requisites),
             "deal_requisite": self.deal_requisite,
-            "warnings": list(self.warnings),
-        }
+        } | ({"warnings": list(self.warnings)} if self.warnings else {})
 
     def text(self) -> str:
         """One line, e.g. `lead 5: create company, contact, deal (pipeline 0); move 2 ...`."""
