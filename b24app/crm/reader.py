@@ -72,6 +72,12 @@ _custom_cache: dict[str, tuple[float, CustomFields]] = {}
 _custom_lock = threading.Lock()
 
 
+def clear_custom_fields_cache() -> None:
+    """Forget every portal's cached definitions (tests start sandboxes on reused ports)."""
+    with _custom_lock:
+        _custom_cache.clear()
+
+
 def forget_custom_fields(portal: Portal) -> None:
     """Drop the cached definitions of this portal (after b24app created a field on it)."""
     key = getattr(portal, "cache_key", None)
