@@ -358,6 +358,13 @@ def _policy_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             default=None,
             help="Only leads created before this day.",
         ),
+        click.option(
+            "--create-fields",
+            is_flag=True,
+            default=False,
+            help="Create the custom lead fields a deal, contact or company lacks (once per "
+            "portal), so their values are copied too. Off by default, as Bitrix24 asks first.",
+        ),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -378,6 +385,7 @@ def policy_from_flags(
     sources: Sequence[str] = (),
     created_after: str | None = None,
     created_before: str | None = None,
+    create_fields: bool = False,
 ) -> Policy:
     """The Policy the policy flags describe; PolicyError (exit 2) lists every bad value."""
     return Policy.from_dict(
@@ -392,6 +400,7 @@ def policy_from_flags(
                 "created_after": created_after,
                 "created_before": created_before,
             },
+            "create_fields": create_fields,
         }
     )
 
@@ -667,10 +676,12 @@ def convert(
     from b24app.crm import conversion
 
     if dry_run:
-        previews = conversion.preview(
+        previews, fields = conversion.preview_with_fields(
             target.client, policy, lead_ids=lead_ids, variants=_variants(settings, target)
         )
-        _show_previews(previews, as_json=as_json, requests=target.client.requests_made)
+        _show_previews(
+            previews, as_json=as_json, requests=target.client.requests_made, fields=fields
+        )
         return
     journal = _journal(settings, target)
     twin = _interrupted_twin(journal, policy, lead_ids, yes=yes)
@@ -751,7 +762,9 @@ def _confirm_count(
         sys.exit(EXIT_FAILED)
 
 
-def _show_previews(previews: Sequence[Any], *, as_json: bool, requests: int) -> None:
+def _show_previews(
+    previews: Sequence[Any], *, as_json: bool, requests: int, fields: Any = None
+) -> None:
     totals = preview_totals(previews)
     if as_json:
         echo_json(
@@ -760,11 +773,14 @@ def _show_previews(previews: Sequence[Any], *, as_json: bool, requests: int) -> 
                 "totals": totals,
                 "requests": requests,
                 "leads": [p.to_dict() for p in previews],
+                "custom_fields": fields.to_dict() if fields is not None else None,
             }
         )
         return
     console = stdout_console()
     for line in preview_lines(previews):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+    for line in fields.text_lines() if fields is not None else ():
         console.print(line, markup=False, highlight=False, soft_wrap=True)
     show(totals_sheet(totals, title="Dry run: nothing was changed"), console)
 

@@ -12,6 +12,8 @@ helpers. Each bench also runs alone, often with a wider table: `python -m bench.
     events      /events under gunicorn at 200 requests/s, p50/p99 vs an empty Flask view
     list_leads  listing 100,000 leads vs the request floor and fast-bitrix24 get_all
     concurrent  two converts on one portal at once, per configuration: duplicates, exits
+    customfields  conversion with 10 custom fields per entity vs the request floor and vs none;
+                the file field's downloads apart (500 leads, fast plan: about a minute)
     memory      peak RSS of `b24app convert` on 100,000 leads vs the 300 MB goal (8 minutes)
     neighbour   converting 1,000 leads beside another app spending 40% of the portal's budget:
                 failed leads, 503s, wall time vs the floor for the budget left (~3 minutes)

@@ -17,11 +17,20 @@ graphs are compared field by field. Every difference is printed; those docs/pari
 
     python -m bench.parity                           # 24 pairs, client both, activities complete
     python -m bench.parity --client contact --activities move --pairs 10
+    python -m bench.parity --custom-fields           # + every custom-field type (sandbox seed)
+    python -m bench.parity --create-fields           # + both sides create the missing fields
+
+With `--custom-fields` the portal gets the sandbox's realistic custom fields (every type, some
+without a twin, a target list lacking an option) and most leads carry values in them; the native
+side maps them into existing twins only (the user declined creating fields), as b24app does
+with its policy's "create missing custom fields" off. File values are compared by name and
+content (each conversion makes its own copies).
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import random
 import sys
 import tempfile
@@ -85,12 +94,16 @@ class Options:
     client: str = "both"
     activities: str = "complete"
     seed: int = 1
+    custom_fields: bool = False
+    create_fields: bool = False
 
     def command(self) -> str:
         """The command that reproduces this run."""
         return (
             f"python -m bench.parity --pairs {self.pairs} --client {self.client} "
             f"--activities {self.activities} --seed {self.seed}"
+            + (" --custom-fields" if self.custom_fields else "")
+            + (" --create-fields" if self.create_fields else "")
         )
 
 
@@ -125,9 +138,11 @@ def _call(core: Any, method: str, params: Mapping[str, Any] | None = None) -> An
 def _pairs(core: Any, options: Options) -> list[tuple[int, int]]:
     """Seed the pairs of identical leads; (lead for b24app, lead for Bitrix24) each."""
     rng = random.Random(options.seed)
+    custom = _lead_custom_fields(core) if options.custom_fields else []
     pairs = []
     for n in range(options.pairs):
         fields, extras = _lead_shape(rng, n)
+        fields |= _custom_values(rng, custom, n)
         twins = []
         for _ in range(2):
             # each twin its own existing clients: a requisite one conversion gives a shared
@@ -142,6 +157,52 @@ def _pairs(core: Any, options: Options) -> list[tuple[int, int]]:
             twins.append(lead_id)
         pairs.append((twins[0], twins[1]))
     return pairs
+
+
+def _lead_custom_fields(core: Any) -> list[dict[str, Any]]:
+    return list(_call(core, "crm.lead.userfield.list", {"filter": {"LANG": "en"}}) or [])
+
+
+def _custom_values(
+    rng: random.Random, definitions: Sequence[Mapping[str, Any]], n: int
+) -> dict[str, Any]:
+    """Values in every custom field of two leads out of three (each type, multiple ones with
+    two items, enumerations any option - the contact's list lacks one)."""
+    if n % 3 == 2:
+        return {}
+    values: dict[str, Any] = {}
+    for field in definitions:
+        kind, multiple = field["USER_TYPE_ID"], field["MULTIPLE"] == "Y"
+        if kind == "enumeration":
+            ids = [str(i["ID"]) for i in field.get("LIST") or []]
+            value: Any = rng.sample(ids, 2) if multiple else rng.choice(ids)
+        elif kind == "file":
+            body = base64.b64encode(f"file of lead {n}\n".encode()).decode()
+            value = {"fileData": [f"brief-{n}.txt", body]}
+            value = [value, {"fileData": [f"extra-{n}.txt", body]}] if multiple else value
+        else:
+            value = {
+                "string": f"note {n}",
+                "integer": str(rng.randrange(1, 500)),
+                "double": f"{rng.randrange(0, 3000) / 100:.2f}",
+                "boolean": rng.choice(("1", "0")),
+                "date": f"2024-{rng.randrange(1, 13):02d}-{rng.randrange(1, 28):02d}",
+                "datetime": f"2024-{rng.randrange(1, 13):02d}-10T10:30:00+03:00",
+                "money": f"{rng.randrange(1, 90) * 100}|USD",
+                "url": f"https://site{n}.example",
+                "address": f"Main street {n}, Springfield|40.1;-89.6|{n + 1}",
+                "employee": "1",
+                "crm": "C_1",
+                "crm_status": rng.choice(("IT", "BANKING")),
+                "iblock_element": str(rng.randrange(100, 200)),
+                "iblock_section": str(rng.randrange(1, 9)),
+                "resourcebooking": None,
+            }.get(kind)
+            if value is not None and multiple:
+                value = [value, f"{value}-2"]
+        if value is not None:
+            values[field["FIELD_NAME"]] = value
+    return values
 
 
 def _existing_clients(core: Any) -> dict[str, list[int]]:
@@ -258,7 +319,7 @@ def graph(core: Any, lead_id: int) -> dict[str, Any]:
         # texts naming the lead (a default title "Lead #12") name its role
         return {
             k: v.replace(f"#{lead_id}", "#LEAD") if isinstance(v, str) else v
-            for k, v in _plain(row, role).items()
+            for k, v in _plain(row, role, core).items()
         }
 
     out: dict[str, Any] = {"lead": plain(lead)}
@@ -354,11 +415,23 @@ def _requisites(core: Any, type_id: int, row: Mapping[str, Any]) -> list[dict[st
     return found
 
 
-def _plain(row: Mapping[str, Any], role: Any) -> dict[str, Any]:
+def _file(core: Any, value: Any) -> Any:
+    """A file value as its name and content (each conversion makes its own copy)."""
+    if isinstance(value, list):
+        return [_file(core, v) for v in value]
+    if isinstance(value, Mapping) and "downloadUrl" in value:
+        found = core.file(int(value["id"]))
+        return ("file", *found) if found else ("file", None)
+    return value
+
+
+def _plain(row: Mapping[str, Any], role: Any, core: Any = None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, value in sorted(row.items()):
         if name in _DROP:
             continue
+        if name.startswith("UF_CRM_") and core is not None:
+            value = _file(core, value)
         if name in ("PHONE", "EMAIL", "WEB", "IM", "LINK") and isinstance(value, list):
             value = sorted((v.get("VALUE_TYPE"), v.get("VALUE")) for v in value)
         elif name in ("CONTACT_ID", "COMPANY_ID"):
@@ -405,11 +478,18 @@ def run(options: Options) -> tuple[list[Difference], int]:
     from sandbox import Sandbox
 
     knobs = {"conversion_activities": "code"}
-    with Sandbox(seed_leads=0, plan="fast", knobs=knobs) as sandbox:
+    with Sandbox(
+        seed_leads=0, plan="fast", knobs=knobs, custom_fields=options.custom_fields
+    ) as sandbox:
         core = sandbox.portal
         pairs = _pairs(core, options)
         policy = Policy.from_dict(
-            {"client": options.client, "activities": options.activities, "pipeline": 0}
+            {
+                "client": options.client,
+                "activities": options.activities,
+                "pipeline": 0,
+                "create_fields": options.create_fields,
+            }
         )
         with tempfile.TemporaryDirectory(prefix="b24app-parity-") as tmp:
             settings = Settings.from_env(
@@ -431,6 +511,7 @@ def run(options: Options) -> tuple[list[Difference], int]:
             "simple",
             client=options.client,
             complete_activities=options.activities == "complete",
+            sync_fields=options.create_fields or not options.custom_fields,
         )
         found = []
         for mine, native in pairs:
@@ -467,8 +548,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--client", choices=("contact", "company", "both"), default="both")
     parser.add_argument("--activities", choices=("complete", "move"), default="complete")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--custom-fields",
+        action="store_true",
+        help="seed custom fields of every type and compare their values too",
+    )
+    parser.add_argument(
+        "--create-fields",
+        action="store_true",
+        help="b24app creates the fields a target lacks, and so does the native side",
+    )
     args = parser.parse_args(argv)
-    options = Options(args.pairs, args.client, args.activities, args.seed)
+    options = Options(
+        args.pairs,
+        args.client,
+        args.activities,
+        args.seed,
+        args.custom_fields or args.create_fields,
+        args.create_fields,
+    )
     differences, pairs = run(options)
     for line in report_lines(differences, pairs, options):
         print(line)

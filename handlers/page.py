@@ -20,8 +20,7 @@ from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, redirect, render_template, request, url_for
 
-from b24app.crm.conversion import preview as preview_leads
-from b24app.crm.conversion import read_mode
+from b24app.crm.conversion import preview_with_fields, read_mode
 from b24app.crm.mode import Mode, ModeError, guide_switch
 from b24app.crm.overview import read_overview
 from b24app.crm.policy import Policy, PolicyError
@@ -279,6 +278,7 @@ def _form_values(policy: Policy) -> dict[str, Any]:
         "pipeline": policy.pipeline,
         "activities": policy.activities.value,
         "match_clients": [m.value for m in policy.match_clients],
+        "create_fields": policy.create_fields,
         "auto_enabled": policy.auto.enabled,
         "auto_stages": list(policy.auto.stages),
         "auto_sources": list(policy.auto.sources),
@@ -295,6 +295,7 @@ def _posted_form() -> dict[str, Any]:
         "pipeline": request.form.get("pipeline", ""),
         "activities": request.form.get("activities", ""),
         "match_clients": request.form.getlist("match_clients"),
+        "create_fields": request.form.get("create_fields") in ("on", "1"),
         "auto_enabled": request.form.get("auto_enabled") == "on",
         "auto_stages": request.form.getlist("auto_stages"),
         "auto_sources": request.form.getlist("auto_sources"),
@@ -318,6 +319,7 @@ def _policy_data(page: Page, form: Mapping[str, Any]) -> dict[str, Any]:
         "pipeline": form["pipeline"] or None,
         "activities": form["activities"] or None,
         "match_clients": form["match_clients"],
+        "create_fields": form.get("create_fields", False),
         "auto": auto,
         "leads": stored.get("leads"),
     }
@@ -382,7 +384,7 @@ def preview() -> Any:
             policy, problems = _saved_policy(page)
             if problems:
                 raise PolicyError(problems)
-        rows = preview_leads(
+        rows, fields = preview_with_fields(
             page.portal(),
             policy,
             lead_ids=lead_ids,
@@ -395,6 +397,7 @@ def preview() -> Any:
         "page_preview.html",
         page,
         rows=shown,
+        fields=fields,
         total=len(rows),
         totals=PreviewTotals.of(rows),
         policy=policy,

@@ -134,9 +134,14 @@ class Portal:
         client: str = "contact",
         pipeline: int = 0,
         complete_activities: bool = True,
+        sync_fields: bool = True,
     ) -> dict:
-        """The admin's UI switch (no REST setter exists); to "simple" converts active leads."""
-        options = ConversionOptions(client, pipeline, complete_activities)
+        """The admin's UI switch (no REST setter exists); to "simple" converts active leads.
+
+        `sync_fields=False`: the converter maps custom fields into existing twins only (what a
+        Classic conversion does when the user declines creating the missing fields,
+        leadconverter.php:553-561); True creates them first (converter.php:93-113)."""
+        options = ConversionOptions(client, pipeline, complete_activities, sync_fields)
         with self.lock, bulk():
             try:
                 return crm_mode.switch(self._crm, mode, options)

@@ -60,6 +60,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from b24app import messages as msg
+from b24app.crm import fieldsync
+from b24app.crm.customfields import FieldMapping, field_mapping
 from b24app.crm.dispatch import Dispatch, Stop
 from b24app.crm.facts import PortalFacts
 from b24app.crm.journal import (
@@ -77,7 +79,7 @@ from b24app.crm.planner import LeadPlan, LeadPreview
 from b24app.crm.planner import preview as preview_plan
 from b24app.crm.planning import plan_chunk
 from b24app.crm.policy import Policy
-from b24app.crm.reader import CHUNK, Reader
+from b24app.crm.reader import CHUNK, Reader, forget_custom_fields
 from b24app.crm.report import JobReport, LeadOutcome, build_report, load_report
 from b24app.crm.scheduler import LeadState
 from b24app.crm.tally import Progress, ProgressCallback
@@ -123,14 +125,26 @@ def preview(
     variants: Mapping[str, str] | None = None,
 ) -> list[LeadPreview]:
     """What converting would do to each selected lead; changes nothing on the portal."""
+    return preview_with_fields(portal, policy, lead_ids=lead_ids, variants=variants)[0]
+
+
+def preview_with_fields(
+    portal: Portal,
+    policy: Policy,
+    *,
+    lead_ids: Sequence[int] | None = None,
+    variants: Mapping[str, str] | None = None,
+) -> tuple[list[LeadPreview], FieldMapping]:
+    """`preview`, and where each custom lead field goes (read in the same facts request)."""
     explicit = _explicit(policy, lead_ids)
     reader = Reader(portal, variants=variants)
     facts = _facts(reader, policy)
+    fields = field_mapping(reader.custom_fields, policy)
     stream = reader.leads_by_id(explicit) if explicit else reader.active_leads(facts, policy.leads)
     previews: list[LeadPreview] = []
     seen: set[int] = set()
     for chunk in stream.chunks():
-        for item in plan_chunk(reader, chunk, policy=policy, facts=facts):
+        for item in plan_chunk(reader, chunk, policy=policy, facts=facts, files=False):
             seen.add(item.lead_id)
             if isinstance(item, LeadPlan):
                 previews.append(preview_plan(item))
@@ -151,7 +165,7 @@ def preview(
                     )
                 )
             )
-    return sorted(previews, key=lambda p: p.lead_id)
+    return sorted(previews, key=lambda p: p.lead_id), fields
 
 
 def convert(
@@ -179,6 +193,7 @@ def convert(
     reader = _reader(portal, max_leads, variants)
     facts, mode = _facts_mode(reader, policy)
     job = journal.start_job(kind=kind, policy=policy.to_dict(), lead_ids=explicit)
+    _create_fields(portal, journal, reader, policy, job.id)
     log.info(
         "conversion job %d started (%s)",
         job.id,
@@ -197,6 +212,19 @@ def convert(
         max_leads=max_leads,
         mode=mode,
     ).run()
+
+
+def _create_fields(
+    portal: Portal, journal: JobJournal, reader: Reader, policy: Policy, job_id: int
+) -> None:
+    """Policy "create missing custom fields": create them before any lead is planned."""
+    if not policy.create_fields:
+        return
+    ledger = journal.created_fields()
+    found, notes = fieldsync.ensure(portal, ledger, reader.custom_fields, policy, job_id=job_id)
+    if found is not reader.custom_fields:
+        forget_custom_fields(portal)
+    reader.custom_fields, reader.field_notes = found, notes
 
 
 def _reader(
@@ -230,6 +258,7 @@ def resume(
     reader = _reader(portal, max_leads, variants)
     facts, mode = _facts_mode(reader, policy)
     job = journal.claim_job(job_id)
+    _create_fields(portal, journal, reader, policy, job.id)
     log.info("conversion job %d resumed", job.id)
     return _Run(
         portal,
@@ -325,7 +354,16 @@ class _Run(Dispatch):
             raise
         status = PENDING if self.paused else FAILED if self._counts().failed else DONE
         log.info("conversion job %d %s: %s", self.job.id, status, self._counts())
-        return self._finish(status, self._switch_note())
+        note = "; ".join(filter(None, (self._switch_note(), self._fields_note()))) or None
+        return self._finish(status, note)
+
+    def _fields_note(self) -> str | None:
+        """The custom lead fields this job could not copy, per target (None when none)."""
+        notes = [
+            *self.reader.field_notes,
+            field_mapping(self.reader.custom_fields, self.policy).note(),
+        ]
+        return "; ".join(n for n in notes if n) or None
 
     def _finish(self, status: str, error: str | None) -> JobReport:
         counts = self._counts()

@@ -79,14 +79,18 @@ def field_defs(rows: Any, language: str = "en") -> tuple[FieldDef, ...]:
 
 
 def pair_fields(lead: Sequence[FieldDef], target: Sequence[FieldDef]) -> Pairing:
-    """Pair each lead field with the first free target field of the same key, in list order."""
+    """Pair each lead field with the first free target field of the same key, in list order.
+
+    A field without a label never pairs (getFieldComplianceCode gives '' and the synchroniser
+    skips it: userfieldsynchronizer.php:514-566,646-655)."""
     free: dict[tuple[str, str, bool], list[FieldDef]] = {}
     for field in target:
-        free.setdefault(field.key, []).append(field)
+        if field.key[0]:
+            free.setdefault(field.key, []).append(field)
     pairs: dict[str, str] = {}
     missing: list[FieldDef] = []
     for field in lead:
-        candidates = free.get(field.key)
+        candidates = free.get(field.key) if field.key[0] else None
         if candidates:
             pairs[field.name] = candidates.pop(0).name
         else:

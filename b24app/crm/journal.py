@@ -12,9 +12,12 @@ import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from b24app.errors import B24AppError
+
+if TYPE_CHECKING:
+    from b24app.crm.fieldsync import FieldLedger
 
 
 class JobStatus(StrEnum):
@@ -137,6 +140,10 @@ class JobJournal(Protocol):
 
     def job(self, job_id: int) -> JobRow | None:
         """The job with this id, if it belongs to this portal."""
+        ...
+
+    def created_fields(self) -> FieldLedger:
+        """The custom fields b24app created on this portal (policy "create missing fields")."""
         ...
 
     def start_job(

@@ -17,7 +17,8 @@ what REST lets an app write:
 * Multifields are read as `[{"ID","VALUE_TYPE","VALUE","TYPE_ID"}]` and written as new values
   (the lead's value ids are not reused, as the mapper does); communications and the address go to
   every client created, as the mapper copies them to both (mapper:103-160).
-* Empty values (None, "", [], "0" links) are never sent; user fields (UF_*) are not mapped here.
+* Empty values (None, "", [], "0" links) are never sent; custom fields (UF_*) are mapped by
+  `b24app.crm.customfields` and ride in the same add commands.
 """
 
 from __future__ import annotations
@@ -35,9 +36,10 @@ from b24app.vocabulary import (  # noqa: F401 (re-exported: mapping.LEAD_TYPE_ID
 ORIGINATOR_ID = "b24app"
 
 MULTIFIELDS = ("PHONE", "EMAIL", "WEB", "IM", "LINK")
-# `select` for reading leads: "*" does not include the multifields, they must be named.
+# `select` for reading leads: "*" includes neither the multifields (they must be named) nor the
+# custom fields ("UF_*" selects them all).
 # https://apidocs.bitrix24.com/api-reference/crm/leads/crm-lead-list.html
-LEAD_SELECT = ("*", *MULTIFIELDS)
+LEAD_SELECT = ("*", "UF_*", *MULTIFIELDS)
 ADDRESS_FIELDS = (
     "ADDRESS",
     "ADDRESS_2",
@@ -270,6 +272,11 @@ def item_fields(fields: Mapping[str, Any], *, lead_id: int) -> dict[str, Any]:
                 for entry in value
                 if (v := entry.get("VALUE"))
             )
+        elif name.startswith("UF_"):
+            # custom fields keep their names: every crm.item method takes UPPER_CASE names too
+            # (b24restdocs api-reference/crm/universal/index.md, "Features of Working with Field
+            # Names"), and camelCase UF names are ambiguous (UF_CRM_10_DIGIT10)
+            item[name] = value
         elif name not in ADDRESS_FIELDS:
             item[camel(name)] = value
     if fm:

@@ -65,7 +65,7 @@ from functools import cached_property
 from typing import Any
 
 from b24app import messages as msg
-from b24app.crm import mapping
+from b24app.crm import customfields, mapping
 from b24app.crm.facts import PortalFacts
 from b24app.crm.matching import ClientMatch
 from b24app.crm.policy import Activities, Policy
@@ -248,6 +248,7 @@ class LeadPlan:
     deal_requisite: int | None = None
     # What the lead was when planned (STATUS_ID, CONTACT_ID, COMPANY_ID): what an undo restores.
     before: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    warnings: tuple[str, ...] = ()  # custom-field values left out (b24app.crm.customfields)
 
     def entity(self, name: str) -> EntityPlan | None:
         """The plan of "company", "contact" or "deal" (None for any other name)."""
@@ -626,6 +627,8 @@ class LeadPlan:
                 "deal_requisite": self.deal_requisite,
                 **({"before": dict(self.before)} if self.before else {}),
             }
+        if self.warnings:
+            data["warnings"] = list(self.warnings)
         return data
 
     @classmethod
@@ -662,6 +665,7 @@ class LeadPlan:
                 },
                 deal_requisite=mapping.link_id(data.get("deal_requisite")),
                 before=dict(data.get("before") or {}),
+                warnings=tuple(str(w) for w in data.get("warnings", ())),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise PlanError(f"not a stored lead plan ({exc.__class__.__name__}: {exc})") from None
@@ -798,6 +802,7 @@ class Surroundings:
     contacts: Sequence[int] = ()
     requisites: Mapping[str, int] = field(default_factory=dict)
     clients: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    custom: customfields.CustomFields | None = None  # custom-field definitions of the job
 
 
 def plan_lead(
@@ -835,13 +840,14 @@ def plan_lead(
         stage = lead.get("STATUS_ID") or "?"
         reason = msg.SKIP_CONVERTED if stage == success else msg.SKIP_NOT_ACTIVE.format(stage=stage)
         return LeadPlan(lead_id=lead_id, skip=reason, success_stage=success)
+    custom = _custom_values(lead, around.custom)
     company = _client(
         name=COMPANY,
         lead=lead,
         wanted=policy.client.wants_company,
         known=known,
         matched=match.company_id,
-        fields=mapping.company_fields(lead),
+        fields=mapping.company_fields(lead) | dict(custom[COMPANY].values),
     )
     contact = _client(
         name=CONTACT,
@@ -849,13 +855,21 @@ def plan_lead(
         wanted=policy.client.wants_contact,
         known=known,
         matched=match.contact_id,
-        fields=mapping.contact_fields(lead),
+        fields=mapping.contact_fields(lead) | dict(custom[CONTACT].values),
     )
     if known.get(DEAL):
         deal = EntityPlan(Source.JOURNAL, int(known[DEAL]))
     else:
         fields = mapping.deal_fields(lead, pipeline=policy.pipeline, deal_type=facts.deal_type)
-        deal = EntityPlan(Source.CREATE, None, fields)
+        deal = EntityPlan(Source.CREATE, None, fields | dict(custom[DEAL].values))
+    warnings = tuple(
+        dict.fromkeys(
+            w
+            for name, plan in ((COMPANY, company), (CONTACT, contact), (DEAL, deal))
+            if plan is not None and plan.created
+            for w in custom[name].warnings
+        )
+    )
     contacts: tuple[int, ...] = ()
     if contact is not None and contact.source is Source.LEAD:
         # every contact of the repeat lead, its primary CONTACT_ID first
@@ -900,6 +914,7 @@ def plan_lead(
         requisites=requisites,
         deal_requisite=deal_requisite,
         before=lead_before(lead),
+        warnings=warnings,
     )
 
 
@@ -910,6 +925,25 @@ def lead_before(lead: Mapping[str, Any]) -> dict[str, Any]:
         "CONTACT_ID": mapping.link_id(lead.get("CONTACT_ID")),
         "COMPANY_ID": mapping.link_id(lead.get("COMPANY_ID")),
     }
+
+
+def _custom_values(
+    lead: Mapping[str, Any], found: customfields.CustomFields | None
+) -> dict[str, customfields.Mapped]:
+    """The lead's custom-field values per target; file values as markers the shell fills in
+    (`customfields.fill_files`) before the entity is created."""
+    out = {}
+    for target in ENTITIES:
+        if found is None or found.error or not found.any:
+            out[target] = customfields.Mapped()
+            continue
+        mapped = found.map_lead(lead, target)
+        values = dict(mapped.values) | {
+            name: customfields.file_marker(urls, multiple)
+            for name, (urls, multiple) in mapped.files.items()
+        }
+        out[target] = customfields.Mapped(values, mapped.files, mapped.warnings)
+    return out
 
 
 def plan_leads(
@@ -968,6 +1002,7 @@ class LeadPreview:
     bound_to: tuple[str, ...] = ()
     requisites: tuple[str, ...] = ()
     deal_requisite: int | None = None
+    warnings: tuple[str, ...] = ()  # custom-field values that will be left out
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -988,7 +1023,7 @@ class LeadPreview:
             "bound_to": list(self.bound_to),
             "requisites": list(self.requisites),
             "deal_requisite": self.deal_requisite,
-        }
+        } | ({"warnings": list(self.warnings)} if self.warnings else {})
 
     def text(self) -> str:
         """One line, e.g. `lead 5: create company, contact, deal (pipeline 0); move 2 ...`."""
@@ -1026,6 +1061,7 @@ class LeadPreview:
         if self.deal_requisite:
             parts.append(f"deal linked to requisite #{self.deal_requisite}")
         parts.append(f"lead -> {self.stage}")
+        parts.extend(f"warning: {w}" for w in self.warnings)
         return f"lead {self.lead_id}: " + "; ".join(parts)
 
 
@@ -1063,4 +1099,5 @@ def preview(plan: LeadPlan) -> LeadPreview:
         bound_to=plan.targets if live else (),
         requisites=tuple(name for name in CLIENTS if name in plan.requisites),
         deal_requisite=plan.deal_requisite,
+        warnings=plan.warnings if live else (),
     )

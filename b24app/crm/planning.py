@@ -19,9 +19,15 @@ from b24app.crm.scheduler import Status
 
 
 def plan_chunk(
-    reader: Reader, leads: Sequence[Mapping[str, Any]], *, policy: Policy, facts: PortalFacts
+    reader: Reader,
+    leads: Sequence[Mapping[str, Any]],
+    *,
+    policy: Policy,
+    facts: PortalFacts,
+    files: bool = True,
 ) -> list[LeadPlan | LeadEntry]:
     """Fresh plans for these leads (reads their extras); LeadEntry(failed) for unplannable ones.
+    `files`: download the custom-field files the plans carry (not for a preview).
 
     Leads the policy's selection does not pick (its stages, sources, dates: the ids were applied
     when reading), and inactive ones, get a skipped plan and no reads.
@@ -77,9 +83,11 @@ def plan_chunk(
                 for name, client in clients.items()
                 if (name, client) in extras.clients
             },
+            custom=reader.custom_fields,
         )
         try:
-            out.append(plan_lead(lead, policy=policy, facts=facts, around=around))
+            plan = plan_lead(lead, policy=policy, facts=facts, around=around)
+            out.append(reader.fill_files(plan) if files else plan)
         except (PlanError, ValueError) as exc:
             out.append(
                 LeadEntry(

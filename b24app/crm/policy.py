@@ -165,6 +165,9 @@ class Policy:
     leads: LeadSelection = field(default_factory=LeadSelection)
     match_clients: tuple[MatchBy, ...] = ()
     auto: AutoConvert = field(default_factory=AutoConvert)
+    # Create the custom fields a deal/contact/company lacks (Bitrix24 asks first: off by
+    # default; b24app.crm.fieldsync).
+    create_fields: bool = False
 
     def problems(self, facts: PortalFacts) -> list[str]:
         """Every reason this policy cannot run on the portal described by `facts` (empty: fine).
@@ -205,7 +208,7 @@ class Policy:
             "leads": self.leads.to_dict(),
             "match_clients": [m.value for m in self.match_clients],
             "auto": self.auto.to_dict(),
-        }
+        } | ({"create_fields": True} if self.create_fields else {})
 
     def to_json(self) -> str:
         """The policy as a JSON object string."""
@@ -229,7 +232,9 @@ class Policy:
         if not isinstance(data, Mapping):
             raise PolicyError([msg.POLICY_NOT_OBJECT])
         reader.unknown_keys(
-            "", data, {"client", "pipeline", "activities", "leads", "match_clients", "auto"}
+            "",
+            data,
+            {"client", "pipeline", "activities", "leads", "match_clients", "auto", "create_fields"},
         )
         leads = reader.section(
             "leads",
@@ -264,6 +269,7 @@ class Policy:
                 stages=reader.items("auto.stages", auto.get("stages"), reader.text),
                 sources=reader.items("auto.sources", auto.get("sources"), reader.text),
             ),
+            create_fields=reader.flag("create_fields", data.get("create_fields")),
         )
         after, before = policy.leads.created_after, policy.leads.created_before
         if after and before and after >= before:

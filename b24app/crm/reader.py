@@ -40,15 +40,24 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
+import time
 from collections.abc import Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from b24app.crm import mapping
+from b24app.crm.customfields import CustomFields, fill_files, list_commands, pending_files
 from b24app.crm.facts import OPTIONAL_KEYS, PortalFacts, facts_commands
+from b24app.crm.fieldpairs import label_of
 from b24app.crm.matching import ClientMatch, match_commands, read_match
 from b24app.crm.mode import MODE_KEY, Mode, ModeError, mode_command, parse_mode
+from b24app.crm.planner import LeadPlan
 from b24app.crm.policy import LeadSelection, Policy
+from b24app.errors import (
+    B24AppError,
+    B24Error,
+)
 from b24app.rest.command import Command
 from b24app.rest.listing import Listing, Listings
 from b24app.rest.portal import Portal
@@ -62,6 +71,26 @@ log = logging.getLogger("b24app.crm")
 # The doctor's name for the product-row disagreement, and the reading that refuses owner lists
 # (b24app/crm/checkup.py `productrow_owner_arrays`).
 OWNER_ARRAYS, OWNER_ARRAYS_REFUSED = "productrow_owner_arrays", "docs"
+# Custom-field definitions are read in the facts batch and kept this long per portal (a preview
+# followed by its conversion, or a worker's next slice, reads them once).
+CUSTOM_FIELDS_TTL = 60.0
+_custom_cache: dict[str, tuple[float, CustomFields]] = {}
+_custom_lock = threading.Lock()
+
+
+def clear_custom_fields_cache() -> None:
+    """Forget every portal's cached definitions (tests start sandboxes on reused ports)."""
+    with _custom_lock:
+        _custom_cache.clear()
+
+
+def forget_custom_fields(portal: Portal) -> None:
+    """Drop the cached definitions of this portal (after b24app created a field on it)."""
+    key = getattr(portal, "cache_key", None)
+    with _custom_lock:
+        _custom_cache.pop(str(key), None)
+
+
 _ORIGIN_SELECT = ("ID", "ORIGINATOR_ID", "ORIGIN_ID")
 _ACTIVITY_SELECT = ("ID", "OWNER_ID", "OWNER_TYPE_ID", "COMPLETED")
 # Leads per `filter[BINDINGS]` listing: two query variables each, far below max_input_vars.
@@ -151,25 +180,98 @@ class Reader:
         self.chunk_size = chunk_size
         # the portal refused `=ownerId` with a list (this run, or when the doctor asked it)
         self.rows_per_lead = (variants or {}).get(OWNER_ARRAYS) == OWNER_ARRAYS_REFUSED
+        self.rows_per_lead = False  # the portal refused `=ownerId` with a list
+        # the custom-field definitions, read with the facts (b24app.crm.customfields)
+        self.custom_fields = CustomFields()
+        self.field_notes: list[str] = []  # custom fields the job could not create
+        self.file_requests = 0  # custom-field file downloads (not batchable: one request each)
 
     def facts(self, pipelines: Collection[int] = (0,)) -> PortalFacts:
-        """Lead stages, deal pipelines and the stages of `pipelines`, in one request."""
-        commands = facts_commands(pipelines)
-        result = self.portal.batch(commands, halt=False, idempotent=True)
-        for command in commands:
-            if command.key in result.errors and command.key not in OPTIONAL_KEYS:
-                raise result.errors[command.key]
-        return PortalFacts.from_batch(result.results)
+        """Lead stages, deal pipelines and the stages of `pipelines`, in one request (with the
+        custom-field definitions, unless cached)."""
+        facts, _ = self._facts(facts_commands(pipelines))
+        return facts
 
     def facts_and_mode(self, pipelines: Collection[int] = (0,)) -> tuple[PortalFacts, Mode | None]:
         """The facts and the CRM mode (`crm.settings.mode.get`), in one request; the mode is
         None when that one command failed."""
-        commands = (*facts_commands(pipelines), mode_command(MODE_KEY))
-        result = self.portal.batch(commands, halt=False, idempotent=True)
-        for command in commands[:-1]:
+        facts, results = self._facts((*facts_commands(pipelines), mode_command(MODE_KEY)))
+        return facts, read_mode_result(results)
+
+    def _facts(self, commands: tuple[Command, ...]) -> tuple[PortalFacts, Mapping[str, Any]]:
+        cached = self._cached_custom_fields()
+        extra = () if cached is not None else list_commands()
+        result = self.portal.batch((*commands, *extra), halt=False, idempotent=True)
+        for command in commands:
+            if command.key == MODE_KEY:
+                continue
             if command.key in result.errors and command.key not in OPTIONAL_KEYS:
                 raise result.errors[command.key]
-        return PortalFacts.from_batch(result.results), read_mode_result(result.results)
+        if cached is None:
+            cached = CustomFields.from_results(result.results, result.errors)
+            self._cache_custom_fields(cached)
+        self.custom_fields = cached
+        return PortalFacts.from_batch(result.results), result.results
+
+    def fill_files(self, plan: LeadPlan) -> LeadPlan:
+        """The plan with the files of its custom fields downloaded from the lead (one request
+        per file, the app's auth) and ready to upload with the entity that gets them; a file the
+        portal will not serve becomes a warning of the lead, never a failed conversion."""
+        download = getattr(self.portal, "download", None)
+        changed: dict[str, Any] = {}
+        warnings = list(plan.warnings)
+        got: dict[str, tuple[str, bytes] | str] = {}
+        for name in (COMPANY, CONTACT, DEAL):
+            entity = plan.entity(name)
+            if entity is None or not entity.created:
+                continue
+            urls = pending_files(entity.fields)
+            if not urls:
+                continue
+            for url in urls:
+                if url in got:
+                    continue
+                if download is None:
+                    got[url] = "this portal client cannot download files"
+                    continue
+                self.file_requests += 1
+                try:
+                    got[url] = download(url)
+                except B24Error as exc:
+                    got[url] = f"{exc.code or 'error'}: {exc.description or exc}"
+                except B24AppError as exc:  # a URL that names no REST method
+                    got[url] = str(exc)
+            fields, more = fill_files(entity.fields, got, label=self._labels(name))
+            changed[name] = replace(entity, fields=fields)
+            warnings.extend(more)
+        if not changed:
+            return plan
+        return replace(plan, **changed, warnings=tuple(dict.fromkeys(warnings)))
+
+    def _labels(self, target: str) -> dict[str, str]:
+        """Target field -> the label of the lead field it takes (for warnings)."""
+        found = self.custom_fields
+        return {
+            made: label_of(found.row("lead", lead) or {}, found.language) or lead
+            for lead, made in found.pairs(target).items()
+        }
+
+    def _cached_custom_fields(self) -> CustomFields | None:
+        key = getattr(self.portal, "cache_key", None)
+        if key is None:
+            return None
+        with _custom_lock:
+            found = _custom_cache.get(str(key))
+        if found is None or time.monotonic() - found[0] > CUSTOM_FIELDS_TTL:
+            return None
+        return found[1]
+
+    def _cache_custom_fields(self, found: CustomFields) -> None:
+        key = getattr(self.portal, "cache_key", None)
+        if key is None or found.error:
+            return
+        with _custom_lock:
+            _custom_cache[str(key)] = (time.monotonic(), found)
 
     def active_leads(self, facts: PortalFacts, selection: LeadSelection) -> LeadStream:
         """Every active lead the selection picks (ids in the selection are ignored here)."""

@@ -44,7 +44,7 @@ def _entry(state: LeadState) -> LeadEntry:
     ids = state.ids
     error = state.progress.error if status is Status.FAILED else state.plan.skip
     if status is Status.CONVERTED:
-        error = state.settle_note
+        error = "; ".join(filter(None, (state.settle_note, *state.plan.warnings))) or None
     keep = status not in (Status.CONVERTED, Status.SKIPPED)
     return LeadEntry(
         lead_id=state.lead_id,

@@ -16,6 +16,7 @@ import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
+from urllib.parse import unquote, urlencode, urlsplit
 
 import requests
 import urllib3.exceptions
@@ -175,6 +176,11 @@ class PortalClient:
         return self._requests
 
     @property
+    def cache_key(self) -> str:
+        """The portal's stable name (per-portal caches key on it)."""
+        return self._auth.key
+
+    @property
     def requests_refused(self) -> int:
         """Requests the portal refused with 503 QUERY_LIMIT_EXCEEDED so far (each sent again)."""
         return self._refused
@@ -201,6 +207,55 @@ class PortalClient:
         response = Response.parse(method, raw)
         self._operating.observe(method, response.time)
         return response
+
+    def download(self, url: str, *, limit: int = 50 * 1024 * 1024) -> tuple[str, bytes]:
+        """A custom-field file by its `downloadUrl`, with this client's auth: (name, bytes).
+
+        The URL names a REST controller (`.../rest/crm.controller.item.getFile/?...`); it is
+        signed like a call of that method (a webhook's path, or `auth=` for an app). Counted as
+        a request. Raises the typed B24Error when the portal answers with an error, and
+        UnexpectedResponse for a file larger than `limit` bytes.
+        """
+        parts = urlsplit(url)
+        method = next((p for p in reversed(parts.path.split("/")) if p), "")
+        _check_method(method)
+        self._wait_for_budget(method, (method,))
+        slot = self.bucket.take()
+        self._clock.sleep(slot.wait)
+        signed = self._auth.sign(method)
+        query = (
+            parts.query + ("&" if parts.query and signed.extra else "") + urlencode(signed.extra)
+        )
+        try:
+            http = self._session.get(
+                f"{signed.url}/?{query}", timeout=self.timeout, allow_redirects=False, stream=True
+            )
+        except requests.RequestException as exc:
+            self._count()
+            text = redact(f"{type(exc).__name__}: {exc}", self._secrets())
+            raise TransportError(text, code="TRANSPORT", method=method) from None
+        self._count()
+        with http:
+            kind = http.headers.get("Content-Type", "").split(";")[0]
+            if http.status_code != 200 or kind == "application/json":
+                _, failure = self._parse(method, http)
+                raise failure or UnexpectedResponse(
+                    f"the portal answered HTTP {http.status_code} for a file",
+                    method=method,
+                    status=http.status_code,
+                )
+            data = b""
+            for piece in http.iter_content(65536):
+                data += piece
+                if len(data) > limit:
+                    raise UnexpectedResponse(
+                        f"the file is larger than {limit // (1024 * 1024)} MB", method=method
+                    )
+        found = re.search(
+            r'filename\*?=(?:UTF-8\'\')?"?([^";]+)"?', http.headers.get("Content-Disposition", "")
+        )
+        name = unquote(found.group(1)) if found else f"file-{len(data)}"
+        return name, data
 
     def batch(
         self, commands: Sequence[Command], *, halt: bool = False, idempotent: bool | None = None

@@ -23,7 +23,7 @@ import json
 import os
 import socket
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     BigInteger,
@@ -76,6 +76,9 @@ from b24app.store.db import (
     utc_now,
     write_lock,
 )
+
+if TYPE_CHECKING:
+    from b24app.store.created_fields import CreatedFields
 
 # A job on another machine that has not beaten its heart for this long is taken for dead.
 STALE_AFTER = 900.0
@@ -508,6 +511,12 @@ class Journal:
                 .where(jobs.c.id == job_id, jobs.c.portal == self.portal)
                 .values(**values)
             )
+
+    def created_fields(self) -> CreatedFields:
+        """The custom fields b24app created on this portal (b24app.store.created_fields)."""
+        from b24app.store.created_fields import CreatedFields
+
+        return CreatedFields(self.engine, self.portal)
 
     def purge(self) -> int:
         """Delete every job, per-job outcome and lead state of this portal (an uninstall with

@@ -281,10 +281,11 @@ def pairs(crm: Crm, kind: str) -> dict[str, Row]:
     """Lead field name -> the target field it maps to (each target field used once)."""
     free: dict[tuple[str, str, str], list[Row]] = {}
     for row in userfields.of_kind(crm, kind):
-        free.setdefault(_pair_key(row), []).append(row)
+        if _pair_key(row)[0]:  # no label: never paired (getFieldComplianceCode gives '')
+            free.setdefault(_pair_key(row), []).append(row)
     found: dict[str, Row] = {}
     for row in userfields.of_kind(crm, "lead"):
-        candidates = free.get(_pair_key(row))
+        candidates = free.get(_pair_key(row)) if _pair_key(row)[0] else None
         if candidates:
             found[row["FIELD_NAME"]] = candidates.pop(0)
     return found
