@@ -13,7 +13,7 @@ import pytest
 from b24app.crm import conversion
 from b24app.crm.policy import Policy
 from b24app.rest.response import BatchResult
-from b24app.store.created_fields import DONE, REFUSED, CreatedFields  # noqa: F401
+from b24app.store.created_fields import DONE, REFUSED, CreatedFields
 from b24app.store.journal import Journal
 from sandbox.portal import CallContext
 from tests.conversion.conftest import client_for
