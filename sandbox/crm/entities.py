@@ -165,8 +165,13 @@ def change(
 
 
 def remove(crm: Crm, etype: EntityType, item_id: int) -> None:
-    """Delete an entity with its product rows, its own activities and its comments."""
+    """Delete an entity with its product rows, its own activities, its comments and the files of
+    its custom fields (CCrmDeal::Delete and its siblings call USER_FIELD_MANAGER->Delete,
+    crm/classes/general/crm_deal.php; the file type's OnDelete removes each file)."""
+    row = crm.table(etype.kind).get(item_id)
     crm.table(etype.kind).delete(item_id)
+    if row is not None:
+        userfields.forget_files(crm, etype.kind, row)
     productrows.forget_owner(crm, etype.type_id, item_id)
     activities.forget_owner(crm, etype.type_id, item_id)
     timeline.forget_owner(crm, etype.type_id, item_id)

@@ -160,6 +160,19 @@ def render_values(crm: Crm, kind: str, row: Row, out: dict[str, Any]) -> dict[st
     return out
 
 
+def forget_files(crm: Crm, kind: str, row: Row) -> None:
+    """Delete the files an entity's file fields hold (the entity is being deleted)."""
+    for name, value in row.items():
+        if not name.startswith("UF_CRM_") or value in (None, "", []):
+            continue
+        found = definition(crm, kind, name)
+        if found is None or found["USER_TYPE_ID"] != "file":
+            continue
+        for item in value if isinstance(value, list) else [value]:
+            if str(item).isdigit():
+                crm.table("file").delete(int(item))
+
+
 def file_content(crm: Crm, file_id: int) -> tuple[str, bytes] | None:
     """(name, bytes) of a stored file."""
     row = crm.table("file").get(file_id)

@@ -101,6 +101,20 @@ def test_file_values_are_stored_and_read_with_a_download_url(portal, call):
     assert portal.file(value["id"]) == ("brief.txt", b"hello")
 
 
+def test_deleting_an_entity_deletes_the_files_of_its_file_fields(portal, call):
+    """CCrmDeal::Delete calls USER_FIELD_MANAGER->Delete: the entity's files go with it."""
+    call("crm.deal.userfield.add", fields={"FIELD_NAME": "SCAN", "USER_TYPE_ID": "file"})
+    body = base64.b64encode(b"signed").decode()
+    deal_id = call(
+        "crm.deal.add", fields={"TITLE": "D", "UF_CRM_SCAN": {"fileData": ["s.pdf", body]}}
+    )
+    file_id = call("crm.deal.get", id=deal_id)["UF_CRM_SCAN"]["id"]
+    assert portal.file(file_id) == ("s.pdf", b"signed")
+
+    assert call("crm.deal.delete", id=deal_id) is True
+    assert portal.file(file_id) is None
+
+
 def test_seeded_custom_fields_cover_every_type_and_pair_by_label():
     """Issue 15's types; labels per language; targets with twins by label, one lead-only field."""
     portal = Portal(seed_leads=30, custom_fields=True)
