@@ -180,7 +180,6 @@ class Reader:
         self.chunk_size = chunk_size
         # the portal refused `=ownerId` with a list (this run, or when the doctor asked it)
         self.rows_per_lead = (variants or {}).get(OWNER_ARRAYS) == OWNER_ARRAYS_REFUSED
-        self.rows_per_lead = False  # the portal refused `=ownerId` with a list
         # the custom-field definitions, read with the facts (b24app.crm.customfields)
         self.custom_fields = CustomFields()
         self.field_notes: list[str] = []  # custom fields the job could not create
