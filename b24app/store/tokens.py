@@ -135,12 +135,7 @@ class StoredTokens:
                         failure = exc
                     else:
                         installation = self._rotate(conn, grant)
-        if failure is not None:
-            self._cached = None
-            raise failure
-        assert installation is not None
-        self._cached = _tokens(installation)
-        return self._cached
+        return self._settle(installation, failure)
 
     def _refresh_detached(self, failed_access_token: str) -> Tokens:
         """`refresh` done by the detached child: it settles the stored row, this reads it."""
@@ -157,6 +152,10 @@ class StoredTokens:
                     log.info(
                         "portal %s: using tokens rotated by another worker", installation.domain
                     )
+        return self._settle(installation, failure)
+
+    def _settle(self, installation: inst.Installation | None, failure: B24Error | None) -> Tokens:
+        """Cache and return the refreshed tokens, or forget them and raise why there are none."""
         if failure is not None:
             self._cached = None
             raise failure
