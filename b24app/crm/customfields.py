@@ -106,13 +106,23 @@ class Line:
         }
 
     def text(self) -> str:
-        """`Budget (UF_CRM_1) -> deal UF_CRM_7`, `... -> contact: will be created`, ..."""
+        """`Budget (UF_CRM_1) -> deal UF_CRM_7`, `... -> contact: will be created`,
+        `... -> company: not copied (no matching field)`: short enough for an 80-column line."""
         head = f"{self.label or self.lead_field} ({self.lead_field}) -> {self.target}"
         if self.state == PAIRED:
             return f"{head} {self.field}"
         if self.state == CREATE:
             return f"{head}: will be created"
-        return f"{head}: not copied: {self.reason}"
+        return f"{head}: not copied ({self.short_reason})"
+
+    @property
+    def short_reason(self) -> str:
+        """Why the values are not copied, in a few words (`reason` says it in full)."""
+        if self.reason and self.reason.startswith(f"the {self.target} has no field"):
+            return "no matching field"
+        if self.reason and self.reason.endswith("(as in Bitrix24)"):
+            return "as in Bitrix24"
+        return self.reason or "not copied"
 
 
 @dataclass(frozen=True)
@@ -232,8 +242,7 @@ class CustomFields:
                             **base,
                             target=target,
                             state=NOT_COPIED,
-                            reason=f"the {target} has no field with this label, type and "
-                            "multiple (turn on 'create missing custom fields')",
+                            reason=f"the {target} has no field with this label, type and multiple",
                         )
                     )
         return lines
@@ -440,7 +449,17 @@ class FieldMapping:
             return [f"custom fields: {self.error}"]
         if not self.lines:
             return []
-        return ["custom fields:", *(f"  {line.text()}" for line in self.lines)]
+        lines = [
+            "custom fields (lead field -> target):",
+            *(f"  {line.text()}" for line in self.lines),
+        ]
+        missing = sum(1 for line in self.lines if line.short_reason == "no matching field")
+        if missing:
+            lines.append(
+                f"  {missing} with no matching field (label, type, multiple): "
+                "--create-fields makes them"
+            )
+        return lines
 
     def note(self) -> str | None:
         """One sentence for the job's end: which lead fields were not copied where."""
