@@ -1252,13 +1252,7 @@ def doctor(portal: str | None, as_json: bool, lang: str) -> None:
     if as_json:
         echo_json({**report.to_dict(), "recorded": recorded})
     else:
-        for check in report.checks:
-            click.echo(f"{check.status:<5} {check.name:<12} {check.summary}")
-            if check.fix and check.status != "ok":
-                click.echo(f"{'':<18} fix: {check.fix}")
-        if report.variants:
-            shown = ", ".join(f"{v.name}={v.value}" for v in report.variants)
-            click.echo(f"{'variants':<18} {shown}" + (" (recorded)" if recorded else ""))
+        _show_checks(report, recorded=recorded)
         extra = f", {report.other_requests} to the public URL" if report.other_requests else ""
         click.echo(
             f"{report.requests} request(s) to the portal{extra}, {report.seconds:.2f} s; "
@@ -1266,6 +1260,26 @@ def doctor(portal: str | None, as_json: bool, lang: str) -> None:
         )
     if report.failed:
         sys.exit(EXIT_PORTAL)
+
+
+def _show_checks(report: Any, *, recorded: bool) -> None:
+    """The doctor's lines: on a terminal a table whose text wraps between words under its own
+    column; piped, one unwrapped line per check and per fix (grep keeps working)."""
+    rows: list[tuple[str, str, str]] = []
+    for check in report.checks:
+        rows.append((check.status, check.name, check.summary))
+        if check.fix and check.status != "ok":
+            rows.append(("", "", f"fix: {check.fix}"))
+    if report.variants:
+        shown = ", ".join(f"{v.name}={v.value}" for v in report.variants)
+        rows.append(("", "variants", shown + (" (recorded)" if recorded else "")))
+    console = stdout_console()
+    if console.is_terminal:
+        columns = (Col("status"), Col("check"), Col("what", fold=True))
+        show(Sheet("", columns, tuple(rows), header=False), console)
+        return
+    for status, name, text in rows:
+        click.echo(f"{status:<5} {name:<12} {text}" if status else f"{name:<18} {text}")
 
 
 def _record_variants(settings: Settings, portal_key: str, found: dict[str, Any]) -> bool:
