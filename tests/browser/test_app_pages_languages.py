@@ -141,7 +141,14 @@ def test_every_page_in_every_language_fits_1000px_and_holds_no_english(
                         check(lang, role, f"job_{name}")
                     browser.get(f"{base}?t={token}&before={jobs['stopped']}")
                     check(lang, role, "older_jobs")
+                    if role == "admin":  # the admins' pages: undo a job, check the portal
+                        browser.get(f"{base}/jobs/{jobs['report']}/undo?t={token}")
+                        wait.until(ec.presence_of_element_located((By.ID, "undo-preview")))
+                        check(lang, role, "undo")
+                        browser.get(f"{base}/doctor?t={token}")
+                        wait.until(ec.presence_of_element_located((By.ID, "doctor-checks")))
+                        check(lang, role, "doctor")
                     browser.get(f"{base}/jobs/999?t={token}")
                     check(lang, role, "error")
-    assert seen == len(i18n.LOCALES) * (1 + len(ROLES) * (4 + len(jobs)))
+    assert seen == len(i18n.LOCALES) * (1 + len(ROLES) * (4 + len(jobs)) + 2)
     assert problems == {}
