@@ -50,6 +50,9 @@ from b24app.rest.tokens import MemoryTokens, Tokens, TokenSource
 from b24app.vocabulary import MAX_BATCH
 
 log = logging.getLogger("b24app.rest")
+# Refreshes one call may make when its token keeps expiring (a storm of expiries; each refresh
+# takes the pair the refusal named, so this bounds a loop, never a healthy call).
+REFRESHES_PER_CALL = 3
 
 _KEY = re.compile(r"^[A-Za-z0-9_\-]+$")
 _REF_KEY = re.compile(r"\$result(?:_[a-z]+)?\[([^\]]*)\]")
@@ -378,7 +381,7 @@ class PortalClient:
         methods: Sequence[str],
     ) -> Mapping[str, Any]:
         failures = 0
-        refreshed = reloaded = False
+        refreshes, reloaded = 0, False
         redirects = 0
         busy_since: float | None = None  # when the portal began refusing this request
         while True:
@@ -422,9 +425,15 @@ class PortalClient:
             if isinstance(error, ExpiredToken) or (
                 isinstance(error, AuthError) and error.code.upper() in _REJECTED
             ):
-                # At most one refresh, and one re-read of tokens another worker rotated, per call.
-                if isinstance(error, ExpiredToken) and not refreshed and self._auth.expired(signed):
-                    refreshed = True
+                # A few refreshes (each of the token this call was refused with: a pair that
+                # lapses again while the call waits for its refresh is refreshed again), and one
+                # re-read of tokens another worker rotated, per call.
+                if (
+                    isinstance(error, ExpiredToken)
+                    and refreshes < REFRESHES_PER_CALL
+                    and self._auth.expired(signed)
+                ):
+                    refreshes += 1
                     log.info("%s: token expired; refreshed", method)
                     continue
                 if not reloaded and self._auth.rejected(signed):

@@ -14,6 +14,7 @@ from responses import matchers
 from b24app import errors as e
 from b24app.config import RateLimit
 from b24app.rest import OAuthServer, PortalClient, Tokens
+from b24app.rest.client import REFRESHES_PER_CALL
 from b24app.services import installation_client
 from b24app.store import installations as inst
 from b24app.store.crypto import Cipher
@@ -93,14 +94,30 @@ def test_expired_token_is_refreshed_once_and_the_call_retried(rsps, clock):
     assert client.requests_made == 2  # REST requests; the refresh went to the OAuth server
 
 
-def test_a_token_rejected_again_after_refresh_ends_the_call(rsps, clock):
+def test_a_token_expiring_again_and_again_is_refreshed_a_bounded_number_of_times(rsps, clock):
     rsps.add("POST", ENDPOINT + "crm.lead.get", json=EXPIRED[0], status=401)
     rsps.add("GET", TOKEN_URL, json=grant("new-access", "new-refresh"))
     rsps.add("POST", ENDPOINT + "crm.lead.get", json=EXPIRED[0], status=401)
     client = memory_client(clock)
     with pytest.raises(e.ExpiredToken):
         client.call("crm.lead.get", {"id": 1})
-    assert len(rsps.calls) == 3  # one refresh, no loop
+    posts = sum(c.request.method == "POST" for c in rsps.calls)
+    refreshes = sum(c.request.method == "GET" for c in rsps.calls)
+    assert (posts, refreshes) == (1 + REFRESHES_PER_CALL, REFRESHES_PER_CALL)  # no loop
+
+
+def test_a_pair_that_lapses_again_during_its_refresh_is_refreshed_again(rsps, clock):
+    """An expiry storm (every token expired again while the refresh ran): the call refreshes
+    once more instead of failing the batch and the job with it."""
+    rsps.add("POST", ENDPOINT + "crm.lead.get", json=EXPIRED[0], status=401)
+    rsps.add("GET", TOKEN_URL, json=grant("new-access", "new-refresh"))
+    rsps.add("POST", ENDPOINT + "crm.lead.get", json=EXPIRED[0], status=401)
+    rsps.add("GET", TOKEN_URL, json=grant("third-access", "third-refresh"))
+    rsps.add("POST", ENDPOINT + "crm.lead.get", json={"result": {"ID": "1"}})
+    client = memory_client(clock)
+    assert client.call("crm.lead.get", {"id": 1}).result == {"ID": "1"}
+    sent = [sent_json(c)["auth"] for c in rsps.calls if c.request.method == "POST"]
+    assert sent == ["old-access", "new-access", "third-access"]
 
 
 def test_invalid_grant_is_a_clear_error_and_no_loop(rsps, clock):
