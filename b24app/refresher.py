@@ -13,10 +13,11 @@ SIGINT/SIGTERM/SIGHUP, so the parent's death, a Ctrl-C to the process group or a
 graceful stop does not interrupt it; its parent waits for it and reads the outcome from the
 database. Only the child's own death (a machine crash) can still lose a pair.
 
-Child protocol: stdin is one JSON object {"member_id", "failed"} (the rejected access token, never
-on the command line); exit 0 when the stored tokens are settled (fresh, or the installation marked
-by a refused refresh); otherwise one JSON line on stdout, {"kind", "code", "description",
-"status"} of the error it met.
+Child protocol: one long-lived child per process; each request is a line on its stdin, a JSON
+object {"member_id", "failed"} (the rejected access token, never on the command line); the answer
+a line on its stdout: `ok` when the stored tokens are settled (fresh, or the installation marked
+by a refused refresh), else {"kind", "code", "description", "status"} of the error it met. The
+child exits when its stdin closes - after finishing the refresh in hand.
 """
 
 from __future__ import annotations
@@ -25,9 +26,11 @@ import contextlib
 import json
 import logging
 import os
+import select
 import signal
 import subprocess
 import sys
+import threading
 
 from b24app import errors
 from b24app.config import Settings
@@ -40,10 +43,17 @@ START_MARGIN = 30.0
 
 
 class DetachedRefresh:
-    """Refresh a portal's stored tokens in a child process that survives this one."""
+    """Refresh a portal's stored tokens in a child process that survives this one.
+
+    One child serves the process (started on first use, started again if it died): a request is
+    a line on its stdin, the answer a line on its stdout, so a refresh costs no interpreter
+    start. Thread-safe: one refresh at a time goes through the child.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self._lock = threading.Lock()
+        self._child: subprocess.Popen[bytes] | None = None
 
     def __repr__(self) -> str:
         return "DetachedRefresh()"
@@ -51,29 +61,47 @@ class DetachedRefresh:
     def __call__(self, member_id: str, failed_access_token: str) -> None:
         """Return once the child settled the portal's stored tokens; raise what it could not
         do as the error it met (transport, OAuth server) - the tokens are then unchanged."""
-        request = json.dumps({"member_id": member_id, "failed": failed_access_token})
-        child = subprocess.Popen(
-            [sys.executable, "-m", "b24app.refresher"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env={**os.environ, **self.settings.environment()},
-            text=True,
-            start_new_session=True,
-        )
+        request = json.dumps({"member_id": member_id, "failed": failed_access_token}) + "\n"
         timeout = self.settings.timeout + START_MARGIN
-        try:
-            out, _ = child.communicate(request, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            # Never killed: it may hold the new pair and is about to store it.
-            raise TransportError(
-                f"the token refresh did not finish in {timeout:g} s", method="oauth/token"
-            ) from None
-        if child.returncode == 0:
-            return
-        raise _error(out, child.returncode)
+        with self._lock:
+            child = self._running()
+            assert child.stdin is not None and child.stdout is not None
+            try:
+                child.stdin.write(request.encode())
+                child.stdin.flush()
+            except OSError:
+                self._child = None
+                raise TransportError(
+                    "the token refresh process is gone", method="oauth/token"
+                ) from None
+            ready, _, _ = select.select([child.stdout], [], [], timeout)
+            # No answer in time: the child is left to finish (it may hold the new pair and be
+            # about to store it) and a fresh one serves the next refresh.
+            line = child.stdout.readline() if ready else b""
+            if not line:
+                self._child = None
+                raise TransportError(
+                    f"the token refresh did not finish in {timeout:g} s", method="oauth/token"
+                )
+        answer = line.decode().strip()
+        if answer != "ok":
+            raise _error(answer, child.returncode)
+
+    def _running(self) -> subprocess.Popen[bytes]:
+        child = self._child
+        if child is None or child.poll() is not None:
+            child = subprocess.Popen(
+                [sys.executable, "-m", "b24app.refresher"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                env={**os.environ, **self.settings.environment()},
+                start_new_session=True,
+            )
+            self._child = child
+        return child
 
 
-def _error(out: str, returncode: int) -> B24Error:
+def _error(out: str, returncode: int | None) -> B24Error:
     """The error the child met, rebuilt from its one JSON line."""
     try:
         said = json.loads(out.strip().splitlines()[-1])
@@ -93,7 +121,8 @@ def _error(out: str, returncode: int) -> B24Error:
 
 
 def main() -> int:
-    """The child: refresh the tokens named on stdin, store them, exit."""
+    """The child: refresh the tokens each stdin line names, store them, answer on stdout; exit
+    when stdin closes (its parent is gone or done)."""
     for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(number, signal.SIG_IGN)
     from b24app.rest.oauth import OAuthServer
@@ -107,34 +136,36 @@ def main() -> int:
         level=settings.log_level,
         format="%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s",
     )
-    try:
-        request = json.loads(sys.stdin.read())
-        member_id, failed = str(request["member_id"]), str(request["failed"])
-    except (ValueError, KeyError, TypeError):  # the parent died before it asked: nothing to do
-        return 2
     store = InstallationStore(make_engine(settings.database_url), Cipher.from_settings(settings))
-    tokens = StoredTokens(store, member_id, OAuthServer.from_settings(settings))
-    try:
-        tokens.refresh(failed)
-    except B24Error as exc:
-        found = store.get_installation(member_id)
-        if found is not None and not found.active:
-            return 0  # refused and marked (reinstall needed, deleted, unpaid): the parent reads it
-        _say(
-            {
-                "kind": type(exc).__name__,
-                "code": exc.code,
-                "description": exc.description,
-                "status": exc.status,
-            }
-        )
-        return 3
+    oauth = OAuthServer.from_settings(settings)
+    for line in sys.stdin:
+        try:
+            request = json.loads(line)
+            member_id, failed = str(request["member_id"]), str(request["failed"])
+        except (ValueError, KeyError, TypeError):  # half a line: the parent died writing it
+            continue
+        try:
+            StoredTokens(store, member_id, oauth).refresh(failed)
+        except B24Error as exc:
+            found = store.get_installation(member_id)
+            if found is None or found.active:
+                _say(
+                    {
+                        "kind": type(exc).__name__,
+                        "code": exc.code,
+                        "description": exc.description,
+                        "status": exc.status,
+                    }
+                )
+                continue
+            # refused and marked (reinstall needed, deleted, unpaid): the parent reads the mark
+        _say("ok")
     return 0
 
 
-def _say(payload: dict[str, object]) -> None:
+def _say(payload: dict[str, object] | str) -> None:
     with contextlib.suppress(OSError):  # the parent is gone: the database says it all
-        print(json.dumps(payload), flush=True)
+        print(payload if isinstance(payload, str) else json.dumps(payload), flush=True)
 
 
 if __name__ == "__main__":

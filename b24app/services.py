@@ -102,7 +102,12 @@ class Services:
         return StoredTokens(self.installations, member_id, self.oauth, detached=self._detached())
 
     def _detached(self) -> DetachedRefresh | None:
-        return DetachedRefresh(self.settings) if self.detached_refresh else None
+        return self._refresher if self.detached_refresh else None
+
+    @cached_property
+    def _refresher(self) -> DetachedRefresh:
+        """The process's one refresh child (b24app.refresher), shared by every client."""
+        return DetachedRefresh(self.settings)
 
     def variants(self, member_id: str) -> dict[str, str]:
         """What `b24app doctor` recorded for the portal ({name: value}; {} when it never ran),
