@@ -100,6 +100,7 @@ def test_demo_runs_with_a_few_leads(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # every bench, small: about 5 minutes on 2 busy cores
 def test_bench_quick_keeps_working() -> None:
     done = run_python(["-m", "bench", "--quick"], {}, cwd=ROOT)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
