@@ -85,7 +85,7 @@ class DetachedRefresh:
                 )
         answer = line.decode().strip()
         if answer != "ok":
-            raise _error(answer, child.returncode)
+            raise _error(answer)
 
     def _running(self) -> subprocess.Popen[bytes]:
         child = self._child
@@ -101,7 +101,7 @@ class DetachedRefresh:
         return child
 
 
-def _error(out: str, returncode: int | None) -> B24Error:
+def _error(out: str) -> B24Error:
     """The error the child met, rebuilt from its one JSON line."""
     try:
         said = json.loads(out.strip().splitlines()[-1])
@@ -116,7 +116,7 @@ def _error(out: str, returncode: int | None) -> B24Error:
         )
     except (IndexError, ValueError, KeyError, TypeError, AttributeError):
         return TransportError(
-            f"the token refresh process exited with code {returncode}", method="oauth/token"
+            f"the token refresh process answered {out[:80]!r}", method="oauth/token"
         )
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from b24app.rest.response import link_id
 from b24app.vocabulary import (  # noqa: F401 (re-exported: mapping.LEAD_TYPE_ID and kin)
     COMPANY_TYPE_ID,
     CONTACT_TYPE_ID,
@@ -138,17 +139,6 @@ def is_empty(value: Any) -> bool:
     if isinstance(value, list | tuple | dict):
         return not value
     return False
-
-
-def link_id(value: Any) -> int | None:
-    """A link field (`CONTACT_ID`, `COMPANY_ID`, `ID`) as an id; "0", "" and None mean none."""
-    if isinstance(value, bool):
-        return None
-    try:
-        number = int(str(value).strip())
-    except (TypeError, ValueError):
-        return None
-    return number if number > 0 else None
 
 
 def multifield(values: Any) -> list[dict[str, str]]:

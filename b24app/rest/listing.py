@@ -25,7 +25,7 @@ from b24app.errors import (
     UsageError,
 )
 from b24app.rest.command import Command
-from b24app.rest.response import BatchResult
+from b24app.rest.response import BatchResult, link_id
 from b24app.vocabulary import MAX_BATCH, PAGE_SIZE, PAGES_PER_REQUEST
 
 if TYPE_CHECKING:
@@ -180,17 +180,6 @@ def _not_after(current: int | str, last: int | str) -> bool:
     return str(current) <= str(last)
 
 
-def _row_id(value: Any) -> int | None:
-    """A row's id as a positive int; "0", "", None and non-numbers mean none."""
-    if isinstance(value, bool):
-        return None
-    try:
-        number = int(str(value).strip())
-    except (TypeError, ValueError):
-        return None
-    return number if number > 0 else None
-
-
 @dataclass(frozen=True)
 class Listing:
     """One keyset listing: `method` with `filter`/`select`; `pages`: how many pages to ask for
@@ -308,7 +297,7 @@ class Listings:
                 cursor.total = result.totals.get(key)
             rows = shape.rows(result.results.get(key))
             for row in rows:
-                row_id = _row_id(row.get(shape.id_field))
+                row_id = link_id(row.get(shape.id_field))
                 if cursor.listing.repeats and row_id is not None and row_id == cursor.last:
                     continue  # the same row again (an activity bound to two leads of a group)
                 if row_id is None or (cursor.last is not None and row_id <= cursor.last):

@@ -161,3 +161,15 @@ class BatchResult:
             time=other.time or self.time,
             keys=self.keys + other.keys,
         )
+
+
+def link_id(value: Any) -> int | None:
+    """An id in an answer (`ID`, a link field such as `CONTACT_ID`) as a positive int; "0", "",
+    None, booleans and non-numbers mean none."""
+    if isinstance(value, bool):
+        return None
+    try:
+        number = int(str(value).strip())
+    except (TypeError, ValueError):
+        return None
+    return number if number > 0 else None
