@@ -51,6 +51,17 @@ def install_into(store: inst.InstallationStore, portal: Sandbox) -> dict:
     return grant
 
 
+def spend_refresh_token(app: Installed) -> None:
+    """Store a refresh token the portal no longer honours (as after a lost refresh)."""
+    current = app.store.get_installation(app.member_id)
+    app.store.rotate_tokens(
+        app.member_id,
+        access_token=current.access_token,
+        refresh_token="not-a-live-refresh-token",
+        expires_at=current.expires_at,
+    )
+
+
 def race_refresh(portal: Sandbox, app: Installed) -> tuple[list, dict]:
     """2 processes x 8 threads call at once right after every token expired; (outcomes, stats)."""
     from tests.rest import workers

@@ -19,7 +19,7 @@ from b24app.rest import PortalClient
 from b24app.services import installation_client
 from b24app.store import installations as inst
 from sandbox import Sandbox
-from tests.rest.sandbox_app import Installed
+from tests.rest.sandbox_app import Installed, spend_refresh_token
 
 
 def _settings(app: Installed) -> Settings:
@@ -51,13 +51,7 @@ def test_an_expired_token_is_refreshed_once_by_the_child(tmp_path: Path) -> None
 def test_a_refused_refresh_marks_the_portal_and_raises_in_the_parent(tmp_path: Path) -> None:
     with Sandbox(seed_leads=5, seed=1, plan="fast") as portal:
         app = Installed(portal, f"sqlite:///{tmp_path / 'app.db'}")
-        current = app.store.get_installation(app.member_id)
-        app.store.rotate_tokens(
-            app.member_id,
-            access_token=current.access_token,
-            refresh_token="not-a-live-refresh-token",
-            expires_at=current.expires_at,
-        )
+        spend_refresh_token(app)
         portal.expire_tokens()
         with pytest.raises(e.InvalidGrant, match="reinstall_needed"):
             _client(app).call("crm.lead.list")

@@ -12,7 +12,7 @@ from b24app.config import PLANS, RateLimit
 from b24app.rest import PortalClient
 from b24app.store import installations as inst
 from sandbox import Sandbox
-from tests.rest.sandbox_app import Installed, lead_adds, race_refresh
+from tests.rest.sandbox_app import Installed, lead_adds, race_refresh, spend_refresh_token
 
 
 def fast_client(portal: Sandbox, plan: str = "fast", **kwargs: Any) -> PortalClient:
@@ -99,13 +99,7 @@ def test_two_processes_of_eight_threads_refresh_once(tmp_path):
 def test_invalid_grant_ends_the_call_and_marks_the_portal(tmp_path):
     with Sandbox(seed_leads=5, seed=1, plan="fast") as portal:
         app = Installed(portal, f"sqlite:///{tmp_path / 'app.db'}")
-        current = app.store.get_installation(app.member_id)
-        app.store.rotate_tokens(
-            app.member_id,
-            access_token=current.access_token,
-            refresh_token="not-a-live-refresh-token",
-            expires_at=current.expires_at,
-        )
+        spend_refresh_token(app)
         portal.expire_tokens()
         client = app.client()
         with pytest.raises(e.InvalidGrant, match="Invalid grant"):
