@@ -61,8 +61,13 @@ def shared_bucket_writer(
     batches: int,
     tag: str,
     results: Any,
+    ready: Any,
+    go: Any,
 ) -> None:
-    """One process adding `batches` x 50 leads through a client whose bucket lives in Redis."""
+    """One process adding `batches` x 50 leads through a client whose bucket lives in Redis (or
+    its own, `redis_url` None); reports ("ok", results, errors, requests, 503s met). It
+    says `ready` once set up and starts writing on `go`, so the writers start together however
+    long each took to spawn."""
     try:
         client = PortalClient.from_webhook(
             webhook_url, rate=RateLimit(per_second, burst), redis_url=redis_url
@@ -75,35 +80,17 @@ def shared_bucket_writer(
             )
             for i in range(batches * 50)
         ]
+        ready.put(True)
+        go.wait(60)
         result = client.batch_many(commands)
-        results.put(("ok", len(result.results), len(result.errors), client.requests_made))
-    except Exception:
-        results.put(("error", traceback.format_exc()))
-
-
-def busy_writer(
-    webhook_url: str,
-    redis_url: str,
-    per_second: float,
-    burst: int,
-    batches: int,
-    tag: str,
-    results: Any,
-) -> None:
-    """`shared_bucket_writer` that also reports the 503s it met and the rate it ended at."""
-    try:
-        client = PortalClient.from_webhook(
-            webhook_url, rate=RateLimit(per_second, burst), redis_url=redis_url
-        )
-        commands = [
-            Command(
-                f"{tag}{i}",
-                "crm.lead.add",
-                {"fields": {"TITLE": f"{tag} {i}", "ORIGIN_ID": f"{tag}-{i}"}},
+        results.put(
+            (
+                "ok",
+                len(result.results),
+                len(result.errors),
+                client.requests_made,
+                client.requests_refused,
             )
-            for i in range(batches * 50)
-        ]
-        result = client.batch_many(commands)
-        results.put(("ok", len(result.results), len(result.errors), client.requests_refused))
+        )
     except Exception:
         results.put(("error", traceback.format_exc()))
