@@ -341,6 +341,8 @@ class _Undo:
         try:
             result = self.portal.batch(commands, halt=False)
         except OutcomeUnknown:
+            if extra and self.fieldwork is not None:
+                self.fieldwork.lost()
             lost += 1
             if lost >= MAX_LOST:
                 raise _Stop(msg.JOB_PORTAL_LOST.format(count=lost)) from None

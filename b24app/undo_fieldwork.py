@@ -129,6 +129,17 @@ class FieldWork:
         self.deleting = {f"X{n}": f for n, f in enumerate(chosen)}
         return [f.delete_command(key) for key, f in self.deleting.items()]
 
+    def lost(self) -> None:
+        """The batch's answer was lost: the fields whose deletion went in it are probed again
+        before anything more is sent for them (a probe in it is simply offered again)."""
+        for item in self.deleting.values():
+            self._reprobe(item)
+        self.probing, self.deleting = [], {}
+
+    def _reprobe(self, item: FieldUndo) -> None:
+        self.to_delete.pop(_key(item), None)
+        self.to_probe.append(CreatedField(item.entity, item.lead_field, item.field_name, DONE))
+
     def take(self, result: Any) -> None:
         """Record the answers to what `commands()` offered (an unknown outcome: offered again)."""
         rows: list[UndoFieldRow] = []
@@ -163,10 +174,7 @@ class FieldWork:
             if key in result.results and error is None:
                 status, why = FIELD_REMOVED, ""
             elif error is None or isinstance(error, OutcomeUnknown):
-                self.to_delete.pop(_key(item), None)  # probed again before anything is resent
-                self.to_probe.append(
-                    CreatedField(item.entity, item.lead_field, item.field_name, DONE)
-                )
+                self._reprobe(item)  # probed again before anything is resent
                 continue
             else:
                 code = str(getattr(error, "code", "") or "")

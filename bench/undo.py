@@ -320,6 +320,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"   explained: {path} on {count} row(s): {EXPLAINED[path]}")
         ignored = ", ".join(f"{p} x{n}" for p, n in sorted(trip.diff.ignored.items()))
         print(f"   modification stamps: {ignored or 'none'}")
+        fields = trip.report.fields
+        removed = sum(1 for f in fields if f.status == "removed")
+        print(
+            f"   custom fields the conversion created: {len(fields)}, removed {removed}; "
+            f"probe {trip.probes} command(s), {trip.field_writes} deletion(s)"
+        )
+        missed |= removed != len(fields)
         missed |= bool(trip.diff.lines) or ratio > 1.05 or trip.refused > 0
         table.append(
             {
@@ -329,6 +336,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "kept/failed": f"{counts['kept']}/{counts['failed']}",
                 "diff": str(len(trip.diff.lines)),
                 "reads / writes": f"{trip.reads} / {trip.writes}",
+                "fields removed": f"{removed}/{len(fields)}",
                 "requests": str(trip.requests),
                 "floor": str(trip.floor),
                 "ratio": f"{ratio:.2f}x",

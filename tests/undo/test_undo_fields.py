@@ -14,6 +14,7 @@ from b24app.crm import undo_fields
 from b24app.crm.conversion import convert
 from b24app.crm.fieldsync import DONE, CreatedField
 from b24app.crm.policy import Policy
+from b24app.errors import OutcomeUnknown
 from b24app.store.journal import Journal
 from b24app.undo import preview, undo
 from bench.undo import compare, portal_snapshot
@@ -169,3 +170,62 @@ def test_a_conversion_after_the_undo_creates_the_fields_again(converted: Any) ->
     for entity, name in names:
         found = client.call(f"crm.{entity}.userfield.list", {"filter": {"FIELD_NAME": name}})
         assert len(found.result) == 1
+
+
+class _Batches:
+    """A portal client recording each batch's methods."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.batches: list[list[str]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+    def batch(self, commands: Sequence[Any], **kwargs: Any) -> Any:
+        """Record, then send."""
+        self.batches.append([c.method for c in commands])
+        return self.client.batch(commands, **kwargs)
+
+
+def test_every_write_batch_keeps_its_last_slot_for_the_mode_check(converted: Any) -> None:
+    sandbox, journal, job_id, _before = converted
+    recording = _Batches(client_for(sandbox))
+
+    assert undo(recording, journal, job_id).status == "done"  # type: ignore[arg-type]
+
+    writes = [b for b in recording.batches if any(not m.endswith(".list") for m in b[:-1])]
+    assert writes and max(len(b) for b in writes) == 50  # full batches: 49 steps + the check
+    assert all(b[-1] == "crm.settings.mode.get" for b in writes)
+    assert all(b.count("crm.settings.mode.get") == 1 for b in writes)
+
+
+class _LosesFieldAnswers(_Batches):
+    """Sends every batch; the answer to the first one holding field deletions is lost."""
+
+    lost = False
+
+    def batch(self, commands: Sequence[Any], **kwargs: Any) -> Any:
+        """Send; lose the answer of the first batch with userfield deletions."""
+        result = super().batch(commands, **kwargs)
+        if not self.lost and _deletes(commands):
+            self.lost = True
+            raise OutcomeUnknown("the answer was lost")
+        return result
+
+
+def test_a_lost_answer_to_the_field_deletions_is_settled_by_a_probe_not_a_resend(
+    converted: Any,
+) -> None:
+    sandbox, journal, job_id, before = converted
+    created = _created(journal, job_id)
+    losing = _LosesFieldAnswers(client_for(sandbox))
+
+    report = undo(losing, journal, job_id)  # type: ignore[arg-type]
+
+    assert losing.lost and report.status == "done"
+    deletions = [m for b in losing.batches for m in b if m.endswith(".userfield.delete")]
+    assert len(deletions) == len(created)  # each sent once; the probe found them gone
+    assert {f.status for f in report.fields} == {"removed"}
+    assert _created(journal, job_id) == []
+    assert compare(before, portal_snapshot(sandbox)).lines == []
