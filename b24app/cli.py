@@ -1197,7 +1197,7 @@ def _show_undo_job(journal: Any, job_id: int, *, as_json: bool, as_csv: bool) ->
 
 
 def _show_undo(data: dict[str, Any], *, as_json: bool, title: str) -> None:
-    from b24app.undo_output import undo_sheet, undo_summary
+    from b24app.undo_output import undo_fields_sheet, undo_sheet, undo_summary
 
     if as_json:
         echo_json(data)
@@ -1205,6 +1205,8 @@ def _show_undo(data: dict[str, Any], *, as_json: bool, title: str) -> None:
     console = stdout_console()
     if data.get("leads"):
         show(undo_sheet(data, title=title), console)
+    if data.get("fields"):
+        show(undo_fields_sheet(data, title=f"{title}: custom fields it created"), console)
     console.print(undo_summary(data), markup=False, highlight=False, soft_wrap=True)
 
 

@@ -82,6 +82,9 @@ BUSY_DELAY = 10.0
 BUSY_ATTEMPTS = 180
 # Job kinds the app runs (the CLI's `convert` jobs are resumed by `b24app jobs resume`).
 APP_KINDS = ("app", "event", "sweep")
+# Undo jobs (b24app.undo) are recovered too, through the undo path: `_undo_job` of the
+# conversion job they undo, which continues the interrupted undo job (never starts a second).
+UNDO_KIND = "undo"
 # Queue priority of a task running an admin's job (queues that keep priorities run it first).
 ADMIN_PRIORITY = 100
 # A pending job untouched this long with no task in the queue lost its task (a worker killed
@@ -476,10 +479,13 @@ class Jobs:
         lapsed. A pending job is offered when no task for it waits in the queue and it has been
         untouched for PENDING_STALE (a worker killed between taking its task and starting the
         job); interrupted ones at once when their process died, else after INTERRUPTED_RETRY.
+        An undo job is offered as the undo of its conversion job (`_undo_job`), which claims
+        and continues it: its journal never sends a step twice (b24app.undo).
         """
         now = utc_now()
-        rows = Journal.open_jobs(self.services.engine, kinds=APP_KINDS)
+        rows = Journal.open_jobs(self.services.engine, kinds=(*APP_KINDS, UNDO_KIND))
         due: list[tuple[str, int]] = []
+        undos: dict[tuple[str, int], Any] = {}
         queued = self._queued_jobs() if any(r.status == PENDING for r in rows) else set()
         for row in rows:
             touched = row.heartbeat_at or row.created_at
@@ -499,8 +505,16 @@ class Jobs:
                 )
             ):
                 due.append((row.portal, row.id))
+                if row.kind == UNDO_KIND:
+                    undos[(row.portal, row.id)] = row
         for member_id, job_id in due:
-            self._convert(member_id, job_id, attempt=-1)  # not rescheduled when busy
+            undoing = undos.get((member_id, job_id))
+            if undoing is not None:  # through the undo path, with the undo job's own --force
+                source = int(undoing.policy.get("undo") or 0)
+                force = bool(undoing.policy.get("force"))
+                self._undo(member_id, source, force=force, attempt=-1)
+            else:
+                self._convert(member_id, job_id, attempt=-1)  # not rescheduled when busy
         if due:
             log.debug("recovery offered %d job(s) again", len(due))
         return due

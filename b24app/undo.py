@@ -36,11 +36,17 @@ from b24app.rest.command import Command
 from b24app.rest.listing import Listings
 from b24app.rest.portal import Portal
 from b24app.store.journal import DONE, FAILED, FINISHED, INTERRUPTED, JobCounts, Journal
-from b24app.store.undo import KIND, REVERTED, UndoRow, UndoStore
+from b24app.store.undo import FIELD_FAILED, KIND, REVERTED, UndoRow, UndoStore
+from b24app.undo_fieldwork import FieldWork, UndoField
+from b24app.undo_fieldwork import preview as preview_fields
+from b24app.vocabulary import MAX_BATCH
 
 log = logging.getLogger("b24app.crm")
 
-MAX_COMMANDS = 50
+MAX_COMMANDS = MAX_BATCH
+# Steps per write batch: one slot is always kept for the mode check, which goes last and
+# vouches for the batch, as a conversion's does (b24app/crm/dispatch.py, `_run`/`_send`).
+WRITE_SLOTS = MAX_COMMANDS - 1
 MAX_TRIES = 5  # transient errors of one step before its lead fails
 MAX_LOST = 5  # batches in a row whose answer was lost before the job stops (interrupted)
 _TRANSIENT = frozenset(
@@ -100,6 +106,7 @@ class UndoReport:
     message: str | None = None
     requests: int = 0
     error: str | None = None
+    fields: tuple[UndoField, ...] = ()  # the custom fields the conversion created
 
     def count(self, *statuses: str) -> int:
         """How many leads are in these statuses."""
@@ -127,6 +134,7 @@ class UndoReport:
                 "failed": self.failed,
             },
             "leads": [lead.to_dict() for lead in self.leads],
+            "fields": [item.to_dict() for item in self.fields],
         }
 
 
@@ -186,6 +194,7 @@ class _Undo:
         self.final: dict[int, UndoProgress] = {}
         self.job_id = 0
         self.requests_before = 0
+        self.fieldwork: FieldWork | None = None
 
     # -- what to undo ---------------------------------------------------------------------------
 
@@ -278,9 +287,14 @@ class _Undo:
                     if item.status in ("pending", "reverting"):
                         self.working[item.plan.lead_id] = item
             total = len(self.working) + len(self.final)
+            self.fieldwork = FieldWork(self.journal, self.store, self.job_id, self.source)
             lost = 0
-            while batch := undo_plan.next_batch(self.working.values()):
-                lost = self._send(batch, lost)
+            while True:
+                extra = self.fieldwork.commands(self._deleted(), WRITE_SLOTS)
+                batch = undo_plan.next_batch(self.working.values(), size=WRITE_SLOTS - len(extra))
+                if not batch and not extra:
+                    break
+                lost = self._send(batch, lost, extra)
                 if on_progress is not None:
                     on_progress(len(self.final), total)
         except UsageError as exc:  # the CRM is in Simple mode: nothing was sent
@@ -296,11 +310,25 @@ class _Undo:
         except KeyboardInterrupt:
             self._finish(INTERRUPTED, msg.JOB_STOPPED_BY.format(cause="KeyboardInterrupt"))
             raise
-        status = FAILED if any(i.status == "failed" for i in self.final.values()) else DONE
+        failed = any(i.status == "failed" for i in self.final.values()) or any(
+            row.status == FIELD_FAILED for row in self.store.fields(self.job_id)
+        )
+        status = FAILED if failed else DONE
         self._finish(status, None)
         return self._report(status, None)
 
-    def _send(self, batch: list[tuple[int, Any, Any]], lost: int) -> int:
+    def _deleted(self) -> bool:
+        """Whether every lead's deletions (phases 1-2) are done: the created fields' turn."""
+        return all(
+            step.id in item.done
+            for item in self.working.values()
+            for step in item.plan.steps
+            if step.phase <= undo_plan.DELETE
+        )
+
+    def _send(
+        self, batch: list[tuple[int, Any, Any]], lost: int, extra: Sequence[Command] = ()
+    ) -> int:
         involved: dict[int, set[str]] = {}
         for lead_id, step, _ in batch:
             involved.setdefault(lead_id, set()).add(step.id)
@@ -308,12 +336,13 @@ class _Undo:
             replace(self.working[i], sent=self.working[i].sent | ids) for i, ids in involved.items()
         ]
         self._save(marked)  # committed before sending
-        commands = [command for _, _, command in batch]
-        if len(commands) < MAX_COMMANDS:  # room: a mode check rides along (no extra request)
-            commands.append(mode_command(MODE_KEY))
+        # the mode check last, in its kept slot: a switch to Simple mode is seen at every batch
+        commands = [*(command for _, _, command in batch), *extra, mode_command(MODE_KEY)]
         try:
             result = self.portal.batch(commands, halt=False)
         except OutcomeUnknown:
+            if extra and self.fieldwork is not None:
+                self.fieldwork.lost()
             lost += 1
             if lost >= MAX_LOST:
                 raise _Stop(msg.JOB_PORTAL_LOST.format(count=lost)) from None
@@ -346,6 +375,8 @@ class _Undo:
                     item = replace(item, error=_failed(step.method, text or code))
             by_lead[lead_id] = item
         self._save(list(by_lead.values()))
+        if extra and self.fieldwork is not None:
+            self.fieldwork.take(result)
         if read_mode_result(result.results) is Mode.SIMPLE:
             raise _Stop(msg.UNDO_SWITCHED)
         return 0
@@ -393,6 +424,7 @@ class _Undo:
             force=self.force,
             requests=self.portal.requests_made - self.first,
             error=error,
+            fields=tuple(UndoField.of_row(row) for row in self.store.fields(self.job_id)),
         )
 
 
@@ -429,6 +461,7 @@ def stored_report(journal: Journal, job_id: int) -> UndoReport:
         force=bool(job.policy.get("force")),
         requests=job.requests,
         error=job.error,
+        fields=tuple(UndoField.of_row(row) for row in UndoStore(journal).fields(job_id)),
     )
 
 
@@ -445,6 +478,12 @@ def preview(portal: Portal, journal: Journal, job_id: int, *, force: bool = Fals
         )
         return UndoReport(job_id, None, "noop", dry_run=True, force=force, message=message)
     planned = run.plan(leads, records)
+    deleting: dict[str, list[int]] = {}
+    for item in planned:
+        if item.plan.verdict == undo_plan.REVERT:
+            for entity, entity_id in item.plan.deletes.items():
+                deleting.setdefault(entity, []).append(entity_id)
+    fields = preview_fields(portal, journal, job_id, deleting)
     return UndoReport(
         job_id,
         None,
@@ -453,4 +492,5 @@ def preview(portal: Portal, journal: Journal, job_id: int, *, force: bool = Fals
         dry_run=True,
         force=force,
         requests=portal.requests_made - run.first,
+        fields=tuple(fields),
     )

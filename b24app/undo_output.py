@@ -1,4 +1,5 @@
-"""How `b24app jobs undo` shows an undo: a totals line, one row per lead, the notes."""
+"""How `b24app jobs undo` shows an undo: a totals line, one row per lead, the notes, and what
+becomes of the custom fields the conversion created."""
 
 from __future__ import annotations
 
@@ -45,6 +46,32 @@ def undo_sheet(report: Mapping[str, Any], *, title: str) -> Sheet:
             )
         )
     return Sheet(title, columns, tuple(rows))
+
+
+_FIELD_WORDS = {
+    "remove": "will delete",
+    "keep": "will keep",
+    "gone": "already deleted",
+    "removed": "deleted",
+    "kept": "kept",
+    "failed": "failed",
+    "sent": "not finished",
+}
+
+
+def undo_fields_sheet(report: Mapping[str, Any], *, title: str) -> Sheet:
+    """The custom fields the conversion created: deleted (or will be), kept and why."""
+    columns = (Col("field"), Col("on"), Col("outcome"), Col("why", fold=True))
+    rows = tuple(
+        (
+            str(item.get("field") or ""),
+            str(item.get("entity") or ""),
+            _FIELD_WORDS.get(str(item.get("status")), str(item.get("status") or "")),
+            str(item.get("why") or ""),
+        )
+        for item in report.get("fields") or ()
+    )
+    return Sheet(title, columns, rows)
 
 
 def undo_summary(report: Mapping[str, Any]) -> str:

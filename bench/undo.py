@@ -1,10 +1,12 @@
 """Undo round trip: snapshot a sandbox portal, convert, undo, snapshot again, compare.
 
 For each policy variant (client both / contact / company x activities complete / move, the
-sandbox's custom fields on), a fresh seeded sandbox portal is snapshotted straight from its core
-(every row of every table: leads, deals, contacts, companies, activities with their bindings and
-owner, timeline comments with their bindings, product rows, requisites, addresses, links,
-multifields, custom field values), converted by `b24app.crm.conversion.convert`, undone by
+sandbox's custom fields on, "create missing custom fields" on), a fresh seeded sandbox portal is
+snapshotted straight from its core (every row of every table: leads, deals, contacts, companies,
+activities with their bindings and owner, timeline comments with their bindings, product rows,
+requisites, addresses, links, multifields, custom field values, and the custom field definitions
+with their list options - so a field the conversion created and the undo left is a difference),
+converted by `b24app.crm.conversion.convert`, undone by
 `b24app.undo.undo`, and snapshotted again. The two snapshots must be identical except for
 
 * the ids of the records the conversion created and the undo deleted (they are simply gone, and
@@ -15,10 +17,12 @@ multifields, custom field values), converted by `b24app.crm.conversion.convert`,
 other difference is printed; the goal is none.
 
 Requests are held against the undo's floor: its read, `ceil(listing commands / 50)`, then its
-writes, which cannot share a request with the read they are planned from: `ceil(write commands /
-50)`, and for each phase k (activities, deletions, the lead, LEAD_ID back: each waits for the
-one before) no fewer than `ceil(steps of phases <= k / 50)` plus the phases still to go after the
-last of them (`undo_floor`). A listing that needs a second page costs a command and, in
+writes, which cannot share a request with the read they are planned from, 49 to a request (each
+write batch keeps a slot for the CRM-mode check): `ceil(write commands / 49)`, and for each
+phase k (activities, deletions, the lead, LEAD_ID back: each waits for the one before) no fewer
+than `ceil(steps of phases <= k / 49)` plus the phases still to go after the last of them; the
+created custom fields' probe waits for the deletions, and their deletions for the probe
+(`undo_floor`). A listing that needs a second page costs a command and, in
 the worst case, a request of its own: counted against b24app, not added to the floor.
 
     python -m bench.undo                   # 6 variants, 120 seeded leads each, standard plan
@@ -42,7 +46,7 @@ from b24app.crm.conversion import convert
 from b24app.crm.policy import Policy
 from b24app.rest import PortalClient, RetryPolicy
 from b24app.store.journal import Journal
-from b24app.undo import UndoReport, undo
+from b24app.undo import WRITE_SLOTS, UndoReport, undo
 from bench.table import figure, print_table
 
 VARIANTS = tuple(
@@ -139,6 +143,8 @@ class Counting:
         self.client = client
         self.reads = 0
         self.writes = 0
+        self.probes = 0  # the created fields' probe: reads riding in write batches
+        self.field_writes = 0  # their deletions
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.client, name)
@@ -152,8 +158,12 @@ class Counting:
         """Count, then send."""
         for command in commands:
             if command.method == "crm.settings.mode.get":
-                continue  # the mode check rides in batches with room: not a step
-            if command.method.endswith(".list"):
+                continue  # the mode check has its kept slot in every write batch: not a step
+            if command.method.endswith(".userfield.delete"):
+                self.field_writes += 1
+            elif command.key.startswith("F") and command.method.endswith(".list"):
+                self.probes += 1
+            elif command.method.endswith(".list"):
                 self.reads += 1
             else:
                 self.writes += 1
@@ -174,17 +184,34 @@ class Trip:
     reads: int
     writes: int
     refused: int
+    probes: int = 0
+    field_writes: int = 0
 
 
-def undo_floor(report: UndoReport, reads: int, writes: int) -> int:
+def undo_floor(
+    report: UndoReport, reads: int, writes: int, *, probes: int = 0, field_writes: int = 0
+) -> int:
     """The fewest requests an undo with these commands can take (see the module doc).
 
-    The read, then the writes: at least ceil(writes / 50), and for every phase k, the steps of
-    phases <= k need ceil(n / 50) requests and the last of them belongs to a lead with at least
-    `later` phases still to go, each a request of its own.
+    The read, then the writes, `WRITE_SLOTS` (49) per request - every write batch keeps a slot
+    for the mode check: at least ceil((writes + probes + field writes) / 49), and for every
+    phase k, the steps of phases <= k need ceil(n / 49) requests and the last of them belongs to
+    a lead with at least `later` phases still to go, each a request of its own. The created
+    fields' probe needs every deletion (phases <= 2) answered first, and their deletions need
+    the probe's answer: after the deletions, at least one request for the probe and one more
+    for them, and room for the probe, those deletions and the steps of phases > 2.
     """
     reverting = [lead.phases for lead in report.leads if lead.phases]
-    bound = math.ceil(writes / MAX_COMMANDS)
+    bound = math.ceil((writes + probes + field_writes) / WRITE_SLOTS)
+    if probes:  # after the last deletion: the probe, then the fields' deletions
+        upto = sum(n for lead in reverting for phase, n in lead.items() if phase <= 2)
+        later = sum(n for lead in reverting for phase, n in lead.items() if phase > 2)
+        chain = max((len([p for p in lead if p <= 2]) for lead in reverting), default=0)
+        deleted = max(math.ceil(upto / WRITE_SLOTS), chain)
+        after = max(
+            2 if field_writes else 1, math.ceil((probes + field_writes + later) / WRITE_SLOTS)
+        )
+        bound = max(bound, deleted + after)
     for k in sorted({phase for phases in reverting for phase in phases}):
         upto = sum(n for phases in reverting for phase, n in phases.items() if phase <= k)
         later = min(
@@ -192,7 +219,7 @@ def undo_floor(report: UndoReport, reads: int, writes: int) -> int:
             for phases in reverting
             if any(phase <= k for phase in phases)
         )
-        bound = max(bound, math.ceil(upto / MAX_COMMANDS) + later)
+        bound = max(bound, math.ceil(upto / WRITE_SLOTS) + later)
     return math.ceil(reads / MAX_COMMANDS) + bound
 
 
@@ -203,7 +230,9 @@ def round_trip(
     from sandbox import Sandbox
 
     client_name, activities = variant.split("/")
-    policy = Policy.from_json(json.dumps({"client": client_name, "activities": activities}))
+    policy = Policy.from_json(
+        json.dumps({"client": client_name, "activities": activities, "create_fields": True})
+    )
     with tempfile.TemporaryDirectory() as tmp:
         url = db or f"sqlite:///{Path(tmp) / 'app.db'}"
         with Sandbox(seed_leads=leads, seed=seed, plan=plan, custom_fields=True) as sandbox:
@@ -230,10 +259,18 @@ def round_trip(
         report=report,
         diff=compare(before, after),
         requests=requests,
-        floor=undo_floor(report, counting.reads, counting.writes),
+        floor=undo_floor(
+            report,
+            counting.reads,
+            counting.writes,
+            probes=counting.probes,
+            field_writes=counting.field_writes,
+        ),
         reads=counting.reads,
         writes=counting.writes,
         refused=refused,
+        probes=counting.probes,
+        field_writes=counting.field_writes,
     )
 
 
@@ -283,6 +320,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"   explained: {path} on {count} row(s): {EXPLAINED[path]}")
         ignored = ", ".join(f"{p} x{n}" for p, n in sorted(trip.diff.ignored.items()))
         print(f"   modification stamps: {ignored or 'none'}")
+        fields = trip.report.fields
+        removed = sum(1 for f in fields if f.status == "removed")
+        print(
+            f"   custom fields the conversion created: {len(fields)}, removed {removed}; "
+            f"probe {trip.probes} command(s), {trip.field_writes} deletion(s)"
+        )
+        missed |= removed != len(fields)
         missed |= bool(trip.diff.lines) or ratio > 1.05 or trip.refused > 0
         table.append(
             {
@@ -292,6 +336,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "kept/failed": f"{counts['kept']}/{counts['failed']}",
                 "diff": str(len(trip.diff.lines)),
                 "reads / writes": f"{trip.reads} / {trip.writes}",
+                "fields removed": f"{removed}/{len(fields)}",
                 "requests": str(trip.requests),
                 "floor": str(trip.floor),
                 "ratio": f"{ratio:.2f}x",

@@ -238,6 +238,16 @@ UNDO_STATUS = {
     "pending": N_("not finished"),
     "reverting": N_("not finished"),
 }
+# What an undo does with each custom field its conversion created (b24app.undo_fieldwork).
+UNDO_FIELD_STATUS = {
+    "remove": N_("will be deleted"),
+    "keep": N_("will be kept"),
+    "gone": N_("already deleted"),
+    "removed": N_("deleted"),
+    "kept": N_("kept"),
+    "failed": N_("failed"),
+    "sent": N_("not finished"),
+}
 # Where a job came from (`jobs.kind`): the page, the guided switch, the CLI, an event, a sweep.
 JOB_KINDS = {
     "app": N_("app page"),

@@ -45,6 +45,7 @@ class CreatedField:
     field_name: str
     status: str
     error: str | None = None
+    job_id: int | None = None  # the job that created it
 
 
 class FieldLedger(Protocol):

@@ -57,6 +57,7 @@ from b24app.crm.policy import Activities
 from b24app.crm.reader import Listing
 from b24app.crm.scheduler import LeadState
 from b24app.rest.command import Command
+from b24app.vocabulary import MAX_BATCH
 
 REVERT, KEEP, FAIL = "revert", "keep", "fail"
 REBIND, DELETE, LEAD, RELINK = 1, 2, 3, 4
@@ -553,7 +554,7 @@ def command_key(lead_id: int, step: UndoStep) -> str:
 
 
 def next_batch(
-    progress: Iterable[UndoProgress], *, size: int = 50
+    progress: Iterable[UndoProgress], *, size: int = MAX_BATCH
 ) -> list[tuple[int, UndoStep, Command]]:
     """Up to `size` ready steps, leads with the most phases left first: the longest chains
     start early, so the last batches are not left with one lead's tail each."""

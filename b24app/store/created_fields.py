@@ -4,7 +4,9 @@ One row per (portal, target entity, lead field): `sent` is written and committed
 `crm.<entity>.userfield.add` goes out, `done` once the portal has the field, `refused` with the
 portal's reason. A row that exists is never sent again by another job, worker or rerun: `sent`
 (an answer lost, a crash) is settled by reading the field back by its name, which is fixed per
-lead field and target (`customfields.created_name`), so the portal itself refuses a twin.
+lead field and target (`customfields.created_name`), so the portal itself refuses a twin. The
+undo of the job that created a field drops its row in the transaction that records the field
+deleted (`b24app.store.undo.UndoStore.save_fields`), so a later job creates it again.
 """
 
 from __future__ import annotations
@@ -44,7 +46,10 @@ class CreatedFields:
             rows = conn.execute(
                 select(created_fields).where(created_fields.c.portal == self.portal)
             ).all()
-        return [CreatedField(r.entity, r.lead_field, r.field_name, r.status, r.error) for r in rows]
+        return [
+            CreatedField(r.entity, r.lead_field, r.field_name, r.status, r.error, r.job_id)
+            for r in rows
+        ]
 
     def claim(self, entity: str, lead_field: str, field_name: str, *, job_id: int | None) -> bool:
         """Record `sent` for this field; False when a row exists already (someone else's)."""

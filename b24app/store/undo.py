@@ -7,6 +7,11 @@ failed), the undo's stored plan and progress while it is underway, and the reaso
 portal's text. A lead is reverted once per conversion job: `reverted` rows of every undo of that
 job are consulted before planning. Reverting a lead also drops its `lead_states` row (its
 conversion is gone, so a later convert takes it up afresh), in the same transaction.
+
+`undo_fields` holds, per (undo job, created custom field): `sent` (committed before its
+`userfield.delete` goes out), `removed`, `kept` (why), `gone` (deleted already), `failed` (the
+portal's text). Recording a field removed or gone drops its `created_fields` row in the same
+transaction, so a later conversion creates the field again if it needs it.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from sqlalchemy import (
     update,
 )
 
+from b24app.store.created_fields import created_fields
 from b24app.store.db import UtcDateTime, metadata, utc_now, write_lock
 from b24app.store.journal import (
     JobCounts,
@@ -57,6 +63,41 @@ undo_leads = Table(
     Column("updated_at", UtcDateTime(), nullable=False),
     Index("ix_undo_leads_source", "portal", "source_job_id", "status"),
 )
+
+
+undo_fields = Table(
+    "undo_fields",
+    metadata,
+    Column("job_id", Integer, primary_key=True),
+    Column("portal", String(255), nullable=False),
+    Column("entity", String(16), primary_key=True),
+    Column("field_name", String(64), primary_key=True),
+    Column("lead_field", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("field_id", Integer, nullable=True),
+    Column("reason", Text, nullable=True),
+    Column("updated_at", UtcDateTime(), nullable=False),
+)
+FIELD_SENT, FIELD_REMOVED, FIELD_KEPT, FIELD_GONE, FIELD_FAILED = (
+    "sent",
+    "removed",
+    "kept",
+    "gone",
+    "failed",
+)
+FIELD_FINAL = frozenset({FIELD_REMOVED, FIELD_KEPT, FIELD_GONE, FIELD_FAILED})
+
+
+@dataclass(frozen=True)
+class UndoFieldRow:
+    """One created custom field of an undo job as stored."""
+
+    entity: str
+    field_name: str
+    lead_field: str
+    status: str
+    field_id: int | None = None
+    reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -180,10 +221,57 @@ class UndoStore:
                     changed["total"] = counts.total
             conn.execute(update(jobs).where(jobs.c.id == job_id).values(**changed))
 
+    def fields(self, job_id: int) -> list[UndoFieldRow]:
+        """The created custom fields undo job `job_id` has dealt with, in name order."""
+        query = (
+            select(undo_fields)
+            .where(undo_fields.c.portal == self.portal, undo_fields.c.job_id == job_id)
+            .order_by(undo_fields.c.entity, undo_fields.c.field_name)
+        )
+        with self.engine.connect() as conn:
+            return [
+                UndoFieldRow(r.entity, r.field_name, r.lead_field, r.status, r.field_id, r.reason)
+                for r in conn.execute(query)
+            ]
+
+    def save_fields(self, job_id: int, rows: Sequence[UndoFieldRow]) -> None:
+        """One transaction: the fields' rows; those removed or gone leave the ledger of created
+        fields, so a later conversion would create them again."""
+        if not rows:
+            return
+        now = utc_now()
+        values = [
+            {
+                "job_id": job_id,
+                "portal": self.portal,
+                "entity": row.entity,
+                "field_name": row.field_name,
+                "lead_field": row.lead_field,
+                "status": row.status,
+                "field_id": row.field_id,
+                "reason": row.reason,
+                "updated_at": now,
+            }
+            for row in rows
+        ]
+        with write_lock(self.engine) as conn:
+            self.journal._upsert(conn, undo_fields, values, ("job_id", "entity", "field_name"))
+            for row in rows:
+                if row.status in (FIELD_REMOVED, FIELD_GONE):
+                    conn.execute(
+                        delete(created_fields).where(
+                            created_fields.c.portal == self.portal,
+                            created_fields.c.entity == row.entity,
+                            created_fields.c.field_name == row.field_name,
+                        )
+                    )
+            conn.execute(update(jobs).where(jobs.c.id == job_id).values(heartbeat_at=now))
+
     def purge(self) -> None:
         """Forget every undo row of this portal (an uninstall with CLEAN=1)."""
         with write_lock(self.engine) as conn:
             conn.execute(delete(undo_leads).where(undo_leads.c.portal == self.portal))
+            conn.execute(delete(undo_fields).where(undo_fields.c.portal == self.portal))
 
 
 def _chunks(ids: Sequence[int], size: int = 500) -> Iterable[list[int]]:

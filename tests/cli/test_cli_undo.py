@@ -131,3 +131,44 @@ def test_in_simple_mode_the_undo_refuses_and_changes_nothing(
     portal.set_mode("classic")
     done = run_cli(["jobs", "undo", str(job), "--json"], env).json()
     assert done["counts"]["reverted"] == converted
+
+
+def test_the_custom_fields_a_conversion_created_are_previewed_and_removed(
+    env: dict[str, str], portal: Sandbox
+) -> None:
+    core(
+        portal,
+        "crm.lead.userfield.add",
+        {
+            "fields": {
+                "FIELD_NAME": "SOURCE_NOTE",
+                "USER_TYPE_ID": "string",
+                "EDIT_FORM_LABEL": "Source note",
+            }
+        },
+    )
+    ran = run_cli(["convert", "--yes", "--client", "both", "--create-fields", "--json"], env)
+    assert ran.code == 0, ran.err
+    job = int(ran.json()["job_id"])
+    created = {
+        (kind, row["FIELD_NAME"])
+        for kind in ("deal", "contact", "company")
+        for row in core(portal, f"crm.{kind}.userfield.list", {"filter": {}})
+    }
+    assert len(created) == 3  # one per target
+
+    preview = run_cli(["jobs", "undo", str(job), "--dry-run", "--json"], env)
+    assert preview.code == 0, preview.err
+    fields = preview.json()["fields"]
+    assert {(f["entity"], f["field"]) for f in fields} == created
+    assert {f["status"] for f in fields} == {"remove"}
+    shown = run_cli(["jobs", "undo", str(job), "--dry-run"], env)
+    assert "custom fields it created" in shown.out and "will delete" in shown.out
+
+    ran = run_cli(["jobs", "undo", str(job), "--yes", "--json"], env)
+    assert ran.code == 0, ran.err
+    assert {f["status"] for f in ran.json()["fields"]} == {"removed"}
+    for kind in ("deal", "contact", "company"):
+        assert core(portal, f"crm.{kind}.userfield.list", {"filter": {}}) == []
+    stored = run_cli(["jobs", "show", str(ran.json()["job_id"]), "--json"], env).json()
+    assert {f["status"] for f in stored["fields"]} == {"removed"}

@@ -97,3 +97,21 @@ def test_the_undo_jobs_own_page_counts_its_leads(page: PageApp) -> None:
     html = client.get("/app/jobs/2", query_string={"t": token}).get_data(as_text=True)
     assert "Undo job 2" in html and 'id="undo-link"' not in html
     assert html.count('class="reverted"') == len(before)
+
+
+def test_the_preview_lists_the_custom_fields_the_job_created(tmp_path: Path) -> None:
+    with Sandbox(seed_leads=10, seed=8, plan="fast", custom_fields=True) as sandbox:
+        page = make_page_app(sandbox, tmp_path)
+        token = page.token(1)
+        client = page.client()
+        form = {"page_token": token, "leads": "all", "client": "both", "create_fields": "on"}
+        assert client.post("/app/convert", data=form).status_code == 303
+
+        html = client.get("/app/jobs/1/undo", query_string={"t": token}).get_data(as_text=True)
+
+        assert 'id="undo-fields"' in html
+        assert html.count('data-field="') == html.count('class="remove"') > 0
+        done = client.post("/app/jobs/1/undo", data={"page_token": token, "confirm": "yes"})
+        assert done.status_code == 303
+        ledger = page.ctx.journal(page.member_id).created_fields().all()
+        assert ledger == []  # every created field deleted, and forgotten by the ledger

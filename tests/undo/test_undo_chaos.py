@@ -31,11 +31,12 @@ PORTAL = "sandbox"
 
 @pytest.fixture
 def converted(tmp_path: Path) -> Iterator[tuple[Any, str, int, dict[str, Any]]]:
-    """A sandbox snapshotted, then converted (both, move): (sandbox, db url, job id, snapshot)."""
+    """A sandbox snapshotted, then converted (both, move, "create missing custom fields" on):
+    (sandbox, db url, job id, snapshot) - the round trip covers the fields' definitions."""
     with Sandbox(seed_leads=150, seed=5, plan="fast", custom_fields=True) as sandbox:
         before = portal_snapshot(sandbox)
         url = f"sqlite:///{tmp_path / 'app.db'}"
-        policy = Policy.from_dict({"client": "both", "activities": "move"})
+        policy = Policy.from_dict({"client": "both", "activities": "move", "create_fields": True})
         report = convert(client_for(sandbox), Journal.open(url, portal=PORTAL), policy)
         assert report.status == "done" and report.converted > 50
         yield sandbox, url, report.job_id, before

@@ -132,3 +132,47 @@ def test_seeded_custom_fields_cover_every_type_and_pair_by_label():
         "(de)"
     )
     assert any(v not in (None, [], "") for lead in leads for k, v in lead.items() if k != "ID")
+
+
+def test_a_not_empty_filter_on_a_custom_field_finds_only_the_entities_holding_a_value(call):
+    """main CSQLWhere (CAllSQLWhere::GetQuery): "!" with an empty value is _NotEmpty for strings
+    (IS NOT NULL AND LENGTH > 0) and IS NOT NULL AND <> 0 for int/enum/file fields (addIntFilter,
+    case "N"); a multiple field with no value has no row to match. The undo's probe of the
+    custom fields a conversion created relies on it (b24app/crm/undo_fields.py)."""
+    call("crm.deal.userfield.add", fields={"FIELD_NAME": "NOTE", "USER_TYPE_ID": "string"})
+    call(
+        "crm.deal.userfield.add",
+        fields={"FIELD_NAME": "TAGS", "USER_TYPE_ID": "string", "MULTIPLE": "Y"},
+    )
+    call(
+        "crm.deal.userfield.add",
+        fields={"FIELD_NAME": "KIND", "USER_TYPE_ID": "enumeration", "LIST": [{"VALUE": "A"}]},
+    )
+    (kind,) = call("crm.deal.userfield.list", filter={"FIELD_NAME": "UF_CRM_KIND"})
+    item = int(kind["LIST"][0]["ID"])
+    empty = call("crm.deal.add", fields={"TITLE": "empty"})
+    noted = call("crm.deal.add", fields={"TITLE": "noted", "UF_CRM_NOTE": "x"})
+    tagged = call("crm.deal.add", fields={"TITLE": "tagged", "UF_CRM_TAGS": ["a"]})
+    kinded = call("crm.deal.add", fields={"TITLE": "kinded", "UF_CRM_KIND": item})
+
+    def holders(name: str) -> list[int]:
+        rows = call("crm.deal.list", filter={f"!{name}": ""}, select=["ID"])
+        return sorted(int(row["ID"]) for row in rows)
+
+    assert holders("UF_CRM_NOTE") == [noted]
+    assert holders("UF_CRM_TAGS") == [tagged]
+    assert holders("UF_CRM_KIND") == [kinded]
+    assert empty not in holders("UF_CRM_NOTE") + holders("UF_CRM_TAGS") + holders("UF_CRM_KIND")
+
+
+def test_userfield_delete_removes_the_definition_and_a_second_delete_is_not_found(call):
+    """rest/lib/userfieldproxy.php (UserFieldProxy::delete): the ID must name a field of this
+    entity; unknown -> "The entity with ID 'N' is not found." (the undo counts it as done)."""
+    field_id = call(
+        "crm.deal.userfield.add", fields={"FIELD_NAME": "GONE", "USER_TYPE_ID": "string"}
+    )
+
+    assert call("crm.deal.userfield.delete", id=field_id) is True
+    assert call("crm.deal.userfield.list", filter={"FIELD_NAME": "UF_CRM_GONE"}) == []
+    again = call.error("crm.deal.userfield.delete", id=field_id)
+    assert again.description == f"The entity with ID '{field_id}' is not found."
