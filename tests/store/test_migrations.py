@@ -52,6 +52,7 @@ def _migrate_together(url: str, processes: int = 4) -> list[int]:
     return [proc.wait(timeout=120) for proc in procs]
 
 
+@pytest.mark.slow  # several interpreters started at once: 2-4 s
 def test_processes_starting_together_on_a_fresh_sqlite_file_migrate_once(tmp_path) -> None:
     # gunicorn workers and `b24app worker` processes all migrate as they start
     url = f"sqlite:///{tmp_path / 'app.db'}"
@@ -60,6 +61,7 @@ def test_processes_starting_together_on_a_fresh_sqlite_file_migrate_once(tmp_pat
 
 
 @pytest.mark.services
+@pytest.mark.slow  # several interpreters started at once: 2-4 s
 def test_processes_starting_together_on_a_fresh_postgres_database_migrate_once(
     fresh_postgres_url: str,
 ) -> None:
