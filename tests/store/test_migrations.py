@@ -52,6 +52,31 @@ def _migrate_together(url: str, processes: int = 4) -> list[int]:
     return [proc.wait(timeout=120) for proc in procs]
 
 
+def test_threads_starting_together_on_a_fresh_sqlite_file_migrate_once(tmp_path) -> None:
+    # test-fast's stand-in for the processes below: the lock is the database's (BEGIN
+    # IMMEDIATE), so threads that each open their own engine meet it as processes do
+    import threading
+
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    start = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        start.wait()
+        try:
+            migrate(url)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    assert _tables(url) == _expected()
+
+
 @pytest.mark.slow  # several interpreters started at once: 2-4 s
 def test_processes_starting_together_on_a_fresh_sqlite_file_migrate_once(tmp_path) -> None:
     # gunicorn workers and `b24app worker` processes all migrate as they start
