@@ -56,24 +56,18 @@ def test_threads_starting_together_on_a_fresh_sqlite_file_migrate_once(tmp_path)
     # test-fast's stand-in for the processes below: the lock is the database's (BEGIN
     # IMMEDIATE), so threads that each open their own engine meet it as processes do
     import threading
+    from concurrent.futures import ThreadPoolExecutor
 
     url = f"sqlite:///{tmp_path / 'app.db'}"
     start = threading.Barrier(4)
-    errors: list[BaseException] = []
 
     def run() -> None:
-        start.wait()
-        try:
-            migrate(url)
-        except BaseException as exc:  # reported below
-            errors.append(exc)
+        start.wait(timeout=60)
+        migrate(url)
 
-    threads = [threading.Thread(target=run) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    assert errors == []
+    with ThreadPoolExecutor(4) as pool:
+        runs = [pool.submit(run) for _ in range(4)]
+    assert [future.exception() for future in runs] == [None] * 4
     assert _tables(url) == _expected()
 
 
