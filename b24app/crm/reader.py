@@ -57,6 +57,7 @@ from b24app.crm.policy import LeadSelection, Policy
 from b24app.errors import (
     B24AppError,
     B24Error,
+    ListingError,
 )
 from b24app.rest.command import Command
 from b24app.rest.listing import Listing, Listings
@@ -355,6 +356,11 @@ class Reader:
         lists = Listings(self.portal, listings)
         found = lists.read()
         errors = lists.errors
+        # refusals of the listings below are planned around; a listing that could not advance
+        # (the portal ignored its `>ID` filter) or passed its page cap is raised, as before
+        for error in errors.values():
+            if isinstance(error, ListingError):
+                raise error
         if "r" in errors:
             log.info(
                 "crm.item.productrow.list refused a list of owners (%s); reading product "

@@ -3,11 +3,13 @@
 Pages are ordered by ID ascending and filtered `>ID` = the last ID seen, with `start=-1` (no
 COUNT); fifty such pages are chained inside one batch, each taking the last ID of the page before
 through `$result[prev][49][ID]`. It stops at the first short page, and refuses to loop: a page whose
-IDs do not advance, or a listing past `max_pages`, raises ListingError.
+IDs do not advance, or a listing past its `max_pages`, fails with ListingError.
 https://apidocs.bitrix24.com/settings/performance/huge-data.html
 
 `Listings` reads several such listings side by side, their pages sharing each batch (what the
-conversion's reads use); `iterate` is one listing on its own, rows yielded as they come.
+conversion's reads use); `iterate` is its simplest case: one listing, rows yielded as they come.
+A listing that fails (a page refused, ids that do not advance, past its page cap) ends with its
+error in `Listings.errors`, the rows before the failure returned.
 """
 
 from __future__ import annotations
@@ -25,11 +27,10 @@ from b24app.errors import (
     UsageError,
 )
 from b24app.rest.command import Command
-from b24app.rest.response import BatchResult, link_id
+from b24app.rest.response import link_id
 from b24app.vocabulary import MAX_BATCH, PAGE_SIZE, PAGES_PER_REQUEST
 
 if TYPE_CHECKING:
-    from b24app.rest.client import PortalClient
     from b24app.rest.portal import Portal
 
 log = logging.getLogger("b24app.rest")
@@ -53,7 +54,7 @@ class ListShape:
             result = result.get(self.items_key) if isinstance(result, Mapping) else None
         if isinstance(result, Mapping):  # a PHP array with non-sequential keys
             result = list(result.values())
-        return [row for row in result or [] if isinstance(row, Mapping)]
+        return [row for row in result or [] if isinstance(row, dict)]  # JSON objects
 
     def ref(self, key: str) -> str:
         """`$result[key]...[49][ID]`: the last ID of page `key`."""
@@ -76,114 +77,75 @@ def shape_of(method: str) -> ListShape:
     return SHAPES.get(method.lower(), ListShape())
 
 
-def _id(row: Mapping[str, Any], field: str, method: str) -> int | str:
-    value = row.get(field)
-    if value is None:
-        raise ListingError(
-            f"a row has no {field!r}; add it to select", code="LISTING", method=method
-        )
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return str(value)
-
-
-def _prepare(
-    method: str, params: Mapping[str, Any] | None, shape: ListShape
-) -> tuple[dict[str, Any], dict[str, Any], Any]:
-    params = dict(params or {})
-    field = shape.filter_field
-    order = params.pop("order", None)
-    if order and {str(k).upper(): str(v).upper() for k, v in dict(order).items()} != {
-        field.upper(): "ASC"
-    }:
-        raise UsageError(f"{method}: keyset listing orders by {field} ascending; drop `order`")
-    if "start" in params:
-        raise UsageError(f"{method}: keyset listing sets `start` itself; drop it")
-    flt = dict(params.pop("filter", None) or {})
-    last = flt.pop(f">{field}", None)
-    select = params.get("select")
-    if select and "*" not in select and field not in select and shape.id_field not in select:
-        params["select"] = [*select, shape.id_field]
-    return {**params, "order": {field: "ASC"}, "start": -1}, flt, last
-
-
 def iterate(
-    client: PortalClient,
+    client: Portal,
     method: str,
     params: Mapping[str, Any] | None = None,
     *,
     shape: ListShape | None = None,
     max_pages: int | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Yield every row of list `method` (see the module doc); `params` may hold filter/select."""
-    shape = shape or shape_of(method)
-    base, flt, last = _prepare(method, params, shape)
-    cap = max_pages or DEFAULT_MAX_PAGES
-    field = f">{shape.filter_field}"
-    pages = rows_seen = blocked = 0
+    """Yield every row of list `method` (see the module doc); `params` may hold filter/select.
+
+    The simplest case of `Listings`: one listing of fifty pages a request, its rows yielded
+    request by request; a failed listing raises its error once the rows before it are out."""
+    listing = single(method, params, shape=shape, max_pages=max_pages)
+    listings = Listings(client, [listing])
     first_request = client.requests_made
-    while True:
-        if pages >= cap:
-            raise ListingError(
-                f"more than {cap} pages; pass a larger max_pages", code="LISTING", method=method
-            )
-        commands: list[Command] = []
-        for i in range(min(PAGES_PER_REQUEST, cap - pages)):
-            after = last if i == 0 else shape.ref(commands[-1].key)
-            page_filter = {**flt, field: after} if after is not None else flt
-            commands.append(Command(f"p{i}", method, {**base, "filter": page_filter}))
-        result = client.batch(commands, idempotent=True)
-        for command in commands:
-            rows, error = _page(result, command.key, shape)
-            if isinstance(error, OperationTimeLimit) and blocked < 5:
-                blocked += 1  # the client waits for the budget before the next batch
-                break
-            if error is not None:
-                raise error
-            blocked = 0
-            pages += 1
-            for row in rows:
-                current = _id(row, shape.id_field, method)
-                if last is not None and _not_after(current, last):
-                    raise ListingError(
-                        f"ids did not advance past {last} (got {current}); is the `>` filter "
-                        f"on {shape.filter_field} honoured?",
-                        code="LISTING",
-                        method=method,
-                    )
-                last = current
-                yield dict(row)
-            rows_seen += len(rows)
-            if len(rows) < PAGE_SIZE:
-                log.info(
-                    "%s: listed %d rows in %d pages, %d requests",
-                    method,
-                    rows_seen,
-                    pages,
-                    client.requests_made - first_request,
-                )
-                return
+    rows_seen = 0
+    while not listings.done:
+        for row in listings.step().get(listing.name, ()):
+            rows_seen += 1
+            yield dict(row)
+    for error in listings.errors.values():
+        raise error
+    log.info(
+        "%s: listed %d rows in %d requests", method, rows_seen, client.requests_made - first_request
+    )
 
 
-def _page(
-    result: BatchResult, key: str, shape: ListShape
-) -> tuple[list[dict[str, Any]], Exception | None]:
-    if key in result.errors:
-        return [], result.errors[key]
-    return shape.rows(result.results.get(key)), None
-
-
-def _not_after(current: int | str, last: int | str) -> bool:
-    if isinstance(current, int) and isinstance(last, int):
-        return current <= last
-    return str(current) <= str(last)
+def single(
+    method: str,
+    params: Mapping[str, Any] | None = None,
+    *,
+    shape: ListShape | None = None,
+    max_pages: int | None = None,
+) -> Listing:
+    """`iterate`'s one listing from a list method's `params`: `filter` (a `>ID` in it is where
+    the listing starts), `select`, the others sent as they are (`entityTypeId`); fifty pages a
+    request; at most `max_pages` pages (DEFAULT_MAX_PAGES)."""
+    shape = shape or shape_of(method)
+    rest = dict(params or {})
+    name = shape.filter_field
+    order = rest.pop("order", None)
+    if order and {str(k).upper(): str(v).upper() for k, v in dict(order).items()} != {
+        name.upper(): "ASC"
+    }:
+        raise UsageError(f"{method}: keyset listing orders by {name} ascending; drop `order`")
+    if "start" in rest:
+        raise UsageError(f"{method}: keyset listing sets `start` itself; drop it")
+    flt = dict(rest.pop("filter", None) or {})
+    after = flt.pop(f">{name}", None)
+    select = rest.pop("select", None)
+    return Listing(
+        "p",
+        method,
+        flt,
+        tuple(select) if select else None,
+        pages=PAGES_PER_REQUEST,
+        params=rest,
+        after=None if after is None else link_id(after),
+        shape=shape,
+        max_pages=max_pages or DEFAULT_MAX_PAGES,
+    )
 
 
 @dataclass(frozen=True)
 class Listing:
     """One keyset listing: `method` with `filter`/`select`; `pages`: how many pages to ask for
-    in the first request (its expected size); `count`: ask the first page for the total."""
+    in the first request (its expected size); `count`: ask the first page for the total;
+    `params`: other parameters, sent as they are; `after`: the id it starts after; `shape`: where
+    rows and ids are (else the method's); `max_pages`: past this many pages it fails."""
 
     name: str
     method: str
@@ -192,6 +154,10 @@ class Listing:
     pages: int = 1
     count: bool = False
     repeats: bool = False  # a row may come again (a join): equal ids are skipped, not an error
+    params: Mapping[str, Any] = field(default_factory=dict)
+    after: int | None = None
+    shape: ListShape | None = None
+    max_pages: int | None = None
 
 
 @dataclass
@@ -204,6 +170,7 @@ class _Cursor:
     limited: int = 0
     total: int | None = None
     error: B24Error | None = None
+    pages: int = 0  # pages read
 
 
 class Listings:
@@ -213,7 +180,10 @@ class Listings:
         if len({listing.name for listing in listings}) != len(listings):
             raise ValueError("listing names must be unique")
         self._portal = portal
-        self._cursors = [_Cursor(listing, shape_of(listing.method)) for listing in listings]
+        self._cursors = [
+            _Cursor(listing, listing.shape or shape_of(listing.method), last=listing.after)
+            for listing in listings
+        ]
 
     @property
     def done(self) -> bool:
@@ -259,6 +229,8 @@ class Listings:
         listing, shape = cursor.listing, cursor.shape
         field_name = shape.filter_field
         keys: list[str] = []
+        if listing.max_pages is not None:
+            pages = min(pages, listing.max_pages - cursor.pages)
         for index in range(pages):
             key = f"{listing.name}_{index}"
             after: Any = cursor.last if index == 0 else shape.ref(keys[-1])
@@ -266,6 +238,7 @@ class Listings:
             if after is not None:
                 page_filter[f">{field_name}"] = after
             params: dict[str, Any] = {
+                **listing.params,
                 "filter": page_filter,
                 "order": {field_name: "ASC"},
                 "start": 0 if listing.count and not cursor.started and index == 0 else -1,
@@ -301,16 +274,30 @@ class Listings:
                 if cursor.listing.repeats and row_id is not None and row_id == cursor.last:
                     continue  # the same row again (an activity bound to two leads of a group)
                 if row_id is None or (cursor.last is not None and row_id <= cursor.last):
-                    raise ListingError(
-                        f"ids did not advance past {cursor.last} (got {row_id})",
-                        code="LISTING",
-                        method=cursor.listing.method,
+                    # a portal that ignores the `>` filter would loop: the listing fails here,
+                    # with the rows before this one kept
+                    what = (
+                        f"a row has no {shape.id_field!r}; add it to select"
+                        if row.get(shape.id_field) is None
+                        else f"ids did not advance past {cursor.last} (got {row_id}); is the "
+                        f"`>` filter on {shape.filter_field} honoured?"
                     )
+                    return self._fail(cursor, found, what)
                 cursor.last = row_id
                 found.append(row)
+            cursor.pages += 1
             if len(rows) < PAGE_SIZE:
                 cursor.done = True  # later pages chained on this one are not meaningful
                 return found
+        cap = cursor.listing.max_pages
+        if cap is not None and cursor.pages >= cap:
+            return self._fail(cursor, found, f"more than {cap} pages; pass a larger max_pages")
+        return found
+
+    @staticmethod
+    def _fail(cursor: _Cursor, found: list[dict[str, Any]], what: str) -> list[dict[str, Any]]:
+        cursor.error = ListingError(what, code="LISTING", method=cursor.listing.method)
+        cursor.done = True
         return found
 
 

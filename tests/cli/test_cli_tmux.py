@@ -169,7 +169,8 @@ def test_convert_and_jobs_list_on_a_terminal(
     assert active_leads(portal) == []
 
 
-@pytest.mark.parametrize("width", [80, 120])
+# 80 columns (the narrow case) in `make test-fast`; 120 with the slow tests (a 2 s poll each)
+@pytest.mark.parametrize("width", [80, pytest.param(120, marks=pytest.mark.slow)])
 def test_switch_on_a_terminal(
     width: int, terminal_env: dict[str, str], portal: Sandbox, tmp_path: Path
 ) -> None:

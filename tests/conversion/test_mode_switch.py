@@ -107,7 +107,7 @@ CASES = {
 def test_a_switch_mid_run_loses_and_duplicates_nothing(
     make_sandbox: Any, journal: Journal, activities: str, flip: Flip
 ) -> None:
-    sandbox = make_sandbox(seed_leads=150)
+    sandbox = make_sandbox(seed_leads=60)
     query = core_query(sandbox)
     before = capture(query)
     flip = Flip(
@@ -147,7 +147,7 @@ def _id(value: Any) -> int | None:
 
 def test_a_switch_in_a_later_slice_ends_the_job(make_sandbox: Any, journal: Journal) -> None:
     """A job run in slices (the worker's fair share): the slice that sees the switch ends it."""
-    sandbox = make_sandbox(seed_leads=150)
+    sandbox = make_sandbox(seed_leads=80)
     query = core_query(sandbox)
     before = capture(query)
     client = client_for(sandbox)
@@ -236,7 +236,7 @@ CRASHES = {
 def test_kill_9_while_settling_then_resume_still_ends_without_duplicates(
     make_sandbox: Any, journal: Journal, when: Callable[[Sequence[Command]], bool]
 ) -> None:
-    sandbox = make_sandbox(seed_leads=150)
+    sandbox = make_sandbox(seed_leads=60)
     query = core_query(sandbox)
     before = capture(query)
     flip = Flip("crm.activity.binding.delete", 12)

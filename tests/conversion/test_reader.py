@@ -7,9 +7,12 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import pytest
+
 from b24app.crm.mapping import ORIGINATOR_ID, origin_id
 from b24app.crm.policy import Client, MatchBy, Policy
 from b24app.crm.reader import Reader
+from b24app.errors import ListingError
 from b24app.rest import PortalClient
 from b24app.rest.command import Command
 from b24app.rest.listing import Listing, Listings
@@ -164,6 +167,33 @@ def test_product_rows_fall_back_to_one_lead_per_command(make_sandbox: Any) -> No
     assert {i: len(r) for i, r in again.product_rows.items()} == {
         i: n for i, n in expected.items() if i in before.active[:10]
     }
+
+
+class StuckRowLists(RefusingRowLists):
+    """A portal whose product-row listing ignores the `>id` filter: its ids never advance."""
+
+    def batch(self, commands: Sequence[Command], **kw: Any) -> BatchResult:
+        result = self.client.batch(commands, **kw)
+        for command in commands:
+            answer = result.results.get(command.key)
+            if command.method == "crm.item.productrow.list" and isinstance(answer, dict):
+                for row in answer.get("productRows") or []:
+                    row["id"] = 0  # every row the same (unusable) id
+        return result
+
+
+def test_a_product_row_listing_that_does_not_advance_is_raised_not_read_one_by_one(
+    make_sandbox: Any,
+) -> None:
+    sandbox = make_sandbox(seed_leads=40)
+    before = snapshot(sandbox.portal)
+    assert any(before.product_rows.values())
+    leads = [before.leads[i] for i in before.active]
+    reader = Reader(StuckRowLists(client_for(sandbox)))  # type: ignore[arg-type]
+
+    with pytest.raises(ListingError, match="did not advance"):
+        reader.extras(leads, Policy())
+    assert not reader.rows_per_lead  # a listing that loops is not a refusal of owner lists
 
 
 def test_matches_find_existing_clients_by_phone(make_sandbox: Any) -> None:

@@ -19,6 +19,7 @@ def fast_client(portal: Sandbox, plan: str = "fast", **kwargs: Any) -> PortalCli
     return PortalClient.from_webhook(portal.webhook_url, rate=RateLimit(*PLANS[plan]), **kwargs)
 
 
+@pytest.mark.slow  # 10,000 seeded leads; test_listing.py's portal and the 3,000 below in test-fast
 def test_listing_10000_leads_takes_at_most_five_requests():
     with Sandbox(seed_leads=10_000, seed=1, plan="fast") as portal:
         client = fast_client(portal)

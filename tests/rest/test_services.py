@@ -76,6 +76,7 @@ def _run_writers(portal: Sandbox, redis_url: str | None) -> list[tuple]:
     return outcomes
 
 
+@pytest.mark.slow  # spawned writer processes against a 5/s portal: 4-16 s
 def test_two_processes_sharing_the_redis_bucket_never_draw_503(rate_redis_url):
     tight = Plan("tight", rate=5.0, burst=20)
     with Sandbox(seed_leads=0, seed=1, plan=tight) as portal:
@@ -88,6 +89,7 @@ def test_two_processes_sharing_the_redis_bucket_never_draw_503(rate_redis_url):
     assert stats["counts"]["lead"] == 1_500
 
 
+@pytest.mark.slow  # spawned writer processes against a 5/s portal: 4-16 s
 def test_without_redis_two_processes_overrun_the_portal():
     # The contrast that makes the test above mean something: per-process buckets each spend
     # the burst, the portal answers 503 (and the client retries them).
@@ -109,6 +111,7 @@ def _fill_the_bucket(portal: Sandbox) -> None:
     raise AssertionError("the portal never refused a request")
 
 
+@pytest.mark.slow  # spawned writer processes against a 5/s portal: 4-16 s
 def test_processes_sharing_redis_learn_the_neighbours_share_together(rate_redis_url):
     # Two processes writing through one Redis-held bucket beside a neighbour spending 40% of a
     # 5/s portal: the 503s either of them meets lower the one shared rate. They start on a portal

@@ -52,6 +52,26 @@ def _migrate_together(url: str, processes: int = 4) -> list[int]:
     return [proc.wait(timeout=120) for proc in procs]
 
 
+def test_threads_starting_together_on_a_fresh_sqlite_file_migrate_once(tmp_path) -> None:
+    # test-fast's stand-in for the processes below: the lock is the database's (BEGIN
+    # IMMEDIATE), so threads that each open their own engine meet it as processes do
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    start = threading.Barrier(4)
+
+    def run() -> None:
+        start.wait(timeout=60)
+        migrate(url)
+
+    with ThreadPoolExecutor(4) as pool:
+        runs = [pool.submit(run) for _ in range(4)]
+    assert [future.exception() for future in runs] == [None] * 4
+    assert _tables(url) == _expected()
+
+
+@pytest.mark.slow  # several interpreters started at once: 2-4 s
 def test_processes_starting_together_on_a_fresh_sqlite_file_migrate_once(tmp_path) -> None:
     # gunicorn workers and `b24app worker` processes all migrate as they start
     url = f"sqlite:///{tmp_path / 'app.db'}"
@@ -60,6 +80,7 @@ def test_processes_starting_together_on_a_fresh_sqlite_file_migrate_once(tmp_pat
 
 
 @pytest.mark.services
+@pytest.mark.slow  # several interpreters started at once: 2-4 s
 def test_processes_starting_together_on_a_fresh_postgres_database_migrate_once(
     fresh_postgres_url: str,
 ) -> None:

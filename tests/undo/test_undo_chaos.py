@@ -30,10 +30,14 @@ PORTAL = "sandbox"
 
 
 @pytest.fixture
-def converted(tmp_path: Path) -> Iterator[tuple[Any, str, int, dict[str, Any]]]:
+def converted(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[Any, str, int, dict[str, Any]]]:
     """A sandbox snapshotted, then converted (both, move, "create missing custom fields" on):
-    (sandbox, db url, job id, snapshot) - the round trip covers the fields' definitions."""
-    with Sandbox(seed_leads=150, seed=5, plan="fast", custom_fields=True) as sandbox:
+    (sandbox, db url, job id, snapshot) - the round trip covers the fields' definitions.
+    80 seeded leads (64 active: more than one batch of reverts) unless the test asks for more."""
+    leads = getattr(request, "param", 80)
+    with Sandbox(seed_leads=leads, seed=5, plan="fast", custom_fields=True) as sandbox:
         before = portal_snapshot(sandbox)
         url = f"sqlite:///{tmp_path / 'app.db'}"
         policy = Policy.from_dict({"client": "both", "activities": "move", "create_fields": True})
@@ -69,6 +73,8 @@ def _start(sandbox: Any, url: str, job_id: int) -> subprocess.Popen[str]:
     )
 
 
+@pytest.mark.slow  # eight undo processes killed with SIGKILL, then a rerun: about 12 s
+@pytest.mark.parametrize("converted", [150], indirect=True)  # a long undo: kills land mid-run
 def test_kill_9_at_random_points_then_a_rerun_round_trips(
     converted: tuple[Any, str, int, dict[str, Any]],
 ) -> None:
