@@ -9,6 +9,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -114,6 +115,16 @@ def test_the_refresh_outlives_a_parent_killed_with_sigkill(tmp_path: Path) -> No
         app = Installed(portal, f"sqlite:///{tmp_path / 'app.db'}")
         before = app.store.get_installation(app.member_id)
         portal.expire_tokens()
+        answer = portal._token
+
+        def slow_answer(request: Any) -> Any:
+            # The pair is rotated (the old one spent), then the answer is 1 s on its way: the
+            # kill below lands in that window however slowly this machine runs the parent.
+            response = answer(request)
+            time.sleep(1.0)
+            return response
+
+        portal._token = slow_answer  # type: ignore[method-assign]
         settings = {
             **{k: v for k, v in app.settings.items() if k != "rate_limit"},
             "database_url": app.db_url,
@@ -130,6 +141,7 @@ def test_the_refresh_outlives_a_parent_killed_with_sigkill(tmp_path: Path) -> No
                 break
             time.sleep(0.002)
         assert children, "the parent never started its refresh child"
+        assert parent.poll() is None, "the parent finished before the OAuth server answered"
         os.kill(parent.pid, signal.SIGKILL)
         parent.wait()
         while not _gone(children[0]) and time.monotonic() < deadline:
