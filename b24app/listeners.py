@@ -40,7 +40,7 @@ from typing import Any
 
 from b24app.crm import changes, conversion
 from b24app.crm.facts import PortalFacts
-from b24app.crm.journal import JobStatus, LeadStatus
+from b24app.crm.journal import AUTO_KINDS, JobStatus, LeadStatus
 from b24app.crm.mode import Mode, ModeError
 from b24app.crm.policy import LeadSelection, Policy, PolicyError
 from b24app.crm.reader import Reader
@@ -56,8 +56,6 @@ SWEEP_MARGIN = dt.timedelta(minutes=10)
 # The recorded CRM mode is trusted this long for the rule's lead selection; older, it is read
 # again. Every conversion batch checks the mode itself (a switch during a job is handled there).
 MODE_FRESH = dt.timedelta(minutes=10)
-# Job kinds holding automatic work (see `b24app.turns`).
-AUTO_KINDS = ("event", "sweep")
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from b24app.store.journal import FINISHED, INTERRUPTED, PENDING, RUNNING, JobRow
-
-AUTO_KINDS = ("event", "sweep")
+from b24app.store.journal import AUTO_KINDS, FINISHED, INTERRUPTED, PENDING, RUNNING, JobRow
 
 
 def automatic(job: JobRow) -> bool:
