@@ -17,10 +17,11 @@ its own requests only, kept `headroom` requests below X, and a drain `rate` it a
   (`UNDERSHOOT`) so the portal's bucket drains again; never more than `MAX_CUT` of the rate at
   once (the first span may start with the portal's bucket already part full, which the mirror
   cannot know), never below `FLOOR` of Y. The client's first refusal within one drain time
-  (X / Y) of its start teaches no rate at all: that is the level a neighbour's burst left
-  (an import just before the app's first request), not a share it keeps spending. The mirror is then set full, so the next request waits
-  until the portal has room. Only the first refusal of a generation counts: requests already in
-  flight when the rate was cut are answered by the same congestion and teach nothing new.
+  (X / Y) of its start teaches no rate at all: that is the level a neighbour's burst left (an
+  import just before the app's first request), not a share it keeps spending. The mirror is
+  then set full, so the next request waits until the portal has room. Only the first refusal
+  of a generation counts: requests already in flight when the rate was cut are answered by the
+  same congestion and teach nothing new.
 * A request that has to wait for room leaves up to one drain interval later than the mirror
   allows (`jitter`). Sent on the dot, it would always arrive the moment the portal's bucket has
   room again: every slot would be ours, a neighbour's requests would be the ones refused, and the
