@@ -73,6 +73,7 @@ from b24app.store.journal import (
     JobBusy,
     Journal,
 )
+from b24app.vocabulary import MAX_BATCH
 
 log = logging.getLogger("b24app.jobs")
 
@@ -411,6 +412,10 @@ class Jobs:
             self._convert(found.member_id, found.job_id)
         elif found.created:
             self._run_later(found.member_id, found.job_id, self.window)
+        if found.size >= MAX_BATCH > before and self.window > turns.QUIET:
+            # a request's worth: due once the burst goes quiet (a turn that finds leads still
+            # joining wakes again when they stop, `_wake_when_due`)
+            self._run_later(found.member_id, found.job_id, turns.QUIET)
 
     def _continue(self, member_id: str, job_id: int | None, status: str | None) -> None:
         if job_id is not None and status == PENDING:

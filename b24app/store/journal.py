@@ -305,11 +305,13 @@ class Journal:
                 .order_by(jobs.c.id.desc())
                 .limit(1)
             ).first()
+            # heartbeat_at of a gathering job: when a lead last joined it (`turns.QUIET`)
             if row is None:
                 job = self._insert_job(
                     conn, kind=kind, policy=policy, lead_ids=wanted, status=PENDING
                 )
-                return job, tuple(wanted), True
+                conn.execute(update(jobs).where(jobs.c.id == job.id).values(heartbeat_at=utc_now()))
+                return self._job(conn, job.id) or job, tuple(wanted), True
             job = _job(row)
             have = set(job.lead_ids or ())
             added = tuple(i for i in wanted if i not in have)
@@ -317,7 +319,10 @@ class Journal:
                 conn.execute(
                     update(jobs)
                     .where(jobs.c.id == job.id)
-                    .values(lead_ids=json.dumps([*(job.lead_ids or ()), *added]))
+                    .values(
+                        lead_ids=json.dumps([*(job.lead_ids or ()), *added]),
+                        heartbeat_at=utc_now(),
+                    )
                 )
                 job = self._job(conn, job.id) or job
             return job, added, False

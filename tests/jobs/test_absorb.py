@@ -5,13 +5,16 @@ one run; and the portal facts a run reads are cached per portal, never across a 
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
+from b24app import turns
 from b24app.crm import conversion
 from b24app.crm.conversion import resume
 from b24app.crm.policy import Policy
 from b24app.crm.reader import Reader, forget_facts
-from b24app.store.journal import DONE, PENDING, Journal
+from b24app.store.db import utc_now
+from b24app.store.journal import DONE, PENDING, JobRow, Journal
 from tests.conversion.conftest import client_for
 from tests.conversion.portalstate import call, created, duplicates
 from tests.jobs.test_coalescing import _add_leads as _add
@@ -126,3 +129,38 @@ def test_a_run_that_sees_the_mode_change_drops_the_cached_facts(
     _, mode = fresh.facts_and_mode((0,), reuse=True)
     assert not fresh.reused and mode is not None and mode.label == "simple"
     assert not duplicates(core)
+
+
+def test_a_burst_of_a_requests_worth_is_due_once_it_goes_quiet_not_at_the_window_end() -> None:
+    now = utc_now()
+    opened = now - dt.timedelta(seconds=2)
+
+    def gathering(leads: int, joined: dt.datetime) -> JobRow:
+        return JobRow(
+            id=1,
+            portal="p",
+            kind="event",
+            policy={},
+            lead_ids=tuple(range(1, leads + 1)),
+            status=PENDING,
+            created_at=opened,
+            heartbeat_at=joined,
+        )
+
+    quiet = now - dt.timedelta(seconds=turns.QUIET + 0.1)
+    burst = gathering(200, quiet)  # 200 leads, the last one joined over QUIET ago
+    assert turns.next_job([burst], now=now, window=5, batch=500) == burst
+    still = gathering(200, now)  # leads still joining: the burst goes on
+    assert turns.next_job([still], now=now, window=5, batch=500) is None
+    assert turns.next_due([still], window=5) == now + dt.timedelta(seconds=turns.QUIET)
+    few = gathering(10, quiet)  # a trickle (forms, telephony): the window as before
+    assert turns.next_job([few], now=now, window=5, batch=500) is None
+    assert turns.next_due([few], window=5) == opened + dt.timedelta(seconds=5)
+
+
+def test_gathering_records_when_a_lead_last_joined(make_sandbox: Any, journal: Journal) -> None:
+    make_sandbox(seed_leads=0)
+    first, _, _ = journal.gather(kind="event", policy={}, lead_ids=[1], kinds=KINDS)
+    assert first.heartbeat_at is not None
+    again, _, _ = journal.gather(kind="event", policy={}, lead_ids=[2], kinds=KINDS)
+    assert again.id == first.id and again.heartbeat_at >= first.heartbeat_at
