@@ -17,8 +17,10 @@ Rules every task keeps:
   its job at the back of the queue, so one huge portal does not hold a worker for hours.
 * Events coalesce: a lead event gathers its lead into the portal's open automatic job (no REST
   request; see `b24app.listeners`), whose run is scheduled for when its window
-  (B24APP_EVENT_WINDOW) ends, or at once when it holds B24APP_EVENT_BATCH leads. Sweeps add to
-  the same job.
+  (B24APP_EVENT_WINDOW) ends, or at once when it holds B24APP_EVENT_BATCH leads, or once a burst
+  of 50 or more stopped (`turns.QUIET`). Sweeps add to the same job; a running automatic job
+  absorbs the one gathering behind it (`Journal.absorb`), and goes on past its slice while
+  nobody waits for the portal (`_nobody_waits`).
 * A portal's turn (`_turn`): holding the portal lock, the worker runs the portal's due jobs one
   slice at a time in the order of `b24app.turns` - admin jobs first, then automatic work - and
   re-reads the journal after each slice, so a job that became due meanwhile needs no new task.

@@ -28,7 +28,9 @@ the conversion reads the portal's facts and the leads once per batch (`b24app.tu
 `b24app.jobs`). Deciding to gather costs no REST request: the journal answers the app's own
 changes echoing back (a lead converted, or underway in a job); the CRM mode, which only matters
 when the rule names stages or sources, is the one last recorded unless that is older than
-`MODE_FRESH`. A lead that arrives while its portal's job runs goes to the next job.
+`MODE_FRESH`. A lead that arrives while its portal's automatic job runs is gathered into a new
+pending job, which the running one absorbs when it needs more leads (`Journal.absorb`): it joins
+the running job's next batch, and the burst stays one job record.
 """
 
 from __future__ import annotations

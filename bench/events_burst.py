@@ -406,7 +406,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"({outcome.usage.requests / outcome.leads:.2f} per lead), "
             f"{outcome.usage.reads} reads + {outcome.usage.writes} writes executed, "
             f"{outcome.after_requests} requests after the last event; sub-calls: "
-            + ", ".join(f"{m} {n}" for m, n in outcome.methods[:12])
+            + ", ".join(f"{m} {n}" for m, n in outcome.methods)
         )
     print(f"reproduce: {options.command()}")
     return 0 if all(o.ok for o in outcomes) else 1
