@@ -164,3 +164,26 @@ def test_gathering_records_when_a_lead_last_joined(make_sandbox: Any, journal: J
     assert first.heartbeat_at is not None
     again, _, _ = journal.gather(kind="event", policy={}, lead_ids=[2], kinds=KINDS)
     assert again.id == first.id and again.heartbeat_at >= first.heartbeat_at
+
+
+def test_a_slice_goes_on_while_nobody_waits_and_pauses_when_someone_does(
+    make_sandbox: Any, journal: Journal
+) -> None:
+    sandbox = make_sandbox(seed_leads=0)
+    core = sandbox.portal
+    leads = _add(core, 90)
+    policy = Policy().to_dict()
+    job, _, _ = journal.gather(kind="event", policy=policy, lead_ids=leads, kinds=KINDS)
+    asked: list[bool] = []
+
+    def go_on() -> bool:  # nobody waits for the first extra share, someone for the next
+        asked.append(len(asked) == 0)
+        return asked[-1]
+
+    first = resume(client_for(sandbox), journal, job.id, max_leads=25, go_on=go_on)
+
+    assert first.status == PENDING and asked == [True, False]
+    assert 25 < first.converted <= 50  # two shares in one run, then paused
+    done = resume(client_for(sandbox), journal, job.id, go_on=lambda: True)
+    assert done.status == DONE and done.converted == 90
+    assert not duplicates(core)
