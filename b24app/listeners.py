@@ -28,7 +28,9 @@ the conversion reads the portal's facts and the leads once per batch (`b24app.tu
 `b24app.jobs`). Deciding to gather costs no REST request: the journal answers the app's own
 changes echoing back (a lead converted, or underway in a job); the CRM mode, which only matters
 when the rule names stages or sources, is the one last recorded unless that is older than
-`MODE_FRESH`. A lead that arrives while its portal's job runs goes to the next job.
+`MODE_FRESH`. A lead that arrives while its portal's automatic job runs is gathered into a new
+pending job, which the running one absorbs when it needs more leads (`Journal.absorb`): it joins
+the running job's next batch, and the burst stays one job record.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from typing import Any
 
 from b24app.crm import changes, conversion
 from b24app.crm.facts import PortalFacts
-from b24app.crm.journal import JobStatus, LeadStatus
+from b24app.crm.journal import AUTO_KINDS, JobStatus, LeadStatus
 from b24app.crm.mode import Mode, ModeError
 from b24app.crm.policy import LeadSelection, Policy, PolicyError
 from b24app.crm.reader import Reader
@@ -56,8 +58,6 @@ SWEEP_MARGIN = dt.timedelta(minutes=10)
 # The recorded CRM mode is trusted this long for the rule's lead selection; older, it is read
 # again. Every conversion batch checks the mode itself (a switch during a job is handled there).
 MODE_FRESH = dt.timedelta(minutes=10)
-# Job kinds holding automatic work (see `b24app.turns`).
-AUTO_KINDS = ("event", "sweep")
 
 
 @dataclass(frozen=True)

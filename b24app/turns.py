@@ -9,7 +9,8 @@ for it the rule is:
 3. then the automatic job (kind `event` or `sweep`: the leads events and sweeps brought in, one
    job record gathering them), oldest first, once it is *due*: its coalescing window
    (B24APP_EVENT_WINDOW) has passed since it opened, or it holds a full batch
-   (B24APP_EVENT_BATCH leads).
+   (B24APP_EVENT_BATCH leads), or it holds a request's worth of leads (MAX_BATCH) and none
+   joined it for QUIET seconds (a burst that stopped - an import - waits no longer).
 
 Pure: the caller passes the portal's live jobs (`Journal.live_jobs`) and the time.
 """
@@ -21,9 +22,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from b24app.store.journal import FINISHED, INTERRUPTED, PENDING, RUNNING, JobRow
+from b24app.store.journal import AUTO_KINDS, FINISHED, INTERRUPTED, PENDING, RUNNING, JobRow
+from b24app.vocabulary import MAX_BATCH
 
-AUTO_KINDS = ("event", "sweep")
+# A gathering job holding a request's worth of leads (MAX_BATCH) is due once no lead joined it
+# for this long: an import's events come in batches of 50 at the portal's pace (2 requests/s),
+# well inside it; a burst that stopped is converted without waiting out the window.
+QUIET = 1.0
 
 
 def automatic(job: JobRow) -> bool:
@@ -32,10 +37,15 @@ def automatic(job: JobRow) -> bool:
 
 
 def due_at(job: JobRow, window: float) -> dt.datetime:
-    """When an automatic job's coalescing window ends (an admin's job is due when created)."""
+    """When an automatic job's coalescing window ends (an admin's job is due when created):
+    `window` after it opened, or QUIET after a lead last joined it once it holds MAX_BATCH."""
     if not automatic(job):
         return job.created_at
-    return job.created_at + dt.timedelta(seconds=window)
+    end = job.created_at + dt.timedelta(seconds=window)
+    joined = job.heartbeat_at if job.started_at is None else None  # `Journal.gather` sets it
+    if joined is not None and len(job.lead_ids or ()) >= MAX_BATCH:
+        end = min(end, joined + dt.timedelta(seconds=QUIET))
+    return end
 
 
 def due(job: JobRow, *, now: dt.datetime, window: float, batch: int) -> bool:

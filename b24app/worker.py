@@ -25,6 +25,8 @@ import click
 from b24app.config import Settings
 
 DEFAULT_TICK = 60.0
+# How often the worker reads the queue's schedule (seconds; Huey's own least is 1).
+SCHEDULE_INTERVAL = 0.25
 
 
 def run_worker(
@@ -43,6 +45,9 @@ def run_worker(
         def _create_scheduler(self) -> Any:
             scheduler = super()._create_scheduler()
             scheduler.periodic_task_seconds = tick
+            # Huey reads its schedule once a second at most; a coalescing window's end
+            # (b24app.turns) then starts up to a second late. Four times a second instead.
+            scheduler.interval = SCHEDULE_INTERVAL
             return scheduler
 
     install_log_redaction()

@@ -88,6 +88,11 @@ class LeakyBucket:
         """The counter as of the last request (for stats)."""
         return self._level
 
+    def level_now(self) -> float:
+        """The counter now: the last request's level, drained since (benches' floors)."""
+        with self._lock:
+            return max(0.0, self._level - (self._clock() - self._last) * self._plan.rate)
+
 
 # Whose time is summed: (auth type "oauth" | "webhook", the app's client id or the webhook's id,
 # method): rest/lib/engine/access/loadlimiter.php:197-203 (getKey),

@@ -56,14 +56,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
 from b24app import messages as msg
 from b24app.crm import fieldsync
 from b24app.crm.customfields import FieldMapping, field_mapping
 from b24app.crm.dispatch import Dispatch, Stop
-from b24app.crm.facts import PortalFacts
+from b24app.crm.facts import FactsError, PortalFacts
 from b24app.crm.journal import (
     DONE,
     FAILED,
@@ -78,8 +78,8 @@ from b24app.crm.mode import Mode, read_mode
 from b24app.crm.planner import LeadPlan, LeadPreview
 from b24app.crm.planner import preview as preview_plan
 from b24app.crm.planning import plan_chunk
-from b24app.crm.policy import Policy
-from b24app.crm.reader import CHUNK, Reader, forget_custom_fields
+from b24app.crm.policy import Policy, PolicyError
+from b24app.crm.reader import CHUNK, Reader, forget_custom_fields, forget_facts
 from b24app.crm.report import JobReport, LeadOutcome, build_report, load_report
 from b24app.crm.scheduler import LeadState
 from b24app.crm.tally import Progress, ProgressCallback
@@ -111,9 +111,20 @@ def _facts(reader: Reader, policy: Policy) -> PortalFacts:
 
 
 def _facts_mode(reader: Reader, policy: Policy) -> tuple[PortalFacts, Mode | None]:
-    facts, mode = reader.facts_and_mode((policy.pipeline,))
-    policy.check(facts)
-    facts.success_stage  # noqa: B018 - raises FactsError now rather than mid-run
+    """The portal's facts and mode for a run: the cached ones when fresh (`Reader`'s doc: every
+    batch checks the mode anyway); a policy that does not fit them is checked against the
+    portal's own before it is refused (a stage or pipeline changed meanwhile)."""
+    facts, mode = reader.facts_and_mode((policy.pipeline,), reuse=True)
+    try:
+        policy.check(facts)
+        facts.success_stage  # noqa: B018 - raises FactsError now rather than mid-run
+    except (PolicyError, FactsError):
+        if not reader.reused:
+            raise
+        forget_facts(reader.portal)
+        facts, mode = reader.facts_and_mode((policy.pipeline,))
+        policy.check(facts)
+        facts.success_stage  # noqa: B018
     return facts, mode
 
 
@@ -242,9 +253,12 @@ def resume(
     on_progress: ProgressCallback | None = None,
     max_leads: int | None = None,
     variants: Mapping[str, str] | None = None,
+    go_on: Callable[[], bool] | None = None,
 ) -> JobReport:
     """Continue an interrupted (or pending) job with its own policy and leads; `max_leads` and
-    `variants` as for `convert`.
+    `variants` as for `convert`. `go_on`: asked when the slice of `max_leads` is taken; True
+    (nobody waits for the portal or the worker) runs another slice in this run, so its pipeline
+    does not drain at every slice boundary.
 
     A finished job is not run again: its stored report comes back (requests 0).
     """
@@ -272,6 +286,7 @@ def resume(
         first_request=first_request,
         max_leads=max_leads,
         mode=mode,
+        go_on=go_on,
     ).run()
 
 
@@ -292,6 +307,7 @@ class _Run(Dispatch):
         first_request: int,
         max_leads: int | None = None,
         mode: Mode | None = None,
+        go_on: Callable[[], bool] | None = None,
     ) -> None:
         self.token = f"b24app-{secrets.token_hex(6)}"  # marks the clients this run creates
         self.portal = portal
@@ -317,6 +333,8 @@ class _Run(Dispatch):
         self.stream_total: int | None = None
         self.lost = 0
         self.max_leads = max_leads
+        self.slice = max_leads or 0  # one share: `max_leads` grows by it while `go_on` says so
+        self.go_on = go_on
         self.taken = 0  # leads this run took up (the slice `max_leads` bounds)
         self.paused = False
         self.mode = mode  # the CRM mode as last seen (None: not known yet)
@@ -332,7 +350,7 @@ class _Run(Dispatch):
             if self.mode is Mode.SIMPLE:
                 self._recheck_failed()
             if self.explicit:
-                self._execute(self._by_id(self.explicit), stop_on_switch=True)
+                self._execute(self._by_id(self.explicit, absorb=True), stop_on_switch=True)
             else:
                 self._execute(self._active(), stop_on_switch=True)
             if self.switched:

@@ -116,6 +116,9 @@ class Dispatch(Intake):
                 exhausted = True
             if not exhausted and self._waiting() < REFILL:
                 if self.max_leads and self.taken >= self.max_leads and not self.switched:
+                    if self.go_on is not None and self.go_on():
+                        self.max_leads += self.slice  # nobody waits: one more share
+                        continue
                     exhausted = self.paused = True  # this run's share is taken: finish it
                     continue
                 exhausted = not self._admit_next(chunks)

@@ -9,7 +9,7 @@ from dataclasses import replace
 from typing import Any
 
 from b24app import messages as msg
-from b24app.crm.journal import LEAD_FINAL, LeadEntry
+from b24app.crm.journal import AUTO_KINDS, LEAD_FINAL, LeadEntry
 from b24app.crm.mapping import link_id
 from b24app.crm.planner import PlanError
 from b24app.crm.planning import plan_chunk
@@ -38,8 +38,24 @@ class Intake(ModeWatch):
             self.listed += len(chunk)
             yield chunk
 
-    def _by_id(self, lead_ids: Sequence[int]) -> Iterator[list[dict[str, Any]]]:
-        """These leads (read by id, whatever their stage); ids the portal lacks: not found."""
+    def _by_id(
+        self, lead_ids: Sequence[int], *, absorb: bool = False
+    ) -> Iterator[list[dict[str, Any]]]:
+        """These leads (read by id, whatever their stage); ids the portal lacks: not found.
+        `absorb` (an automatic job): then the leads events brought in meanwhile, merged into
+        this job from the portal's gathering one (`JobJournal.absorb`) while its batches run, so
+        a burst keeps one job and full batches instead of a job and a drained pipeline each."""
+        batch = list(lead_ids)
+        while batch:
+            yield from self._read_by_id(batch)
+            batch = list(self._absorbed()) if absorb else []
+
+    def _absorbed(self) -> tuple[int, ...]:
+        if self.job.kind not in AUTO_KINDS or self.switched or self.paused:
+            return ()
+        return self.journal.absorb(self.job.id)
+
+    def _read_by_id(self, lead_ids: Sequence[int]) -> Iterator[list[dict[str, Any]]]:
         todo = [i for i in dict.fromkeys(lead_ids) if i not in self.seen]
         self._skip_converted(todo)
         todo = [i for i in todo if i not in self.seen]

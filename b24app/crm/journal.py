@@ -48,6 +48,8 @@ INTERRUPTED = JobStatus.INTERRUPTED
 JOB_STATUSES = tuple(JobStatus)
 FINISHED = frozenset({JobStatus.DONE, JobStatus.FAILED})
 LEAD_FINAL = frozenset({LeadStatus.CONVERTED, LeadStatus.FAILED, LeadStatus.SKIPPED})
+# Job kinds holding automatic work: the leads events and sweeps bring in (`b24app.turns`).
+AUTO_KINDS = ("event", "sweep")
 
 
 class JobBusy(B24AppError):
@@ -160,6 +162,11 @@ class JobJournal(Protocol):
         self, job_id: int, *, status: str, error: str | None = None, counts: JobCounts | None = None
     ) -> None:
         """Close a job: done | failed | interrupted, with its final counts and error."""
+        ...
+
+    def absorb(self, job_id: int) -> tuple[int, ...]:
+        """Merge the portal's gathering automatic jobs into automatic job `job_id`, which this
+        process runs: their leads join its list, they go. The leads it did not hold yet."""
         ...
 
     def states(self, lead_ids: Sequence[int]) -> dict[int, LeadRecord]:

@@ -72,24 +72,38 @@ log = logging.getLogger("b24app.crm")
 # The doctor's name for the product-row disagreement, and the reading that refuses owner lists
 # (b24app/crm/checkup.py `productrow_owner_arrays`).
 OWNER_ARRAYS, OWNER_ARRAYS_REFUSED = "productrow_owner_arrays", "docs"
-# Custom-field definitions are read in the facts batch and kept this long per portal (a preview
-# followed by its conversion, or a worker's next slice, reads them once).
+# The portal's facts are read in one batch (lead stages, pipelines and their stages, the
+# custom-field definitions, the CRM mode) and kept here, the one cache of them, this long per
+# portal: a preview followed by its conversion, a worker's next slice or the next automatic
+# batch of an import read them once (issue 16). A conversion run drops them when its batches'
+# mode check sees the mode change (`b24app.crm.watch`), when b24app created a field, or when a
+# policy does not fit the cached facts (read again before refusing). Every batch still carries
+# its own mode check, so a cached mode is never trusted across a switch.
 CUSTOM_FIELDS_TTL = 60.0
+FACTS_TTL = CUSTOM_FIELDS_TTL
 _custom_cache: dict[str, tuple[float, CustomFields]] = {}
+# portal -> pipelines -> (when read, the facts batch's results, the mode command's among them)
+_facts_cache: dict[str, dict[tuple[int, ...], tuple[float, dict[str, Any]]]] = {}
 _custom_lock = threading.Lock()
 
 
 def clear_custom_fields_cache() -> None:
-    """Forget every portal's cached definitions (tests start sandboxes on reused ports)."""
+    """Forget every portal's cached facts and definitions (tests reuse sandbox ports)."""
     with _custom_lock:
         _custom_cache.clear()
+        _facts_cache.clear()
 
 
 def forget_custom_fields(portal: Portal) -> None:
-    """Drop the cached definitions of this portal (after b24app created a field on it)."""
+    """Drop everything cached for this portal: its facts and custom-field definitions (after
+    b24app created a field on it, or a run saw its CRM mode change)."""
     key = getattr(portal, "cache_key", None)
     with _custom_lock:
         _custom_cache.pop(str(key), None)
+        _facts_cache.pop(str(key), None)
+
+
+forget_facts = forget_custom_fields
 
 
 _ORIGIN_SELECT = ("ID", "ORIGINATOR_ID", "ORIGIN_ID")
@@ -185,6 +199,7 @@ class Reader:
         self.custom_fields = CustomFields()
         self.field_notes: list[str] = []  # custom fields the job could not create
         self.file_requests = 0  # custom-field file downloads (not batchable: one request each)
+        self.reused = False  # whether the last facts came from the cache (`facts_and_mode`)
 
     def facts(self, pipelines: Collection[int] = (0,)) -> PortalFacts:
         """Lead stages, deal pipelines and the stages of `pipelines`, in one request (with the
@@ -192,11 +207,40 @@ class Reader:
         facts, _ = self._facts(facts_commands(pipelines))
         return facts
 
-    def facts_and_mode(self, pipelines: Collection[int] = (0,)) -> tuple[PortalFacts, Mode | None]:
+    def facts_and_mode(
+        self, pipelines: Collection[int] = (0,), *, reuse: bool = False
+    ) -> tuple[PortalFacts, Mode | None]:
         """The facts and the CRM mode (`crm.settings.mode.get`), in one request; the mode is
-        None when that one command failed."""
+        None when that one command failed. `reuse`: the ones cached for this portal if younger
+        than FACTS_TTL (no request; `self.reused` says so)."""
+        wanted = tuple(sorted(set(pipelines)))
+        cached = self._cached_facts(wanted) if reuse else None
+        custom = self._cached_custom_fields() if cached is not None else None
+        if cached is not None and custom is not None:
+            self.custom_fields, self.reused = custom, True
+            return PortalFacts.from_batch(cached), read_mode_result(cached)
         facts, results = self._facts((*facts_commands(pipelines), mode_command(MODE_KEY)))
-        return facts, read_mode_result(results)
+        mode = read_mode_result(results)
+        if mode is not None and not self.custom_fields.error:
+            key = getattr(self.portal, "cache_key", None)
+            if key is not None:
+                with _custom_lock:
+                    _facts_cache.setdefault(str(key), {})[wanted] = (
+                        time.monotonic(),
+                        dict(results),
+                    )
+        self.reused = False
+        return facts, mode
+
+    def _cached_facts(self, pipelines: tuple[int, ...]) -> dict[str, Any] | None:
+        key = getattr(self.portal, "cache_key", None)
+        if key is None:
+            return None
+        with _custom_lock:
+            found = _facts_cache.get(str(key), {}).get(pipelines)
+        if found is None or time.monotonic() - found[0] > FACTS_TTL:
+            return None
+        return found[1]
 
     def _facts(self, commands: tuple[Command, ...]) -> tuple[PortalFacts, Mapping[str, Any]]:
         cached = self._cached_custom_fields()

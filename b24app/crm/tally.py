@@ -84,6 +84,8 @@ class RunState:
     lost: int
     max_leads: int | None
     taken: int  # leads this run took up (the slice `max_leads` bounds)
+    slice: int  # one share of leads (`max_leads` at the start; 0: none)
+    go_on: Callable[[], bool] | None  # asked at a share's end: True runs another one
     paused: bool
     mode: Mode | None  # the CRM mode as last seen (None: not known yet)
     watch: bool  # whether batches carry the mode check

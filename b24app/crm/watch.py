@@ -12,7 +12,7 @@ from b24app import messages as msg
 from b24app.crm.journal import LeadEntry
 from b24app.crm.mode import MODE_KEY, Mode
 from b24app.crm.planner import PlanError
-from b24app.crm.reader import read_mode_result
+from b24app.crm.reader import forget_facts, read_mode_result
 from b24app.crm.reconcile import reconcile
 from b24app.crm.scheduler import LeadState, Status
 from b24app.crm.tally import RunState, has_progress
@@ -140,4 +140,5 @@ class ModeWatch(RunState):
         previous, self.mode = self.mode, mode
         if previous is None or previous is mode:
             return True, False
+        forget_facts(self.portal)  # the mode changed: no cached facts outlive it
         return False, previous is Mode.CLASSIC and mode is Mode.SIMPLE

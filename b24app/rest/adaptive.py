@@ -16,9 +16,12 @@ its own requests only, kept `headroom` requests below X, and a drain `rate` it a
   that span it is their rate, so ours becomes `rate - missed / span`, a little below it
   (`UNDERSHOOT`) so the portal's bucket drains again; never more than `MAX_CUT` of the rate at
   once (the first span may start with the portal's bucket already part full, which the mirror
-  cannot know), never below `FLOOR` of Y. The mirror is then set full, so the next request waits
-  until the portal has room. Only the first refusal of a generation counts: requests already in
-  flight when the rate was cut are answered by the same congestion and teach nothing new.
+  cannot know), never below `FLOOR` of Y. The client's first refusal within one drain time
+  (X / Y) of its start teaches no rate at all: that is the level a neighbour's burst left (an
+  import just before the app's first request), not a share it keeps spending. The mirror is
+  then set full, so the next request waits until the portal has room. Only the first refusal
+  of a generation counts: requests already in flight when the rate was cut are answered by the
+  same congestion and teach nothing new.
 * A request that has to wait for room leaves up to one drain interval later than the mirror
   allows (`jitter`). Sent on the dot, it would always arrive the moment the portal's bucket has
   room again: every slot would be ours, a neighbour's requests would be the ones refused, and the
@@ -130,14 +133,23 @@ def take(state: State, shape: Shape, now: float, jitter: float = 0.0) -> tuple[S
     return replace(current, level=level, rate=rate), slot
 
 
+def _first_burst(state: State, shape: Shape, span: float) -> bool:
+    """Whether a refusal is the client's first, within one bucket-drain time of its start: the
+    portal's bucket was part full when the mirror began (a neighbour's burst - an import just
+    before the app's first request), a level the mirror could not know rather than a rate. The
+    mirror is set full and the rate kept; a neighbour that goes on spending is measured by the
+    next refusal, whose span starts from a mirror that matched the portal."""
+    return state.generation == 0 and span < shape.capacity / shape.ceiling
+
+
 def refused(state: State, shape: Shape, slot: Slot, now: float) -> State:
     """The portal refused the request sent in `slot` with QUERY_LIMIT_EXCEEDED."""
     if slot.generation != state.generation:
         return state  # the rate was already cut for this congestion
     current = drained(state, now)
     rate = current.rate
-    if shape.adaptive:
-        span = max(now - current.since, 1.0 / rate)
+    span = max(now - current.since, 1.0 / rate)
+    if shape.adaptive and not _first_burst(state, shape, span):
         missed = max(0.0, shape.capacity - slot.level)
         measured = (rate - missed / span) * (1.0 - UNDERSHOOT)
         rate = max(rate * (1.0 - MAX_CUT), measured, shape.floor)

@@ -155,8 +155,9 @@ if ARGV[1] == 'take' then
     rate = math.min(ceiling, rate + growth / rate)
   end
 elseif tonumber(ARGV[11]) == gen then
-  if adaptive then
-    local span = math.max(now - since, 1 / rate)
+  local span = math.max(now - since, 1 / rate)
+  -- adaptive._first_burst: the first refusal within a drain time is a level, not a rate
+  if adaptive and not (gen == 0 and span < capacity / ceiling) then
     local missed = math.max(0, capacity - tonumber(ARGV[12]))
     local measured = (rate - missed / span) * (1 - undershoot)
     rate = math.max(rate * (1 - max_cut), measured, floor)

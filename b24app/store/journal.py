@@ -20,6 +20,7 @@ marked interrupted and may be taken over).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 from collections.abc import Iterator, Mapping, Sequence
@@ -48,6 +49,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from b24app import messages as msg
 from b24app.crm.journal import (  # noqa: F401 (re-exported: the journal's public names)
+    AUTO_KINDS,
     DONE,
     FAILED,
     FINISHED,
@@ -76,6 +78,8 @@ from b24app.store.db import (
     utc_now,
     write_lock,
 )
+
+log = logging.getLogger("b24app.jobs")
 
 if TYPE_CHECKING:
     from b24app.store.created_fields import CreatedFields
@@ -301,11 +305,13 @@ class Journal:
                 .order_by(jobs.c.id.desc())
                 .limit(1)
             ).first()
+            # heartbeat_at of a gathering job: when a lead last joined it (`turns.QUIET`)
             if row is None:
                 job = self._insert_job(
                     conn, kind=kind, policy=policy, lead_ids=wanted, status=PENDING
                 )
-                return job, tuple(wanted), True
+                conn.execute(update(jobs).where(jobs.c.id == job.id).values(heartbeat_at=utc_now()))
+                return self._job(conn, job.id) or job, tuple(wanted), True
             job = _job(row)
             have = set(job.lead_ids or ())
             added = tuple(i for i in wanted if i not in have)
@@ -313,10 +319,67 @@ class Journal:
                 conn.execute(
                     update(jobs)
                     .where(jobs.c.id == job.id)
-                    .values(lead_ids=json.dumps([*(job.lead_ids or ()), *added]))
+                    .values(
+                        lead_ids=json.dumps([*(job.lead_ids or ()), *added]),
+                        heartbeat_at=utc_now(),
+                    )
                 )
                 job = self._job(conn, job.id) or job
             return job, added, False
+
+    def absorb(self, job_id: int) -> tuple[int, ...]:
+        """Merge the portal's gathering automatic jobs (pending, never started, same policy)
+        into automatic job `job_id`, which this process runs: their leads are appended to its
+        list and their records deleted, in one transaction serialized with `gather` - a lead is
+        in exactly one job's list at every moment, so a crash loses none (the running job's
+        recovery reads its list). The leads it did not hold yet, in order (issue 16: a lead
+        that arrives while its portal is converting joins the running job's next batch)."""
+        with write_lock(self.engine) as conn:
+            if not is_sqlite(self.engine):  # serialized with `gather` and `claim_job`
+                conn.execute(
+                    text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+                    {"key": f"b24app-journal:{self.portal}"},
+                )
+            row = conn.execute(
+                select(jobs).where(jobs.c.id == job_id, jobs.c.portal == self.portal)
+            ).first()
+            if row is None or row.kind not in AUTO_KINDS or row.lead_ids is None:
+                return ()
+            if row.status != RUNNING or row.owner != self.owner:
+                return ()
+            gathering = conn.execute(
+                select(jobs.c.id, jobs.c.lead_ids)
+                .where(
+                    jobs.c.portal == self.portal,
+                    jobs.c.status == PENDING,
+                    jobs.c.started_at.is_(None),
+                    jobs.c.kind.in_(list(AUTO_KINDS)),
+                    jobs.c.policy == row.policy,
+                    jobs.c.id != job_id,
+                )
+                .order_by(jobs.c.id)
+            ).all()
+            if not gathering:
+                return ()
+            have = [int(i) for i in json.loads(row.lead_ids)]
+            known = set(have)
+            added: list[int] = []
+            for other in gathering:
+                for lead_id in json.loads(other.lead_ids or "[]"):
+                    if int(lead_id) not in known:
+                        known.add(int(lead_id))
+                        added.append(int(lead_id))
+            taken = [other.id for other in gathering]
+            conn.execute(delete(job_leads).where(job_leads.c.job_id.in_(taken)))
+            conn.execute(delete(jobs).where(jobs.c.id.in_(taken)))
+            if added:
+                conn.execute(
+                    update(jobs)
+                    .where(jobs.c.id == job_id)
+                    .values(lead_ids=json.dumps([*have, *added]))
+                )
+            log.info("job %d absorbed job(s) %s: %d lead(s)", job_id, taken, len(added))
+            return tuple(added)
 
     def job(self, job_id: int) -> JobRow | None:
         """The job with this id, if it belongs to this portal."""

@@ -64,7 +64,7 @@ def test_every_policy_converts_each_active_lead_once_and_a_rerun_creates_nothing
 
     assert (again.status, again.converted, again.failed, again.leads) == ("done", 0, 0, ())
     assert core.counts() == counts
-    assert again.requests == 2  # facts and one page of (no) active leads
+    assert again.requests == 1  # one page of (no) active leads; the facts are cached (FACTS_TTL)
 
 
 def test_report_json_and_csv_follow_the_cli_contract(make_sandbox: Any, journal: Journal) -> None:
@@ -131,7 +131,7 @@ def test_explicit_ids_report_skips_and_a_rerun_skips_without_reading(
     assert [lead.status for lead in again.leads] == ["skipped"] * 3
     assert {lead.error for lead in again.leads} == {f"already converted by job {report.job_id}"}
     assert [lead.deal_id for lead in again.leads] == [by_id[i].deal_id for i in active]
-    assert client.requests_made - first_requests == 1  # the facts only: the leads are not read
+    assert client.requests_made - first_requests == 0  # facts cached (FACTS_TTL), leads not read
     # each job keeps its own outcome for the same lead
     assert journal.job(report.job_id).converted == 3  # type: ignore[union-attr]
 

@@ -100,7 +100,8 @@ def test_one_cut_is_at_most_30_percent_and_the_rate_never_drops_below_2_percent(
         state, slot = take(state, shape, float(step))
         state = refused(state, shape, slot, float(step))
         rates.append(state.rate)
-    assert rates[0] == pytest.approx(1.4)
+    assert rates[0] == 2.0  # the first refusal at the start: a level, not a rate (below)
+    assert rates[1] == pytest.approx(1.4)
     assert all(b >= 0.7 * a - 1e-9 for a, b in itertools.pairwise(rates))
     assert 0.04 <= min(rates) < 0.05  # the floor (a waiting request still adds its growth)
 
@@ -126,3 +127,20 @@ def test_a_non_adaptive_bucket_only_fills_its_mirror(clock):
     drive.run(bucket, 200)
     assert bucket.rate == 2.0
     assert len(drive.refusals) > 10  # what the adaptive rate saves
+
+
+def test_a_neighbours_burst_just_before_the_first_request_costs_one_refusal_not_the_rate():
+    # An import spent most of the portal's bucket just before the app's first request: the
+    # first refusal, 1 s into the client's life, says the bucket was part full - not that a
+    # neighbour keeps spending. The mirror is set full (the next request waits for room) and
+    # the rate stays; a refusal after that, from a mirror that matched the portal, measures.
+    shape = Shape.of(STANDARD)
+    state = State.start(shape, 0.0)
+    for _ in range(20):
+        state, slot = take(state, shape, 0.0)
+    state = refused(state, shape, slot, 1.0)
+    assert (state.rate, state.level, state.generation) == (2.0, 50.0, 1)
+    state, slot = take(state, shape, 1.0)
+    assert slot.wait > 0  # waits for the room the portal has
+    state = refused(state, shape, slot, 1.0 + slot.wait)
+    assert state.rate < 2.0
