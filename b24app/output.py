@@ -122,9 +122,14 @@ def _fits(sheet: Sheet, keep: Sequence[int], width: int) -> bool:
 
 
 def _layout(sheet: Sheet, width: int) -> list[int] | None:
-    """The columns a terminal `width` wide shows (optional ones dropped, last first, while the
-    sheet does not fit); None when even the required columns do not fit."""
-    keep = list(range(len(sheet.columns)))
+    """The columns a terminal `width` wide shows (a free-text column empty in every row dropped,
+    so the others keep its room; optional ones dropped, last first, while the sheet does not
+    fit); None when even the required columns do not fit."""
+    keep = [
+        i
+        for i, col in enumerate(sheet.columns)
+        if not (col.fold and sheet.rows and not any(row[i] for row in sheet.rows))
+    ]
     optional = [i for i, col in reversed(list(enumerate(sheet.columns))) if col.optional]
     while not _fits(sheet, keep, width):
         if not optional:
@@ -137,9 +142,11 @@ def sheet_table(sheet: Sheet, keep: Sequence[int]) -> Table:
     """The `keep` columns of a sheet as a rich Table: ids and statuses never cut, text folds."""
     widths = _widths(sheet)
     table = Table(
-        title=sheet.title,
+        # never wrapped to the table's width: a narrow table under a long title stays readable
+        title=Text(sheet.title, style="bold", no_wrap=True, overflow="ignore")
+        if sheet.title
+        else None,
         title_justify="left",
-        title_style="bold",
         box=None,
         pad_edge=False,
         padding=(0, 1),
