@@ -7,6 +7,7 @@ import io
 from rich.console import Console
 
 from b24app.output import Col, Sheet, show
+from b24app.undo_output import undo_sheet
 
 
 def _terminal(width: int) -> tuple[Console, io.StringIO]:
@@ -15,18 +16,17 @@ def _terminal(width: int) -> tuple[Console, io.StringIO]:
 
 
 def _undo_like(notes: str) -> Sheet:
-    columns = (
-        Col("lead", right=True),
-        Col("outcome"),
-        Col("deletes", fold=True),
-        Col("stage"),
-        Col("why / notes", fold=True),
-    )
-    rows = tuple(
-        (str(n), "will revert", f"deal #{n}, contact #{n}, company #{n}", "IN_PROCESS", notes)
+    leads = [
+        {
+            "lead_id": n,
+            "status": "revert",
+            "deletes": {"deal": n, "contact": n, "company": n},
+            "stage": "IN_PROCESS",
+            "notes": [notes] if notes else [],
+        }
         for n in range(1000, 1003)
-    )
-    return Sheet("Undo of job 1 (preview)", columns, rows)
+    ]
+    return undo_sheet({"leads": leads}, title="Undo of job 1 (preview)")
 
 
 def test_an_empty_free_text_column_gives_its_room_to_the_others() -> None:
