@@ -94,6 +94,13 @@ INSTALL_UNBOUND = N_(
     "reinstall the app to retry"
 )
 
+# -- custom-field values left behind (b24app/crm/customfields.py) ------------------------------
+# {field} is the lead field's label (or its code); {target} an entity ("contact").
+FIELD_OPTION_UNKNOWN = N_("{field}: option #{option} is not in the lead field's list; not copied")
+FIELD_OPTION_MISSING = N_("{field}: the {target} field has no option '{option}'; not copied")
+FIELD_FILE_FAILED = N_("{field}: a file could not be copied ({error})")
+FIELD_FILE_NOT_DOWNLOADED = N_("not downloaded")
+
 # -- undoing a conversion job (b24app.undo): why a lead is kept, notes, failures ----------
 # {item} is an entity and its id ("deal 12"); {users} a list of them ("deal 5, lead 7").
 UNDO_LEAD_GONE = N_("the lead no longer exists")

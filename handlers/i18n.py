@@ -170,6 +170,8 @@ class Texts:
             return ", ".join(self._value(part) for part in value.split(", "))
         if value in CAUSES:
             return self.gettext(CAUSES[value])
+        if value in ENTITIES:
+            return self.gettext(ENTITIES[value])
         words = value.split(" ", 1)
         if len(words) == 2 and words[0] in ENTITIES and words[1].isdigit():
             return f"{self.gettext(ENTITIES[words[0]])} {words[1]}"

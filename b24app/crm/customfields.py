@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from b24app import messages as msg
 from b24app.crm import fieldpairs
 from b24app.crm.mapping import is_empty
 from b24app.rest.command import Command
@@ -292,21 +293,17 @@ class CustomFields:
             str(o.get("VALUE") or ""): str(o.get("ID"))
             for o in _options(self.row(target, target_name) or {})
         }
-        label = fieldpairs.label_of(source, self.language)
+        shown = fieldpairs.label_of(source, self.language) or source.get("FIELD_NAME")
         out = []
         for item in items:
             text = texts.get(str(item))
             if text is None:
-                warnings.append(
-                    f"{label or source.get('FIELD_NAME')}: option #{item} is not in the lead "
-                    "field's list; not copied"
-                )
+                warnings.append(msg.FIELD_OPTION_UNKNOWN.format(field=shown, option=item))
             elif text in ids:
                 out.append(ids[text])
             else:
                 warnings.append(
-                    f"{label or source.get('FIELD_NAME')}: the {target} field has no option "
-                    f"'{text}'; not copied"
+                    msg.FIELD_OPTION_MISSING.format(field=shown, target=target, option=text)
                 )
         return out
 
@@ -422,7 +419,8 @@ def fill_files(
                 items.append({"fileData": [got[0], base64.b64encode(got[1]).decode("ascii")]})
             else:
                 shown = (label or {}).get(name) or name
-                warnings.append(f"{shown}: a file could not be copied ({got or 'not downloaded'})")
+                error = got or msg.FIELD_FILE_NOT_DOWNLOADED
+                warnings.append(msg.FIELD_FILE_FAILED.format(field=shown, error=error))
         if items:
             out[name] = items if value.get("multiple") else items[0]
     return out, warnings

@@ -91,9 +91,9 @@ def test_every_page_in_every_language_fits_1000px_and_holds_no_english(
     shots.mkdir(parents=True, exist_ok=True)
     problems: dict[str, Any] = {}
     seen = 0
-    with Sandbox(seed_leads=9, seed=21, plan="fast") as portal:
+    with Sandbox(seed_leads=9, seed=21, plan="fast", custom_fields=True) as portal:
         page = make_page_app(portal, tmp_path)
-        jobs = seed_jobs(page)
+        jobs = seed_jobs(page, create_fields=True)
         with ThreadedServer(page.app) as server:
             portal.page_url = f"{server.url}/app"
             browser.set_window_size(WIDTH, 900)
@@ -144,6 +144,8 @@ def test_every_page_in_every_language_fits_1000px_and_holds_no_english(
                     if role == "admin":  # the admins' pages: undo a job, check the portal
                         browser.get(f"{base}/jobs/{jobs['report']}/undo?t={token}")
                         wait.until(ec.presence_of_element_located((By.ID, "undo-preview")))
+                        # the fields the conversion created are listed (and translated) too
+                        assert browser.find_elements(By.CSS_SELECTOR, "#undo-fields tr[data-field]")
                         check(lang, role, "undo")
                         browser.get(f"{base}/doctor?t={token}")
                         wait.until(ec.presence_of_element_located((By.ID, "doctor-checks")))

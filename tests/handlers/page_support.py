@@ -85,18 +85,20 @@ def make_page_app(sandbox: Sandbox, tmp_path: Path, **extra: Any) -> PageApp:
     return PageApp(sandbox=sandbox, settings=settings, app=app, member_id=installed.member_id)
 
 
-def seed_jobs(page: PageApp) -> dict[str, int]:
+def seed_jobs(page: PageApp, *, create_fields: bool = False) -> dict[str, int]:
     """Jobs of every kind a page shows: a report with converted and skipped leads, one skipped as
     converted by an earlier job, a running job with one waiting behind it, and enough finished
-    jobs for the history to page."""
+    jobs for the history to page. `create_fields`: the first conversion creates the custom fields
+    the targets lack (a portal seeded with custom fields), so its undo has fields to delete."""
     portal = page.ctx.client(page.member_id)
     portal.call("crm.lead.update", {"id": 3, "fields": {"STATUS_ID": "JUNK"}})
     token = page.token(1)
     client = page.client()
-    for ids in ("1, 2, 3, 999999", "1"):
-        response = client.post(
-            "/app/convert", data={"page_token": token, "leads": "chosen", "lead_ids": ids}
-        )
+    for n, ids in enumerate(("1, 2, 3, 999999", "1")):
+        form = {"page_token": token, "leads": "chosen", "lead_ids": ids}
+        if create_fields and n == 0:  # the form's policy: the defaults, plus the fields
+            form.update(client="contact", pipeline="0", activities="complete", create_fields="on")
+        response = client.post("/app/convert", data=form)
         assert response.status_code == 303
     journal = page.ctx.journal(page.member_id)
     for _ in range(10):
