@@ -49,12 +49,14 @@ class UndoField:
     lead_field: str
     status: str  # removed | kept | gone | failed | sent (a preview: remove | keep | gone)
     why: str = ""
+    label: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (stable keys)."""
         return {
             "entity": self.entity,
             "field": self.field_name,
+            "label": self.label,
             "lead_field": self.lead_field,
             "status": self.status,
             "why": self.why,
@@ -63,13 +65,20 @@ class UndoField:
     @classmethod
     def of_row(cls, row: UndoFieldRow) -> UndoField:
         """From the journal's row."""
-        return cls(row.entity, row.field_name, row.lead_field, row.status, row.reason or "")
+        return cls(
+            row.entity, row.field_name, row.lead_field, row.status, row.reason or "", row.label
+        )
 
     @classmethod
     def of_plan(cls, planned: FieldUndo) -> UndoField:
         """A preview's verdict."""
         return cls(
-            planned.entity, planned.field_name, planned.lead_field, planned.verdict, planned.why
+            planned.entity,
+            planned.field_name,
+            planned.lead_field,
+            planned.verdict,
+            planned.why,
+            planned.label,
         )
 
 
@@ -121,7 +130,9 @@ class FieldWork:
         self.store.save_fields(
             self.job_id,
             [
-                UndoFieldRow(f.entity, f.field_name, f.lead_field, FIELD_SENT, f.field_id)
+                UndoFieldRow(
+                    f.entity, f.field_name, f.lead_field, FIELD_SENT, f.field_id, label=f.label
+                )
                 for f in chosen
             ],
         )
@@ -165,7 +176,13 @@ class FieldWork:
                     status, why = FIELD_REMOVED, ""  # this undo's deletion, its answer lost
                 rows.append(
                     UndoFieldRow(
-                        item.entity, item.field_name, item.lead_field, status, None, why or None
+                        item.entity,
+                        item.field_name,
+                        item.lead_field,
+                        status,
+                        None,
+                        why or None,
+                        item.label,
                     )
                 )
             self.to_probe = [f for f in self.to_probe if _key(f) not in done]
@@ -192,6 +209,7 @@ class FieldWork:
                     status,
                     item.field_id,
                     why or None,
+                    item.label,
                 )
             )
         self.store.save_fields(self.job_id, rows)

@@ -61,9 +61,10 @@ _FIELD_WORDS = {
 
 def undo_fields_sheet(report: Mapping[str, Any], *, title: str) -> Sheet:
     """The custom fields the conversion created: deleted (or will be), kept and why."""
-    columns = (Col("field"), Col("on"), Col("outcome"), Col("why", fold=True))
+    columns = (Col("label"), Col("field"), Col("on"), Col("outcome"), Col("why", fold=True))
     rows = tuple(
         (
+            str(item.get("label") or ""),
             str(item.get("field") or ""),
             str(item.get("entity") or ""),
             _FIELD_WORDS.get(str(item.get("status")), str(item.get("status") or "")),

@@ -23,11 +23,11 @@ UserFieldProxy::delete -> CUserTypeEntity::Delete, which drops the values' colum
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from b24app import messages as msg
-from b24app.crm import mapping
+from b24app.crm import customfields, fieldpairs, mapping
 from b24app.crm.fieldsync import CreatedField
 from b24app.rest.command import Command
 from b24app.vocabulary import MAX_BATCH
@@ -49,6 +49,7 @@ class FieldUndo:
     verdict: str
     why: str = ""
     field_id: int = 0
+    label: str = ""  # the definition's label in customfields.LANGUAGE, read by the probe
 
     def delete_command(self, key: str) -> Command:
         """The deletion of the definition."""
@@ -68,7 +69,8 @@ def probe_commands(fields: Sequence[CreatedField]) -> list[Command]:
             Command(
                 definition,
                 f"crm.{field.entity}.userfield.list",
-                {"filter": {"FIELD_NAME": field.field_name}},
+                # LANG: the labels come only with it (rest/lib/userfieldproxy.php:567-636)
+                {"filter": {"FIELD_NAME": field.field_name, "LANG": customfields.LANGUAGE}},
             )
         )
         commands.append(
@@ -108,6 +110,8 @@ def plan_fields(
             continue
         found = [r for r in _rows(results[definition]) if r.get("FIELD_NAME") == field.field_name]
         field_id = mapping.link_id(found[0].get("ID")) if found else None
+        if found:
+            base = replace(base, label=fieldpairs.label_of(found[0], customfields.LANGUAGE))
         if not field_id:
             planned.append(_with(base, GONE, msg.UNDO_FIELD_GONE))
             continue
@@ -126,7 +130,7 @@ def plan_fields(
 
 
 def _with(base: FieldUndo, verdict: str, why: str, field_id: int = 0) -> FieldUndo:
-    return FieldUndo(base.entity, base.field_name, base.lead_field, verdict, why, field_id)
+    return replace(base, verdict=verdict, why=why, field_id=field_id)
 
 
 def deleted(code: str, description: str) -> bool:

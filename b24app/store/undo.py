@@ -76,6 +76,7 @@ undo_fields = Table(
     Column("status", String(16), nullable=False),
     Column("field_id", Integer, nullable=True),
     Column("reason", Text, nullable=True),
+    Column("label", String(255), nullable=True),  # the field's label, for people
     Column("updated_at", UtcDateTime(), nullable=False),
 )
 FIELD_SENT, FIELD_REMOVED, FIELD_KEPT, FIELD_GONE, FIELD_FAILED = (
@@ -98,6 +99,7 @@ class UndoFieldRow:
     status: str
     field_id: int | None = None
     reason: str | None = None
+    label: str = ""
 
 
 @dataclass(frozen=True)
@@ -230,7 +232,15 @@ class UndoStore:
         )
         with self.engine.connect() as conn:
             return [
-                UndoFieldRow(r.entity, r.field_name, r.lead_field, r.status, r.field_id, r.reason)
+                UndoFieldRow(
+                    r.entity,
+                    r.field_name,
+                    r.lead_field,
+                    r.status,
+                    r.field_id,
+                    r.reason,
+                    r.label or "",
+                )
                 for r in conn.execute(query)
             ]
 
@@ -250,6 +260,7 @@ class UndoStore:
                 "status": row.status,
                 "field_id": row.field_id,
                 "reason": row.reason,
+                "label": row.label or None,
                 "updated_at": now,
             }
             for row in rows

@@ -168,7 +168,7 @@ def test_a_waiting_job_says_what_it_waits_for(page: PageApp) -> None:
     waiting = journal.create_job(kind="event", policy={})
     token = page.token(2, lang="de")
     html = text(page.client().get(f"/app/jobs/{waiting.id}", query_string={"t": token}))
-    assert "Wartet auf das Ende von Auftrag" in html
+    assert "Wartet auf das Ende von Vorgang" in html
     assert f"/app/jobs/{running.id}?t=" in html
     overview = text(page.client().get("/app", query_string={"t": token}))
     assert "automatisch (neuer oder geänderter Lead)" in overview  # the "event" kind, translated

@@ -110,7 +110,7 @@ def test_help_links_go_to_the_helpdesk_of_the_language() -> None:
     ("stored", "lang", "shown"),
     [
         (messages.SKIP_NOT_FOUND, "br", "lead não encontrado"),
-        (messages.SKIP_CONVERTED_BY_JOB.format(job=4), "de", "bereits konvertiert von Auftrag 4"),
+        (messages.SKIP_CONVERTED_BY_JOB.format(job=4), "de", "bereits konvertiert von Vorgang 4"),
         (messages.SKIP_NOT_ACTIVE.format(stage="JUNK"), "la", "la etapa JUNK no es"),
         (
             messages.JOB_STOPPED_BY.format(cause="KeyboardInterrupt"),
@@ -155,3 +155,12 @@ def test_html_texts_escape_the_text_and_keep_the_values() -> None:
         job=i18n.Markup('<a href="/x">#3</a>'),
     )
     assert str(shown).startswith('Aguarda o término do trabalho <a href="/x">#3</a>')
+
+
+def test_no_language_calls_a_job_and_a_deal_by_one_word() -> None:
+    # German had "Auftrag" for both: "Auftrag #1" (a deal) on the page of "Auftrag 1" (a job).
+    for lang in i18n.LOCALES:
+        texts = i18n.Texts(lang)
+        job = texts.gettext("Job").lower()
+        assert job != texts.gettext("Deal").lower(), lang
+        assert job != texts.gettext(i18n.ENTITIES["deal"]).lower(), lang

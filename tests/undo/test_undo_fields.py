@@ -33,7 +33,7 @@ def _field(entity: str = "deal", name: str = "UF_CRM_1_B24DE") -> CreatedField:
 def test_a_field_only_the_deleted_entities_hold_is_removed_one_held_elsewhere_kept() -> None:
     fields = [_field(), _field("contact", "UF_CRM_1_B24CO"), _field("company", "UF_CRM_1_B24CM")]
     results = {
-        "F0d": [{"ID": "31", "FIELD_NAME": "UF_CRM_1_B24DE"}],
+        "F0d": [{"ID": "31", "FIELD_NAME": "UF_CRM_1_B24DE", "EDIT_FORM_LABEL": "Budget"}],
         "F0u": [{"ID": "5"}, {"ID": "6"}],
         "F1d": [{"ID": "32", "FIELD_NAME": "UF_CRM_1_B24CO"}],
         "F1u": [{"ID": "9"}, {"ID": "40"}],
@@ -49,6 +49,7 @@ def test_a_field_only_the_deleted_entities_hold_is_removed_one_held_elsewhere_ke
         (undo_fields.GONE, 0),
     ]
     assert planned[1].why == "kept: used by contact 40"
+    assert [p.label for p in planned] == ["Budget", "", ""]  # as the definition reads
     # after the undo's deletions anything found is a user; an error keeps the field
     after = undo_fields.plan_fields(fields[:1], results, {}, totals={"F0u": 120})
     assert after[0].verdict == undo_fields.KEEP and "(+118)" in after[0].why
@@ -60,7 +61,7 @@ def test_the_probe_asks_for_the_definition_and_the_entities_holding_a_value() ->
     (definition, users) = undo_fields.probe_commands([_field()])
     assert (definition.method, definition.params) == (
         "crm.deal.userfield.list",
-        {"filter": {"FIELD_NAME": "UF_CRM_1_B24DE"}},
+        {"filter": {"FIELD_NAME": "UF_CRM_1_B24DE", "LANG": "en"}},
     )
     assert (users.method, users.params) == (
         "crm.deal.list",
@@ -103,10 +104,12 @@ def test_undo_keeps_a_field_another_entity_uses_and_removes_the_others(converted
     assert planned.to_dict()["fields"][0].keys() == {
         "entity",
         "field",
+        "label",
         "lead_field",
         "status",
         "why",
     }
+    assert all(f.label for f in planned.fields)  # the probe brings each field's label
 
     report = undo(client, journal, job_id)
     assert report.status == "done"

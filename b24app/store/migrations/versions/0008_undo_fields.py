@@ -27,6 +27,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("field_id", sa.Integer, nullable=True),
         sa.Column("reason", sa.Text, nullable=True),
+        sa.Column("label", sa.String(255), nullable=True),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("job_id", "entity", "field_name", name="pk_undo_fields"),
     )
