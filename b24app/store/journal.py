@@ -683,7 +683,7 @@ class Journal:
                 "portal": self.portal,
                 "lead_id": e.lead_id,
                 "status": e.status,
-                "state": None if e.state is None else json.dumps(e.state, sort_keys=True),
+                "state": None if e.state is None else _json(e.state),
                 **{name: getattr(e, name) for name in _IDS},
                 "error": e.error,
                 "attempts": int(taken),
@@ -709,7 +709,7 @@ class Journal:
                 "portal": self.portal,
                 "job_id": job_id,
                 "lead_id": e.lead_id,
-                "state": json.dumps(e.done, sort_keys=True),
+                "state": _json(e.done),
                 "recorded_at": now,
             }
             for e in leads
@@ -745,6 +745,11 @@ class Journal:
         if increment:
             changed[increment] = table.c[increment] + statement.excluded[increment]
         conn.execute(statement.on_conflict_do_update(index_elements=list(keys), set_=changed), rows)
+
+
+def _json(state: Mapping[str, Any] | str) -> str:
+    """A lead state as stored: JSON with sorted keys (text a caller encoded is kept as is)."""
+    return state if isinstance(state, str) else json.dumps(state, sort_keys=True)
 
 
 def _counts(counts: JobCounts) -> dict[str, Any]:
