@@ -90,9 +90,10 @@ class Outcome:
         """CPU use over the run: worker and sandbox seconds, and the share of the cores."""
         cores = os.cpu_count() or 1
         busy = (self.worker_cpu + self.portal_cpu) / max(self.seconds, 1e-9) / cores
+        per_lead = self.worker_cpu / max(self.converted, 1) * 1000
         return (
-            f"workers {self.worker_cpu:.0f} s + sandboxes {self.portal_cpu:.0f} s CPU "
-            f"= {busy:.0%} of {cores} cores"
+            f"workers {self.worker_cpu:.1f} s ({per_lead:.1f} ms per lead) + sandboxes "
+            f"{self.portal_cpu:.0f} s CPU = {busy:.0%} of {cores} cores"
         )
 
     @property

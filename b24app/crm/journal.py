@@ -102,12 +102,12 @@ class LeadEntry:
 
     lead_id: int
     status: str
-    state: Mapping[str, Any] | None = None
+    state: Mapping[str, Any] | str | None = None  # str: already JSON text (`LeadState.to_json`)
     deal_id: int | None = None
     contact_id: int | None = None
     company_id: int | None = None
     error: str | None = None
-    done: Mapping[str, Any] | None = None  # converted: the final state, kept for an undo
+    done: Mapping[str, Any] | str | None = None  # converted: the final state, kept for an undo
 
 
 @dataclass(frozen=True)

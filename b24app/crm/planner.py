@@ -58,6 +58,7 @@ Reuse, never re-create: a client the journal recorded, a repeat lead's own `CONT
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -257,6 +258,11 @@ class LeadPlan:
     @property
     def known_ids(self) -> dict[str, int]:
         """Ids known before any step runs: the reused entities."""
+        return dict(self._known_ids)
+
+    @cached_property
+    def _known_ids(self) -> dict[str, int]:
+        # Asked for every lead of every batch (`LeadState.ids`): worked out once per plan.
         return {
             name: plan.id
             for name in ENTITIES
@@ -630,6 +636,16 @@ class LeadPlan:
         if self.warnings:
             data["warnings"] = list(self.warnings)
         return data
+
+    @cached_property
+    def json_text(self) -> str:
+        """`to_dict()` as JSON text (sorted keys), encoded once per plan.
+
+        A plan does not change while its lead is converted, yet the journal stores it with the
+        lead's progress twice per batch the lead is in: encoding it each time was the largest
+        part of a worker's CPU per lead (`LeadState.to_json`).
+        """
+        return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LeadPlan:

@@ -52,6 +52,7 @@ QUERY_LIMIT_EXCEEDED), it may just send the same batch again; recording `unknown
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -252,6 +253,14 @@ class LeadState:
     def to_dict(self) -> dict[str, Any]:
         """`{"plan": ..., "progress": ...}`, JSON-ready, for the journal."""
         return {"plan": self.plan.to_dict(), "progress": self.progress.to_dict()}
+
+    def to_json(self) -> str:
+        """`to_dict()` as the journal stores it: `json.dumps(..., sort_keys=True)`, the same text.
+
+        The plan's part is encoded once per plan (`LeadPlan.json_text`); only the progress is new.
+        """
+        progress = json.dumps(self.progress.to_dict(), sort_keys=True)
+        return f'{{"plan": {self.plan.json_text}, "progress": {progress}}}'
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LeadState:

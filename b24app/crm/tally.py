@@ -49,10 +49,10 @@ def _entry(state: LeadState) -> LeadEntry:
     return LeadEntry(
         lead_id=state.lead_id,
         status=status.value,
-        state=state.to_dict() if keep else None,
+        state=state.to_json() if keep else None,
         **{column: ids.get(name) for name, column in _ENTITY_COLUMNS.items()},
         error=error,
-        done=state.to_dict() if status is Status.CONVERTED else None,  # for b24app.undo
+        done=state.to_json() if status is Status.CONVERTED else None,  # for b24app.undo
     )
 
 

@@ -19,6 +19,7 @@ marked interrupted and may be taken over).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -46,6 +47,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.sql.expression import Executable
 
 from b24app import messages as msg
 from b24app.crm.journal import (  # noqa: F401 (re-exported: the journal's public names)
@@ -683,7 +685,7 @@ class Journal:
                 "portal": self.portal,
                 "lead_id": e.lead_id,
                 "status": e.status,
-                "state": None if e.state is None else json.dumps(e.state, sort_keys=True),
+                "state": None if e.state is None else _json(e.state),
                 **{name: getattr(e, name) for name in _IDS},
                 "error": e.error,
                 "attempts": int(taken),
@@ -709,7 +711,7 @@ class Journal:
                 "portal": self.portal,
                 "job_id": job_id,
                 "lead_id": e.lead_id,
-                "state": json.dumps(e.done, sort_keys=True),
+                "state": _json(e.done),
                 "recorded_at": now,
             }
             for e in leads
@@ -736,15 +738,40 @@ class Journal:
         *,
         increment: str | None = None,
     ) -> None:
-        if is_sqlite(self.engine):
-            from sqlalchemy.dialects.sqlite import insert as dialect_insert
-        else:
-            from sqlalchemy.dialects.postgresql import insert as dialect_insert
-        statement = dialect_insert(table)
-        changed = {name: statement.excluded[name] for name in rows[0] if name not in keys}
-        if increment:
-            changed[increment] = table.c[increment] + statement.excluded[increment]
-        conn.execute(statement.on_conflict_do_update(index_elements=list(keys), set_=changed), rows)
+        statement = _upsert_statement(
+            self.engine.dialect.name, table, tuple(rows[0]), keys, increment
+        )
+        conn.execute(statement, rows)
+
+
+@functools.lru_cache(maxsize=32)
+def _upsert_statement(
+    dialect: str,
+    table: Table,
+    columns: tuple[str, ...],
+    keys: tuple[str, ...],
+    increment: str | None,
+) -> Executable:
+    """INSERT ... ON CONFLICT (keys) DO UPDATE of `columns`, built once per shape.
+
+    A conversion run saves twice per batch; building the statement anew each time made
+    SQLAlchemy construct it and work out its cache key again (a few % of a worker's CPU, see
+    docs/figures.md). One statement object keeps its memoised cache key.
+    """
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    statement = dialect_insert(table)
+    changed = {name: statement.excluded[name] for name in columns if name not in keys}
+    if increment:
+        changed[increment] = table.c[increment] + statement.excluded[increment]
+    return statement.on_conflict_do_update(index_elements=list(keys), set_=changed)
+
+
+def _json(state: Mapping[str, Any] | str) -> str:
+    """A lead state as stored: JSON with sorted keys (text a caller encoded is kept as is)."""
+    return state if isinstance(state, str) else json.dumps(state, sort_keys=True)
 
 
 def _counts(counts: JobCounts) -> dict[str, Any]:

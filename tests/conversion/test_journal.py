@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -118,6 +119,18 @@ def test_claim_refuses_unknown_and_finished_jobs(url: str) -> None:
     assert done is not None
     assert (done.status, done.requests, done.converted, done.total) == (DONE, 7, 2, 2)
     assert done.finished_at is not None
+
+
+def test_a_state_given_as_json_text_is_stored_as_that_text(url: str) -> None:
+    """`LeadState.to_json` hands the journal text; it reads back like a dict saved before."""
+    journal = Journal.open(url, portal="p")
+    job = journal.start_job(kind="convert", policy={})
+    text = json.dumps({"plan": {"lead_id": 1}, "progress": {"done": ["c"]}}, sort_keys=True)
+    journal.save(job.id, [LeadEntry(lead_id=1, status="creating", state=text)], taken=True)
+    journal.save(job.id, [_entry(2)], taken=True)
+    states = journal.states([1, 2])
+    assert states[1].state == {"plan": {"lead_id": 1}, "progress": {"done": ["c"]}}
+    assert states[2].state == {"plan": {"lead_id": 2}}
 
 
 def test_save_keeps_states_per_portal_and_outcomes_per_job(url: str) -> None:

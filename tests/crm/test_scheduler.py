@@ -437,6 +437,22 @@ def test_state_round_trips_through_json_and_rejects_garbage() -> None:
         )
 
 
+def test_state_json_text_is_what_the_journal_stored_before() -> None:
+    """`to_json` (the plan encoded once) is the text `json.dumps(to_dict(), sort_keys=True)` was."""
+    _portal, states = setup(3, policy=Policy(client=Client.BOTH), activities=1)
+    for _ in range(3):
+        batch = next_batch(states)
+        if not batch:
+            break
+        states = mark_sent(states, batch)
+        for state in states:
+            assert state.to_json() == json.dumps(state.to_dict(), sort_keys=True)
+            assert LeadState.from_dict(json.loads(state.to_json())) == state
+    plan = states[0].plan
+    assert plan.json_text is plan.json_text  # encoded once
+    assert plan.known_ids is not plan.known_ids  # a copy each time: callers may change theirs
+
+
 def count_commands(states: Sequence[LeadState]) -> int:
     """The calls the plans make, settle steps apart (those are read SETTLE_GROUP leads a call)."""
     return sum(len([t for t in s.plan.steps if t.id != "s"]) for s in states)

@@ -396,6 +396,26 @@ def test_secrets_never_reach_logs_messages_or_reprs(rsps, clock, store, caplog):
     info = "\n".join(r.getMessage() for r in caplog.records if r.levelno >= logging.INFO)
     assert "Erasmus" not in info and "Ignacius" not in info and "+1555" not in info
     assert "crm.lead.add x1" in info  # method names and counts at INFO
+    debug = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
+    assert any(line.startswith('batch {"halt"') for line in debug)  # the body, redacted
+
+
+def test_the_debug_preview_of_a_body_is_built_only_when_debug_is_on(
+    rsps, clock, caplog, monkeypatch
+):
+    from b24app.rest import Command
+    from b24app.rest import client as client_module
+
+    def refuse(value):
+        raise AssertionError("a DEBUG preview was built at INFO")
+
+    caplog.set_level(logging.INFO, logger="b24app")
+    monkeypatch.setattr(client_module, "redact_data", refuse)
+    rsps.add("POST", WEBHOOK + "batch", json={"result": {"result": {"a": 1}}})
+    rsps.add("POST", WEBHOOK + "crm.lead.add", json={"result": 5})
+    webhook = make_client(clock)
+    assert webhook.batch([Command("a", "crm.lead.add", {"fields": {"NAME": "I"}})]).results
+    assert webhook.call("crm.lead.add", {"fields": {"NAME": "I"}}).result == 5
 
 
 def test_urllib3_request_lines_are_redacted_at_debug(caplog, clock):
