@@ -167,7 +167,9 @@ def lease(journal: Journal, job_id: int, every: float = LEASE_BEAT) -> Iterator[
         yield
     finally:
         stop.set()
-        keeper.join(timeout=every)
+        # a renewal in flight finishes first (one short write; a loaded machine may take longer
+        # than `every`), so no renewal outlives the block
+        keeper.join(timeout=max(every, 10.0))
 
 
 class Jobs:

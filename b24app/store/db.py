@@ -8,6 +8,7 @@ itself is created only by the Alembic migrations in `migrations/versions/`.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.types import TypeDecorator
 
 metadata = MetaData(
@@ -116,6 +118,7 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
+LOCKED_ATTEMPTS = 8  # SQLite "database is locked" at start: tries of the whole upgrade
 MIGRATION_LOCK = 0x62323461  # "b24a": PostgreSQL advisory lock key serialising migrations
 
 
@@ -130,10 +133,23 @@ def migrate(url: str) -> None:
     cfg = alembic_config(url)
     engine = make_engine(url)
     try:
-        with write_lock(engine) as conn:
-            if not is_sqlite(engine):
-                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "heads")
+        for attempt in range(1, LOCKED_ATTEMPTS + 1):
+            try:
+                with write_lock(engine) as conn:
+                    if not is_sqlite(engine):
+                        conn.execute(
+                            text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK}
+                        )
+                    cfg.attributes["connection"] = conn
+                    command.upgrade(cfg, "heads")
+                return
+            except OperationalError as exc:
+                # A fresh SQLite file meeting several starters at once can answer "database is
+                # locked" without waiting out the busy timeout (the switch to WAL on connect
+                # takes an exclusive lock). Nothing was committed: the whole upgrade is one
+                # transaction, so trying again is safe; the other starter has migrated by then.
+                if not (is_sqlite(engine) and "locked" in str(exc)) or attempt == LOCKED_ATTEMPTS:
+                    raise
+                time.sleep(0.2 * attempt)
     finally:
         engine.dispose()

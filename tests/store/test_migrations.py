@@ -56,6 +56,7 @@ def test_threads_starting_together_on_a_fresh_sqlite_file_migrate_once(tmp_path)
     # test-fast's stand-in for the processes below: the lock is the database's (BEGIN
     # IMMEDIATE), so threads that each open their own engine meet it as processes do
     import threading
+    import traceback
     from concurrent.futures import ThreadPoolExecutor
 
     url = f"sqlite:///{tmp_path / 'app.db'}"
@@ -67,7 +68,8 @@ def test_threads_starting_together_on_a_fresh_sqlite_file_migrate_once(tmp_path)
 
     with ThreadPoolExecutor(4) as pool:
         runs = [pool.submit(run) for _ in range(4)]
-    assert [future.exception() for future in runs] == [None] * 4
+    failures = ["".join(traceback.format_exception(f.exception())) for f in runs if f.exception()]
+    assert not failures, failures[0]
     assert _tables(url) == _expected()
 
 
