@@ -157,15 +157,18 @@ class LeadStream:
         *,
         chunk_size: int = CHUNK,
         total: int | None = None,
+        first: Sequence[dict[str, Any]] = (),
     ) -> None:
         self._portal = portal
         self._listings = listings
         self._chunk_size = chunk_size
         self.total = total
+        self._first = list(first)  # leads read already (`Reader.facts_and_mode` `leads`)
 
     def chunks(self) -> Iterator[list[dict[str, Any]]]:
         """Lists of at most `chunk_size` leads, in id order."""
-        buffer: list[dict[str, Any]] = []
+        buffer: list[dict[str, Any]] = self._first
+        self._first = []
         for listing in self._listings:
             lists = Listings(self._portal, [listing])
             while not lists.done:
@@ -200,6 +203,8 @@ class Reader:
         self.field_notes: list[str] = []  # custom fields the job could not create
         self.file_requests = 0  # custom-field file downloads (not batchable: one request each)
         self.reused = False  # whether the last facts came from the cache (`facts_and_mode`)
+        # leads read with the facts (`facts_and_mode` `leads`): their ids, and the rows found
+        self._prefetched: tuple[frozenset[int], list[dict[str, Any]]] | None = None
 
     def facts(self, pipelines: Collection[int] = (0,)) -> PortalFacts:
         """Lead stages, deal pipelines and the stages of `pipelines`, in one request (with the
@@ -208,18 +213,26 @@ class Reader:
         return facts
 
     def facts_and_mode(
-        self, pipelines: Collection[int] = (0,), *, reuse: bool = False
+        self,
+        pipelines: Collection[int] = (0,),
+        *,
+        reuse: bool = False,
+        leads: Sequence[int] = (),
     ) -> tuple[PortalFacts, Mode | None]:
         """The facts and the CRM mode (`crm.settings.mode.get`), in one request; the mode is
         None when that one command failed. `reuse`: the ones cached for this portal if younger
-        than FACTS_TTL (no request; `self.reused` says so)."""
+        than FACTS_TTL (no request; `self.reused` says so). `leads`: ids the run will read
+        (`leads_by_id`) - their first chunk rides in the facts request when one is sent (a
+        lead read needs only the ids: issue 16, a request less per automatic batch)."""
         wanted = tuple(sorted(set(pipelines)))
         cached = self._cached_facts(wanted) if reuse else None
         custom = self._cached_custom_fields() if cached is not None else None
         if cached is not None and custom is not None:
             self.custom_fields, self.reused = custom, True
             return PortalFacts.from_batch(cached), read_mode_result(cached)
-        facts, results = self._facts((*facts_commands(pipelines), mode_command(MODE_KEY)))
+        facts, results = self._facts(
+            (*facts_commands(pipelines), mode_command(MODE_KEY)), leads=leads
+        )
         mode = read_mode_result(results)
         if mode is not None and not self.custom_fields.error:
             key = getattr(self.portal, "cache_key", None)
@@ -242,10 +255,20 @@ class Reader:
             return None
         return found[1]
 
-    def _facts(self, commands: tuple[Command, ...]) -> tuple[PortalFacts, Mapping[str, Any]]:
+    def _facts(
+        self, commands: tuple[Command, ...], *, leads: Sequence[int] = ()
+    ) -> tuple[PortalFacts, Mapping[str, Any]]:
         cached = self._cached_custom_fields()
         extra = () if cached is not None else list_commands()
-        result = self.portal.batch((*commands, *extra), halt=False, idempotent=True)
+        self._prefetched = None
+        if leads:
+            ids = sorted(set(int(i) for i in leads))[: self.chunk_size]
+            lists = Listings(self.portal, [self._by_id_listing(ids)])
+            found, result = lists.step_with((*commands, *extra))
+            if lists.done and not lists.errors:  # else read again where it is needed
+                self._prefetched = (frozenset(ids), found.get("l", []))
+        else:
+            result = self.portal.batch((*commands, *extra), halt=False, idempotent=True)
         for command in commands:
             if command.key == MODE_KEY:
                 continue
@@ -334,17 +357,32 @@ class Reader:
     def leads_by_id(self, lead_ids: Sequence[int]) -> LeadStream:
         """These leads, whatever their stage (ids that do not exist are simply not returned)."""
         ids = sorted(set(int(i) for i in lead_ids))
+        first: list[dict[str, Any]] = []
+        prefetched, self._prefetched = self._prefetched, None  # good for one read
+        if prefetched is not None and ids and prefetched[0].issuperset(ids[: self.chunk_size]):
+            wanted = set(ids[: self.chunk_size])
+            first = [lead for lead in prefetched[1] if mapping.link_id(lead.get("ID")) in wanted]
+            rest = ids[self.chunk_size :]
+        else:
+            rest = ids
         listings = (
-            Listing(
-                "l",
-                "crm.lead.list",
-                {"@ID": ids[start : start + self.chunk_size]},
-                tuple(mapping.LEAD_SELECT),
-                pages=_estimate(len(ids[start : start + self.chunk_size]), 1 / 1.5),
-            )
-            for start in range(0, len(ids), self.chunk_size)
+            self._by_id_listing(rest[start : start + self.chunk_size])
+            for start in range(0, len(rest), self.chunk_size)
         )
-        return LeadStream(self.portal, listings, chunk_size=self.chunk_size, total=len(ids))
+        return LeadStream(
+            self.portal, listings, chunk_size=self.chunk_size, total=len(ids), first=first
+        )
+
+    @staticmethod
+    def _by_id_listing(ids: Sequence[int]) -> Listing:
+        """One chunk of leads by id (at most `chunk_size` ids)."""
+        return Listing(
+            "l",
+            "crm.lead.list",
+            {"@ID": list(ids)},
+            tuple(mapping.LEAD_SELECT),
+            pages=_estimate(len(ids), 1 / 1.5),
+        )
 
     def extras(
         self, leads: Sequence[Mapping[str, Any]], policy: Policy, *, origins: Collection[int] = ()

@@ -187,3 +187,48 @@ def test_a_slice_goes_on_while_nobody_waits_and_pauses_when_someone_does(
     done = resume(client_for(sandbox), journal, job.id, go_on=lambda: True)
     assert done.status == DONE and done.converted == 90
     assert not duplicates(core)
+
+
+def test_a_job_of_known_leads_reads_them_in_its_facts_request(
+    make_sandbox: Any, journal: Journal
+) -> None:
+    sandbox = make_sandbox(seed_leads=0)
+    ids = _add(sandbox.portal, 30)
+    job = journal.gather(kind="event", policy=Policy().to_dict(), lead_ids=ids, kinds=KINDS)[0]
+    forget_facts(client := client_for(sandbox))
+    before = sandbox.stats()
+
+    report = resume(client, journal, job.id)
+
+    after = sandbox.stats()
+    assert (report.status, report.converted, duplicates(sandbox.portal)) == (DONE, 30, {})
+    requests = after["http_requests"] - before["http_requests"]
+    # every write batch carries one mode check, the facts request the other
+    checks = after["sub_calls"]["crm.settings.mode.get"] - before["sub_calls"].get(
+        "crm.settings.mode.get", 0
+    )
+    # reading: facts + the leads, extras, comments - three requests (four before issue 16)
+    assert requests - (checks - 1) == 3
+
+
+def test_leads_read_with_the_facts_serve_only_the_ids_they_cover(make_sandbox: Any) -> None:
+    sandbox = make_sandbox(seed_leads=0)
+    ids = _add(sandbox.portal, 5)
+    client = client_for(sandbox)
+    forget_facts(client)
+    reader = Reader(client)
+
+    def listed() -> int:
+        return int(sandbox.stats()["sub_calls"].get("crm.lead.list", 0))
+
+    reader.facts_and_mode((0,), leads=ids[:3])
+    before = listed()
+    wider = [int(lead["ID"]) for chunk in reader.leads_by_id(ids).chunks() for lead in chunk]
+    assert wider == ids and listed() > before  # not covered: all of them read again
+
+    reader.facts_and_mode((0,), leads=ids)
+    before = listed()
+    covered = [int(lead["ID"]) for chunk in reader.leads_by_id(ids[1:4]).chunks() for lead in chunk]
+    assert covered == ids[1:4] and listed() == before  # from the facts request: no read
+    again = [int(lead["ID"]) for chunk in reader.leads_by_id(ids[1:4]).chunks() for lead in chunk]
+    assert again == ids[1:4] and listed() > before  # good for one read only
