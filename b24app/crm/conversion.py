@@ -117,7 +117,7 @@ def _facts_mode(
     batch checks the mode anyway); a policy that does not fit them is checked against the
     portal's own before it is refused (a stage or pipeline changed meanwhile). `leads`: the
     run's explicit leads still to settle, read in the facts request when one is sent."""
-    facts, mode = reader.facts_and_mode((policy.pipeline,), reuse=True, leads=leads)
+    facts, mode = reader.facts_and_mode((policy.pipeline,), reuse=True, leads=leads, policy=policy)
     try:
         policy.check(facts)
         facts.success_stage  # noqa: B018 - raises FactsError now rather than mid-run
@@ -125,7 +125,7 @@ def _facts_mode(
         if not reader.reused:
             raise
         forget_facts(reader.portal)
-        facts, mode = reader.facts_and_mode((policy.pipeline,), leads=leads)
+        facts, mode = reader.facts_and_mode((policy.pipeline,), leads=leads, policy=policy)
         policy.check(facts)
         facts.success_stage  # noqa: B018
     return facts, mode

@@ -207,8 +207,9 @@ def test_a_job_of_known_leads_reads_them_in_its_facts_request(
     checks = after["sub_calls"]["crm.settings.mode.get"] - before["sub_calls"].get(
         "crm.settings.mode.get", 0
     )
-    # reading: facts + the leads, extras, comments - three requests (four before issue 16)
-    assert requests - (checks - 1) == 3
+    # reading: the facts with the leads and their listings by id, then the comments - two
+    # requests (four before: facts, leads, listings, comments)
+    assert requests - (checks - 1) == 2
 
 
 def test_leads_read_with_the_facts_serve_only_the_ids_they_cover(make_sandbox: Any) -> None:
