@@ -353,6 +353,7 @@ class _Run(Dispatch):
         self.mode_misses = 0
         self.switched = False  # Bitrix24 took over: the CRM went Simple under this job
         self.by_bitrix = 0  # leads of this job Bitrix24 converted itself
+        self.absorbing = False  # leads kept arriving (best_starts then takes all that fit)
 
     def run(self) -> JobReport:
         """Run the job to its end (or interruption) and return its report."""

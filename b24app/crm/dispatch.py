@@ -125,7 +125,9 @@ class Dispatch(Intake):
                 continue
             size = MAX_COMMANDS - 1 if self.watch else MAX_COMMANDS
             starts = None
-            if exhausted or self._all_listed():  # the run's last leads: fill the tail too
+            if exhausted or (self._all_listed() and not self.absorbing):
+                # the run's last leads: fill the tail too (not while leads keep arriving: the
+                # 2,000-lead import took 266 requests instead of 186 that way)
                 starts = scheduler.best_starts(self.working.values(), size=size)
             batch = scheduler.next_batch(self.working.values(), size=size, starts=starts)
             if not batch and starts is not None:

@@ -383,13 +383,12 @@ class Reader:
         """These leads, whatever their stage (ids that do not exist are simply not returned)."""
         ids = sorted(set(int(i) for i in lead_ids))
         first: list[dict[str, Any]] = []
+        rest = ids
         prefetched, self._prefetched = self._prefetched, None  # good for one read
-        if prefetched is not None and ids and prefetched[0].issuperset(ids[: self.chunk_size]):
-            wanted = set(ids[: self.chunk_size])
+        if prefetched is not None:  # the ids it covers come from it, the others are read
+            wanted = set(ids) & prefetched[0]
             first = [lead for lead in prefetched[1] if mapping.link_id(lead.get("ID")) in wanted]
-            rest = ids[self.chunk_size :]
-        else:
-            rest = ids
+            rest = [i for i in ids if i not in wanted]
         listings = (
             self._by_id_listing(rest[start : start + self.chunk_size])
             for start in range(0, len(rest), self.chunk_size)
