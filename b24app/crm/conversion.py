@@ -110,11 +110,14 @@ def _facts(reader: Reader, policy: Policy) -> PortalFacts:
     return facts
 
 
-def _facts_mode(reader: Reader, policy: Policy) -> tuple[PortalFacts, Mode | None]:
+def _facts_mode(
+    reader: Reader, policy: Policy, leads: Sequence[int] = ()
+) -> tuple[PortalFacts, Mode | None]:
     """The portal's facts and mode for a run: the cached ones when fresh (`Reader`'s doc: every
     batch checks the mode anyway); a policy that does not fit them is checked against the
-    portal's own before it is refused (a stage or pipeline changed meanwhile)."""
-    facts, mode = reader.facts_and_mode((policy.pipeline,), reuse=True)
+    portal's own before it is refused (a stage or pipeline changed meanwhile). `leads`: the
+    run's explicit leads still to settle, read in the facts request when one is sent."""
+    facts, mode = reader.facts_and_mode((policy.pipeline,), reuse=True, leads=leads, policy=policy)
     try:
         policy.check(facts)
         facts.success_stage  # noqa: B018 - raises FactsError now rather than mid-run
@@ -122,7 +125,7 @@ def _facts_mode(reader: Reader, policy: Policy) -> tuple[PortalFacts, Mode | Non
         if not reader.reused:
             raise
         forget_facts(reader.portal)
-        facts, mode = reader.facts_and_mode((policy.pipeline,))
+        facts, mode = reader.facts_and_mode((policy.pipeline,), leads=leads, policy=policy)
         policy.check(facts)
         facts.success_stage  # noqa: B018
     return facts, mode
@@ -202,7 +205,7 @@ def convert(
     explicit = _explicit(policy, lead_ids)
     first_request = portal.requests_made
     reader = _reader(portal, max_leads, variants)
-    facts, mode = _facts_mode(reader, policy)
+    facts, mode = _facts_mode(reader, policy, explicit or ())
     job = journal.start_job(kind=kind, policy=policy.to_dict(), lead_ids=explicit)
     _create_fields(portal, journal, reader, policy, job.id)
     log.info(
@@ -238,6 +241,14 @@ def _create_fields(
     reader.custom_fields, reader.field_notes = found, notes
 
 
+def _to_settle(journal: JobJournal, job: JobRow) -> list[int]:
+    """A job's explicit leads it has not settled yet (the ones its run will read by id)."""
+    if not job.lead_ids:
+        return []
+    statuses = journal.outcome_statuses(job.id)
+    return [i for i in job.lead_ids if statuses.get(i) not in LEAD_FINAL]
+
+
 def _reader(
     portal: Portal, max_leads: int | None, variants: Mapping[str, str] | None = None
 ) -> Reader:
@@ -270,7 +281,7 @@ def resume(
     first_request = portal.requests_made
     policy = Policy.from_dict(job.policy)
     reader = _reader(portal, max_leads, variants)
-    facts, mode = _facts_mode(reader, policy)
+    facts, mode = _facts_mode(reader, policy, _to_settle(journal, job))
     job = journal.claim_job(job_id)
     _create_fields(portal, journal, reader, policy, job.id)
     log.info("conversion job %d resumed", job.id)
@@ -342,6 +353,7 @@ class _Run(Dispatch):
         self.mode_misses = 0
         self.switched = False  # Bitrix24 took over: the CRM went Simple under this job
         self.by_bitrix = 0  # leads of this job Bitrix24 converted itself
+        self.absorbing = False  # leads kept arriving (best_starts then takes all that fit)
 
     def run(self) -> JobReport:
         """Run the job to its end (or interruption) and return its report."""

@@ -124,7 +124,14 @@ class Dispatch(Intake):
                 exhausted = not self._admit_next(chunks)
                 continue
             size = MAX_COMMANDS - 1 if self.watch else MAX_COMMANDS
-            batch = scheduler.next_batch(self.working.values(), size=size)
+            starts = None
+            if exhausted or (self._all_listed() and not self.absorbing):
+                # the run's last leads: fill the tail too (not while leads keep arriving: the
+                # 2,000-lead import took 266 requests instead of 186 that way)
+                starts = scheduler.best_starts(self.working.values(), size=size)
+            batch = scheduler.next_batch(self.working.values(), size=size, starts=starts)
+            if not batch and starts is not None:
+                batch = scheduler.next_batch(self.working.values(), size=size)
             if batch:
                 self._send(batch)
             elif exhausted:
@@ -138,6 +145,10 @@ class Dispatch(Intake):
             return False
         self._admit(chunk)
         return True
+
+    def _all_listed(self) -> bool:
+        """Whether every lead the run knows of is read (more may still be absorbed)."""
+        return self.stream_total is not None and self.listed >= self.stream_total
 
     def _waiting(self) -> int:
         return sum(1 for state in self.working.values() if state.status is Status.PENDING)

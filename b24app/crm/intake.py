@@ -53,7 +53,9 @@ class Intake(ModeWatch):
     def _absorbed(self) -> tuple[int, ...]:
         if self.job.kind not in AUTO_KINDS or self.switched or self.paused:
             return ()
-        return self.journal.absorb(self.job.id)
+        found = self.journal.absorb(self.job.id)
+        self.absorbing = self.absorbing or bool(found)
+        return found
 
     def _read_by_id(self, lead_ids: Sequence[int]) -> Iterator[list[dict[str, Any]]]:
         todo = [i for i in dict.fromkeys(lead_ids) if i not in self.seen]

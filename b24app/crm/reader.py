@@ -22,6 +22,11 @@
   under PHP's `max_input_vars` (1,000 by default), which caps how many values one parsed query
   string may carry.
 * Client matches (`crm.duplicate.findbycomm`, when the policy asks for them): `batch_many`.
+* A run whose leads are known by id (an automatic job: the events named them) sends their first
+  chunk's lead pages, and the chunk's listings that need only the ids (activities, product rows,
+  the `@ORIGIN_ID` lookups) when they fit, in the facts request (`Listings.step_with`): a read of
+  leads needs nothing the facts return. What was read that way serves the next read of ids it
+  covers, once; anything else is read as before (issue 16: 200 leads read in 5 requests, not 7).
 
 Product rows of many leads at once: the docs disagree. The 2024 page of `crm.item.productrow.list`
 says `=` "works with arrays as well"; the current one says only `@id` takes an array and other
@@ -157,15 +162,18 @@ class LeadStream:
         *,
         chunk_size: int = CHUNK,
         total: int | None = None,
+        first: Sequence[dict[str, Any]] = (),
     ) -> None:
         self._portal = portal
         self._listings = listings
         self._chunk_size = chunk_size
         self.total = total
+        self._first = list(first)  # leads read already (`Reader.facts_and_mode` `leads`)
 
     def chunks(self) -> Iterator[list[dict[str, Any]]]:
         """Lists of at most `chunk_size` leads, in id order."""
-        buffer: list[dict[str, Any]] = []
+        buffer: list[dict[str, Any]] = self._first
+        self._first = []
         for listing in self._listings:
             lists = Listings(self._portal, [listing])
             while not lists.done:
@@ -200,6 +208,14 @@ class Reader:
         self.field_notes: list[str] = []  # custom fields the job could not create
         self.file_requests = 0  # custom-field file downloads (not batchable: one request each)
         self.reused = False  # whether the last facts came from the cache (`facts_and_mode`)
+        # leads read with the facts (`facts_and_mode` `leads`): their ids, and the rows found
+        self._prefetched: tuple[frozenset[int], list[dict[str, Any]]] | None = None
+        # and the listings of `extras` that need only their ids: the ids, (rows per lead, the
+        # entities looked up), the rows by listing name
+        self._prefetched_extras: (
+            tuple[frozenset[int], tuple[bool, tuple[str, ...]], dict[str, list[dict[str, Any]]]]
+            | None
+        ) = None
 
     def facts(self, pipelines: Collection[int] = (0,)) -> PortalFacts:
         """Lead stages, deal pipelines and the stages of `pipelines`, in one request (with the
@@ -208,18 +224,28 @@ class Reader:
         return facts
 
     def facts_and_mode(
-        self, pipelines: Collection[int] = (0,), *, reuse: bool = False
+        self,
+        pipelines: Collection[int] = (0,),
+        *,
+        reuse: bool = False,
+        leads: Sequence[int] = (),
+        policy: Policy | None = None,
     ) -> tuple[PortalFacts, Mode | None]:
         """The facts and the CRM mode (`crm.settings.mode.get`), in one request; the mode is
         None when that one command failed. `reuse`: the ones cached for this portal if younger
-        than FACTS_TTL (no request; `self.reused` says so)."""
+        than FACTS_TTL (no request; `self.reused` says so). `leads`: ids the run will read
+        (`leads_by_id`) - their first chunk rides in the facts request when one is sent (a
+        lead read needs only the ids: issue 16, a request less per automatic batch), and with
+        `policy` the listings of `extras` that need only the ids too, when they fit."""
         wanted = tuple(sorted(set(pipelines)))
         cached = self._cached_facts(wanted) if reuse else None
         custom = self._cached_custom_fields() if cached is not None else None
         if cached is not None and custom is not None:
             self.custom_fields, self.reused = custom, True
             return PortalFacts.from_batch(cached), read_mode_result(cached)
-        facts, results = self._facts((*facts_commands(pipelines), mode_command(MODE_KEY)))
+        facts, results = self._facts(
+            (*facts_commands(pipelines), mode_command(MODE_KEY)), leads=leads, policy=policy
+        )
         mode = read_mode_result(results)
         if mode is not None and not self.custom_fields.error:
             key = getattr(self.portal, "cache_key", None)
@@ -242,10 +268,32 @@ class Reader:
             return None
         return found[1]
 
-    def _facts(self, commands: tuple[Command, ...]) -> tuple[PortalFacts, Mapping[str, Any]]:
+    def _facts(
+        self,
+        commands: tuple[Command, ...],
+        *,
+        leads: Sequence[int] = (),
+        policy: Policy | None = None,
+    ) -> tuple[PortalFacts, Mapping[str, Any]]:
         cached = self._cached_custom_fields()
         extra = () if cached is not None else list_commands()
-        result = self.portal.batch((*commands, *extra), halt=False, idempotent=True)
+        self._prefetched = self._prefetched_extras = None
+        if leads:
+            ids = sorted(set(int(i) for i in leads))[: self.chunk_size]
+            listings = [self._by_id_listing(ids)]
+            more = self._id_listings(ids, policy, ids) if policy is not None else []
+            room = MAX_COMMANDS - len(commands) - len(extra)
+            if sum(listing.pages for listing in (*listings, *more)) <= room:
+                listings += more  # planning reads them next: ride along if they fit (issue 16)
+            lists = Listings(self.portal, listings)
+            found, result = lists.step_with((*commands, *extra))
+            if lists.done and not lists.errors:  # else read again where they are needed
+                self._prefetched = (frozenset(ids), found.pop("l", []))
+                if more and len(listings) > 1:
+                    key = (self.rows_per_lead, tuple(_wanted(policy)) if policy else ())
+                    self._prefetched_extras = (frozenset(ids), key, found)
+        else:
+            result = self.portal.batch((*commands, *extra), halt=False, idempotent=True)
         for command in commands:
             if command.key == MODE_KEY:
                 continue
@@ -334,17 +382,31 @@ class Reader:
     def leads_by_id(self, lead_ids: Sequence[int]) -> LeadStream:
         """These leads, whatever their stage (ids that do not exist are simply not returned)."""
         ids = sorted(set(int(i) for i in lead_ids))
+        first: list[dict[str, Any]] = []
+        rest = ids
+        prefetched, self._prefetched = self._prefetched, None  # good for one read
+        if prefetched is not None:  # the ids it covers come from it, the others are read
+            wanted = set(ids) & prefetched[0]
+            first = [lead for lead in prefetched[1] if mapping.link_id(lead.get("ID")) in wanted]
+            rest = [i for i in ids if i not in wanted]
         listings = (
-            Listing(
-                "l",
-                "crm.lead.list",
-                {"@ID": ids[start : start + self.chunk_size]},
-                tuple(mapping.LEAD_SELECT),
-                pages=_estimate(len(ids[start : start + self.chunk_size]), 1 / 1.5),
-            )
-            for start in range(0, len(ids), self.chunk_size)
+            self._by_id_listing(rest[start : start + self.chunk_size])
+            for start in range(0, len(rest), self.chunk_size)
         )
-        return LeadStream(self.portal, listings, chunk_size=self.chunk_size, total=len(ids))
+        return LeadStream(
+            self.portal, listings, chunk_size=self.chunk_size, total=len(ids), first=first
+        )
+
+    @staticmethod
+    def _by_id_listing(ids: Sequence[int]) -> Listing:
+        """One chunk of leads by id (at most `chunk_size` ids)."""
+        return Listing(
+            "l",
+            "crm.lead.list",
+            {"@ID": list(ids)},
+            tuple(mapping.LEAD_SELECT),
+            pages=_estimate(len(ids), 1 / 1.5),
+        )
 
     def extras(
         self, leads: Sequence[Mapping[str, Any]], policy: Policy, *, origins: Collection[int] = ()
@@ -353,6 +415,34 @@ class Reader:
         ids = [i for i in (mapping.link_id(lead.get("ID")) for lead in leads) if i]
         if not ids:
             return Extras()
+        origin_ids = sorted(set(origins) & set(ids))
+        per_lead = self.rows_per_lead  # known before asking: one command per lead, same batch
+        linked = _reused(leads, {})  # a repeat lead's clients: their requisites and address
+        prefetched, self._prefetched_extras = self._prefetched_extras, None  # good for one read
+        if (
+            prefetched is not None
+            and prefetched[0].issuperset(ids)
+            and prefetched[1]
+            == (
+                per_lead,
+                tuple(_wanted(policy)),
+            )
+        ):
+            lists = Listings(self.portal, _client_listings(linked))
+            found = {**_only(prefetched[2], set(ids), prefetched[0]), **lists.read()}
+        else:
+            lists = Listings(
+                self.portal,
+                [*self._id_listings(ids, policy, origin_ids), *_client_listings(linked)],
+            )
+            found = lists.read()
+        return self._extras(leads, ids, policy, origin_ids, lists, found)
+
+    def _id_listings(
+        self, ids: Sequence[int], policy: Policy, origin_ids: Sequence[int]
+    ) -> list[Listing]:
+        """The listings of `extras` that need only lead ids: activities, product rows, and what
+        b24app created from `origin_ids`."""
         listings = [
             Listing(
                 f"a{start}",
@@ -369,8 +459,7 @@ class Reader:
             )
             for start in range(0, len(ids), BINDING_GROUP)
         ]
-        per_lead = self.rows_per_lead  # known before asking: one command per lead, same batch
-        if per_lead:
+        if self.rows_per_lead:
             listings += _row_listings(ids)
         else:
             listings.append(
@@ -381,9 +470,6 @@ class Reader:
                     pages=_estimate(len(ids), 0.5),
                 )
             )
-        linked = _reused(leads, {})  # a repeat lead's clients: their requisites and address
-        listings += _client_listings(linked)
-        origin_ids = sorted(set(origins) & set(ids))
         if origin_ids:
             for name in _wanted(policy):
                 listings.append(
@@ -397,8 +483,19 @@ class Reader:
                         _ORIGIN_SELECT,
                     )
                 )
-        lists = Listings(self.portal, listings)
-        found = lists.read()
+        return listings
+
+    def _extras(
+        self,
+        leads: Sequence[Mapping[str, Any]],
+        ids: Sequence[int],
+        policy: Policy,
+        origin_ids: Sequence[int],
+        lists: Listings,
+        found: dict[str, list[dict[str, Any]]],
+    ) -> Extras:
+        per_lead = self.rows_per_lead
+        linked = _reused(leads, {})
         errors = lists.errors
         # refusals of the listings below are planned around; a listing that could not advance
         # (the portal ignored its `>ID` filter) or passed its page cap is raised, as before
@@ -662,6 +759,24 @@ def _product_rows(
 
 def _row_order(row: Mapping[str, Any]) -> tuple[int, int]:
     return (mapping.link_id(row.get("sort")) or 0, mapping.link_id(row.get("id")) or 0)
+
+
+def _only(
+    found: Mapping[str, list[dict[str, Any]]], ids: Collection[int], covered: Collection[int]
+) -> dict[str, list[dict[str, Any]]]:
+    """Rows read for the `covered` leads, without the activities owned by covered leads other
+    than `ids` (they would look foreign: `_activities` reads a foreign one's bindings)."""
+    others = set(covered) - set(ids)
+    return {
+        name: [
+            row
+            for row in rows
+            if name[:1] != "a"
+            or str(row.get("OWNER_TYPE_ID")) != str(LEAD_TYPE_ID)
+            or mapping.link_id(row.get("OWNER_ID")) not in others
+        ]
+        for name, rows in found.items()
+    }
 
 
 def _created(

@@ -21,7 +21,9 @@ touches only its own lead. As long as leads remain to start every batch is full,
 ceil(C / 50) requests plus the pipeline's depth (at most 7 phases: company, contact, deal,
 settling, bindings and writes, unbinding or a requisite's address, finalization) to drain the
 tail. A lead closes (`crm.lead.update`) only
-in a batch after every other step of it has succeeded.
+in a batch after every other step of it has succeeded. Once the run has read every lead it knows
+of, `best_starts` may take up fewer new leads in a batch than fit, when playing the packing
+forward shows the tail then drains in fewer batches (200 leads: 14 write batches, not 15).
 
 Exactly once. A step whose answer was lost (timeout, a whole batch with an unknown outcome, an
 ambiguous server error) is *unsure*. Idempotent steps (activity binding and completion, product
@@ -353,8 +355,11 @@ class BatchOutcome:
         )
 
 
-def next_batch(states: Iterable[LeadState], *, size: int = MAX_COMMANDS) -> Batch:
+def next_batch(
+    states: Iterable[LeadState], *, size: int = MAX_COMMANDS, starts: int | None = None
+) -> Batch:
     """The next batch: ready steps of leads underway first, then of pending leads, up to `size`.
+    `starts`: take up at most this many pending leads (`best_starts`; None: as many as fit).
 
     Empty when every lead is converted, failed or skipped.
     """
@@ -364,6 +369,7 @@ def next_batch(states: Iterable[LeadState], *, size: int = MAX_COMMANDS) -> Batc
     commands: list[Command] = []
     slots: dict[str, Slot] = {}
     settling: list[int] = []  # leads whose settle step is ready: read SETTLE_GROUP per command
+    started = 0
 
     def room() -> int:
         return size - len(commands) - math.ceil(len(settling) / SETTLE_GROUP)
@@ -374,6 +380,10 @@ def next_batch(states: Iterable[LeadState], *, size: int = MAX_COMMANDS) -> Batc
                 break
             if state.status is not wanted:
                 continue
+            if wanted is Status.PENDING:
+                if starts is not None and started >= starts:
+                    break
+                started += 1
             ids = state.ids
             for step, verify in state.ready():
                 if step.kind is StepKind.SETTLE:
@@ -393,6 +403,107 @@ def next_batch(states: Iterable[LeadState], *, size: int = MAX_COMMANDS) -> Batc
         commands.append(command)
         settles[command.key] = group
     return Batch(tuple(commands), slots, settles=settles)
+
+
+# `best_starts`: how far below a full share of new leads it looks, and the most leads underway
+# or pending it simulates (beyond that a tail is a small part of the run, and the look costs CPU).
+START_CHOICES = 13
+LOOK_LEADS = 250
+
+
+@dataclass
+class _Sketch:
+    """A lead's steps for `best_starts`: (id, after, settle) and those done (as if every step
+    sent succeeded)."""
+
+    steps: tuple[tuple[str, tuple[str, ...], bool], ...]
+    done: set[str]
+    started: bool
+
+    def ready(self) -> list[tuple[str, bool]]:
+        return [
+            (step_id, settle)
+            for step_id, after, settle in self.steps
+            if step_id not in self.done and all(a in self.done for a in after)
+        ]
+
+    @property
+    def open(self) -> bool:
+        return any(step_id not in self.done for step_id, _, _ in self.steps)
+
+
+def best_starts(states: Iterable[LeadState], *, size: int = MAX_COMMANDS) -> int | None:
+    """How many pending leads the next batch should take up so that these leads, and no others,
+    take the fewest batches (None: as many as fit).
+
+    Taking up every pending lead that fits is right while leads keep coming, but at the end of
+    a run it can leave the last leads' chains (contact -> deal -> settling -> closing call) to
+    drain in half-empty batches. This plays the scheduler's own packing forward - as if every
+    step sent succeeded, starting at most k leads now and as many as fit afterwards - for the
+    START_CHOICES largest k, and keeps the k that ends soonest (the largest on a tie). Pure and
+    only a choice of order: what each batch may carry is unchanged (issue 16: 200 leads in 14
+    write batches instead of 15)."""
+    sketches = [
+        _Sketch(
+            tuple((s.id, s.after, s.kind is StepKind.SETTLE) for s in state.steps),
+            set(state.progress.done),
+            state.status is Status.CREATING,
+        )
+        for state in states
+        if state.status in (Status.CREATING, Status.PENDING)
+    ]
+    pending = sum(1 for sketch in sketches if not sketch.started)
+    if not pending or len(sketches) > LOOK_LEADS:
+        return None
+    trial = [_Sketch(s.steps, set(s.done), s.started) for s in sketches]
+    _sketch_batch(trial, size, None)
+    full = sum(s.started for s in trial) - sum(s.started for s in sketches)  # a full batch's
+    best: tuple[int, int] | None = None  # (batches, k)
+    for k in range(full, max(0, full - START_CHOICES), -1):
+        trial = [_Sketch(s.steps, set(s.done), s.started) for s in sketches]
+        if not _sketch_batch(trial, size, k):
+            continue
+        count = 1
+        while _sketch_batch(trial, size, None):
+            count += 1
+        if best is None or count < best[0]:
+            best = (count, k)
+    if best is None or best[1] >= full:
+        return None
+    return best[1]
+
+
+def _sketch_batch(sketches: list[_Sketch], size: int, starts: int | None) -> bool:
+    """One batch of `next_batch`'s packing on sketches, its steps marked done; False if empty."""
+    sent: list[tuple[_Sketch, str]] = []
+    settling: list[tuple[_Sketch, str]] = []
+    started = 0
+
+    def room() -> int:
+        return size - len(sent) - math.ceil(len(settling) / SETTLE_GROUP)
+
+    for underway in (True, False):
+        for sketch in sketches:
+            if room() <= 0:
+                break
+            if sketch.started is not underway or not sketch.open:
+                continue
+            if not underway:
+                if starts is not None and started >= starts:
+                    break
+                started += 1
+            for step_id, settle in sketch.ready():
+                if settle:
+                    if len(settling) % SETTLE_GROUP or room() >= 1:
+                        settling.append((sketch, step_id))
+                    continue
+                if room() <= 0:
+                    break
+                sent.append((sketch, step_id))
+    for sketch, step_id in (*sent, *settling):
+        sketch.done.add(step_id)
+        sketch.started = True
+    return bool(sent or settling)
 
 
 def mark_sent(states: Sequence[LeadState], batch: Batch) -> list[LeadState]:

@@ -92,6 +92,7 @@ class RunState:
     mode_misses: int
     switched: bool  # Bitrix24 took over: the CRM went Simple under this job
     by_bitrix: int  # leads of this job Bitrix24 converted itself
+    absorbing: bool  # leads kept arriving: this run absorbed some (`Intake._absorbed`)
 
     def _requests(self) -> int:
         return self.portal.requests_made - self.first_request

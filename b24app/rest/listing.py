@@ -202,12 +202,18 @@ class Listings:
 
     def step(self) -> dict[str, list[dict[str, Any]]]:
         """Send one request and return the rows it brought, by listing name."""
-        active = [c for c in self._cursors if not c.done]
-        if not active:
+        if self.done:
             return {}
-        commands: list[Command] = []
+        return self.step_with(())[0]
+
+    def step_with(self, riders: Sequence[Command]) -> tuple[dict[str, list[dict[str, Any]]], Any]:
+        """`step`, with `riders` (other read-only commands; their keys must not look like a
+        page's, `<name>_<n>`) sent first in the same request, the pages filling the room they
+        leave: the rows by listing name, and the batch result (the riders' answers are in it)."""
+        active = [c for c in self._cursors if not c.done]
+        commands: list[Command] = list(riders)
         sent: list[tuple[_Cursor, list[str]]] = []
-        for cursor, pages in zip(active, _share(active), strict=True):
+        for cursor, pages in zip(active, _share(active, MAX_BATCH - len(riders)), strict=True):
             if pages:
                 keys = self._pages(cursor, pages, commands)
                 sent.append((cursor, keys))
@@ -215,7 +221,7 @@ class Listings:
         rows: dict[str, list[dict[str, Any]]] = {}
         for cursor, keys in sent:
             rows[cursor.listing.name] = self._take(cursor, keys, result)
-        return rows
+        return rows, result
 
     def read(self) -> dict[str, list[dict[str, Any]]]:
         """Every row of every listing (failed listings are in `errors`)."""
@@ -301,19 +307,20 @@ class Listings:
         return found
 
 
-def _share(active: Sequence[_Cursor]) -> list[int]:
-    """Pages per listing in the next request: first requests by estimate, then an equal share;
-    every listing gets at least one page while there is room."""
+def _share(active: Sequence[_Cursor], room: int = MAX_BATCH) -> list[int]:
+    """Pages per listing in the next request (`room` commands): first requests by estimate,
+    then an equal share; every listing gets at least one page while there is room."""
+    if not active:
+        return []
     wanted = [
-        max(1, c.listing.pages) if not c.started else max(1, MAX_BATCH // len(active))
-        for c in active
+        max(1, c.listing.pages) if not c.started else max(1, room // len(active)) for c in active
     ]
     total = sum(wanted)
-    if total > MAX_BATCH:
-        wanted = [max(1, w * MAX_BATCH // total) for w in wanted]
-    room, shares = MAX_BATCH, []
+    if total > room:
+        wanted = [max(1, w * room // total) for w in wanted]
+    shares = []
     for want in wanted:
-        take = min(want, room)
+        take = max(0, min(want, room))
         shares.append(take)
         room -= take
     return shares

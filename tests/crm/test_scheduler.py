@@ -21,6 +21,7 @@ from b24app.crm.scheduler import (
     CommandError,
     LeadState,
     Status,
+    best_starts,
     mark_sent,
     next_batch,
     record,
@@ -657,3 +658,41 @@ def test_a_job_of_the_earlier_release_resumes_and_creates_nothing_twice() -> Non
     assert portal.entities["company"][company]["LEAD_ID"] == 1
     assert portal.activities[100].bindings == [(2, deal)]  # as the earlier release planned
     assert portal.leads[1]["STATUS_ID"] == "CONVERTED"
+
+
+@pytest.mark.parametrize(
+    ("count", "policy", "greedy", "fewer"),
+    [
+        (200, Policy(), 15, 14),  # the 200-lead import of issue 16
+        (50, Policy(), 7, 6),
+        (30, Policy(client=Client.BOTH, activities=Activities.MOVE), None, None),
+    ],
+)
+def test_the_last_leads_are_taken_up_so_the_tail_drains_in_fewer_batches(
+    count: int, policy: Policy, greedy: int | None, fewer: int | None
+) -> None:
+    def drain(look: bool) -> tuple[FakePortal, list[LeadState], int]:
+        portal, states = setup(count, policy=policy, activities=1 if greedy is None else 0)
+        batches = 0
+        while batch := next_batch(
+            states, size=49, starts=best_starts(states, size=49) if look else None
+        ):
+            batches += 1
+            states = mark_sent(states, batch)
+            states = record(states, batch, BatchOutcome.from_response(portal.batch(batch.commands)))
+        return portal, states, batches
+
+    _, _, as_before = drain(look=False)
+    portal, states, batches = drain(look=True)
+
+    assert_converted_once(portal, states, policy)
+    assert batches <= as_before  # never more than taking up every lead that fits
+    if greedy is not None:
+        assert (as_before, batches) == (greedy, fewer)
+
+
+def test_best_starts_takes_everything_that_fits_when_no_lead_waits() -> None:
+    portal, states = setup(3)
+    assert best_starts(states) is None  # three leads fit: nothing to hold back
+    states = run(portal, states)
+    assert best_starts(states) is None  # all converted

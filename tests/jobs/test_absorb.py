@@ -187,3 +187,103 @@ def test_a_slice_goes_on_while_nobody_waits_and_pauses_when_someone_does(
     done = resume(client_for(sandbox), journal, job.id, go_on=lambda: True)
     assert done.status == DONE and done.converted == 90
     assert not duplicates(core)
+
+
+def test_a_job_of_known_leads_reads_them_in_its_facts_request(
+    make_sandbox: Any, journal: Journal
+) -> None:
+    sandbox = make_sandbox(seed_leads=0)
+    ids = _add(sandbox.portal, 30)
+    job = journal.gather(kind="event", policy=Policy().to_dict(), lead_ids=ids, kinds=KINDS)[0]
+    forget_facts(client := client_for(sandbox))
+    before = sandbox.stats()
+
+    report = resume(client, journal, job.id)
+
+    after = sandbox.stats()
+    assert (report.status, report.converted, duplicates(sandbox.portal)) == (DONE, 30, {})
+    requests = after["http_requests"] - before["http_requests"]
+    # every write batch carries one mode check, the facts request the other
+    checks = after["sub_calls"]["crm.settings.mode.get"] - before["sub_calls"].get(
+        "crm.settings.mode.get", 0
+    )
+    # reading: the facts with the leads and their listings by id, then the comments - two
+    # requests (four before: facts, leads, listings, comments)
+    assert requests - (checks - 1) == 2
+
+
+def test_leads_read_with_the_facts_serve_only_the_ids_they_cover(make_sandbox: Any) -> None:
+    sandbox = make_sandbox(seed_leads=0)
+    ids = _add(sandbox.portal, 5)
+    client = client_for(sandbox)
+    forget_facts(client)
+    reader = Reader(client)
+
+    def listed() -> int:
+        return int(sandbox.stats()["sub_calls"].get("crm.lead.list", 0))
+
+    reader.facts_and_mode((0,), leads=ids[:3])
+    before = listed()
+    wider = [int(lead["ID"]) for chunk in reader.leads_by_id(ids).chunks() for lead in chunk]
+    assert wider == ids and listed() > before  # not covered: all of them read again
+
+    reader.facts_and_mode((0,), leads=ids)
+    before = listed()
+    covered = [int(lead["ID"]) for chunk in reader.leads_by_id(ids[1:4]).chunks() for lead in chunk]
+    assert covered == ids[1:4] and listed() == before  # from the facts request: no read
+    again = [int(lead["ID"]) for chunk in reader.leads_by_id(ids[1:4]).chunks() for lead in chunk]
+    assert again == ids[1:4] and listed() > before  # good for one read only
+
+
+def test_a_run_holds_no_lead_back_while_leads_keep_arriving(
+    make_sandbox: Any, journal: Journal, monkeypatch: Any
+) -> None:
+    from b24app.crm import scheduler
+
+    sandbox = make_sandbox(seed_leads=0)
+    core = sandbox.portal
+    first = _add(core, 60)
+    waves = [_add(core, 30), _add(core, 30), _add(core, 30)]
+    policy = Policy().to_dict()
+    job = journal.gather(kind="event", policy=policy, lead_ids=first, kinds=KINDS)[0]
+    arriving = _ArrivingLeads(journal, [], policy)
+
+    def absorb(job_id: int) -> tuple[int, ...]:  # one wave of an import per absorb
+        if waves:
+            wave = waves.pop(0)
+            arriving.gathered.append(
+                journal.gather(kind="event", policy=policy, lead_ids=wave, kinds=KINDS)[0].id
+            )
+        return journal.absorb(job_id)
+
+    arriving.absorb = absorb  # type: ignore[method-assign]
+    looked: list[int] = []
+    real = scheduler.best_starts
+
+    def best_starts(states: Any, *, size: int) -> int | None:
+        looked.append(len(arriving.gathered))
+        return real(states, size=size)
+
+    monkeypatch.setattr(scheduler, "best_starts", best_starts)
+
+    report = resume(client_for(sandbox), arriving, job.id)  # type: ignore[arg-type]
+
+    assert report.status == DONE and report.converted == 150 and not duplicates(core)
+    assert len(arriving.gathered) == 3
+    # asked while the run held the leads it started with, then only once no more came (the
+    # last absorb came back empty): never while the waves were coming in
+    assert looked and looked[0] == 0
+    assert not [n for n in looked if 0 < n < 3]
+
+
+def test_listings_read_with_the_facts_leave_out_activities_other_covered_leads_own() -> None:
+    from b24app.crm.reader import _only
+
+    rows = [
+        {"ID": 1, "OWNER_TYPE_ID": 1, "OWNER_ID": 10},  # the lead planned now
+        {"ID": 2, "OWNER_TYPE_ID": 1, "OWNER_ID": 11},  # a covered lead planned later
+        {"ID": 3, "OWNER_TYPE_ID": 3, "OWNER_ID": 11},  # primary owner a contact: foreign
+    ]
+    found = _only({"a0": rows, "r": [{"ownerId": 11}]}, {10}, {10, 11})
+    assert [row["ID"] for row in found["a0"]] == [1, 3]
+    assert found["r"] == [{"ownerId": 11}]  # product rows are sorted out by owner later
