@@ -129,12 +129,7 @@ class FieldWork:
         chosen = list(self.to_delete.values())[:room]
         self.store.save_fields(
             self.job_id,
-            [
-                UndoFieldRow(
-                    f.entity, f.field_name, f.lead_field, FIELD_SENT, f.field_id, label=f.label
-                )
-                for f in chosen
-            ],
+            [_row(f, FIELD_SENT, "", field_id=f.field_id) for f in chosen],
         )
         self.was_sent.update(_key(f) for f in chosen)
         self.deleting = {f"X{n}": f for n, f in enumerate(chosen)}
@@ -174,17 +169,7 @@ class FieldWork:
                 why = item.why
                 if status == FIELD_GONE and _key(item) in self.was_sent:
                     status, why = FIELD_REMOVED, ""  # this undo's deletion, its answer lost
-                rows.append(
-                    UndoFieldRow(
-                        item.entity,
-                        item.field_name,
-                        item.lead_field,
-                        status,
-                        None,
-                        why or None,
-                        item.label,
-                    )
-                )
+                rows.append(_row(item, status, why, field_id=None))
             self.to_probe = [f for f in self.to_probe if _key(f) not in done]
         for key, item in self.deleting.items():
             error = result.errors.get(key)
@@ -201,19 +186,16 @@ class FieldWork:
                 else:
                     status, why = FIELD_FAILED, msg.UNDO_FIELD_FAILED.format(error=text or code)
             self.to_delete.pop(_key(item), None)
-            rows.append(
-                UndoFieldRow(
-                    item.entity,
-                    item.field_name,
-                    item.lead_field,
-                    status,
-                    item.field_id,
-                    why or None,
-                    item.label,
-                )
-            )
+            rows.append(_row(item, status, why, field_id=item.field_id))
         self.store.save_fields(self.job_id, rows)
         self.probing, self.deleting = [], {}
+
+
+def _row(item: FieldUndo, status: str, why: str, *, field_id: int | None) -> UndoFieldRow:
+    """The journal's row for `item` at `status`."""
+    return UndoFieldRow(
+        item.entity, item.field_name, item.lead_field, status, field_id, why or None, item.label
+    )
 
 
 def _answered(result: Any, key: str) -> bool:
