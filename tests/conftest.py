@@ -66,6 +66,6 @@ def fresh_postgres_url(postgres_url: str):  # type: ignore[no-untyped-def]
 def _fresh_custom_field_cache() -> None:
     """Custom-field definitions are cached per portal address for a minute; a test's sandbox
     may reuse the address of an earlier test's, so each test starts without the cache."""
-    from b24app.crm.reader import clear_custom_fields_cache
+    from b24app.crm.reader import clear_facts_cache
 
-    clear_custom_fields_cache()
+    clear_facts_cache()

@@ -79,7 +79,7 @@ from b24app.crm.planner import LeadPlan, LeadPreview
 from b24app.crm.planner import preview as preview_plan
 from b24app.crm.planning import plan_chunk
 from b24app.crm.policy import Policy, PolicyError
-from b24app.crm.reader import CHUNK, Reader, forget_custom_fields, forget_facts
+from b24app.crm.reader import CHUNK, Reader, forget_facts
 from b24app.crm.report import JobReport, LeadOutcome, build_report, load_report
 from b24app.crm.scheduler import LeadState
 from b24app.crm.tally import Progress, ProgressCallback
@@ -237,7 +237,7 @@ def _create_fields(
     ledger = journal.created_fields()
     found, notes = fieldsync.ensure(portal, ledger, reader.custom_fields, policy, job_id=job_id)
     if found is not reader.custom_fields:
-        forget_custom_fields(portal)
+        forget_facts(portal)
     reader.custom_fields, reader.field_notes = found, notes
 
 

@@ -84,31 +84,27 @@ OWNER_ARRAYS, OWNER_ARRAYS_REFUSED = "productrow_owner_arrays", "docs"
 # mode check sees the mode change (`b24app.crm.watch`), when b24app created a field, or when a
 # policy does not fit the cached facts (read again before refusing). Every batch still carries
 # its own mode check, so a cached mode is never trusted across a switch.
-CUSTOM_FIELDS_TTL = 60.0
-FACTS_TTL = CUSTOM_FIELDS_TTL
+FACTS_TTL = 60.0
 _custom_cache: dict[str, tuple[float, CustomFields]] = {}
 # portal -> pipelines -> (when read, the facts batch's results, the mode command's among them)
 _facts_cache: dict[str, dict[tuple[int, ...], tuple[float, dict[str, Any]]]] = {}
-_custom_lock = threading.Lock()
+_cache_lock = threading.Lock()
 
 
-def clear_custom_fields_cache() -> None:
+def clear_facts_cache() -> None:
     """Forget every portal's cached facts and definitions (tests reuse sandbox ports)."""
-    with _custom_lock:
+    with _cache_lock:
         _custom_cache.clear()
         _facts_cache.clear()
 
 
-def forget_custom_fields(portal: Portal) -> None:
+def forget_facts(portal: Portal) -> None:
     """Drop everything cached for this portal: its facts and custom-field definitions (after
     b24app created a field on it, or a run saw its CRM mode change)."""
     key = getattr(portal, "cache_key", None)
-    with _custom_lock:
+    with _cache_lock:
         _custom_cache.pop(str(key), None)
         _facts_cache.pop(str(key), None)
-
-
-forget_facts = forget_custom_fields
 
 
 _ORIGIN_SELECT = ("ID", "ORIGINATOR_ID", "ORIGIN_ID")
@@ -250,7 +246,7 @@ class Reader:
         if mode is not None and not self.custom_fields.error:
             key = getattr(self.portal, "cache_key", None)
             if key is not None:
-                with _custom_lock:
+                with _cache_lock:
                     _facts_cache.setdefault(str(key), {})[wanted] = (
                         time.monotonic(),
                         dict(results),
@@ -262,7 +258,7 @@ class Reader:
         key = getattr(self.portal, "cache_key", None)
         if key is None:
             return None
-        with _custom_lock:
+        with _cache_lock:
             found = _facts_cache.get(str(key), {}).get(pipelines)
         if found is None or time.monotonic() - found[0] > FACTS_TTL:
             return None
@@ -352,9 +348,9 @@ class Reader:
         key = getattr(self.portal, "cache_key", None)
         if key is None:
             return None
-        with _custom_lock:
+        with _cache_lock:
             found = _custom_cache.get(str(key))
-        if found is None or time.monotonic() - found[0] > CUSTOM_FIELDS_TTL:
+        if found is None or time.monotonic() - found[0] > FACTS_TTL:
             return None
         return found[1]
 
@@ -362,7 +358,7 @@ class Reader:
         key = getattr(self.portal, "cache_key", None)
         if key is None or found.error:
             return
-        with _custom_lock:
+        with _cache_lock:
             _custom_cache[str(key)] = (time.monotonic(), found)
 
     def active_leads(self, facts: PortalFacts, selection: LeadSelection) -> LeadStream:
