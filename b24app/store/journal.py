@@ -291,11 +291,7 @@ class Journal:
         wanted = [int(i) for i in dict.fromkeys(lead_ids)]
         stored = json.dumps(dict(policy), sort_keys=True)
         with write_lock(self.engine) as conn:
-            if not is_sqlite(self.engine):  # serialized with `claim_job` (see `_take_portal`)
-                conn.execute(
-                    text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
-                    {"key": f"b24app-journal:{self.portal}"},
-                )
+            self._lock_portal(conn)  # serialized with `claim_job`
             row = conn.execute(
                 select(jobs)
                 .where(
@@ -337,11 +333,7 @@ class Journal:
         recovery reads its list). The leads it did not hold yet, in order (issue 16: a lead
         that arrives while its portal is converting joins the running job's next batch)."""
         with write_lock(self.engine) as conn:
-            if not is_sqlite(self.engine):  # serialized with `gather` and `claim_job`
-                conn.execute(
-                    text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
-                    {"key": f"b24app-journal:{self.portal}"},
-                )
+            self._lock_portal(conn)  # serialized with `gather` and `claim_job`
             row = conn.execute(
                 select(jobs).where(jobs.c.id == job_id, jobs.c.portal == self.portal)
             ).first()
@@ -470,14 +462,18 @@ class Journal:
         assert claimed is not None
         return claimed
 
-    def _take_portal(self, conn: Connection) -> None:
-        """Inside a write transaction: fail if a live job runs; mark dead ones interrupted."""
+    def _lock_portal(self, conn: Connection) -> None:
+        """Inside a write transaction: serialize with every other job change of this portal.
+        BEGIN IMMEDIATE does it on SQLite; PostgreSQL needs a transaction-scoped lock."""
         if not is_sqlite(self.engine):
-            # BEGIN IMMEDIATE serializes SQLite writers; PostgreSQL needs a lock to do the same.
             conn.execute(
                 text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
                 {"key": f"b24app-journal:{self.portal}"},
             )
+
+    def _take_portal(self, conn: Connection) -> None:
+        """Inside a write transaction: fail if a live job runs; mark dead ones interrupted."""
+        self._lock_portal(conn)
         running = conn.execute(
             select(jobs).where(jobs.c.portal == self.portal, jobs.c.status == RUNNING)
         ).all()
