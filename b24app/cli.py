@@ -778,10 +778,12 @@ def _show_previews(
         )
         return
     console = stdout_console()
+    # a terminal wraps a long line between words; piped, each lead stays one line (for grep)
+    soft = not console.is_terminal
     for line in preview_lines(previews):
-        console.print(line, markup=False, highlight=False, soft_wrap=True)
+        console.print(line, markup=False, highlight=False, soft_wrap=soft)
     for line in fields.text_lines() if fields is not None else ():
-        console.print(line, markup=False, highlight=False, soft_wrap=True)
+        console.print(line, markup=False, highlight=False, soft_wrap=soft)
     show(totals_sheet(totals, title="Dry run: nothing was changed"), console)
 
 
