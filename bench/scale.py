@@ -33,6 +33,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
+
 from b24app.config import PLANS, Settings
 from b24app.crm.policy import Policy
 from b24app.jobs import Jobs
@@ -40,6 +42,7 @@ from b24app.services import Services
 from b24app.store import installations as inst
 from b24app.store.db import migrate
 from b24app.store.journal import DONE, FAILED, INTERRUPTED
+from b24app.store.journal import jobs as job_rows
 from bench.floors import Usage, ratio, time_floor, usage_between
 from bench.table import figure
 
@@ -195,11 +198,18 @@ def _run_once(options: Options, workers: int) -> tuple[Outcome, float]:
             jobs.run_job(member_id, job.id)
             started[member_id] = job.id
 
-        def finished() -> bool:
-            rows = [services.journal(m).job(j) for m, j in started.items()]
-            return all(r is not None and r.status in (DONE, FAILED, INTERRUPTED) for r in rows)
+        ids = list(started.values())
 
-        wait_for(finished, timeout=options.timeout, what="every portal's job", every=0.05)
+        def finished() -> bool:
+            # one query for every job, ten times a second: this process also runs the portals,
+            # and a query per job every 50 ms (as before) took their CPU
+            with services.engine.connect() as conn:
+                query = select(job_rows.c.status).where(job_rows.c.id.in_(ids))
+                statuses = conn.execute(query).scalars()
+                ended = sum(1 for status in statuses if status in (DONE, FAILED, INTERRUPTED))
+            return ended == len(ids)
+
+        wait_for(finished, timeout=options.timeout, what="every portal's job", every=0.1)
         seconds = time.monotonic() - tick
         mine = resource.getrusage(resource.RUSAGE_SELF)
         own_cpu = mine.ru_utime + mine.ru_stime - own.ru_utime - own.ru_stime

@@ -58,16 +58,25 @@ def _text(value: Any, path: str) -> str:
     return _scalar(value, path)
 
 
+# What `quote(text, safe="")` leaves as it is (RFC 3986 unreserved): most keys and values.
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")
+
+
+def _quoted(text: str) -> str:
+    return text if _UNRESERVED.fullmatch(text) else quote(text, safe="")
+
+
 def _pairs(value: Any, key: str) -> Iterator[tuple[str, str]]:
-    if isinstance(value, Mapping):
+    if isinstance(value, str):  # the common case first: no other check needed
+        yield key, value if value.startswith("$result") and _REF.match(value) else _quoted(value)
+    elif isinstance(value, Mapping):
         for sub, item in value.items():
-            yield from _pairs(item, f"{key}[{quote(str(sub), safe='')}]")
+            yield from _pairs(item, f"{key}[{_quoted(str(sub))}]")
     elif isinstance(value, list | tuple | set | frozenset):
         for index, item in enumerate(value):
             yield from _pairs(item, f"{key}[{index}]")
     else:
-        text = _text(value, key)
-        yield key, text if _REF.match(text) else quote(text, safe="")
+        yield key, _quoted(_text(value, key))
 
 
 def php_query(params: Mapping[str, Any]) -> str:
@@ -76,7 +85,7 @@ def php_query(params: Mapping[str, Any]) -> str:
     return "&".join(
         f"{key}={value}"
         for name, item in params.items()
-        for key, value in _pairs(item, quote(str(name), safe=""))
+        for key, value in _pairs(item, _quoted(str(name)))
     )
 
 
