@@ -125,7 +125,7 @@ class Dispatch(Intake):
                 continue
             size = MAX_COMMANDS - 1 if self.watch else MAX_COMMANDS
             starts = None
-            if (exhausted and not self.paused) or (self._all_listed() and not self.absorbing):
+            if not self.paused and (exhausted or (self._all_listed() and not self.absorbing)):
                 # the run's last leads: fill the tail too (not while leads keep arriving: the
                 # 2,000-lead import took 266 requests instead of 186 that way; nor at the end of
                 # a turn's share: 10 portals x 500 leads in turns of 100 took 796 requests with

@@ -408,9 +408,11 @@ def next_batch(
 
 
 # `best_starts`: how far below a full share of new leads it looks, and the most leads underway
-# or pending it simulates (beyond that a tail is a small part of the run, and the look costs CPU).
+# or pending and batches left it simulates (beyond that a tail is a small part of the run, and
+# the look costs CPU: it plays the rest of the run START_CHOICES times for every batch).
 START_CHOICES = 13
 LOOK_LEADS = 250
+LOOK_BATCHES = 16
 
 
 @dataclass
@@ -462,6 +464,11 @@ def best_starts(states: Iterable[LeadState], *, size: int = MAX_COMMANDS) -> int
     trial = [s.copy() for s in sketches]
     _sketch_batch(trial, size, None)
     full = sum(s.started for s in trial) - sum(s.started for s in sketches)  # a full batch's
+    batches = 1
+    while batches <= LOOK_BATCHES and _sketch_batch(trial, size, None):
+        batches += 1
+    if batches > LOOK_BATCHES:
+        return None  # the tail is still far off
     best: tuple[int, int] | None = None  # (batches, k)
     for k in range(full, max(0, full - START_CHOICES), -1):
         trial = [s.copy() for s in sketches]
