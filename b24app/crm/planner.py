@@ -216,6 +216,14 @@ class Step:
         return self.creates is not None or self.kind in (StepKind.REQUISITE, StepKind.FINISH)
 
 
+StepShape = tuple[str, tuple[str, ...], bool]
+
+
+def step_shapes(steps: Iterable[Step]) -> tuple[StepShape, ...]:
+    """Each step's (id, after, is it a settling read)."""
+    return tuple((s.id, s.after, s.kind is StepKind.SETTLE) for s in steps)
+
+
 @dataclass(frozen=True)
 class LeadPlan:
     """Everything needed to convert one lead; `steps` derives the calls. JSON via to_dict.
@@ -285,6 +293,12 @@ class LeadPlan:
             return (DEAL,)
         own = [n for n in (CONTACT, COMPANY) if (p := self.entity(n)) is not None and p.own]
         return (DEAL, *own)
+
+    @cached_property
+    def step_shapes(self) -> tuple[StepShape, ...]:
+        """Each step's (id, after, is it a settling read): what the scheduler plays ahead
+        with (`scheduler.best_starts`), built once per plan."""
+        return step_shapes(self.steps)
 
     @cached_property
     def steps(self) -> tuple[Step, ...]:

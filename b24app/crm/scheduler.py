@@ -76,9 +76,11 @@ from b24app.crm.planner import (
     Source,
     Step,
     StepKind,
+    StepShape,
     requisite_key,
     settle_command,
     settle_findings,
+    step_shapes,
 )
 from b24app.errors import OutcomeUnknown
 from b24app.rest.command import Command
@@ -420,17 +422,19 @@ class _Sketch:
     """A lead's steps for `best_starts`: (id, after, settle), those done (as if every step sent
     succeeded) and how many are left."""
 
-    steps: tuple[tuple[str, tuple[str, ...], bool], ...]
+    steps: tuple[StepShape, ...]
     done: set[str]
     started: bool
     left: int
 
     @classmethod
     def of(cls, state: LeadState) -> _Sketch:
-        steps = tuple((s.id, s.after, s.kind is StepKind.SETTLE) for s in state.steps)
+        steps = state.steps
+        # no deletions added by settling: the plan's own shapes, built once
+        shapes = state.plan.step_shapes if steps is state.plan.steps else step_shapes(steps)
         done = set(state.progress.done)
-        left = sum(1 for step_id, _, _ in steps if step_id not in done)
-        return cls(steps, done, state.status is Status.CREATING, left)
+        left = sum(1 for step_id, _, _ in shapes if step_id not in done)
+        return cls(shapes, done, state.status is Status.CREATING, left)
 
     def copy(self) -> _Sketch:
         return _Sketch(self.steps, set(self.done), self.started, self.left)
