@@ -162,7 +162,9 @@ class Dispatch(Intake):
         )
         before = [self.working[lead_id] for lead_id in involved]
         marked = scheduler.mark_sent(before, batch)
-        self._save(marked)  # committed before sending: a crash after this cannot duplicate
+        # committed before sending: a crash after this cannot duplicate (only the unsure steps
+        # changed: a job outcome is written again for a lead whose status changed with them)
+        self._save(marked, before=before)
         fatal: B24Error | None = None
         commands = batch.commands
         if self.watch:

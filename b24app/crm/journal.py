@@ -9,7 +9,7 @@ enums, so the stored values and the JSON reports read exactly as the strings the
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
@@ -192,6 +192,8 @@ class JobJournal(Protocol):
         *,
         counts: JobCounts | None = None,
         taken: bool = False,
+        outcomes_of: Collection[int] | None = None,
     ) -> None:
-        """One transaction: the leads' states and job outcomes, the job's counts and heartbeat."""
+        """One transaction: the leads' states and job outcomes, the job's counts and heartbeat.
+        `outcomes_of`: the leads whose job outcome changed (None: every one of `leads`)."""
         ...

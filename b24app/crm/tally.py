@@ -136,7 +136,16 @@ class RunState:
             )
             self._report_progress()
 
-    def _save(self, states: Sequence[LeadState]) -> None:
+    def _save(
+        self, states: Sequence[LeadState], *, before: Sequence[LeadState] | None = None
+    ) -> None:
+        """Journal these states; `before` (the same leads' previous states, in order): only
+        the leads whose status changed get their job outcome written again."""
+        changed = None
+        if before is not None:
+            changed = {
+                s.lead_id for s, b in zip(states, before, strict=True) if s.status != b.status
+            }
         for state in states:
             status = state.status.value
             if status in LEAD_FINAL:
@@ -144,4 +153,9 @@ class RunState:
                 self.working.pop(state.lead_id, None)
             else:
                 self.working[state.lead_id] = state
-        self.journal.save(self.job.id, [_entry(state) for state in states], counts=self._counts())
+        self.journal.save(
+            self.job.id,
+            [_entry(state) for state in states],
+            counts=self._counts(),
+            outcomes_of=changed,
+        )

@@ -24,7 +24,7 @@ import json
 import logging
 import os
 import socket
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
@@ -669,11 +669,13 @@ class Journal:
         *,
         counts: JobCounts | None = None,
         taken: bool = False,
+        outcomes_of: Collection[int] | None = None,
     ) -> None:
         """One transaction: the leads' states and job outcomes, the job's counts and heartbeat.
 
         Skipped leads get only a job outcome (their conversion state, if any, is left alone).
         `taken`: the job takes these leads up now (their `attempts` go up by one).
+        `outcomes_of`: the leads whose job outcome changed (None: every one of `leads`).
         """
         now = utc_now()
         states = [
@@ -701,6 +703,7 @@ class Journal:
                 "updated_at": now,
             }
             for e in leads
+            if outcomes_of is None or e.lead_id in outcomes_of
         ]
         records = [
             {

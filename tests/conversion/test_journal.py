@@ -192,6 +192,19 @@ def test_save_keeps_states_per_portal_and_outcomes_per_job(url: str) -> None:
     assert list(neighbour.outcomes(one.id)) == []
 
 
+def test_a_save_may_write_the_outcomes_of_some_leads_only(url: str) -> None:
+    """Before a batch is sent only the leads whose status changed need their job outcome
+    written again; every lead's state is saved."""
+    journal = Journal.open(url, portal="p")
+    job = journal.start_job(kind="convert", policy={})
+    journal.save(job.id, [_entry(1, "pending"), _entry(2, "pending")], taken=True)
+    journal.save(job.id, [_entry(1), _entry(2, "pending", deal_id=9)], outcomes_of={1})
+
+    assert journal.outcome_statuses(job.id) == {1: "creating", 2: "pending"}
+    assert [e.deal_id for e in journal.outcomes(job.id)] == [None, None]
+    assert journal.states([2])[2].deal_id == 9  # the state itself is saved
+
+
 def test_a_journal_needs_a_portal_key(database_url: str) -> None:
     with pytest.raises(UsageError):
         Journal(make_engine(database_url), portal="")
