@@ -44,7 +44,7 @@ import contextlib
 import datetime as dt
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -471,8 +471,14 @@ class Jobs:
     def _keepalive_age(self) -> dt.timedelta:
         return dt.timedelta(days=self.settings.keepalive_days)
 
-    def _sweep_due(self, member_id: str, now: dt.datetime) -> bool:
-        last = self.services.portal_settings.last_swept(member_id)
+    def _sweep_due(
+        self, member_id: str, now: dt.datetime, swept: Mapping[str, dt.datetime] | None = None
+    ) -> bool:
+        """`swept`: every portal's last sweep, read once for many portals (None: read this one)."""
+        if swept is None:
+            last = self.services.portal_settings.last_swept(member_id)
+        else:
+            last = swept.get(member_id)
         return last is None or now - last >= dt.timedelta(minutes=self.settings.sweep_minutes)
 
     def tick(self) -> None:
@@ -480,10 +486,12 @@ class Jobs:
         now = utc_now()
         self.recover()
         interval = self.settings.sweep_minutes * 60
+        swept = self.services.portal_settings.swept()
         for found in self.services.installations.list_installations(status=inst.ACTIVE):
             member_id = found.member_id
             # A claim per interval keeps a long queue from filling up with the same sweep.
-            if self._sweep_due(member_id, now) and self.locks.claim(f"sweep:{member_id}", interval):
+            due = self._sweep_due(member_id, now, swept)
+            if due and self.locks.claim(f"sweep:{member_id}", interval):
                 self._sweep(member_id)
             rotated = found.refreshed_at or found.installed_at
             if (

@@ -188,6 +188,8 @@ class LeadState:
     @property
     def steps(self) -> tuple[Step, ...]:
         """The plan's steps, plus the deletions settling asked for (the lead closes after them)."""
+        if not self.progress.discard:
+            return self.plan.steps
         extra = tuple(
             Step(
                 f"x{STEP_OF[name]}{entity_id}",
@@ -199,8 +201,6 @@ class LeadState:
                 (key.split(":")[0], entity_id) for key, entity_id in self.progress.discard.items()
             )
         )
-        if not extra:
-            return self.plan.steps
         waits = tuple(step.id for step in extra)
         steps = [s for s in self.plan.steps if s.kind is not StepKind.FINISH]
         steps += extra
@@ -561,8 +561,9 @@ def record(
 
     def apply(state: LeadState, pairs: list[tuple[str, Slot]]) -> LeadState:
         change = _Change(state)
+        steps = {s.id: s for s in state.steps}
         for key, slot in pairs:
-            step = next(s for s in state.steps if s.id == slot.step)
+            step = steps[slot.step]
             if key in outcome.errors:
                 change.error(step, slot, methods.get(key, "?"), outcome.errors[key])
             elif key in outcome.results:

@@ -121,6 +121,16 @@ class PortalSettings:
         row = self._row(member_id)
         return row.swept_at if row is not None else None
 
+    def swept(self) -> dict[str, dt.datetime]:
+        """When the sweep last covered each portal it ever covered: one query (a worker's tick
+        asks for every portal)."""
+        column = portal_settings.c.swept_at
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(portal_settings.c.member_id, column).where(column.is_not(None))
+            )
+            return {row.member_id: row.swept_at for row in rows}
+
     def purge(self, member_id: str) -> None:
         """Forget everything stored for the portal (uninstall with CLEAN=1)."""
         with write_lock(self.engine) as conn:

@@ -54,5 +54,8 @@ def test_sweep_time_and_purge(engine) -> None:
     settings.mark_swept("m1", at)
     settings.save_policy("m1", {"client": "company"}, by="1")
     assert settings.last_swept("m1") == at
+    settings.save_policy("m2", {"client": "contact"}, by="1")  # never swept
+    assert settings.swept() == {"m1": at}  # every portal's at once, for the worker's tick
     settings.purge("m1")
     assert settings.policy_data("m1") is None and settings.last_swept("m1") is None
+    assert settings.swept() == {}
