@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import pytest
 from cli_support import SECRET, active_leads, core, leads, run_cli
+from rich.console import Console
 
+from b24app import cli
 from sandbox.errors import ApiError
 from sandbox.server import Sandbox
 
@@ -76,6 +79,24 @@ def test_dry_run_changes_nothing(env: dict[str, str], portal: Sandbox) -> None:
     assert "lead -> CONVERTED" in text.out and "nothing was changed" in text.out
     assert portal.portal.counts() == counts
     assert leads(portal) == stages
+
+
+def test_a_dry_run_on_an_80_column_terminal_wraps_lines_between_words(
+    env: dict[str, str], portal: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    piped = run_cli(["convert", "--dry-run"], env)
+    assert any(len(line) > 80 for line in piped.out.splitlines())  # one line per lead, piped
+
+    def terminal() -> Console:
+        return Console(file=sys.stdout, width=80, force_terminal=True, color_system=None)
+
+    monkeypatch.setattr(cli, "stdout_console", terminal)
+    shown = run_cli(["convert", "--dry-run"], env)
+    assert shown.code == 0
+    assert all(len(line) <= 80 for line in shown.out.splitlines())
+    # every word whole: a terminal cut "(lead" into "(le" and "ad" before
+    leads = [line for line in piped.out.splitlines() if "lead -> CONVERTED" in line]
+    assert leads and {word for line in leads for word in line.split()} <= set(shown.out.split())
 
 
 def _fail_deal_of(portal: Sandbox, monkeypatch: pytest.MonkeyPatch, lead_id: int) -> None:
