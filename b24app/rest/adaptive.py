@@ -33,12 +33,22 @@ its own requests only, kept `headroom` requests below X, and a drain `rate` it a
   one a minute or two on the standard plan); when it stops, the rate climbs back (from 1.2 to
   2/s in about 17 minutes on the standard plan). An idle client does not grow.
 
+* Others' requests can also be *counted* after the fact: the portal's newest leads (ids in
+  order of creation, with their creation times) say that at least so many leads - so many
+  requests, at 50 per batch - were added since a given moment (`at_least`, evidence as
+  (requests, age) pairs). Each pair bounds the portal's level now from below: those requests,
+  drained at the learned rate since the moment (the earliest they can have come). The mirror
+  rises to the largest bound (never above X), so the first requests after an import wait for
+  the room it left instead of drawing a 503. A bound is a level, not an increment: reading the
+  same leads twice counts them once.
+
 Without neighbours nothing is ever refused and the rate stays at Y.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from b24app.config import RateLimit
@@ -131,6 +141,16 @@ def take(state: State, shape: Shape, now: float, jitter: float = 0.0) -> tuple[S
             rate = min(shape.ceiling, rate + shape.growth / rate)
     slot = Slot(wait=wait, generation=current.generation, level=level - current.rate * wait)
     return replace(current, level=level, rate=rate), slot
+
+
+def at_least(
+    state: State, shape: Shape, now: float, evidence: Iterable[tuple[float, float]]
+) -> State:
+    """Others sent at least `requests` requests within the last `age` seconds, for each pair of
+    `evidence` (see the module doc): the mirror holds at least what is left of them now."""
+    current = drained(state, now)
+    bound = max((requests - current.rate * max(0.0, age) for requests, age in evidence), default=0)
+    return replace(current, level=max(current.level, min(bound, shape.capacity)))
 
 
 def _first_burst(state: State, shape: Shape, span: float) -> bool:
