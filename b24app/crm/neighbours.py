@@ -14,9 +14,10 @@ So the facts request of a run that reads leads by id carries one more command, t
 in that request, and the newest page itself), the leads with a larger id were all added at or
 after its creation: at least (newest id - its id + 1) / 50 requests, since a batch carries at
 most 50 commands (https://apidocs.bitrix24.com/settings/how-to-call-rest-api/batch.html), made
-within the last `age` seconds (the portal's clock at the answer minus DATE_CREATE, seconds
-truncated: the earliest they can have come). `evidence` turns that into (requests, age) pairs;
-the client's bucket keeps the largest that is left of them now (`rest.adaptive.at_least`).
+within the last `age` seconds: the portal's clock at the answer minus the end of the second
+DATE_CREATE names (it is truncated to the second: counting from its end errs by less than a
+second of drain, toward waiting). `evidence` turns that into (requests, age) pairs; the client's
+bucket adds the most that is left of them now (`rest.adaptive.at_least`).
 
 b24app never adds leads, so none of these requests is its own. Leads added by web forms, the UI
 or a CSV import in the browser cost no REST request: the estimate is then pessimistic, by at most
@@ -45,7 +46,7 @@ def newest_command() -> Command:
 
 
 def _created(row: Mapping[str, Any]) -> tuple[int, float] | None:
-    """A row's (id, DATE_CREATE as a unix time); None when either is unreadable."""
+    """A row's (id, the end of DATE_CREATE's second as a unix time); None when unreadable."""
     try:
         lead_id = int(row["ID"])
         created = dt.datetime.fromisoformat(str(row["DATE_CREATE"]))
@@ -53,7 +54,7 @@ def _created(row: Mapping[str, Any]) -> tuple[int, float] | None:
         return None
     if created.tzinfo is None:  # Bitrix24 always sends an offset; without one it means nothing
         return None
-    return lead_id, created.timestamp()
+    return lead_id, created.timestamp() + 1.0  # the end of the second it names
 
 
 def evidence(

@@ -129,7 +129,7 @@ class LocalBucket:
             self._log.cut(before, after)
 
     def at_least(self, evidence: Sequence[tuple[float, float]]) -> None:
-        """Raise the mirror to what others' counted requests left (`adaptive.at_least`)."""
+        """Add what others' counted requests left to the mirror (`adaptive.at_least`)."""
         with self._lock:
             self._state = at_least(self._state, self.shape, self._clock.monotonic(), evidence)
 
@@ -174,12 +174,12 @@ if ARGV[1] == 'take' then
     rate = math.min(ceiling, rate + growth / rate)
   end
 elseif ARGV[1] == 'atleast' then
-  -- adaptive.at_least: (requests, age) pairs from ARGV[11]; the mirror holds the largest bound
-  local bound = 0
+  -- adaptive.at_least: (requests, age) pairs from ARGV[11]; the most left of them joins
+  local left = 0
   for i = 11, #ARGV - 1, 2 do
-    bound = math.max(bound, tonumber(ARGV[i]) - rate * math.max(0, tonumber(ARGV[i + 1])))
+    left = math.max(left, tonumber(ARGV[i]) - rate * math.max(0, tonumber(ARGV[i + 1])))
   end
-  slot_level = math.max(level, math.min(bound, capacity))
+  slot_level = math.max(level, math.min(level + left, capacity))
   level = slot_level
 elseif tonumber(ARGV[11]) == gen then
   local span = math.max(now - since, 1 / rate)
@@ -283,7 +283,7 @@ class RedisBucket:
         self._log.cut(before, self._rate)
 
     def at_least(self, evidence: Sequence[tuple[float, float]]) -> None:
-        """Raise the shared mirror to what others' counted requests left."""
+        """Add what others' counted requests left to the shared mirror."""
         pairs = [repr(float(value)) for pair in evidence for value in pair]
         if not pairs:
             return

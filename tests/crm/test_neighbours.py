@@ -31,13 +31,13 @@ def test_every_lead_known_bounds_the_requests_since_it_was_created() -> None:
     newest = [_lead(i, 2) for i in range(2100, 2050, -1)]
     now = AT.timestamp() + 6
     found = evidence(newest, [_lead(101, 0), _lead(102, 0)], now)
-    # one pair per creation second, from its smallest id: 2,000 leads since AT (40 requests,
-    # 6 s ago), 50 since AT + 2 s (1 request, 4 s ago)
-    assert found == [(40.0, 6.0), (1.0, 4.0)]
+    # one pair per creation second, from its smallest id, counted from the end of the second
+    # (DATE_CREATE is truncated): 2,000 leads within 5 s (40 requests), 50 within 3 s
+    assert found == [(40.0, 5.0), (1.0, 3.0)]
 
 
 def test_unreadable_rows_are_left_out_and_nothing_readable_is_no_evidence() -> None:
     naive = {"ID": "7", "DATE_CREATE": "2026-12-04T17:00:00"}  # no offset: means nothing
     assert evidence([naive, {"ID": "x", "DATE_CREATE": AT.isoformat()}, {"ID": "9"}], [], 0) == []
     assert evidence([], [], AT.timestamp()) == []
-    assert evidence([_lead(50, 0)], [], AT.timestamp() + 1) == [(pytest.approx(0.02), 1.0)]
+    assert evidence([_lead(50, 0)], [], AT.timestamp() + 3) == [(pytest.approx(0.02), 2.0)]

@@ -146,19 +146,22 @@ def test_a_neighbours_burst_just_before_the_first_request_costs_one_refusal_not_
     assert state.rate < 2.0
 
 
-def test_counted_requests_raise_the_mirror_to_what_is_left_of_them():
+def test_what_is_left_of_counted_requests_joins_the_mirror():
     shape = Shape.of(STANDARD)
     state = State.start(shape, 0.0)
     state, _slot = take(state, shape, 0.0)  # the client's own request
-    # 40 requests within the last 6 s (27 left at 2/s, draining since the earliest moment),
-    # 1 within the last 4 s: the largest bound wins
+    # 40 requests within the last 6 s (28 left at 2/s: a bucket filling faster than it drains
+    # holds what came less what drained, however it came), 1 within the last 4 s: the most left
+    # joins the client's own
     raised = at_least(state, shape, 0.0, [(40.0, 6.0), (1.0, 4.0)])
-    assert (raised.level, raised.rate, raised.generation) == (28.0, 2.0, 0)
-    # a level, not an increment: the same leads counted again change nothing
-    assert at_least(raised, shape, 0.0, [(40.0, 6.0)]).level == 28.0
-    assert at_least(state, shape, 0.0, [(400.0, 1.0)]).level == 50.0  # never above X
+    assert (raised.level, raised.rate, raised.generation) == (29.0, 2.0, 0)
+    assert at_least(raised, shape, 0.0, [(40.0, 6.0)]).level == 50.0  # never above X
     assert at_least(state, shape, 0.0, [(2.0, 60.0)]).level == 1.0  # long drained
+    assert at_least(state, shape, 0.0, [(2.0, -1.0)]).level == 3.0  # a clock ahead: just now
     assert at_least(state, shape, 0.0, []).level == 1.0
+    for _ in range(60):  # the client's own reservations beyond the depth stay as they were
+        state, _slot = take(state, shape, 0.0)
+    assert at_least(state, shape, 0.0, [(10.0, 0.0)]).level == state.level == 61.0
 
 
 def _import_then_convert(clock: FakeClock, *, counted: bool) -> tuple[Drive, float]:
