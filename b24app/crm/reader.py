@@ -51,7 +51,7 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from b24app.crm import mapping
+from b24app.crm import mapping, neighbours
 from b24app.crm.customfields import CustomFields, fill_files, list_commands, pending_files
 from b24app.crm.facts import OPTIONAL_KEYS, PortalFacts, facts_commands
 from b24app.crm.fieldpairs import label_of
@@ -67,6 +67,7 @@ from b24app.errors import (
 from b24app.rest.command import Command
 from b24app.rest.listing import Listing, Listings
 from b24app.rest.portal import Portal
+from b24app.rest.response import BatchResult
 from b24app.vocabulary import COMPANY, CONTACT, DEAL, LEAD_TYPE_ID, PAGE_SIZE, TYPE_ID
 from b24app.vocabulary import IDS_PER_FILTER as CHUNK
 from b24app.vocabulary import LIST_METHOD as _LISTS
@@ -275,6 +276,8 @@ class Reader:
         extra = () if cached is not None else list_commands()
         self._prefetched = self._prefetched_extras = None
         if leads:
+            # the portal's newest leads: what an import just spent of its bucket (neighbours)
+            extra = (*extra, neighbours.newest_command())
             ids = sorted(set(int(i) for i in leads))[: self.chunk_size]
             listings = [self._by_id_listing(ids)]
             more = self._id_listings(ids, policy, ids) if policy is not None else []
@@ -283,6 +286,7 @@ class Reader:
                 listings += more  # planning reads them next: ride along if they fit (issue 16)
             lists = Listings(self.portal, listings)
             found, result = lists.step_with((*commands, *extra))
+            self._count_neighbours(result, found.get("l", []))
             if lists.done and not lists.errors:  # else read again where they are needed
                 self._prefetched = (frozenset(ids), found.pop("l", []))
                 if more and len(listings) > 1:
@@ -300,6 +304,19 @@ class Reader:
             self._cache_custom_fields(cached)
         self.custom_fields = cached
         return PortalFacts.from_batch(result.results), result.results
+
+    def _count_neighbours(self, result: BatchResult, known: Sequence[Mapping[str, Any]]) -> None:
+        """Raise the client's mirror of the portal's bucket to what the leads added just before
+        this request left in it (`b24app.crm.neighbours`); nothing when the portal's clock or
+        the newest leads are missing, or the client keeps no bucket."""
+        bucket = getattr(self.portal, "bucket", None)
+        newest = result.results.get(neighbours.NEWEST_KEY)
+        portal_now = result.time.finish if result.time is not None else None
+        if bucket is None or portal_now is None or not isinstance(newest, list):
+            return
+        found = neighbours.evidence(newest, known, portal_now)
+        if found:
+            bucket.at_least(found)
 
     def fill_files(self, plan: LeadPlan) -> LeadPlan:
         """The plan with the files of its custom fields downloaded from the lead (one request

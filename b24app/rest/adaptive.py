@@ -33,12 +33,23 @@ its own requests only, kept `headroom` requests below X, and a drain `rate` it a
   one a minute or two on the standard plan); when it stops, the rate climbs back (from 1.2 to
   2/s in about 17 minutes on the standard plan). An idle client does not grow.
 
+* Others' requests can also be *counted* after the fact: the portal's newest leads (ids in
+  order of creation, with their creation times) say that at least so many leads - so many
+  requests, at 50 per batch - were added since a given moment (`at_least`, evidence as
+  (requests, age) pairs). While a bucket receives faster than it drains, its level is what came
+  in less what drained since, however the arrivals were spread: each pair gives what is left of
+  those requests now, drained at the learned rate. The largest is added to the mirror (none of
+  those requests is the client's own; never above X), so the first requests after an import
+  wait for the room it left instead of drawing a 503. A count is read once per facts request,
+  at most once a minute (their cache), by when an earlier count has drained.
+
 Without neighbours nothing is ever refused and the rate stays at Y.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from b24app.config import RateLimit
@@ -131,6 +142,17 @@ def take(state: State, shape: Shape, now: float, jitter: float = 0.0) -> tuple[S
             rate = min(shape.ceiling, rate + shape.growth / rate)
     slot = Slot(wait=wait, generation=current.generation, level=level - current.rate * wait)
     return replace(current, level=level, rate=rate), slot
+
+
+def at_least(
+    state: State, shape: Shape, now: float, evidence: Iterable[tuple[float, float]]
+) -> State:
+    """Others sent at least `requests` requests within the last `age` seconds, for each pair of
+    `evidence` (see the module doc): what is left of them now joins the mirror, up to X."""
+    current = drained(state, now)
+    left = max((requests - current.rate * max(0.0, age) for requests, age in evidence), default=0)
+    level = max(current.level, min(current.level + max(0.0, left), shape.capacity))
+    return replace(current, level=level)
 
 
 def _first_burst(state: State, shape: Shape, span: float) -> bool:

@@ -13,12 +13,21 @@ import logging
 import random
 import threading
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 from b24app.config import RateLimit
 from b24app.errors import ConfigError
-from b24app.rest.adaptive import MAX_CUT, UNDERSHOOT, Shape, Slot, State, refused, take
+from b24app.rest.adaptive import (
+    MAX_CUT,
+    UNDERSHOOT,
+    Shape,
+    Slot,
+    State,
+    at_least,
+    refused,
+    take,
+)
 from b24app.rest.clock import SYSTEM_CLOCK, Clock
 from b24app.rest.response import Time
 
@@ -35,6 +44,11 @@ class RateBucket(Protocol):
 
     def refused(self, slot: Slot) -> None:
         """The portal answered the request sent in `slot` with QUERY_LIMIT_EXCEEDED."""
+        ...
+
+    def at_least(self, evidence: Sequence[tuple[float, float]]) -> None:
+        """Others sent at least `requests` requests within the last `age` seconds, for each
+        (requests, age) pair (the portal's newest leads are the evidence)."""
         ...
 
     @property
@@ -114,12 +128,17 @@ class LocalBucket:
             after = self._state.rate
             self._log.cut(before, after)
 
+    def at_least(self, evidence: Sequence[tuple[float, float]]) -> None:
+        """Add what others' counted requests left to the mirror (`adaptive.at_least`)."""
+        with self._lock:
+            self._state = at_least(self._state, self.shape, self._clock.monotonic(), evidence)
+
 
 # `adaptive.take` and `adaptive.refused`, atomic in Redis and on Redis's clock, so every process
 # and machine calling the portal shares one mirror and one learned rate. The state is a hash
-# (level, at, rate, gen, since). ARGV: op ('take' | 'refused'), capacity, cap, ceiling, growth,
-# floor, adaptive (1/0), undershoot, max cut, ttl ms, then for 'take' the jitter draw, for
-# 'refused' the slot's gen and level.
+# (level, at, rate, gen, since). ARGV: op ('take' | 'refused' | 'atleast'), capacity, cap, ceiling,
+# growth, floor, adaptive (1/0), undershoot, max cut, ttl ms, then for 'take' the jitter draw,
+# for 'refused' the slot's gen and level, for 'atleast' (requests, age) pairs.
 # Returns {wait, gen, level, rate} as strings (Lua numbers would be truncated to integers).
 _ADAPTIVE = """
 local t = redis.call('TIME')
@@ -154,6 +173,14 @@ if ARGV[1] == 'take' then
   if wait > 0 and adaptive then
     rate = math.min(ceiling, rate + growth / rate)
   end
+elseif ARGV[1] == 'atleast' then
+  -- adaptive.at_least: (requests, age) pairs from ARGV[11]; the most left of them joins
+  local left = 0
+  for i = 11, #ARGV - 1, 2 do
+    left = math.max(left, tonumber(ARGV[i]) - rate * math.max(0, tonumber(ARGV[i + 1])))
+  end
+  slot_level = math.max(level, math.min(level + left, capacity))
+  level = slot_level
 elseif tonumber(ARGV[11]) == gen then
   local span = math.max(now - since, 1 / rate)
   -- adaptive._first_burst: the first refusal within a drain time is a level, not a rate
@@ -254,6 +281,17 @@ class RedisBucket:
             return
         self._rate = float(answer[3])
         self._log.cut(before, self._rate)
+
+    def at_least(self, evidence: Sequence[tuple[float, float]]) -> None:
+        """Add what others' counted requests left to the shared mirror."""
+        pairs = [repr(float(value)) for pair in evidence for value in pair]
+        if not pairs:
+            return
+        answer = self._run("atleast", *pairs)
+        if answer is None:
+            self._fallback.at_least(evidence)
+            return
+        self._rate = float(answer[3])
 
 
 def make_bucket(

@@ -227,3 +227,43 @@ def test_reads_stay_a_handful_of_requests_for_a_thousand_leads(make_sandbox: Any
     # facts, leads, then per chunk its listings and its per-lead reads (comments, contacts)
     per_lead = [len(c) + sum(1 for lead in c if lead.get("CONTACT_ID")) for c in chunks]
     assert client.requests_made == 1 + 1 + sum(1 + math.ceil(n / 50) for n in per_lead)
+
+
+def _import(sandbox: Any, leads: int) -> list[int]:
+    """Leads added through a webhook of their own, 50 `crm.lead.add` per batch (an import)."""
+    importer = client_for(sandbox, url=sandbox.add_webhook())
+    ids: list[int] = []
+    for start in range(0, leads, 50):
+        commands = [
+            Command(f"a{i}", "crm.lead.add", {"fields": {"TITLE": f"import {i}", "NAME": "Ana"}})
+            for i in range(start, min(leads, start + 50))
+        ]
+        result = importer.batch(commands)
+        result.raise_first()
+        ids += [int(value) for value in result.results.values()]
+    return ids
+
+
+def test_the_facts_request_counts_an_import_just_before_it_into_the_bucket(
+    make_sandbox: Any,
+) -> None:
+    # 1,000 leads imported in 20 requests a moment ago; the run knows the first ten (their
+    # events came first). The facts request reads the portal's newest leads beside them: the
+    # client's mirror then holds what is left of the import's 20 requests (2/s drained since the
+    # first lead's second), so its next requests wait for the room the import left.
+    sandbox = make_sandbox(seed_leads=0)
+    ids = _import(sandbox, 1000)
+    client = client_for(sandbox, plan="standard")
+    before = client.requests_made
+    Reader(client).facts_and_mode((0,), leads=ids[:10])
+    assert client.requests_made == before + 1  # the newest leads ride in the facts request
+    level = client.bucket.take().level - 1  # its own request and what the import left
+    assert 12 <= level <= 21
+
+
+def test_leads_added_long_ago_leave_the_bucket_as_it_was(make_sandbox: Any) -> None:
+    sandbox = make_sandbox(seed_leads=600)  # created in 2024: their requests drained long ago
+    client = client_for(sandbox, plan="standard")
+    ids = [int(lead["ID"]) for lead in rows(sandbox.portal, "crm.lead.list")][:10]
+    Reader(client).facts_and_mode((0,), leads=ids)
+    assert 1.5 < client.bucket.take().level <= 2.0  # the facts request and this one

@@ -9,7 +9,7 @@ import pytest
 
 from b24app.config import RateLimit
 from b24app.rest import LocalBucket
-from b24app.rest.adaptive import Shape, State, refused, take
+from b24app.rest.adaptive import Shape, State, at_least, refused, take
 from tests.rest.busy_portal import Drive, Neighbour, PortalBucket
 from tests.rest.conftest import FakeClock
 
@@ -144,3 +144,50 @@ def test_a_neighbours_burst_just_before_the_first_request_costs_one_refusal_not_
     assert slot.wait > 0  # waits for the room the portal has
     state = refused(state, shape, slot, 1.0 + slot.wait)
     assert state.rate < 2.0
+
+
+def test_what_is_left_of_counted_requests_joins_the_mirror():
+    shape = Shape.of(STANDARD)
+    state = State.start(shape, 0.0)
+    state, _slot = take(state, shape, 0.0)  # the client's own request
+    # 40 requests within the last 6 s (28 left at 2/s: a bucket filling faster than it drains
+    # holds what came less what drained, however it came), 1 within the last 4 s: the most left
+    # joins the client's own
+    raised = at_least(state, shape, 0.0, [(40.0, 6.0), (1.0, 4.0)])
+    assert (raised.level, raised.rate, raised.generation) == (29.0, 2.0, 0)
+    assert at_least(raised, shape, 0.0, [(40.0, 6.0)]).level == 50.0  # never above X
+    assert at_least(state, shape, 0.0, [(2.0, 60.0)]).level == 1.0  # long drained
+    assert at_least(state, shape, 0.0, [(2.0, -1.0)]).level == 3.0  # a clock ahead: just now
+    assert at_least(state, shape, 0.0, []).level == 1.0
+    for _ in range(60):  # the client's own reservations beyond the depth stay as they were
+        state, _slot = take(state, shape, 0.0)
+    assert at_least(state, shape, 0.0, [(10.0, 0.0)]).level == state.level == 61.0
+
+
+def _import_then_convert(clock: FakeClock, *, counted: bool) -> tuple[Drive, float]:
+    """A neighbour imports 2,000 leads in 40 batches of 50 `crm.lead.add` at once; 5 s later
+    the client counts them off the portal's newest leads (or not), then sends 100 requests."""
+    portal = PortalBucket(rate=2.0, burst=50)
+    drive = Drive(clock, portal, Neighbour(0.0))
+    for _ in range(40):
+        assert portal.arrive(drive.now())
+    drive.idle(5)
+    bucket = LocalBucket(STANDARD, clock=clock, rng=random.Random(3))
+    if counted:
+        bucket.at_least([(40.0, 5.0)])  # 2,000 leads, the first created 5 s ago
+    return drive, drive.run(bucket, 100)
+
+
+def test_an_import_counted_before_the_first_request_costs_no_refusal_and_no_time(clock):
+    drive, seconds = _import_then_convert(clock, counted=True)
+    assert drive.refusals == []
+    # The portal held 30 when the client began, and so did the mirror: 18 requests at once
+    # (48 - 30), the other 82 at 2/s - the leaky-bucket floor with the import's level,
+    # (100 - 20) / 2 = 40 s, give or take the headroom and a jitter.
+    assert seconds == pytest.approx(41, abs=1.5)
+
+
+def test_an_import_not_counted_costs_the_client_one_refusal():
+    # The contrast (before `at_least`): the mirror starts empty and the portal refuses once.
+    drive, _seconds = _import_then_convert(FakeClock(), counted=False)
+    assert len(drive.refusals) == 1

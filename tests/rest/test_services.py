@@ -14,11 +14,12 @@ import redis
 import requests
 
 from b24app.config import RateLimit
-from b24app.rest import RedisBucket
+from b24app.rest import LocalBucket, RedisBucket
 from chaos.neighbour import Neighbour
 from sandbox import Sandbox
 from sandbox.limits import Plan
 from tests.rest import workers
+from tests.rest.conftest import NoJitter
 from tests.rest.sandbox_app import Installed, race_refresh
 
 pytestmark = pytest.mark.services
@@ -58,6 +59,27 @@ def test_redis_buckets_share_one_mirror_and_one_learned_rate(rate_redis_url):
     assert first.rate == pytest.approx(learned, abs=0.01)  # learned together (+ growth)
     first.refused(slots[-2])  # sent before the cut: the same congestion, no second cut
     assert first.rate == pytest.approx(learned, abs=0.01)
+    redis.Redis.from_url(rate_redis_url).delete(key)
+
+
+def test_the_redis_bucket_counts_others_requests_as_the_local_one_does(rate_redis_url):
+    # The Lua copy of `adaptive.at_least` beside the Python one: the most left of the counted
+    # requests (drained at the learned rate) joins the mirror, never above the portal's depth.
+    key = f"b24app:test:{secrets.token_hex(4)}"
+    rate = RateLimit(per_second=2.0, burst=50)
+    shared = RedisBucket(redis.Redis.from_url(rate_redis_url), key, rate, rng=NoJitter())
+    local = LocalBucket(rate, rng=NoJitter())
+    levels: dict[str, list[float]] = {"redis": [], "local": []}
+    for name, bucket in (("redis", shared), ("local", local)):
+        bucket.at_least([(40.0, 6.0), (1.0, 4.0)])  # 28 left
+        levels[name].append(bucket.take().level)
+        bucket.at_least([(10.0, 1.0), (3.0, 9.0)])  # 8 left (and none of 3 after 9 s)
+        levels[name].append(bucket.take().level)
+        bucket.at_least([(400.0, 0.0)])  # up to the depth
+        levels[name].append(bucket.take().level)
+        bucket.at_least([])
+    assert levels["redis"] == pytest.approx(levels["local"], abs=0.15)
+    assert levels["local"] == pytest.approx([29.0, 38.0, 48.0], abs=0.15)
     redis.Redis.from_url(rate_redis_url).delete(key)
 
 
