@@ -466,25 +466,26 @@ def best_starts(states: Iterable[LeadState], *, size: int = MAX_COMMANDS) -> int
     if not pending or len(sketches) > LOOK_LEADS:
         return None
     trial = [s.copy() for s in sketches]
-    _sketch_batch(trial, size, None)
+    if not _sketch_batch(trial, size, None):
+        return None
     full = sum(s.started for s in trial) - sum(s.started for s in sketches)  # a full batch's
-    batches = 1
+    batches = 1  # this greedy play is the play of k = full
     while batches <= LOOK_BATCHES and _sketch_batch(trial, size, None):
         batches += 1
     if batches > LOOK_BATCHES:
         return None  # the tail is still far off
-    best: tuple[int, int] | None = None  # (batches, k)
-    for k in range(full, max(0, full - START_CHOICES), -1):
+    best = (batches, full)  # (batches, k)
+    for k in range(full - 1, max(0, full - START_CHOICES), -1):
         trial = [s.copy() for s in sketches]
         if not _sketch_batch(trial, size, k):
             continue
         count = 1
         # a play that reaches the best count so far cannot win (a tie keeps the larger k)
-        while (best is None or count < best[0]) and _sketch_batch(trial, size, None):
+        while count < best[0] and _sketch_batch(trial, size, None):
             count += 1
-        if best is None or count < best[0]:
+        if count < best[0]:
             best = (count, k)
-    if best is None or best[1] >= full:
+    if best[1] >= full:
         return None
     return best[1]
 
