@@ -44,7 +44,7 @@ import contextlib
 import datetime as dt
 import logging
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -446,7 +446,9 @@ class Jobs:
                     waiting = True
                     self._later(self._sweep, member_id, force=force, attempt=attempt)
                     return
-                if not force and not self._sweep_due(member_id, utc_now()):
+                if not force and not self._sweep_due(
+                    self.services.portal_settings.last_swept(member_id), utc_now()
+                ):
                     return
                 try:
                     outcome = listeners.sweep_portal(self.services, member_id, gathering=True)
@@ -471,14 +473,8 @@ class Jobs:
     def _keepalive_age(self) -> dt.timedelta:
         return dt.timedelta(days=self.settings.keepalive_days)
 
-    def _sweep_due(
-        self, member_id: str, now: dt.datetime, swept: Mapping[str, dt.datetime] | None = None
-    ) -> bool:
-        """`swept`: every portal's last sweep, read once for many portals (None: read this one)."""
-        if swept is None:
-            last = self.services.portal_settings.last_swept(member_id)
-        else:
-            last = swept.get(member_id)
+    def _sweep_due(self, last: dt.datetime | None, now: dt.datetime) -> bool:
+        """Whether a portal last swept at `last` (None: never) is due for a sweep."""
         return last is None or now - last >= dt.timedelta(minutes=self.settings.sweep_minutes)
 
     def tick(self) -> None:
@@ -490,7 +486,7 @@ class Jobs:
         for found in self.services.installations.list_installations(status=inst.ACTIVE):
             member_id = found.member_id
             # A claim per interval keeps a long queue from filling up with the same sweep.
-            due = self._sweep_due(member_id, now, swept)
+            due = self._sweep_due(swept.get(member_id), now)
             if due and self.locks.claim(f"sweep:{member_id}", interval):
                 self._sweep(member_id)
             rotated = found.refreshed_at or found.installed_at
